@@ -1,0 +1,40 @@
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/sitewitness/witness/cmd/internal/buildinfo.Version=$(VERSION)
+PKGS      := ./...
+
+.PHONY: all build test check integration bench proto dev deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+## test: unit tests with the race detector (needs PostgreSQL 15 binaries for the database tests: make deps)
+test:
+	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+integration: build
+	$(GO) test -tags integration -count=1 -timeout 30m ./integration/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
+
+dev: build
+	$(BIN)/witnessd dev
+
+## deps: Debian packages that the tests and the integration harness use
+deps:
+	bash .ci/install-deps
+
+proto:
+	bash proto/generate.sh
+
+clean:
+	rm -rf $(BIN)
