@@ -1,0 +1,371 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// Errors returned in Result.Err when a command is refused. A refused command
+// changes nothing.
+var (
+	// ErrStaleToken: the command expected a token that is no longer the
+	// group's current token (someone else changed it first).
+	ErrStaleToken = errors.New("stale token")
+	// ErrNoGroup: the command names a group that does not exist.
+	ErrNoGroup = errors.New("no such group")
+	// ErrUnknownSite: the target site is not one of the group's sites.
+	ErrUnknownSite = errors.New("not a site of the group")
+	// ErrSameSite: the group is already active at the target site.
+	ErrSameSite = errors.New("already active at that site")
+	// ErrActiveSiteRemoved: an update removes the site that is active now.
+	ErrActiveSiteRemoved = errors.New("update removes the active site")
+	// ErrDisarmed: an automatic failover of a group that is disarmed.
+	ErrDisarmed = errors.New("group is disarmed")
+	// ErrObserveOnly: an automatic failover of a group in observe mode.
+	ErrObserveOnly = errors.New("group is in observe mode")
+	// ErrInvalid: a command that is malformed (empty name, no sites, a
+	// group named twice); the API refuses these before they reach the log.
+	ErrInvalid = errors.New("invalid command")
+
+	// ErrUnknownType: an entry whose type byte is not known.
+	ErrUnknownType = errors.New("unknown entry type")
+	// ErrEmptyEntry: an entry with no bytes.
+	ErrEmptyEntry = errors.New("empty entry")
+	// ErrCorruptSnapshot: a snapshot whose framing or checksum is wrong.
+	ErrCorruptSnapshot = errors.New("corrupt snapshot")
+)
+
+// Bounds of what a group keeps.
+const (
+	HistoryLimit = 32 // transitions kept per group
+	StepLimit    = 64 // step results kept per group
+)
+
+// Result is what Apply returns for one entry.
+type Result struct {
+	// Tokens maps each group a command created or moved to its new token.
+	Tokens map[string]uint64
+	// Err is nil when the command was applied; otherwise it wraps one of
+	// the errors above and nothing changed.
+	Err error
+}
+
+// FSM holds the replicated state. It is safe for concurrent use: Apply and
+// Restore are called by one goroutine (Raft's), reads by any.
+type FSM struct {
+	mu        sync.RWMutex
+	lastToken uint64
+	groups    map[string]*witnessv1.Group
+}
+
+// New returns an empty state machine.
+func New() *FSM {
+	return &FSM{groups: make(map[string]*witnessv1.Group)}
+}
+
+// Apply decodes and applies one committed entry. It panics when the entry
+// cannot be decoded: a replica that cannot read the log must stop rather
+// than diverge from the others.
+func (f *FSM) Apply(entry []byte) Result {
+	t, cmd, err := Decode(entry)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: committed entry cannot be applied: %v", err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch c := cmd.(type) {
+	case *witnessv1.PutGroupsCommand:
+		return f.putGroups(c)
+	case *witnessv1.DeleteGroupCommand:
+		return f.deleteGroup(c)
+	case *witnessv1.TransitionCommand:
+		return f.transition(c)
+	case *witnessv1.SetModeCommand:
+		return f.setMode(c)
+	case *witnessv1.SetArmedCommand:
+		return f.setArmed(c)
+	case *witnessv1.RecordStepCommand:
+		return f.recordStep(c)
+	}
+	panic(fmt.Sprintf("fsm: entry %s has no handler", t))
+}
+
+func refuse(format string, args ...any) Result {
+	return Result{Err: fmt.Errorf(format, args...)}
+}
+
+func siteIndex(spec *witnessv1.GroupSpec, site string) int {
+	return slices.IndexFunc(spec.GetSites(), func(s *witnessv1.SiteSpec) bool { return s.GetName() == site })
+}
+
+func checkSpec(spec *witnessv1.GroupSpec) error {
+	if spec.GetName() == "" {
+		return fmt.Errorf("group without a name: %w", ErrInvalid)
+	}
+	if len(spec.GetSites()) == 0 {
+		return fmt.Errorf("group %q has no sites: %w", spec.GetName(), ErrInvalid)
+	}
+	seen := make(map[string]bool, len(spec.GetSites()))
+	for _, s := range spec.GetSites() {
+		if s.GetName() == "" || seen[s.GetName()] {
+			return fmt.Errorf("group %q: site %q empty or named twice: %w", spec.GetName(), s.GetName(), ErrInvalid)
+		}
+		seen[s.GetName()] = true
+	}
+	return nil
+}
+
+func specMode(spec *witnessv1.GroupSpec) witnessv1.Mode {
+	if m := spec.GetPolicy().GetMode(); m != witnessv1.Mode_MODE_UNSPECIFIED {
+		return m
+	}
+	return witnessv1.Mode_MODE_AUTO
+}
+
+func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
+	names := make(map[string]bool, len(c.GetSpecs()))
+	for _, spec := range c.GetSpecs() {
+		if err := checkSpec(spec); err != nil {
+			return Result{Err: err}
+		}
+		if names[spec.GetName()] {
+			return refuse("group %q named twice: %w", spec.GetName(), ErrInvalid)
+		}
+		names[spec.GetName()] = true
+		if g, ok := f.groups[spec.GetName()]; ok && siteIndex(spec, g.GetStatus().GetActiveSite()) < 0 {
+			return refuse("group %q: active site %q: %w", spec.GetName(), g.GetStatus().GetActiveSite(), ErrActiveSiteRemoved)
+		}
+	}
+	res := Result{Tokens: make(map[string]uint64)}
+	for _, spec := range c.GetSpecs() {
+		spec = proto.Clone(spec).(*witnessv1.GroupSpec)
+		g, ok := f.groups[spec.GetName()]
+		if !ok {
+			f.lastToken++
+			first := spec.GetSites()[0].GetName()
+			f.groups[spec.GetName()] = &witnessv1.Group{
+				Spec:        spec,
+				SpecVersion: 1,
+				Status: &witnessv1.GroupStatus{
+					ActiveSite:      first,
+					Token:           f.lastToken,
+					Mode:            specMode(spec),
+					Armed:           true,
+					UpdatedUnixNano: c.GetAtUnixNano(),
+					History: []*witnessv1.Transition{{
+						Token:      f.lastToken,
+						ToSite:     first,
+						Kind:       witnessv1.TransitionKind_TRANSITION_KIND_INITIAL,
+						Reason:     "group created",
+						AtUnixNano: c.GetAtUnixNano(),
+						By:         c.GetBy(),
+					}},
+				},
+			}
+			res.Tokens[spec.GetName()] = f.lastToken
+			continue
+		}
+		if proto.Equal(g.GetSpec(), spec) {
+			continue
+		}
+		if specMode(g.GetSpec()) != specMode(spec) {
+			g.Status.Mode = specMode(spec)
+		}
+		g.Spec = spec
+		g.SpecVersion++
+		g.Status.UpdatedUnixNano = c.GetAtUnixNano()
+	}
+	return res
+}
+
+func (f *FSM) deleteGroup(c *witnessv1.DeleteGroupCommand) Result {
+	if _, ok := f.groups[c.GetName()]; !ok {
+		return refuse("delete %q: %w", c.GetName(), ErrNoGroup)
+	}
+	delete(f.groups, c.GetName())
+	return Result{}
+}
+
+func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
+	if len(c.GetMoves()) == 0 {
+		return refuse("transition without moves: %w", ErrInvalid)
+	}
+	seen := make(map[string]bool, len(c.GetMoves()))
+	for _, m := range c.GetMoves() {
+		if seen[m.GetGroup()] {
+			return refuse("transition names group %q twice: %w", m.GetGroup(), ErrInvalid)
+		}
+		seen[m.GetGroup()] = true
+		g, ok := f.groups[m.GetGroup()]
+		if !ok {
+			return refuse("transition %q: %w", m.GetGroup(), ErrNoGroup)
+		}
+		st := g.GetStatus()
+		if m.GetExpectedToken() != st.GetToken() {
+			return refuse("transition %q: expected token %d, current token is %d: %w", m.GetGroup(), m.GetExpectedToken(), st.GetToken(), ErrStaleToken)
+		}
+		if siteIndex(g.GetSpec(), m.GetToSite()) < 0 {
+			return refuse("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrUnknownSite)
+		}
+		if m.GetToSite() == st.GetActiveSite() {
+			return refuse("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrSameSite)
+		}
+		if c.GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+			if !st.GetArmed() {
+				return refuse("failover %q: %w since token %d", m.GetGroup(), ErrDisarmed, st.GetDisarmedAtToken())
+			}
+			if st.GetMode() == witnessv1.Mode_MODE_OBSERVE {
+				return refuse("failover %q: %w", m.GetGroup(), ErrObserveOnly)
+			}
+		}
+	}
+	res := Result{Tokens: make(map[string]uint64, len(c.GetMoves()))}
+	for _, m := range c.GetMoves() {
+		f.lastToken++
+		st := f.groups[m.GetGroup()].Status
+		st.History = appendBounded(st.History, &witnessv1.Transition{
+			Token:      f.lastToken,
+			FromSite:   st.GetActiveSite(),
+			ToSite:     m.GetToSite(),
+			Kind:       c.GetKind(),
+			Reason:     c.GetReason(),
+			AtUnixNano: c.GetAtUnixNano(),
+			By:         c.GetBy(),
+		}, HistoryLimit)
+		st.ActiveSite = m.GetToSite()
+		st.Token = f.lastToken
+		st.UpdatedUnixNano = c.GetAtUnixNano()
+		if c.GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+			st.Armed = false
+			st.DisarmedAtToken = f.lastToken
+		}
+		res.Tokens[m.GetGroup()] = f.lastToken
+	}
+	return res
+}
+
+func (f *FSM) setMode(c *witnessv1.SetModeCommand) Result {
+	g, ok := f.groups[c.GetGroup()]
+	if !ok {
+		return refuse("set mode of %q: %w", c.GetGroup(), ErrNoGroup)
+	}
+	if _, known := witnessv1.Mode_name[int32(c.GetMode())]; !known || c.GetMode() == witnessv1.Mode_MODE_UNSPECIFIED {
+		return refuse("set mode of %q to %d: %w", c.GetGroup(), c.GetMode(), ErrInvalid)
+	}
+	g.Status.Mode = c.GetMode()
+	g.Status.UpdatedUnixNano = c.GetAtUnixNano()
+	return Result{}
+}
+
+func (f *FSM) setArmed(c *witnessv1.SetArmedCommand) Result {
+	g, ok := f.groups[c.GetGroup()]
+	if !ok {
+		return refuse("arm %q: %w", c.GetGroup(), ErrNoGroup)
+	}
+	g.Status.Armed = c.GetArmed()
+	if c.GetArmed() {
+		g.Status.DisarmedAtToken = 0
+	} else {
+		g.Status.DisarmedAtToken = g.Status.GetToken()
+	}
+	g.Status.UpdatedUnixNano = c.GetAtUnixNano()
+	return Result{}
+}
+
+func (f *FSM) recordStep(c *witnessv1.RecordStepCommand) Result {
+	g, ok := f.groups[c.GetGroup()]
+	if !ok {
+		return refuse("record step of %q: %w", c.GetGroup(), ErrNoGroup)
+	}
+	r := c.GetResult()
+	if r.GetStep() == "" {
+		return refuse("record step of %q without a step name: %w", c.GetGroup(), ErrInvalid)
+	}
+	if r.GetToken() != g.GetStatus().GetToken() {
+		return refuse("record step %q of %q at token %d, current token is %d: %w", r.GetStep(), c.GetGroup(), r.GetToken(), g.GetStatus().GetToken(), ErrStaleToken)
+	}
+	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
+	return Result{}
+}
+
+func appendBounded[T any](s []T, v T, limit int) []T {
+	s = append(s, v)
+	if len(s) > limit {
+		s = slices.Clone(s[len(s)-limit:])
+	}
+	return s
+}
+
+// LastToken is the highest token issued so far.
+func (f *FSM) LastToken() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.lastToken
+}
+
+// Group returns a copy of one group.
+func (f *FSM) Group(name string) (*witnessv1.Group, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	g, ok := f.groups[name]
+	if !ok {
+		return nil, false
+	}
+	return proto.Clone(g).(*witnessv1.Group), true
+}
+
+// Groups returns copies of every group, sorted by name.
+func (f *FSM) Groups() []*witnessv1.Group {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.sortedCopies()
+}
+
+func (f *FSM) sortedCopies() []*witnessv1.Group {
+	out := make([]*witnessv1.Group, 0, len(f.groups))
+	for _, g := range f.groups {
+		out = append(out, proto.Clone(g).(*witnessv1.Group))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetSpec().GetName() < out[j].GetSpec().GetName() })
+	return out
+}
+
+// State returns an immutable copy of the whole state: what a snapshot
+// persists.
+func (f *FSM) State() *witnessv1.State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &witnessv1.State{LastToken: f.lastToken, Groups: f.sortedCopies()}
+}
+
+// Restore replaces the state with a decoded snapshot.
+func (f *FSM) Restore(s *witnessv1.State) error {
+	groups := make(map[string]*witnessv1.Group, len(s.GetGroups()))
+	for _, g := range s.GetGroups() {
+		if err := checkSpec(g.GetSpec()); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		if g.GetStatus() == nil {
+			return fmt.Errorf("restore: group %q without status: %w", g.GetSpec().GetName(), ErrCorruptSnapshot)
+		}
+		if g.GetStatus().GetToken() > s.GetLastToken() {
+			return fmt.Errorf("restore: group %q token %d above last token %d: %w", g.GetSpec().GetName(), g.GetStatus().GetToken(), s.GetLastToken(), ErrCorruptSnapshot)
+		}
+		if _, dup := groups[g.GetSpec().GetName()]; dup {
+			return fmt.Errorf("restore: group %q twice: %w", g.GetSpec().GetName(), ErrCorruptSnapshot)
+		}
+		groups[g.GetSpec().GetName()] = proto.Clone(g).(*witnessv1.Group)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.groups = groups
+	f.lastToken = s.GetLastToken()
+	return nil
+}
