@@ -1,0 +1,508 @@
+package probes
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+)
+
+// DefaultMaxConcurrent bounds the checks that run at once when
+// Config.MaxConcurrent is zero.
+const DefaultMaxConcurrent = 16
+
+// Log keys.
+const (
+	logKeyGroup  = "group"
+	logKeySite   = "site"
+	logKeyName   = "probe"
+	logKeyFrom   = "from"
+	logKeyTo     = "to"
+	logKeyDetail = "detail"
+)
+
+// Config configures a [Scheduler].
+type Config struct {
+	// Clock drives the schedule; nil means real time. Check timeouts are
+	// context deadlines, so they follow real time (or a synctest bubble's).
+	Clock Clock
+	// MaxConcurrent bounds the checks running at once; default 16.
+	MaxConcurrent int
+	// OnObservation, if set, receives an Observation after every check, on
+	// a goroutine of its own, one call at a time. If it falls behind, the
+	// observations of a target that it has not taken yet are replaced by
+	// that target's newest one; it never holds up the checks.
+	OnObservation func(Observation)
+	// Logger receives state changes; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Target is one probe of one group at one site.
+type Target struct {
+	Group, Site string
+	// Name tells apart several probes of a group at the same site; it may
+	// be empty when there is one.
+	Name string
+	// Spec gives the interval, timeout and thresholds, and the probe
+	// itself unless Checker is set.
+	Spec Spec
+	// Checker, if set, is run instead of New(Spec); only the timing and
+	// thresholds of Spec are then used.
+	Checker Checker
+}
+
+// Observation is this witness's latest verdict on one target.
+type Observation struct {
+	Group, Site, Name string
+	Kind              Kind
+	State             State
+	// Since is when State last changed, or when the target was added.
+	Since time.Time
+	// CheckedAt is when the last check finished; zero before the first.
+	CheckedAt time.Time
+	// OK, Detail, Latency and the database fields are from the last check;
+	// see [Result] for their meaning.
+	OK         bool
+	Detail     string
+	Latency    time.Duration
+	Role       string
+	LagBytes   int64
+	LagSeconds float64
+	Streaming  bool
+}
+
+type targetKey struct{ group, site, name string }
+
+func compareKeys(a, b targetKey) int {
+	return cmp.Or(cmp.Compare(a.group, b.group), cmp.Compare(a.site, b.site), cmp.Compare(a.name, b.name))
+}
+
+// entry is the scheduler's record of one target. key, spec, custom and
+// checker never change; a changed target gets a new entry.
+type entry struct {
+	key     targetKey
+	spec    Spec
+	custom  Checker
+	checker Checker
+
+	// Guarded by Scheduler.mu.
+	tracker  *Tracker
+	phase    float64 // start offset as a fraction of the interval
+	next     time.Time
+	index    int // in Scheduler.queue; -1 when not queued
+	inflight bool
+	skipped  uint64
+}
+
+// Scheduler runs the checks of a changing set of targets. Its methods are
+// safe for concurrent use.
+type Scheduler struct {
+	clock Clock
+	sem   chan struct{}
+	onObs func(Observation)
+	log   *slog.Logger
+	epoch time.Time
+	wake  chan struct{}
+
+	mu      sync.Mutex
+	entries map[targetKey]*entry
+	queue   entryQueue
+	phases  []float64 // sorted phases of the entries
+	running bool
+
+	mbMu    sync.Mutex
+	pending map[targetKey]Observation
+	order   []targetKey
+	ready   chan struct{}
+}
+
+// NewScheduler returns a scheduler with no targets.
+func NewScheduler(cfg Config) *Scheduler {
+	clock := cfg.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	n := cfg.MaxConcurrent
+	if n <= 0 {
+		n = DefaultMaxConcurrent
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Scheduler{
+		clock:   clock,
+		sem:     make(chan struct{}, n),
+		onObs:   cfg.OnObservation,
+		log:     log.With("component", "probes"),
+		epoch:   clock.Now(),
+		wake:    make(chan struct{}, 1),
+		entries: make(map[targetKey]*entry),
+		pending: make(map[targetKey]Observation),
+		ready:   make(chan struct{}, 1),
+	}
+}
+
+// SetTargets replaces the set of targets. Targets that are unchanged (same
+// key, spec and checker) keep their state and schedule; new or changed
+// targets start unknown; missing ones stop, and a check of theirs still
+// running is discarded. If any target is invalid, nothing changes and the
+// error joins a [*TargetError] for each bad target.
+func (s *Scheduler) SetTargets(targets []Target) error {
+	var errs []error
+	seen := make(map[targetKey]bool, len(targets))
+	fresh := make([]*entry, 0, len(targets))
+	for _, t := range targets {
+		k := targetKey{t.Group, t.Site, t.Name}
+		if seen[k] {
+			errs = append(errs, &TargetError{Group: t.Group, Site: t.Site, Name: t.Name, Err: ErrDuplicateTarget})
+			continue
+		}
+		seen[k] = true
+		spec := t.Spec.WithDefaults()
+		checker := t.Checker
+		if checker == nil {
+			p, err := New(spec)
+			if err != nil {
+				errs = append(errs, &TargetError{Group: t.Group, Site: t.Site, Name: t.Name, Err: err})
+				continue
+			}
+			checker = p
+		} else if err := errors.Join(spec.validateTiming()...); err != nil {
+			errs = append(errs, &TargetError{Group: t.Group, Site: t.Site, Name: t.Name, Err: err})
+			continue
+		}
+		fresh = append(fresh, &entry{key: k, spec: spec, custom: t.Checker, checker: checker, index: -1})
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	slices.SortFunc(fresh, func(a, b *entry) int { return compareKeys(a.key, b.key) })
+
+	s.mu.Lock()
+	now := s.clock.Now()
+	for k, e := range s.entries {
+		if !seen[k] {
+			s.removeLocked(e)
+		}
+	}
+	for _, e := range fresh {
+		old := s.entries[e.key]
+		if old != nil && sameTarget(old, e) {
+			continue
+		}
+		e.tracker = NewTracker(e.spec.FailThreshold, e.spec.RecoverThreshold, now)
+		if old != nil {
+			e.phase = old.phase
+			s.removeLocked(old)
+		} else {
+			e.phase = largestGapMidpoint(s.phases)
+		}
+		s.insertPhase(e.phase)
+		s.entries[e.key] = e
+		e.next = alignedAtOrAfter(s.startOf(e), e.spec.Interval, now)
+		heap.Push(&s.queue, e)
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Snapshot returns the observation of every target, sorted by group, site
+// and name.
+func (s *Scheduler) Snapshot() []Observation {
+	s.mu.Lock()
+	out := make([]Observation, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, e.observation())
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Observation) int {
+		return compareKeys(targetKey{a.Group, a.Site, a.Name}, targetKey{b.Group, b.Site, b.Name})
+	})
+	return out
+}
+
+// Run runs the checks until ctx is done, then waits for the checks in
+// flight and the observation callback to return, and returns nil.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return ErrAlreadyRunning
+	}
+	s.running = true
+	now := s.clock.Now()
+	for _, e := range s.entries {
+		e.next = alignedAtOrAfter(s.startOf(e), e.spec.Interval, now)
+	}
+	heap.Init(&s.queue)
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
+	if s.onObs != nil {
+		wg.Go(func() { s.deliver(ctx) })
+	}
+	timer := s.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		now := s.clock.Now()
+		due := s.takeDueLocked(now)
+		var wait time.Duration
+		pending := len(s.queue) > 0
+		if pending {
+			wait = s.queue[0].next.Sub(now)
+		}
+		s.mu.Unlock()
+		for _, e := range due {
+			wg.Go(func() { s.runCheck(ctx, e) })
+		}
+		timer.Stop()
+		var tick <-chan time.Time
+		if pending {
+			timer.Reset(wait)
+			tick = timer.C()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+		case <-s.wake:
+		}
+	}
+}
+
+// takeDueLocked marks every entry whose time has come as in flight,
+// advances its next run, and returns those to start. An entry still in
+// flight from its previous run skips this one.
+func (s *Scheduler) takeDueLocked(now time.Time) []*entry {
+	var due []*entry
+	for len(s.queue) > 0 && !s.queue[0].next.After(now) {
+		e := s.queue[0]
+		if e.inflight {
+			e.skipped++
+			s.log.Debug("check skipped, previous still running", logKeyGroup, e.key.group, logKeySite, e.key.site, logKeyName, e.key.name)
+		} else {
+			e.inflight = true
+			due = append(due, e)
+		}
+		e.next = alignedAtOrAfter(e.next.Add(e.spec.Interval), e.spec.Interval, now.Add(time.Nanosecond))
+		heap.Fix(&s.queue, 0)
+	}
+	return due
+}
+
+func (s *Scheduler) runCheck(ctx context.Context, e *entry) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		s.release(e)
+		return
+	}
+	r := runChecker(ctx, e.checker, e.spec.Timeout)
+	<-s.sem
+	if ctx.Err() != nil {
+		s.release(e)
+		return
+	}
+	s.finish(e, r, s.clock.Now())
+}
+
+func (s *Scheduler) release(e *entry) {
+	s.mu.Lock()
+	e.inflight = false
+	s.mu.Unlock()
+}
+
+// finish records the result of e's check and queues its observation.
+func (s *Scheduler) finish(e *entry, r Result, now time.Time) {
+	s.mu.Lock()
+	e.inflight = false
+	if s.entries[e.key] != e {
+		s.mu.Unlock()
+		return // removed or replaced while it ran
+	}
+	from := e.tracker.State()
+	changed := e.tracker.Observe(r, now)
+	obs := e.observation()
+	s.mu.Unlock()
+	if changed {
+		s.log.Info("target state changed", logKeyGroup, obs.Group, logKeySite, obs.Site, logKeyName, obs.Name,
+			logKeyFrom, from.String(), logKeyTo, obs.State.String(), logKeyDetail, obs.Detail)
+	}
+	if s.onObs != nil {
+		s.post(obs)
+	}
+}
+
+// post puts obs in the mailbox, replacing an undelivered one of the same
+// target, and never blocks.
+func (s *Scheduler) post(obs Observation) {
+	k := targetKey{obs.Group, obs.Site, obs.Name}
+	s.mbMu.Lock()
+	if _, ok := s.pending[k]; !ok {
+		s.order = append(s.order, k)
+	}
+	s.pending[k] = obs
+	s.mbMu.Unlock()
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Scheduler) deliver(ctx context.Context) {
+	var batch []Observation
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.ready:
+		}
+		s.mbMu.Lock()
+		batch = batch[:0]
+		for _, k := range s.order {
+			batch = append(batch, s.pending[k])
+		}
+		s.order = s.order[:0]
+		clear(s.pending)
+		s.mbMu.Unlock()
+		for _, obs := range batch {
+			if ctx.Err() != nil {
+				return
+			}
+			s.onObs(obs)
+		}
+	}
+}
+
+func (s *Scheduler) removeLocked(e *entry) {
+	if e.index >= 0 {
+		heap.Remove(&s.queue, e.index)
+	}
+	if i, ok := slices.BinarySearch(s.phases, e.phase); ok {
+		s.phases = slices.Delete(s.phases, i, i+1)
+	}
+	delete(s.entries, e.key)
+}
+
+func (s *Scheduler) insertPhase(p float64) {
+	i, _ := slices.BinarySearch(s.phases, p)
+	s.phases = slices.Insert(s.phases, i, p)
+}
+
+// startOf is e's first run on the scheduler's grid: the epoch shifted by
+// e's phase of its interval.
+func (s *Scheduler) startOf(e *entry) time.Time {
+	return s.epoch.Add(time.Duration(e.phase * float64(e.spec.Interval)))
+}
+
+func (e *entry) observation() Observation {
+	r, at := e.tracker.Last()
+	return Observation{
+		Group:      e.key.group,
+		Site:       e.key.site,
+		Name:       e.key.name,
+		Kind:       e.spec.Kind,
+		State:      e.tracker.State(),
+		Since:      e.tracker.Since(),
+		CheckedAt:  at,
+		OK:         r.OK,
+		Detail:     r.Detail,
+		Latency:    r.Latency,
+		Role:       r.Role,
+		LagBytes:   r.LagBytes,
+		LagSeconds: r.LagSeconds,
+		Streaming:  r.Streaming,
+	}
+}
+
+func sameTarget(a, b *entry) bool {
+	return reflect.DeepEqual(a.spec, b.spec) && sameChecker(a.custom, b.custom)
+}
+
+func sameChecker(a, b Checker) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	ta := reflect.TypeOf(a)
+	if ta != reflect.TypeOf(b) || !ta.Comparable() {
+		return false
+	}
+	return a == b
+}
+
+// largestGapMidpoint returns the middle of the largest gap between the
+// sorted phases in [0, 1), wrapping around; 0 when there are none.
+func largestGapMidpoint(phases []float64) float64 {
+	if len(phases) == 0 {
+		return 0
+	}
+	bestStart, bestGap := phases[len(phases)-1], phases[0]+1-phases[len(phases)-1]
+	for i := 0; i+1 < len(phases); i++ {
+		if g := phases[i+1] - phases[i]; g > bestGap {
+			bestStart, bestGap = phases[i], g
+		}
+	}
+	p := bestStart + bestGap/2
+	if p >= 1 {
+		p--
+	}
+	return p
+}
+
+// alignedAtOrAfter returns the first time at or after now that is base
+// plus a whole number of intervals.
+func alignedAtOrAfter(base time.Time, interval time.Duration, now time.Time) time.Time {
+	if !base.Before(now) {
+		return base
+	}
+	k := (now.Sub(base) + interval - 1) / interval
+	return base.Add(k * interval)
+}
+
+// entryQueue is a min-heap of entries by next run.
+type entryQueue []*entry
+
+func (q entryQueue) Len() int { return len(q) }
+func (q entryQueue) Less(i, j int) bool {
+	if c := q[i].next.Compare(q[j].next); c != 0 {
+		return c < 0
+	}
+	return compareKeys(q[i].key, q[j].key) < 0
+}
+func (q entryQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index = i
+	q[j].index = j
+}
+func (q *entryQueue) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*q)
+	*q = append(*q, e)
+}
+func (q *entryQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.index = -1
+	*q = old[:len(old)-1]
+	return e
+}
