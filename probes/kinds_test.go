@@ -10,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -89,6 +91,7 @@ func TestHTTPProbeTLS(t *testing.T) {
 	caFile, serverCert := testCA(t)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the rejected handshake is expected
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 

@@ -94,9 +94,13 @@ func runChecker(ctx context.Context, c Checker, timeout time.Duration) Result {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
+	deadline, _ := ctx.Deadline()
 	r := c.Check(ctx)
 	r.Latency = time.Since(start)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	// A check may see its I/O deadline (set from ctx) a moment before the
+	// context itself reports it.
+	expired := !r.OK && !time.Now().Before(deadline)
+	if expired || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		r.OK = false
 		r.Detail = "timeout after " + timeout.String()
 	} else if ctx.Err() != nil && r.OK {
