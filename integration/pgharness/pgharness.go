@@ -397,12 +397,7 @@ func (s *Server) cleanup(t testing.TB) {
 // command prepares a PostgreSQL program to run as the server's user, in its
 // own process group, with no PG* variables from the test's environment.
 func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	var cmd *exec.Cmd
-	if ctx != nil {
-		cmd = exec.CommandContext(ctx, filepath.Join(s.env.bin, name), args...)
-	} else {
-		cmd = exec.Command(filepath.Join(s.env.bin, name), args...)
-	}
+	cmd := exec.CommandContext(ctx, filepath.Join(s.env.bin, name), args...)
 	cmd.Dir = s.dir
 	cmd.Env = []string{"HOME=" + s.dir, "LC_ALL=C", "TZ=UTC"}
 	for _, kv := range os.Environ() {
@@ -460,7 +455,8 @@ func freePort() (int, error) {
 // launchLocked starts the postmaster and waits until it accepts
 // connections. s.mu must be held.
 func (s *Server) launchLocked() error {
-	cmd := s.command(nil, "postgres", "-D", s.DataDir, "-p", strconv.Itoa(s.Port),
+	// The postmaster outlives any one call; Stop and Kill end it.
+	cmd := s.command(context.Background(), "postgres", "-D", s.DataDir, "-p", strconv.Itoa(s.Port),
 		"-k", s.SocketDir, "-c", "listen_addresses="+s.Host)
 	cmd.Stdout = &s.log
 	cmd.Stderr = &s.log

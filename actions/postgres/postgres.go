@@ -1,0 +1,519 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Defaults for the zero fields of Client.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultPromoteWait    = 60 * time.Second
+	DefaultSettleWait     = 10 * time.Second
+)
+
+// pollInterval is how often Promote and Fence look whether a reload or a
+// session termination took effect.
+const pollInterval = 10 * time.Millisecond
+
+// applicationName marks Witness's own sessions in pg_stat_activity.
+const applicationName = "witness"
+
+// Role is what Witness last made of a node for a group.
+type Role string
+
+// Roles recorded in the token table.
+const (
+	RolePrimary Role = "primary"
+	RoleFenced  Role = "fenced"
+)
+
+// Record is one row of a node's token table.
+type Record struct {
+	Token     uint64
+	Role      Role
+	Site      string
+	UpdatedAt time.Time
+}
+
+// NodeStatus is the actual state of one PostgreSQL node.
+type NodeStatus struct {
+	// InRecovery is pg_is_in_recovery(): the node is a standby.
+	InRecovery bool
+	// ReadOnly is default_transaction_read_only as a new session sees it;
+	// true on a fenced node.
+	ReadOnly bool
+	// ReceiverStatus is pg_stat_wal_receiver.status ("streaming",
+	// "catchup", "stopping", …), empty when no WAL receiver runs, as on a
+	// primary or a standby that lost its primary.
+	ReceiverStatus string
+	// Streaming is ReceiverStatus == "streaming".
+	Streaming bool
+	// Groups holds the token table by group; empty when the table does not
+	// exist yet.
+	Groups map[string]Record
+}
+
+// Token returns the token the node records for group, and whether it
+// records one.
+func (s NodeStatus) Token(group string) (uint64, bool) {
+	r, ok := s.Groups[group]
+	return r.Token, ok
+}
+
+// Client carries out the database actions. The zero value is ready to use;
+// the package-level functions use a zero Client.
+type Client struct {
+	// Site is written into the token table with each record.
+	Site string
+	// ConnectTimeout bounds a connection attempt when the DSN sets no
+	// connect_timeout; zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// PromoteWait is how long pg_promote waits for the promotion to
+	// finish; zero means DefaultPromoteWait.
+	PromoteWait time.Duration
+	// SettleWait is how long Promote and Fence wait for a configuration
+	// reload to take effect and for terminated sessions to end; zero means
+	// DefaultSettleWait.
+	SettleWait time.Duration
+}
+
+// Promote makes the node at dsn the writable primary of group at token;
+// see the package documentation for the steps.
+func Promote(ctx context.Context, dsn, group string, token uint64) error {
+	var c Client
+	return c.Promote(ctx, dsn, group, token)
+}
+
+// Fence makes the node at dsn read-only by default and ends its client
+// sessions, recording token for group; see the package documentation.
+func Fence(ctx context.Context, dsn, group string, token uint64) error {
+	var c Client
+	return c.Fence(ctx, dsn, group, token)
+}
+
+// Status reads the actual state of the node at dsn.
+func Status(ctx context.Context, dsn string) (NodeStatus, error) {
+	var c Client
+	return c.Status(ctx, dsn)
+}
+
+// Promote makes the node at dsn the writable primary of group at token.
+func (c *Client) Promote(ctx context.Context, dsn, group string, token uint64) error {
+	if err := c.promote(ctx, dsn, group, token); err != nil {
+		return fmt.Errorf("promote standby: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) promote(ctx context.Context, dsn, group string, token uint64) error {
+	if err := checkArgs(group, token); err != nil {
+		return err
+	}
+	conn, err := c.connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	if err := lockGroup(ctx, conn, group); err != nil {
+		return err
+	}
+
+	st, err := readNode(ctx, conn, group)
+	if err != nil {
+		return err
+	}
+	if st.found && st.record.Token > token {
+		return &HigherTokenError{Group: group, Held: st.record.Token, Offered: token}
+	}
+	if !st.inRecovery && !st.readOnly && st.found &&
+		st.record.Token == token && st.record.Role == RolePrimary {
+		return nil
+	}
+	if st.inRecovery {
+		wait := int(c.promoteWait().Round(time.Second) / time.Second)
+		var done bool
+		err := conn.QueryRow(ctx, "SELECT pg_promote(wait => true, wait_seconds => $1)", max(wait, 1)).Scan(&done)
+		// 55000 (object_not_in_prerequisite_state): recovery already
+		// ended, someone else promoted the node since we looked. The
+		// check below decides.
+		if err != nil && !hasCode(err, "55000") {
+			return fmt.Errorf("pg_promote: %w", contextError(ctx, err))
+		}
+	}
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return fmt.Errorf("check recovery state: %w", contextError(ctx, err))
+	}
+	if inRecovery {
+		return ErrStillInRecovery
+	}
+	if st.readOnly {
+		if err := c.setReadOnly(ctx, conn, false); err != nil {
+			return err
+		}
+	}
+	return c.record(ctx, conn, group, token, RolePrimary)
+}
+
+// Fence makes the node at dsn read-only by default and terminates its
+// client sessions, recording token for group.
+func (c *Client) Fence(ctx context.Context, dsn, group string, token uint64) error {
+	if err := c.fence(ctx, dsn, group, token); err != nil {
+		return fmt.Errorf("fence primary: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) fence(ctx context.Context, dsn, group string, token uint64) error {
+	if err := checkArgs(group, token); err != nil {
+		return err
+	}
+	conn, err := c.connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	if err := lockGroup(ctx, conn, group); err != nil {
+		return err
+	}
+
+	st, err := readNode(ctx, conn, group)
+	if err != nil {
+		return err
+	}
+	if st.found && st.record.Token > token {
+		return &HigherTokenError{Group: group, Held: st.record.Token, Offered: token}
+	}
+	if !st.inRecovery {
+		// Record first: if a newer decision raced us, refuse before
+		// touching the node.
+		if err := c.record(ctx, conn, group, token, RoleFenced); err != nil {
+			return err
+		}
+	}
+	if err := c.setReadOnly(ctx, conn, true); err != nil {
+		return err
+	}
+	return c.terminateSessions(ctx, conn)
+}
+
+// Status reads the actual state of the node at dsn.
+func (c *Client) Status(ctx context.Context, dsn string) (NodeStatus, error) {
+	st, err := c.status(ctx, dsn)
+	if err != nil {
+		return NodeStatus{}, fmt.Errorf("read database status: %w", err)
+	}
+	return st, nil
+}
+
+func (c *Client) status(ctx context.Context, dsn string) (NodeStatus, error) {
+	conn, err := c.connect(ctx, dsn)
+	if err != nil {
+		return NodeStatus{}, err
+	}
+	defer closeConn(conn)
+
+	var st NodeStatus
+	var hasTable bool
+	err = conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
+		current_setting('default_transaction_read_only')::bool,
+		coalesce((SELECT status FROM pg_stat_wal_receiver), ''),
+		to_regclass('witness.fence') IS NOT NULL`).
+		Scan(&st.InRecovery, &st.ReadOnly, &st.ReceiverStatus, &hasTable)
+	if err != nil {
+		return NodeStatus{}, fmt.Errorf("read node state: %w", contextError(ctx, err))
+	}
+	st.Streaming = st.ReceiverStatus == "streaming"
+	st.Groups = map[string]Record{}
+	if !hasTable {
+		return st, nil
+	}
+	rows, err := conn.Query(ctx, "SELECT group_name, token, role, site, updated_at FROM witness.fence")
+	if err != nil {
+		return NodeStatus{}, fmt.Errorf("read token table: %w", contextError(ctx, err))
+	}
+	for rows.Next() {
+		var group string
+		var r Record
+		var token int64
+		if err := rows.Scan(&group, &token, &r.Role, &r.Site, &r.UpdatedAt); err != nil {
+			rows.Close()
+			return NodeStatus{}, fmt.Errorf("read token table: %w", err)
+		}
+		r.Token = uint64(token)
+		st.Groups[group] = r
+	}
+	if err := rows.Err(); err != nil {
+		return NodeStatus{}, fmt.Errorf("read token table: %w", contextError(ctx, err))
+	}
+	return st, nil
+}
+
+// lockKey is the first half of the advisory lock key of a group; the second
+// half is hashtext(group).
+const lockKey = 0x57544e53 // "WTNS"
+
+// lockGroup takes a session advisory lock for group, so that Promote and
+// Fence on one node run one at a time for a group: the token they check is
+// still the node's token when they act. Advisory locks work on a standby
+// too. The lock goes with the connection.
+func lockGroup(ctx context.Context, conn *pgx.Conn, group string) error {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", int32(lockKey), group); err != nil {
+		return fmt.Errorf("lock group %q: %w", group, contextError(ctx, err))
+	}
+	return nil
+}
+
+// nodeState is what Promote and Fence read before they act.
+type nodeState struct {
+	inRecovery bool
+	readOnly   bool
+	found      bool // the token table has a row for the group
+	record     Record
+}
+
+func readNode(ctx context.Context, conn *pgx.Conn, group string) (nodeState, error) {
+	var st nodeState
+	var hasTable bool
+	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
+		current_setting('default_transaction_read_only')::bool,
+		to_regclass('witness.fence') IS NOT NULL`).Scan(&st.inRecovery, &st.readOnly, &hasTable)
+	if err != nil {
+		return nodeState{}, fmt.Errorf("read node state: %w", contextError(ctx, err))
+	}
+	if !hasTable {
+		return st, nil
+	}
+	var token int64
+	err = conn.QueryRow(ctx,
+		"SELECT token, role, site, updated_at FROM witness.fence WHERE group_name = $1", group).
+		Scan(&token, &st.record.Role, &st.record.Site, &st.record.UpdatedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return st, nil
+	case err != nil:
+		return nodeState{}, fmt.Errorf("read token of group %q: %w", group, contextError(ctx, err))
+	}
+	st.found = true
+	st.record.Token = uint64(token)
+	return st, nil
+}
+
+const createTable = `CREATE SCHEMA IF NOT EXISTS witness;
+CREATE TABLE IF NOT EXISTS witness.fence (
+	group_name text PRIMARY KEY,
+	token      bigint NOT NULL CHECK (token >= 0),
+	role       text NOT NULL,
+	site       text NOT NULL,
+	updated_at timestamptz NOT NULL
+)`
+
+// upsertToken stores a token unless the row holds a higher one; it returns
+// no row in that case.
+const upsertToken = `INSERT INTO witness.fence AS f (group_name, token, role, site, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (group_name) DO UPDATE
+	SET token = excluded.token, role = excluded.role, site = excluded.site, updated_at = excluded.updated_at
+	WHERE f.token <= excluded.token
+RETURNING token`
+
+// record stores token for group in the node's token table, creating the
+// table when absent, and never lowers a stored token. It works on a node
+// that is read-only by default: the transaction asks for read-write.
+func (c *Client) record(ctx context.Context, conn *pgx.Conn, group string, token uint64, role Role) error {
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: pgx.ReadWrite}, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass('witness.fence') IS NOT NULL").Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, createTable); err != nil {
+				return fmt.Errorf("create token table: %w", err)
+			}
+		}
+		var stored int64
+		err := tx.QueryRow(ctx, upsertToken, group, int64(token), string(role), c.Site).Scan(&stored)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "SELECT token FROM witness.fence WHERE group_name = $1", group).Scan(&stored); err != nil {
+			return err
+		}
+		return &HigherTokenError{Group: group, Held: uint64(stored), Offered: token}
+	})
+	var higher *HigherTokenError
+	if errors.As(err, &higher) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("record token %d of group %q: %w", token, group, contextError(ctx, err))
+	}
+	return nil
+}
+
+// setReadOnly sets default_transaction_read_only with ALTER SYSTEM (on) or
+// removes it from postgresql.auto.conf (off), reloads the configuration and
+// waits until conn's own session sees the new value. The postmaster
+// reloads before it signals its children, so from then on every new
+// session gets the new default too.
+func (c *Client) setReadOnly(ctx context.Context, conn *pgx.Conn, on bool) error {
+	stmt := "ALTER SYSTEM RESET default_transaction_read_only"
+	if on {
+		stmt = "ALTER SYSTEM SET default_transaction_read_only = on"
+	}
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("alter system: %w", contextError(ctx, err))
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reload configuration: %w", contextError(ctx, err))
+	}
+	ok, err := c.waitFor(ctx, func() (bool, error) {
+		var got bool
+		err := conn.QueryRow(ctx, "SELECT current_setting('default_transaction_read_only')::bool").Scan(&got)
+		return got == on, err
+	})
+	if err != nil {
+		return fmt.Errorf("check default_transaction_read_only: %w", contextError(ctx, err))
+	}
+	if !ok {
+		return fmt.Errorf("default_transaction_read_only = %v: %w", on, ErrNotApplied)
+	}
+	return nil
+}
+
+// terminateSessions ends every client backend but conn's own and waits
+// until they are gone. Walsenders and background workers stay.
+func (c *Client) terminateSessions(ctx context.Context, conn *pgx.Conn) error {
+	rows, err := conn.Query(ctx, `SELECT pid, backend_start FROM pg_stat_activity
+		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`)
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", contextError(ctx, err))
+	}
+	var pids []int32
+	var starts []time.Time
+	for rows.Next() {
+		var pid int32
+		var start time.Time
+		if err := rows.Scan(&pid, &start); err != nil {
+			rows.Close()
+			return fmt.Errorf("list sessions: %w", err)
+		}
+		pids = append(pids, pid)
+		starts = append(starts, start)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list sessions: %w", contextError(ctx, err))
+	}
+	if len(pids) == 0 {
+		return nil
+	}
+	// pg_terminate_backend returns false for a session that ended
+	// meanwhile; what counts is whether any is left afterwards.
+	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS t(pid)", pids); err != nil {
+		return fmt.Errorf("terminate sessions: %w", contextError(ctx, err))
+	}
+	var left int
+	ok, err := c.waitFor(ctx, func() (bool, error) {
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity a
+			JOIN unnest($1::int[], $2::timestamptz[]) AS t(pid, started)
+			ON a.pid = t.pid AND a.backend_start = t.started`, pids, starts).Scan(&left)
+		return left == 0, err
+	})
+	if err != nil {
+		return fmt.Errorf("check sessions: %w", contextError(ctx, err))
+	}
+	if !ok {
+		return fmt.Errorf("%d of %d sessions: %w", left, len(pids), ErrSessionsRemain)
+	}
+	return nil
+}
+
+// waitFor calls check until it reports true, it fails, ctx ends (error) or
+// SettleWait passes (false, nil).
+func (c *Client) waitFor(ctx context.Context, check func() (bool, error)) (bool, error) {
+	deadline := time.NewTimer(c.settleWait())
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		done, err := check()
+		if err != nil || done {
+			return done, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-deadline.C:
+			return false, nil
+		case <-tick.C:
+		}
+	}
+}
+
+// connect opens one connection to dsn.
+func (c *Client) connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse dsn: %w", err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = c.connectTimeout()
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = applicationName
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", connectError(ctx, err))
+	}
+	return conn, nil
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+func checkArgs(group string, token uint64) error {
+	if group == "" {
+		return fmt.Errorf("empty group name: %w", ErrInvalid)
+	}
+	if token > math.MaxInt64 {
+		return fmt.Errorf("token %d above 2^63-1: %w", token, ErrInvalid)
+	}
+	return nil
+}
+
+func hasCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+func (c *Client) connectTimeout() time.Duration {
+	if c.ConnectTimeout > 0 {
+		return c.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (c *Client) promoteWait() time.Duration {
+	if c.PromoteWait > 0 {
+		return c.PromoteWait
+	}
+	return DefaultPromoteWait
+}
+
+func (c *Client) settleWait() time.Duration {
+	if c.SettleWait > 0 {
+		return c.SettleWait
+	}
+	return DefaultSettleWait
+}
