@@ -298,6 +298,46 @@ func TestFailover(t *testing.T) {
 	})
 }
 
+// TestPromoteAfterPrimaryCrash is the unplanned failover: the primary is
+// gone, the standby has never seen a token table.
+func TestPromoteAfterPrimaryCrash(t *testing.T) {
+	primary := pgharness.StartPrimary(t)
+	standby := pgharness.StartStandby(t, primary)
+	west := &postgres.Client{Site: "west"}
+	ctx := testContext(t)
+	if _, err := connect(t, primary.DSN("postgres")).Exec(ctx, "CREATE TABLE items (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	standby.CatchUp(t, primary)
+	if got := status(t, standby.DSN("postgres")).Groups; len(got) != 0 {
+		t.Fatalf("standby records tokens before any action: %v", got)
+	}
+
+	primary.Kill(t)
+
+	t.Run("fence of the dead primary reports it unreachable", func(t *testing.T) {
+		err := west.Fence(testContext(t), primary.DSN("postgres"), group, 5)
+		if !errors.Is(err, postgres.ErrUnreachable) {
+			t.Errorf("got %v, want ErrUnreachable", err)
+		}
+	})
+
+	t.Run("promote creates the token table on the new primary", func(t *testing.T) {
+		if err := west.Promote(testContext(t), standby.DSN("postgres"), group, 5); err != nil {
+			t.Fatal(err)
+		}
+		want := postgres.NodeStatus{
+			Groups: map[string]postgres.Record{group: {Token: 5, Role: postgres.RolePrimary, Site: "west"}},
+		}
+		if diff := cmp.Diff(want, status(t, standby.DSN("postgres")), ignoreTimes); diff != "" {
+			t.Errorf("promoted standby status (-want +got):\n%s", diff)
+		}
+		if _, err := connect(t, standby.DSN("postgres")).Exec(testContext(t), "INSERT INTO items VALUES (1)"); err != nil {
+			t.Errorf("write on the promoted standby: %v", err)
+		}
+	})
+}
+
 // silentServer accepts TCP connections on loopback and never answers, like
 // a host whose database hangs.
 func silentServer(t *testing.T) string {
