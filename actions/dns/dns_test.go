@@ -23,7 +23,7 @@ const (
 	fenceName  = "_witness.app.example.test."
 )
 
-func mustRR(t *testing.T, s string) mdns.RR {
+func mustRR(t testing.TB, s string) mdns.RR {
 	t.Helper()
 	rr, err := mdns.NewRR(s)
 	if err != nil {
@@ -32,7 +32,7 @@ func mustRR(t *testing.T, s string) mdns.RR {
 	return rr
 }
 
-func startZone(t *testing.T, records ...string) *zoneserver.Server {
+func startZone(t testing.TB, records ...string) *zoneserver.Server {
 	t.Helper()
 	var rrs []mdns.RR
 	for _, s := range records {
@@ -620,5 +620,24 @@ func TestRecordRdata(t *testing.T) {
 				t.Errorf("Rdata = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// BenchmarkSwitch measures one fenced switch (two TCP queries and one signed
+// update) against the zone server on loopback.
+func BenchmarkSwitch(b *testing.B) {
+	benchmarkSwitch(b, startZone(b).Addr())
+}
+
+func benchmarkSwitch(b *testing.B, addr string) {
+	c := newClient(addr)
+	r := appRecord()
+	sites := []string{"east", "west"}
+	token := uint64(0)
+	for b.Loop() {
+		token++
+		if got, err := c.Switch(b.Context(), r, sites[token%2], token); err != nil || got != OutcomeSwitched {
+			b.Fatalf("Switch = %q, %v", got, err)
+		}
 	}
 }
