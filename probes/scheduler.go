@@ -36,7 +36,9 @@ type Config struct {
 	// OnObservation, if set, receives an Observation after every check, on
 	// a goroutine of its own, one call at a time. If it falls behind, the
 	// observations of a target that it has not taken yet are replaced by
-	// that target's newest one; it never holds up the checks.
+	// that target's newest one; it never holds up the checks. An
+	// observation of a target that SetTargets has just removed may still
+	// arrive once.
 	OnObservation func(Observation)
 	// Logger receives state changes; nil means slog.Default().
 	Logger *slog.Logger
@@ -316,6 +318,11 @@ func (s *Scheduler) runCheck(ctx context.Context, e *entry) {
 		s.release(e)
 		return
 	}
+	if !s.current(e) {
+		<-s.sem // removed while it waited for a slot
+		s.release(e)
+		return
+	}
 	r := runChecker(ctx, e.checker, e.spec.Timeout)
 	<-s.sem
 	if ctx.Err() != nil {
@@ -323,6 +330,12 @@ func (s *Scheduler) runCheck(ctx context.Context, e *entry) {
 		return
 	}
 	s.finish(e, r, s.clock.Now())
+}
+
+func (s *Scheduler) current(e *entry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entries[e.key] == e
 }
 
 func (s *Scheduler) release(e *entry) {
