@@ -1,0 +1,122 @@
+package cluster
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// nodeMeta is what each witness tells the others about itself through
+// memberlist's node metadata.
+type nodeMeta struct {
+	Version int    `json:"v"`
+	Site    string `json:"site"`
+	Raft    string `json:"raft"`
+	Admin   string `json:"admin"`
+}
+
+const metaVersion = 1
+
+// delegate answers memberlist's callbacks. Callbacks never block.
+type delegate struct {
+	meta []byte
+	log  *slog.Logger
+}
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	if len(d.meta) > limit {
+		return nil
+	}
+	return d.meta
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// NotifyConflict is memberlist telling that another node uses our name.
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	d.log.Error("another witness uses this node's name", "name", existing.Name, "address", other.Address())
+}
+
+// peers is the live view that memberlist keeps, read by status and
+// forwarding.
+type peer struct {
+	Name       string
+	GossipAddr string
+	Meta       nodeMeta
+}
+
+func decodeMeta(n *memberlist.Node) (nodeMeta, bool) {
+	var m nodeMeta
+	if err := json.Unmarshal(n.Meta, &m); err != nil || m.Version != metaVersion {
+		return m, false
+	}
+	return m, true
+}
+
+// gossip wraps a memberlist instance.
+type gossip struct {
+	ml  *memberlist.Memberlist
+	log *slog.Logger
+
+	mu    sync.Mutex
+	peers []string // gossip addresses to (re)join
+}
+
+func (g *gossip) alive() map[string]peer {
+	out := map[string]peer{}
+	for _, n := range g.ml.Members() {
+		if n.State != memberlist.StateAlive {
+			continue
+		}
+		m, ok := decodeMeta(n)
+		if !ok {
+			g.log.Debug("ignoring member with unknown metadata", "name", n.Name)
+			continue
+		}
+		out[n.Name] = peer{Name: n.Name, GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: m}
+	}
+	return out
+}
+
+func (g *gossip) addPeers(addrs ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, a := range addrs {
+		found := false
+		for _, p := range g.peers {
+			found = found || p == a
+		}
+		if !found {
+			g.peers = append(g.peers, a)
+		}
+	}
+}
+
+// rejoin joins every known peer that memberlist does not see alive.
+func (g *gossip) rejoin(self string) {
+	g.mu.Lock()
+	want := append([]string(nil), g.peers...)
+	g.mu.Unlock()
+	seen := map[string]bool{self: true}
+	for _, p := range g.alive() {
+		seen[p.GossipAddr] = true
+	}
+	var missing []string
+	for _, a := range want {
+		if !seen[a] {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if n, err := g.ml.Join(missing); err != nil && n == 0 {
+		g.log.Debug("gossip join", "peers", missing, "error", err)
+	}
+}

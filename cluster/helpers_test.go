@@ -1,0 +1,194 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitewitness/witness/config"
+)
+
+// freeAddr returns a loopback address whose port is free for TCP and UDP
+// (memberlist uses both).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return addr
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+// testCluster is an in-process cluster of witnesses on loopback.
+type testCluster struct {
+	t     *testing.T
+	cfgs  []config.Node
+	nodes []*Node
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("WITNESS_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func nodeConfig(t *testing.T, name, site string) config.Node {
+	c := config.Default()
+	c.Name, c.Site = name, site
+	c.DataDir = filepath.Join(t.TempDir(), name)
+	c.RaftAddr, c.GossipAddr = freeAddr(t), freeAddr(t)
+	c.AdminAddr = freeAddr(t)
+	c.MetricsAddr = ""
+	c.Raft.HeartbeatTimeout = config.Duration(150 * time.Millisecond)
+	c.Raft.ElectionTimeout = config.Duration(150 * time.Millisecond)
+	c.Raft.LeaderLeaseTimeout = config.Duration(100 * time.Millisecond)
+	c.Gossip.ProbeInterval = config.Duration(100 * time.Millisecond)
+	return c
+}
+
+func newTestCluster(t *testing.T, sites ...string) *testCluster {
+	t.Helper()
+	checkLeaks(t)
+	tc := &testCluster{t: t}
+	var voters []config.Voter
+	for i, site := range sites {
+		c := nodeConfig(t, fmt.Sprintf("%s-%d", site, i+1), site)
+		tc.cfgs = append(tc.cfgs, c)
+		voters = append(voters, config.Voter{Name: c.Name, RaftAddr: c.RaftAddr, GossipAddr: c.GossipAddr})
+	}
+	for i := range tc.cfgs {
+		tc.cfgs[i].InitialVoters = voters
+	}
+	tc.nodes = make([]*Node, len(sites))
+	for i := range tc.cfgs {
+		tc.start(i)
+	}
+	t.Cleanup(tc.closeAll)
+	return tc
+}
+
+func (tc *testCluster) start(i int) {
+	tc.t.Helper()
+	n, err := Start(context.Background(), Options{Config: tc.cfgs[i], Logger: testLogger(tc.t).With("test", tc.t.Name())})
+	if err != nil {
+		tc.t.Fatalf("start %s: %v", tc.cfgs[i].Name, err)
+	}
+	tc.nodes[i] = n
+}
+
+func (tc *testCluster) stop(i int) {
+	if tc.nodes[i] != nil {
+		tc.nodes[i].Close()
+		tc.nodes[i] = nil
+	}
+}
+
+func (tc *testCluster) closeAll() {
+	for i := range tc.nodes {
+		tc.stop(i)
+	}
+}
+
+// leader waits until exactly one running node leads and the others agree.
+func (tc *testCluster) leader() (int, *Node) {
+	tc.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		idx := -1
+		agree := true
+		for i, n := range tc.nodes {
+			if n == nil {
+				continue
+			}
+			if n.IsLeader() {
+				if idx >= 0 {
+					agree = false
+				}
+				idx = i
+			}
+		}
+		if idx >= 0 && agree {
+			for _, n := range tc.nodes {
+				if n == nil {
+					continue
+				}
+				if name, _ := n.Leader(); name != tc.nodes[idx].Name() {
+					agree = false
+				}
+			}
+			if agree {
+				return idx, tc.nodes[idx]
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc.t.Fatal("no single leader within 15s")
+	return -1, nil
+}
+
+// follower returns a running node that does not lead.
+func (tc *testCluster) follower() *Node {
+	li, _ := tc.leader()
+	for i, n := range tc.nodes {
+		if n != nil && i != li {
+			return n
+		}
+	}
+	tc.t.Fatal("no follower")
+	return nil
+}
+
+// eventually polls cond until it holds or 15 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkLeaks fails the test if goroutines started during it are still
+// running once its cleanups have run.
+func checkLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if runtime.NumGoroutine() <= before {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		var ours []string
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "sitewitness/witness") || strings.Contains(g, "hashicorp") {
+				ours = append(ours, g)
+			}
+		}
+		t.Errorf("%d goroutines leaked (before %d):\n%s", runtime.NumGoroutine()-before, before, strings.Join(ours, "\n\n"))
+	})
+}

@@ -1,0 +1,52 @@
+package cluster
+
+import (
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	descLeader = prometheus.NewDesc("witness_raft_leader", "1 while this witness is the Raft leader.", nil, nil)
+	descState  = prometheus.NewDesc("witness_raft_state", "Raft state of this witness (0 follower, 1 candidate, 2 leader, 3 shutdown).", nil, nil)
+	descIndex  = prometheus.NewDesc("witness_raft_applied_index", "Last Raft index applied to the state machine.", nil, nil)
+	descAlive  = prometheus.NewDesc("witness_gossip_members_alive", "Witnesses that gossip sees alive, this one included.", nil, nil)
+	descToken  = prometheus.NewDesc("witness_group_token", "Current fencing token of a group.", []string{"group"}, nil)
+	descActive = prometheus.NewDesc("witness_group_active_site", "1 for the site that is active for a group.", []string{"group", "site"}, nil)
+	descArmed  = prometheus.NewDesc("witness_group_armed", "1 while the group may fail over automatically.", []string{"group"}, nil)
+)
+
+// collector reads the node's state at scrape time, so metrics never lag
+// and cost nothing between scrapes.
+type collector struct{ n *Node }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLeader, descState, descIndex, descAlive, descToken, descActive, descArmed} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	st := n.raft.State()
+	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, b2f(st == raft.Leader))
+	ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, float64(st))
+	ch <- prometheus.MustNewConstMetric(descIndex, prometheus.GaugeValue, float64(n.raft.AppliedIndex()))
+	if n.gossip != nil {
+		ch <- prometheus.MustNewConstMetric(descAlive, prometheus.GaugeValue, float64(len(n.gossip.alive())))
+	}
+	for _, g := range n.fsm.Groups() {
+		name, s := g.GetSpec().GetName(), g.GetStatus()
+		ch <- prometheus.MustNewConstMetric(descToken, prometheus.GaugeValue, float64(s.GetToken()), name)
+		ch <- prometheus.MustNewConstMetric(descArmed, prometheus.GaugeValue, b2f(s.GetArmed()), name)
+		for _, site := range g.GetSpec().GetSites() {
+			ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, b2f(site.GetName() == s.GetActiveSite()), name, site.GetName())
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

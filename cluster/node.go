@@ -1,0 +1,651 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sitewitness/witness/config"
+	"github.com/sitewitness/witness/fsm"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// Log keys.
+const (
+	keyComponent = "component"
+	keyNode      = "node"
+	keyPeer      = "peer"
+	keyErr       = "error"
+)
+
+// Errors of a node. One block, documented.
+var (
+	// ErrForeignDataDir: data_dir was made by another cluster or node.
+	ErrForeignDataDir = errors.New("data_dir belongs to another cluster or node")
+	// ErrNameClash: another member already uses this node's name or
+	// address.
+	ErrNameClash = errors.New("member name or address already in use")
+	// ErrNoLeader: no leader was known within the wait.
+	ErrNoLeader = errors.New("no leader")
+	// ErrClosed: the node is shut down.
+	ErrClosed = errors.New("node closed")
+)
+
+// NotLeaderError is returned for a write made on a follower. Leader and
+// LeaderAdmin say where to send it; both are empty while no leader is known.
+type NotLeaderError struct {
+	Leader      string
+	LeaderAdmin string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == "" {
+		return "not the leader, and no leader is known"
+	}
+	return fmt.Sprintf("not the leader; leader is %s at %s", e.Leader, e.LeaderAdmin)
+}
+
+// LeaderFunc runs on the leader for as long as it leads: ctx is cancelled
+// when leadership is lost or the node closes.
+type LeaderFunc func(ctx context.Context, n *Node)
+
+// Options configure a node beyond its config file.
+type Options struct {
+	Config config.Node
+	Logger *slog.Logger
+	// Registerer receives the node's metrics; nil means none. Several nodes
+	// in one process (witnessd dev, tests) each need their own registry.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics on metrics_addr, when both are set.
+	Gatherer prometheus.Gatherer
+	// OnLeader runs while this node leads.
+	OnLeader LeaderFunc
+	// JoinTimeout bounds joining a running cluster; zero means 30s.
+	JoinTimeout time.Duration
+}
+
+// Node is one witness: its Raft replica, gossip membership and admin API.
+type Node struct {
+	cfg  config.Node
+	log  *slog.Logger
+	opts Options
+	fsm  *fsm.FSM
+	id   identity
+
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	snaps     raft.SnapshotStore
+	gossip    *gossip
+	notifyCh  chan bool
+
+	grpcSrv    *grpc.Server
+	adminLis   net.Listener
+	httpSrv    *http.Server
+	metricsLis net.Listener
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the node's data_dir, starts Raft, gossip, the admin API and
+// the metrics endpoint, and founds or joins the cluster when data_dir is
+// new. It returns once the node runs; leadership comes later.
+func Start(ctx context.Context, opts Options) (_ *Node, err error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With(keyNode, cfg.Name)
+	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	id, haveID, err := readIdentity(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if haveID {
+		if err := checkIdentity(id, &cfg); err != nil {
+			return nil, err
+		}
+	} else if len(cfg.InitialVoters) > 0 {
+		id = identity{Cluster: cfg.Cluster, ClusterID: foundingID(cfg.Cluster, cfg.InitialVoters), Node: cfg.Name}
+	}
+
+	if err := n.startRaft(); err != nil {
+		return nil, err
+	}
+	hasState, err := raft.HasExistingState(n.store, n.store, n.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
+	if hasState && !haveID {
+		return nil, fmt.Errorf("data_dir %s holds Raft state but no %s: %w", cfg.DataDir, identityFile, ErrForeignDataDir)
+	}
+
+	if err := n.startAdmin(); err != nil {
+		return nil, err
+	}
+
+	switch {
+	case hasState:
+		log.Info("resuming from data_dir", "cluster_id", id.ClusterID)
+	case len(cfg.InitialVoters) > 0:
+		servers := make([]raft.Server, len(cfg.InitialVoters))
+		for i, v := range cfg.InitialVoters {
+			servers[i] = raft.Server{ID: raft.ServerID(v.Name), Address: raft.ServerAddress(v.RaftAddr), Suffrage: raft.Voter}
+		}
+		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		log.Info("founded cluster", "cluster_id", id.ClusterID, "voters", len(servers))
+	case len(cfg.Join) > 0:
+		joined, err := n.join(ctx)
+		if err != nil {
+			return nil, err
+		}
+		id = joined
+	default:
+		return nil, fmt.Errorf("data_dir %s is new: set initial_voters to found a cluster or join to enter one", cfg.DataDir)
+	}
+	if id.Node == "" {
+		id.Cluster, id.Node = cfg.Cluster, cfg.Name
+	}
+	n.id = id
+	if err := writeIdentity(cfg.DataDir, id); err != nil {
+		return nil, err
+	}
+
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+	for _, v := range cfg.InitialVoters {
+		if v.Name != cfg.Name {
+			n.gossip.addPeers(v.GossipAddr)
+		}
+	}
+	n.gossip.addPeers(id.GossipPeers...)
+	n.startMetrics()
+
+	n.wg.Add(2)
+	go n.watchLeadership()
+	go n.gossipLoop()
+	return n, nil
+}
+
+func (n *Node) startRaft() error {
+	cfg := n.cfg
+	hl := newHCLog(n.log, "raft")
+	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	if err != nil {
+		return fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
+	if err != nil {
+		return fmt.Errorf("open snapshots: %w", err)
+	}
+	n.snaps = snaps
+	adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("raft_addr: %w", err)
+	}
+	tr, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 5*time.Second, hl)
+	if err != nil {
+		return fmt.Errorf("raft listen %s: %w", cfg.RaftAddr, err)
+	}
+	n.transport = tr
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Name)
+	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout.D()
+	rc.ElectionTimeout = cfg.Raft.ElectionTimeout.D()
+	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.D()
+	rc.CommitTimeout = min(rc.CommitTimeout, cfg.Raft.HeartbeatTimeout.D()/2)
+	rc.SnapshotInterval = cfg.Raft.SnapshotInterval.D()
+	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
+	rc.Logger = hl
+	rc.NotifyCh = n.notifyCh
+	r, err := raft.NewRaft(rc, &raftFSM{f: n.fsm}, store, store, snaps, tr)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	return nil
+}
+
+func (n *Node) startGossip() error {
+	host, portStr, _ := net.SplitHostPort(n.cfg.GossipAddr)
+	port, _ := strconv.Atoi(portStr)
+	meta, err := json.Marshal(nodeMeta{Version: metaVersion, Site: n.cfg.Site, Raft: n.cfg.RaftAddr, Admin: n.AdminAddr()})
+	if err != nil {
+		return err
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.Name
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	mc.ProbeInterval = n.cfg.Gossip.ProbeInterval.D()
+	mc.ProbeTimeout = min(mc.ProbeTimeout, mc.ProbeInterval)
+	mc.GossipInterval = min(mc.GossipInterval, mc.ProbeInterval)
+	mc.Label = "witness/" + n.id.ClusterID
+	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
+	d := &delegate{meta: meta, log: n.log}
+	mc.Delegate = d
+	mc.Conflict = d
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
+	}
+	n.gossip = &gossip{ml: ml, log: n.log.With(keyComponent, "gossip")}
+	return nil
+}
+
+func (n *Node) gossipLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	n.gossip.rejoin(n.cfg.GossipAddr)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.gossip.rejoin(n.cfg.GossipAddr)
+		}
+	}
+}
+
+// watchLeadership runs OnLeader while this node leads.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	type run struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var cur *run
+	stop := func() {
+		if cur != nil {
+			cur.cancel()
+			<-cur.done
+			cur = nil
+		}
+	}
+	defer stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case leader := <-n.notifyCh:
+			if !leader {
+				if cur != nil {
+					n.log.Info("lost leadership")
+				}
+				stop()
+				continue
+			}
+			if cur != nil {
+				continue
+			}
+			n.log.Info("became leader")
+			ctx, cancel := context.WithCancel(n.ctx)
+			cur = &run{cancel: cancel, done: make(chan struct{})}
+			go n.lead(ctx, cur.done)
+		}
+	}
+}
+
+// lead runs while this node leads; ctx ends with leadership.
+func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	// Apply everything the previous leader committed before acting on the
+	// state.
+	if err := n.raft.Barrier(n.cfg.Raft.ElectionTimeout.D() * 5).Error(); err != nil {
+		n.log.Warn("leader barrier", keyErr, err)
+		return
+	}
+	if n.opts.OnLeader != nil {
+		n.opts.OnLeader(ctx, n)
+	}
+}
+
+func (n *Node) startMetrics() {
+	if n.opts.Registerer != nil {
+		n.opts.Registerer.MustRegister(&collector{n: n})
+	}
+	if n.cfg.MetricsAddr == "" || n.opts.Gatherer == nil {
+		return
+	}
+	lis, err := net.Listen("tcp", n.cfg.MetricsAddr)
+	if err != nil {
+		n.log.Error("metrics listener", keyErr, err)
+		return
+	}
+	n.metricsLis = lis
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics server", keyErr, err)
+		}
+	}()
+}
+
+// MetricsAddr is the address /metrics is served on, or "".
+func (n *Node) MetricsAddr() string {
+	if n.metricsLis == nil {
+		return ""
+	}
+	return n.metricsLis.Addr().String()
+}
+
+// Close leaves gossip, shuts Raft down and stops every goroutine the node
+// started. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		var errs []error
+		if n.grpcSrv != nil {
+			stopped := make(chan struct{})
+			go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(2 * time.Second):
+				n.grpcSrv.Stop()
+			}
+		}
+		if n.httpSrv != nil {
+			errs = append(errs, n.httpSrv.Close())
+		}
+		if n.gossip != nil {
+			_ = n.gossip.ml.Leave(time.Second)
+			errs = append(errs, n.gossip.ml.Shutdown())
+		}
+		if n.raft != nil {
+			errs = append(errs, n.raft.Shutdown().Error())
+		}
+		if n.transport != nil {
+			n.transport.CloseStreams()
+			errs = append(errs, n.transport.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.wg.Wait()
+		n.connMu.Lock()
+		for _, c := range n.conns {
+			c.Close()
+		}
+		n.connMu.Unlock()
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// Name is this node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Site is this node's site.
+func (n *Node) Site() string { return n.cfg.Site }
+
+// FSM is the node's replica of the state. Reads may lag the leader.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// ClusterID identifies the cluster this node belongs to.
+func (n *Node) ClusterID() string { return n.id.ClusterID }
+
+// IsLeader reports whether this node believes it leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's name and admin address as this node knows
+// them; both empty while there is none.
+func (n *Node) Leader() (name, admin string) {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", ""
+	}
+	name = string(id)
+	if name == n.cfg.Name {
+		return name, n.AdminAddr()
+	}
+	if n.gossip != nil {
+		if p, ok := n.gossip.alive()[name]; ok {
+			return name, p.Meta.Admin
+		}
+	}
+	return name, ""
+}
+
+// WaitLeader waits until a leader is known, or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) (name string, err error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if name, _ := n.Leader(); name != "" {
+			return name, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for leader: %w", ErrNoLeader)
+		case <-t.C:
+		}
+	}
+}
+
+// VerifyLeader confirms with a quorum that this node still leads.
+func (n *Node) VerifyLeader() error {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		name, admin := n.Leader()
+		return fmt.Errorf("verify leadership: %w", &NotLeaderError{Leader: name, LeaderAdmin: admin})
+	}
+	return nil
+}
+
+// Apply commits a command through Raft and returns the state machine's
+// result. On a follower it returns *NotLeaderError.
+func (n *Node) Apply(ctx context.Context, cmd proto.Message) (fsm.Result, error) {
+	entry, err := fsm.Encode(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	if n.raft.State() != raft.Leader {
+		name, admin := n.Leader()
+		return fsm.Result{}, &NotLeaderError{Leader: name, LeaderAdmin: admin}
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(entry, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			name, admin := n.Leader()
+			return fsm.Result{}, fmt.Errorf("apply: %w", &NotLeaderError{Leader: name, LeaderAdmin: admin})
+		}
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return fsm.Result{}, ErrClosed
+		}
+		return fsm.Result{}, fmt.Errorf("apply: %w", err)
+	}
+	res, _ := f.Response().(fsm.Result)
+	return res, nil
+}
+
+// Member is one witness as this node sees it.
+type Member struct {
+	Name, Site, RaftAddr, GossipAddr, AdminAddr string
+	Voter, Alive, Leader                        bool
+}
+
+// Members lists the Raft servers and the witnesses gossip sees, sorted by
+// name.
+func (n *Node) Members() ([]Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+	leader, _ := n.Leader()
+	alive := map[string]peer{}
+	if n.gossip != nil {
+		alive = n.gossip.alive()
+	}
+	byName := map[string]*Member{}
+	for _, s := range f.Configuration().Servers {
+		m := &Member{Name: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter}
+		byName[m.Name] = m
+	}
+	for name, p := range alive {
+		m, ok := byName[name]
+		if !ok {
+			m = &Member{Name: name, RaftAddr: p.Meta.Raft}
+			byName[name] = m
+		}
+		m.Alive, m.Site, m.AdminAddr, m.GossipAddr = true, p.Meta.Site, p.Meta.Admin, p.GossipAddr
+	}
+	if m, ok := byName[n.cfg.Name]; ok {
+		m.Alive, m.Site, m.AdminAddr, m.GossipAddr = true, n.cfg.Site, n.AdminAddr(), n.cfg.GossipAddr
+	}
+	out := make([]Member, 0, len(byName))
+	for _, m := range byName {
+		m.Leader = m.Name == leader
+		out = append(out, *m)
+	}
+	sortMembers(out)
+	return out, nil
+}
+
+// addVoter adds or confirms a voter; only the leader may.
+func (n *Node) addVoter(name, addr string) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	for _, s := range f.Configuration().Servers {
+		switch {
+		case string(s.ID) == name && string(s.Address) == addr:
+			return nil // already a member: joining again is harmless
+		case string(s.ID) == name:
+			return fmt.Errorf("member %q is already at %s: %w", name, s.Address, ErrNameClash)
+		case string(s.Address) == addr:
+			return fmt.Errorf("address %s is already used by member %q: %w", addr, s.ID, ErrNameClash)
+		}
+	}
+	if err := n.raft.AddVoter(raft.ServerID(name), raft.ServerAddress(addr), 0, 30*time.Second).Error(); err != nil {
+		return fmt.Errorf("add voter %s: %w", name, err)
+	}
+	return nil
+}
+
+func (n *Node) removeServer(name string) error {
+	if name == n.cfg.Name {
+		// Hand leadership over first so the cluster keeps a leader.
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			return fmt.Errorf("transfer leadership before removing %s: %w", name, err)
+		}
+		return &NotLeaderError{}
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(name), 0, 30*time.Second).Error(); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	return nil
+}
+
+// join asks the members in cfg.Join to add this node, until one answers.
+func (n *Node) join(ctx context.Context) (identity, error) {
+	timeout := n.opts.JoinTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req := &witnessv1.AddMemberRequest{Name: n.cfg.Name, Site: n.cfg.Site, RaftAddress: n.cfg.RaftAddr, GossipAddress: n.cfg.GossipAddr}
+	var last error
+	for {
+		for _, addr := range n.cfg.Join {
+			c, err := n.client(addr)
+			if err != nil {
+				last = err
+				continue
+			}
+			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+			resp, err := c.AddMember(cctx, req)
+			ccancel()
+			if err == nil {
+				id := identity{Cluster: n.cfg.Cluster, ClusterID: resp.GetClusterId(), Node: n.cfg.Name}
+				for _, m := range resp.GetMembers() {
+					if m.GetName() != n.cfg.Name && m.GetGossipAddress() != "" {
+						id.GossipPeers = append(id.GossipPeers, m.GetGossipAddress())
+					}
+				}
+				n.log.Info("joined cluster", "via", addr, "cluster_id", id.ClusterID)
+				return id, nil
+			}
+			if isPermanent(err) {
+				return identity{}, fmt.Errorf("join via %s: %w", addr, err)
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return identity{}, fmt.Errorf("join %v: %w (last: %v)", n.cfg.Join, ctx.Err(), last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// client returns a cached admin client for another witness.
+func (n *Node) client(addr string) (witnessv1.AdminClient, error) {
+	n.connMu.Lock()
+	defer n.connMu.Unlock()
+	if c, ok := n.conns[addr]; ok {
+		return witnessv1.NewAdminClient(c), nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	n.conns[addr] = c
+	return witnessv1.NewAdminClient(c), nil
+}

@@ -1,0 +1,58 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/sitewitness/witness/fsm"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// raftFSM adapts fsm.FSM to raft.FSM.
+type raftFSM struct{ f *fsm.FSM }
+
+// Apply applies a committed command entry. fsm.FSM.Apply panics on an
+// entry it cannot decode, which stops the node instead of diverging.
+func (r *raftFSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	return r.f.Apply(l.Data)
+}
+
+func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{state: r.f.State()}, nil
+}
+
+func (r *raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	s, err := fsm.UnmarshalSnapshot(b)
+	if err != nil {
+		return err
+	}
+	return r.f.Restore(s)
+}
+
+// fsmSnapshot holds an immutable copy of the state; Persist encodes it off
+// Raft's main loop.
+type fsmSnapshot struct{ state *witnessv1.State }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	b, err := fsm.MarshalSnapshot(s.state)
+	if err == nil {
+		_, err = sink.Write(b)
+	}
+	if err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}
