@@ -1,0 +1,585 @@
+// Command witnessctl is the operator's CLI for Witness, over the admin gRPC
+// API of any witness.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/sitewitness/witness/cmd/internal/buildinfo"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+const usage = `witnessctl talks to a witness's admin API.
+
+Usage:
+  witnessctl [global flags] COMMAND [args]
+
+Commands:
+  status                          leader, members and every group
+  groups                          list groups
+  group NAME                      one group in detail: status, history, steps
+  apply -f FILE [--dry-run]       create or update the groups in a YAML file (- for stdin)
+  delete NAME                     delete a group
+  switchover GROUP SITE [--token N] [--reason TEXT]
+                                  planned move of GROUP to SITE; refused if the token moved
+  mode GROUP auto|manual|observe  set a group's mode
+  arm GROUP | disarm GROUP        allow or stop automatic failover of a group
+  members                         list members
+  members add NAME --raft-addr ADDR [--site SITE] [--gossip-addr ADDR]
+  members remove NAME
+  version                         print the version
+
+Global flags (also accepted after the command):
+  --addr ADDR     admin address of any witness (default 127.0.0.1:7400, env WITNESS_ADDR)
+  -o FORMAT       table (default) or json
+  --timeout DUR   deadline of each call (default 10s)
+`
+
+type globals struct {
+	addr    string
+	output  string
+	timeout time.Duration
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	def := os.Getenv("WITNESS_ADDR")
+	if def == "" {
+		def = "127.0.0.1:7400"
+	}
+	if g.addr == "" {
+		g.addr = def
+	}
+	if g.output == "" {
+		g.output = "table"
+	}
+	if g.timeout == 0 {
+		g.timeout = 10 * time.Second
+	}
+	fs.StringVar(&g.addr, "addr", g.addr, "admin address of any witness")
+	fs.StringVar(&g.output, "o", g.output, "output: table or json")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of each call")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+var errUsage = errors.New("usage")
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var g globals
+	top := flag.NewFlagSet("witnessctl", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	g.register(top)
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "witnessctl: %v\n\n%s", err, usage)
+		return 2
+	}
+	rest := top.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	c := &cli{g: &g, stdin: stdin, stdout: stdout, stderr: stderr}
+	err := c.dispatch(rest[0], rest[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	if st, ok := status.FromError(err); ok {
+		fmt.Fprintf(stderr, "witnessctl: %s: %s\n", strings.ToLower(st.Code().String()), st.Message())
+	} else {
+		fmt.Fprintf(stderr, "witnessctl: %v\n", err)
+	}
+	return 1
+}
+
+type cli struct {
+	g      *globals
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// flags parses a command's own flags; global flags are accepted too.
+func (c *cli) flags(name, synopsis string, args []string, define func(fs *flag.FlagSet), nargs int) ([]string, error) {
+	fs := flag.NewFlagSet("witnessctl "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	c.g.register(fs)
+	if define != nil {
+		define(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "Usage: witnessctl %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	// Let flags follow positional arguments: witnessctl group app -o json.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if nargs >= 0 && len(pos) != nargs {
+		fmt.Fprintf(c.stderr, "witnessctl %s: want %d argument(s), got %d\n", name, nargs, len(pos))
+		fs.Usage()
+		return nil, errUsage
+	}
+	if c.g.output != "table" && c.g.output != "json" {
+		fmt.Fprintf(c.stderr, "witnessctl: -o %q: want table or json\n", c.g.output)
+		return nil, errUsage
+	}
+	return pos, nil
+}
+
+func (c *cli) client() (witnessv1.AdminClient, func(), error) {
+	conn, err := grpc.NewClient(c.g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", c.g.addr, err)
+	}
+	return witnessv1.NewAdminClient(conn), func() { conn.Close() }, nil
+}
+
+func (c *cli) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.g.timeout)
+}
+
+func who() string {
+	if u, err := user.Current(); err == nil {
+		return "witnessctl:" + u.Username
+	}
+	return "witnessctl"
+}
+
+func (c *cli) dispatch(cmd string, args []string) error {
+	switch cmd {
+	case "status":
+		return c.status(args)
+	case "groups":
+		return c.groups(args)
+	case "group":
+		return c.group(args)
+	case "apply":
+		return c.apply(args)
+	case "delete":
+		return c.delete(args)
+	case "switchover":
+		return c.switchover(args)
+	case "mode":
+		return c.mode(args)
+	case "arm", "disarm":
+		return c.arm(cmd, args)
+	case "members":
+		return c.members(args)
+	case "version":
+		fmt.Fprintln(c.stdout, "witnessctl", buildinfo.String())
+		return nil
+	case "help":
+		fmt.Fprint(c.stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(c.stderr, "witnessctl: unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}
+
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *cli) table(header string, rows [][]string) {
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, r := range rows {
+		fmt.Fprintln(w, strings.Join(r, "\t"))
+	}
+	w.Flush()
+}
+
+func (c *cli) status(args []string) error {
+	if _, err := c.flags("status", "status [-o json]", args, nil, 0); err != nil {
+		return err
+	}
+	cl, done, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	st, err := cl.Status(ctx, &witnessv1.StatusRequest{})
+	if err != nil {
+		return err
+	}
+	out := statusJSON{ClusterID: st.GetClusterId(), Node: st.GetNode(), Leader: st.GetLeader(), LastToken: st.GetLastToken(),
+		Members: []memberJSON{}, Groups: []groupSummary{}}
+	for _, m := range st.GetMembers() {
+		out.Members = append(out.Members, toMember(m))
+	}
+	for _, g := range st.GetGroups() {
+		out.Groups = append(out.Groups, toSummary(g))
+	}
+	if c.g.output == "json" {
+		return c.printJSON(out)
+	}
+	leader := out.Leader
+	if leader == "" {
+		leader = "(none: the cluster has no majority)"
+	}
+	fmt.Fprintf(c.stdout, "cluster %s, answered by %s, leader %s\n\n", out.ClusterID, out.Node, leader)
+	c.memberTable(out.Members)
+	fmt.Fprintln(c.stdout)
+	c.groupTable(out.Groups)
+	return nil
+}
+
+func (c *cli) memberTable(ms []memberJSON) {
+	var rows [][]string
+	for _, m := range ms {
+		role := "follower"
+		switch {
+		case m.Leader:
+			role = "leader"
+		case !m.Voter:
+			role = "non-voter"
+		}
+		alive := "alive"
+		if !m.Alive {
+			alive = "unreachable"
+		}
+		rows = append(rows, []string{m.Name, dash(m.Site), m.Address, role, alive, dash(m.AdminAddress)})
+	}
+	c.table("MEMBER\tSITE\tRAFT ADDRESS\tROLE\tGOSSIP\tADMIN", rows)
+}
+
+func (c *cli) groupTable(gs []groupSummary) {
+	if len(gs) == 0 {
+		fmt.Fprintln(c.stdout, "no groups: apply some with 'witnessctl apply -f FILE'")
+		return
+	}
+	var rows [][]string
+	for _, g := range gs {
+		armed := "armed"
+		if !g.Armed {
+			armed = "disarmed"
+		}
+		rows = append(rows, []string{g.Name, g.ActiveSite, strconv.FormatUint(g.Token, 10), g.Mode, armed, strings.Join(g.Sites, ",")})
+	}
+	c.table("GROUP\tACTIVE\tTOKEN\tMODE\tARMED\tSITES", rows)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (c *cli) groups(args []string) error {
+	if _, err := c.flags("groups", "groups [-o json]", args, nil, 0); err != nil {
+		return err
+	}
+	cl, done, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	resp, err := cl.ListGroups(ctx, &witnessv1.ListGroupsRequest{})
+	if err != nil {
+		return err
+	}
+	out := []groupSummary{}
+	for _, g := range resp.GetGroups() {
+		out = append(out, toSummary(g))
+	}
+	if c.g.output == "json" {
+		return c.printJSON(out)
+	}
+	c.groupTable(out)
+	return nil
+}
+
+func (c *cli) group(args []string) error {
+	pos, err := c.flags("group", "group NAME [-o json]", args, nil, 1)
+	if err != nil {
+		return err
+	}
+	cl, done, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	resp, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: pos[0]})
+	if err != nil {
+		return err
+	}
+	d := toDetail(resp.GetGroup())
+	if c.g.output == "json" {
+		return c.printJSON(d)
+	}
+	armed := "armed"
+	if !d.Armed {
+		armed = fmt.Sprintf("disarmed (after the failover at token %d; 'witnessctl arm %s' to re-arm)", d.DisarmedAtToken, d.Name)
+	}
+	fmt.Fprintf(c.stdout, "group %s: active at %s, token %d, mode %s, %s\nsites in priority order: %s\n",
+		d.Name, d.ActiveSite, d.Token, d.Mode, armed, strings.Join(d.Sites, ", "))
+	if len(d.History) > 0 {
+		fmt.Fprintln(c.stdout, "\nhistory:")
+		var rows [][]string
+		for _, h := range d.History {
+			rows = append(rows, []string{h.At.Format(time.RFC3339), strconv.FormatUint(h.Token, 10), h.Kind, dash(h.From) + " -> " + h.To, dash(h.By), h.Reason})
+		}
+		c.table("AT\tTOKEN\tKIND\tMOVE\tBY\tREASON", rows)
+	}
+	if len(d.Steps) > 0 {
+		fmt.Fprintln(c.stdout, "\nsteps:")
+		var rows [][]string
+		for _, s := range d.Steps {
+			res := "ok"
+			if !s.OK {
+				res = "failed: " + s.Error
+			}
+			rows = append(rows, []string{strconv.FormatUint(s.Token, 10), s.Step, strconv.Itoa(int(s.Attempt)), fmt.Sprintf("%dms", s.DurationMS), dash(s.Node), res})
+		}
+		c.table("TOKEN\tSTEP\tATTEMPT\tTOOK\tNODE\tRESULT", rows)
+	}
+	return nil
+}
+
+func (c *cli) apply(args []string) error {
+	var file string
+	var dry bool
+	if _, err := c.flags("apply", "apply -f FILE [--dry-run]", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "f", "", "YAML `file` of groups (- for stdin)")
+		fs.BoolVar(&dry, "dry-run", false, "validate and show what would change, apply nothing")
+	}, 0); err != nil {
+		return err
+	}
+	if file == "" {
+		fmt.Fprintln(c.stderr, "witnessctl apply: -f FILE is required")
+		return errUsage
+	}
+	var doc []byte
+	var err error
+	if file == "-" {
+		doc, err = io.ReadAll(c.stdin)
+	} else {
+		doc, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return err
+	}
+	cl, done, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	resp, err := cl.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: doc, DryRun: dry, By: who()})
+	if err != nil {
+		return err
+	}
+	type change struct {
+		Name   string `json:"name"`
+		Change string `json:"change"`
+	}
+	out := struct {
+		Applied bool     `json:"applied"`
+		Changes []change `json:"changes"`
+	}{Applied: resp.GetApplied()}
+	for _, ch := range resp.GetChanges() {
+		out.Changes = append(out.Changes, change{ch.GetName(), strings.ToLower(strings.TrimPrefix(ch.GetChange().String(), "CHANGE_KIND_"))})
+	}
+	if c.g.output == "json" {
+		return c.printJSON(out)
+	}
+	verb := "applied"
+	if dry {
+		verb = "would apply (dry run)"
+	}
+	for _, ch := range out.Changes {
+		fmt.Fprintf(c.stdout, "%s: group %s %s\n", verb, ch.Name, ch.Change)
+	}
+	return nil
+}
+
+func (c *cli) delete(args []string) error {
+	pos, err := c.flags("delete", "delete NAME", args, nil, 1)
+	if err != nil {
+		return err
+	}
+	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+		_, err := cl.DeleteGroup(ctx, &witnessv1.DeleteGroupRequest{Name: pos[0], By: who()})
+		if err == nil {
+			fmt.Fprintf(c.stdout, "deleted group %s\n", pos[0])
+		}
+		return err
+	})
+}
+
+func (c *cli) call(f func(context.Context, witnessv1.AdminClient) error) error {
+	cl, done, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	return f(ctx, cl)
+}
+
+func (c *cli) switchover(args []string) error {
+	var token uint64
+	var reason string
+	pos, err := c.flags("switchover", "switchover GROUP SITE [--token N] [--reason TEXT]", args, func(fs *flag.FlagSet) {
+		fs.Uint64Var(&token, "token", 0, "the token you expect the group to hold (default: its current token)")
+		fs.StringVar(&reason, "reason", "", "why, for the history")
+	}, 2)
+	if err != nil {
+		return err
+	}
+	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+		if token == 0 {
+			g, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: pos[0]})
+			if err != nil {
+				return err
+			}
+			token = g.GetGroup().GetStatus().GetToken()
+		}
+		resp, err := cl.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: pos[0], ToSite: pos[1], ExpectedToken: token, Reason: reason, By: who()})
+		if err != nil {
+			return err
+		}
+		if c.g.output == "json" {
+			return c.printJSON(map[string]any{"group": pos[0], "from_site": resp.GetFromSite(), "to_site": pos[1], "token": resp.GetToken()})
+		}
+		fmt.Fprintf(c.stdout, "group %s: %s -> %s, token %d\n", pos[0], resp.GetFromSite(), pos[1], resp.GetToken())
+		return nil
+	})
+}
+
+func (c *cli) mode(args []string) error {
+	pos, err := c.flags("mode", "mode GROUP auto|manual|observe", args, nil, 2)
+	if err != nil {
+		return err
+	}
+	m, ok := parseMode(pos[1])
+	if !ok {
+		fmt.Fprintf(c.stderr, "witnessctl mode: %q: want auto, manual or observe\n", pos[1])
+		return errUsage
+	}
+	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+		_, err := cl.SetMode(ctx, &witnessv1.SetModeRequest{Group: pos[0], Mode: m, By: who()})
+		if err == nil {
+			fmt.Fprintf(c.stdout, "group %s: mode %s\n", pos[0], pos[1])
+		}
+		return err
+	})
+}
+
+func (c *cli) arm(cmd string, args []string) error {
+	pos, err := c.flags(cmd, cmd+" GROUP", args, nil, 1)
+	if err != nil {
+		return err
+	}
+	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+		_, err := cl.SetArmed(ctx, &witnessv1.SetArmedRequest{Group: pos[0], Armed: cmd == "arm", By: who()})
+		if err == nil {
+			fmt.Fprintf(c.stdout, "group %s: %sed\n", pos[0], cmd)
+		}
+		return err
+	})
+}
+
+func (c *cli) members(args []string) error {
+	if len(args) > 0 && args[0] == "add" {
+		var site, raftAddr, gossipAddr string
+		pos, err := c.flags("members add", "members add NAME --raft-addr ADDR [--site SITE] [--gossip-addr ADDR]", args[1:], func(fs *flag.FlagSet) {
+			fs.StringVar(&site, "site", "", "the new member's site")
+			fs.StringVar(&raftAddr, "raft-addr", "", "the new member's Raft address (required)")
+			fs.StringVar(&gossipAddr, "gossip-addr", "", "the new member's gossip address")
+		}, 1)
+		if err != nil {
+			return err
+		}
+		if raftAddr == "" {
+			fmt.Fprintln(c.stderr, "witnessctl members add: --raft-addr is required")
+			return errUsage
+		}
+		return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+			_, err := cl.AddMember(ctx, &witnessv1.AddMemberRequest{Name: pos[0], Site: site, RaftAddress: raftAddr, GossipAddress: gossipAddr})
+			if err == nil {
+				fmt.Fprintf(c.stdout, "added member %s at %s\n", pos[0], raftAddr)
+			}
+			return err
+		})
+	}
+	if len(args) > 0 && args[0] == "remove" {
+		pos, err := c.flags("members remove", "members remove NAME", args[1:], nil, 1)
+		if err != nil {
+			return err
+		}
+		return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+			_, err := cl.RemoveMember(ctx, &witnessv1.RemoveMemberRequest{Name: pos[0]})
+			if err == nil {
+				fmt.Fprintf(c.stdout, "removed member %s\n", pos[0])
+			}
+			return err
+		})
+	}
+	if _, err := c.flags("members", "members [add|remove] [-o json]", args, nil, 0); err != nil {
+		return err
+	}
+	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+		st, err := cl.Status(ctx, &witnessv1.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		ms := []memberJSON{}
+		for _, m := range st.GetMembers() {
+			ms = append(ms, toMember(m))
+		}
+		if c.g.output == "json" {
+			return c.printJSON(ms)
+		}
+		c.memberTable(ms)
+		return nil
+	})
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"strings"
+	"time"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// The JSON that scripts read: field names are a contract.
+
+type statusJSON struct {
+	ClusterID string         `json:"cluster_id"`
+	Node      string         `json:"node"`
+	Leader    string         `json:"leader"`
+	LastToken uint64         `json:"last_token"`
+	Members   []memberJSON   `json:"members"`
+	Groups    []groupSummary `json:"groups"`
+}
+
+type memberJSON struct {
+	Name         string `json:"name"`
+	Site         string `json:"site"`
+	Address      string `json:"address"`
+	Voter        bool   `json:"voter"`
+	Alive        bool   `json:"alive"`
+	Leader       bool   `json:"leader"`
+	AdminAddress string `json:"admin_address,omitempty"`
+}
+
+type groupSummary struct {
+	Name       string   `json:"name"`
+	ActiveSite string   `json:"active_site"`
+	Token      uint64   `json:"token"`
+	Mode       string   `json:"mode"`
+	Armed      bool     `json:"armed"`
+	Sites      []string `json:"sites"`
+}
+
+type transitionJSON struct {
+	Token  uint64    `json:"token"`
+	From   string    `json:"from_site"`
+	To     string    `json:"to_site"`
+	Kind   string    `json:"kind"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+}
+
+type stepJSON struct {
+	Token      uint64    `json:"token"`
+	Step       string    `json:"step"`
+	OK         bool      `json:"ok"`
+	Error      string    `json:"error,omitempty"`
+	Started    time.Time `json:"started"`
+	DurationMS int64     `json:"duration_ms"`
+	Attempt    int32     `json:"attempt"`
+	Node       string    `json:"node"`
+}
+
+type groupDetail struct {
+	groupSummary
+	DisarmedAtToken uint64           `json:"disarmed_at_token,omitempty"`
+	History         []transitionJSON `json:"history"`
+	Steps           []stepJSON       `json:"steps"`
+}
+
+func toMember(m *witnessv1.Member) memberJSON {
+	return memberJSON{Name: m.GetName(), Site: m.GetSite(), Address: m.GetAddress(), Voter: m.GetVoter(), Alive: m.GetAlive(), Leader: m.GetLeader(), AdminAddress: m.GetAdminAddress()}
+}
+
+func modeName(m witnessv1.Mode) string {
+	return strings.ToLower(strings.TrimPrefix(m.String(), "MODE_"))
+}
+
+func parseMode(s string) (witnessv1.Mode, bool) {
+	v, ok := witnessv1.Mode_value["MODE_"+strings.ToUpper(s)]
+	if !ok || v == 0 {
+		return 0, false
+	}
+	return witnessv1.Mode(v), true
+}
+
+func toSummary(g *witnessv1.Group) groupSummary {
+	s := g.GetStatus()
+	out := groupSummary{Name: g.GetSpec().GetName(), ActiveSite: s.GetActiveSite(), Token: s.GetToken(), Mode: modeName(s.GetMode()), Armed: s.GetArmed(), Sites: []string{}}
+	for _, site := range g.GetSpec().GetSites() {
+		out.Sites = append(out.Sites, site.GetName())
+	}
+	return out
+}
+
+func toDetail(g *witnessv1.Group) groupDetail {
+	s := g.GetStatus()
+	d := groupDetail{groupSummary: toSummary(g), DisarmedAtToken: s.GetDisarmedAtToken(), History: []transitionJSON{}, Steps: []stepJSON{}}
+	for _, h := range s.GetHistory() {
+		d.History = append(d.History, transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(),
+			Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy()})
+	}
+	for _, st := range s.GetSteps() {
+		d.Steps = append(d.Steps, stepJSON{Token: st.GetToken(), Step: st.GetStep(), OK: st.GetOk(), Error: st.GetError(),
+			Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode()})
+	}
+	return d
+}

@@ -1,0 +1,167 @@
+// Command witnessd is the Witness daemon.
+//
+//	witnessd agent -config FILE [flags]   run one witness
+//	witnessd dev [flags]                  three witnesses, a DNS server and two simulated sites in one process
+//	witnessd version                      print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sitewitness/witness/cluster"
+	"github.com/sitewitness/witness/cmd/internal/buildinfo"
+	"github.com/sitewitness/witness/config"
+)
+
+const usage = `witnessd is the Witness daemon: it decides with its peers which site is
+active for each protected service and carries the decision out.
+
+Usage:
+  witnessd agent -config FILE [flags]   run one witness (see 'witnessd agent -h')
+  witnessd dev [flags]                  run a self-contained demo (see 'witnessd dev -h')
+  witnessd version                      print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "agent":
+		err = agent(ctx, args[1:], stderr)
+	case "dev":
+		err = dev(ctx, args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "witnessd", buildinfo.String())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "witnessd: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "witnessd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("usage")
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+}
+
+func agent(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("witnessd agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "node configuration `file` (YAML); required")
+	overrides := map[string]*string{}
+	for _, f := range []struct{ name, help string }{
+		{"name", "this witness's unique name"},
+		{"site", "this witness's site"},
+		{"data-dir", "directory for the Raft log, snapshots and identity"},
+		{"raft-addr", "Raft address (host:port), reachable by peers"},
+		{"gossip-addr", "gossip address (host:port), reachable by peers"},
+		{"admin-addr", "admin gRPC listen address"},
+		{"metrics-addr", "Prometheus /metrics listen address (empty: off)"},
+		{"join", "comma-separated admin addresses of members, to join a running cluster"},
+		{"log-level", "debug, info, warn or error"},
+	} {
+		overrides[f.name] = fs.String(f.name, "", f.help+" (overrides the file and WITNESS_* environment)")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: witnessd agent -config FILE [flags]\n\nRuns one witness. Settings come from defaults, then FILE, then WITNESS_*\nenvironment variables (WITNESS_NAME, WITNESS_DATA_DIR, ...), then these flags.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.LoadNode(*path)
+	if err != nil {
+		return err
+	}
+	cfg.ApplyEnv(os.Getenv)
+	fs.Visit(func(f *flag.Flag) {
+		v := *overrides[f.Name]
+		switch f.Name {
+		case "name":
+			cfg.Name = v
+		case "site":
+			cfg.Site = v
+		case "data-dir":
+			cfg.DataDir = v
+		case "raft-addr":
+			cfg.RaftAddr = v
+		case "gossip-addr":
+			cfg.GossipAddr = v
+		case "admin-addr":
+			cfg.AdminAddr = v
+		case "metrics-addr":
+			cfg.MetricsAddr = v
+		case "join":
+			cfg.Join = strings.Split(v, ",")
+		case "log-level":
+			cfg.LogLevel = v
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log := newLogger(stderr, cfg.LogLevel).With("component", "witnessd")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node, err := cluster.Start(ctx, cluster.Options{Config: cfg, Logger: log, Registerer: reg, Gatherer: reg, OnLeader: leaderLoop(log)})
+	if err != nil {
+		return err
+	}
+	log.Info("witness running", "version", buildinfo.String(), "name", cfg.Name, "site", cfg.Site,
+		"admin", node.AdminAddr(), "raft", cfg.RaftAddr, "gossip", cfg.GossipAddr, "metrics", node.MetricsAddr())
+	<-ctx.Done()
+	log.Info("shutting down")
+	return node.Close()
+}
+
+// leaderLoop is what the leader runs while it leads.
+func leaderLoop(log *slog.Logger) cluster.LeaderFunc {
+	return func(ctx context.Context, n *cluster.Node) {
+		log.Info("leading", "groups", len(n.FSM().Groups()))
+		<-ctx.Done()
+	}
+}
