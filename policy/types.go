@@ -1,0 +1,162 @@
+package policy
+
+import (
+	"time"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// DefaultStaleAfter is used when Input.StaleAfter is not positive.
+const DefaultStaleAfter = 5 * time.Second
+
+// State is a verdict on one (group, site).
+type State uint8
+
+// The verdicts. Their order matches the probes package's.
+const (
+	Unknown State = iota
+	Healthy
+	Failing
+)
+
+func (s State) String() string {
+	switch s {
+	case Healthy:
+		return "healthy"
+	case Failing:
+		return "failing"
+	default:
+		return "unknown"
+	}
+}
+
+// Observation is one witness's latest verdict on one (group, site), as
+// gossiped. Thresholds are already applied: Failing means fail_threshold
+// consecutive failures.
+type Observation struct {
+	// Observer is the witness's node name. Only observers in Input.Live
+	// count; their site is taken from there, ObserverSite is informative.
+	Observer     string
+	ObserverSite string
+	Group, Site  string
+	State        State
+	// Since is when this observer's verdict last changed; CheckedAt when it
+	// was last refreshed.
+	Since, CheckedAt time.Time
+
+	// IsDatabase marks a database (postgres) probe; the fields below are
+	// meaningful only then. Lag values are negative when unknown.
+	IsDatabase bool
+	Role       string // "primary" or "standby"
+	LagBytes   int64
+	LagSeconds float64
+	// Streaming: on a standby, its WAL receiver is connected to a primary.
+	Streaming bool
+
+	Detail string
+}
+
+// Witness is one live witness node.
+type Witness struct {
+	Name, Site string
+}
+
+// Input is everything one evaluation looks at.
+type Input struct {
+	Now          time.Time
+	Groups       []*witnessv1.Group
+	Observations []Observation
+	// Live is the set of witnesses memberlist sees alive, the leader
+	// included.
+	Live []Witness
+	// StaleAfter is how old an observation's CheckedAt may be before it
+	// counts as Unknown; not positive means DefaultStaleAfter.
+	StaleAfter time.Duration
+}
+
+// Action is what the policy decided for one group.
+type Action uint8
+
+// The actions.
+const (
+	// ActionNone: nothing to do; Decision.Reason says why.
+	ActionNone Action = iota
+	// ActionFailover: a FAILOVER move is in Output.Proposals.
+	ActionFailover
+	// ActionWouldFailover: observe mode; the leader records what it would
+	// have done.
+	ActionWouldFailover
+	// ActionPending: manual mode; an operator may approve the move as a
+	// switchover.
+	ActionPending
+	// ActionRearm: the group may be re-armed (rearm auto, hold_down passed).
+	ActionRearm
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionFailover:
+		return "failover"
+	case ActionWouldFailover:
+		return "would-failover"
+	case ActionPending:
+		return "pending"
+	case ActionRearm:
+		return "rearm"
+	default:
+		return "none"
+	}
+}
+
+// Decision is the outcome for one group.
+type Decision struct {
+	Action Action
+	// From, To and ExpectedToken describe the move of a failover, would-be
+	// failover or pending proposal; From is the active site otherwise.
+	From, To      string
+	ExpectedToken uint64
+	// Reason says, for a person, why this action (or none).
+	Reason string
+	// Sites has one view per site of the group, in priority order.
+	Sites []SiteView
+}
+
+// SiteView is who sees one site of a group how.
+type SiteView struct {
+	Site   string
+	Active bool
+	// Observers has one entry per live witness site, sorted by name.
+	Observers []ObserverView
+	// Database is set when fresh database observations of this site exist;
+	// the values are the worst among them (largest lag, any streaming).
+	Database   bool
+	Role       string
+	LagBytes   int64
+	LagSeconds float64
+	Streaming  bool
+}
+
+// ObserverView is one observer site's verdict on one site of a group.
+type ObserverView struct {
+	Site  string
+	State State
+	// Since is when the verdict began (zero when Unknown).
+	Since time.Time
+	// Witnesses counts the live witnesses of the site with a fresh
+	// observation.
+	Witnesses int
+	// Own marks the site judging itself: shown, never counted for "down".
+	Own bool
+}
+
+// Output is the result of one evaluation.
+type Output struct {
+	// Proposals are FAILOVER transitions, one per failed site, sorted by
+	// that site's name; their moves are sorted by group. By is left empty
+	// for the caller; AtUnixNano is Input.Now.
+	Proposals []*witnessv1.TransitionCommand
+	// Decisions has one entry per group, by name.
+	Decisions map[string]Decision
+	// Rearm lists, sorted, the groups that may be re-armed now.
+	Rearm []string
+}
