@@ -15,13 +15,15 @@
 //     of its live witnesses with a fresh observation sees Failing (since the
 //     latest of their Since), Healthy when every one sees Healthy, and
 //     Unknown otherwise or when it has no fresh observation. An observation
-//     older than StaleAfter, or from a witness that is not live, counts as
-//     Unknown. Several observations of one witness on one (group, site), one
+//     older than StaleAfter, or from a witness that is not live, is left
+//     out. Several observations of one witness on one (group, site), one
 //     per probe, combine: Failing if any probe fails, Healthy if all pass.
 //   - S is down when a strict majority of the live witness sites other than
 //     S see it Failing, and that majority has held for the group's
 //     failover_after. The time it has held is computed from the Since
-//     values alone (the need-th earliest), never remembered.
+//     values alone (the need-th earliest), never remembered. Since comes
+//     from each observer's clock, so clock skew between witnesses shifts
+//     that time by as much.
 //   - A target T is eligible when a strict majority of the live witness
 //     sites, at least one of them other than T, see it Healthy, and the
 //     data-loss guard holds: when T has a postgres probe or database

@@ -270,6 +270,20 @@ func TestEvaluateScenarios(t *testing.T) {
 			}},
 		},
 		{
+			// West's witnesses alone are live: they may judge east, but
+			// not vouch for west by themselves.
+			name:   "target seen healthy by no other site",
+			groups: []*witnessv1.Group{group("app", 1, ew)},
+			live:   live("w1", "w2"),
+			obs: cat(
+				seeAll(westW, "app", "east", policy.Failing, time.Minute),
+				seeAll(westW, "app", "west", policy.Healthy, time.Hour),
+			),
+			want: summary{Decisions: map[string]string{
+				"app": "none: east down: seen failing by 1 of 1 sites for 1m (failover_after 10s); no eligible target: west seen healthy only by itself",
+			}},
+		},
+		{
 			name:   "standby lagging",
 			groups: []*witnessv1.Group{group("app", 1, ew, withPostgres(), withLagLimit(16_000_000, 0))},
 			live:   live("w1", "w2", "t1"),
@@ -439,6 +453,34 @@ func TestEvaluateScenarios(t *testing.T) {
 			obs:  allHealthy("app", "east", "west"),
 			want: summary{Decisions: map[string]string{
 				"app": "none: disarmed at token 1; not re-armed automatically: not disarmed by a failover in the history",
+			}},
+		},
+		{
+			name:   "rearm manual stays disarmed",
+			groups: []*witnessv1.Group{group("app", 1, ew, failedOver(time.Hour), withRearm(witnessv1.Rearm_REARM_MANUAL, time.Minute))},
+			live:   allLive,
+			obs:    allHealthy("app", "east", "west"),
+			want: summary{Decisions: map[string]string{
+				"app": "none: disarmed after failover at token 2",
+			}},
+		},
+		{
+			name:   "no live witness site besides the active one",
+			groups: []*witnessv1.Group{group("app", 1, ew)},
+			live:   live("e1", "e2"),
+			obs:    seeAll(eastW, "app", "east", policy.Failing, time.Hour),
+			want: summary{Decisions: map[string]string{
+				"app": "none: no live witness site other than east to judge it",
+			}},
+		},
+		{
+			name: "group without status",
+			groups: []*witnessv1.Group{group("app", 1, ew, func(g *witnessv1.Group) { g.Status = nil }),
+				{Status: &witnessv1.GroupStatus{ActiveSite: "east"}}},
+			live: live("w1", "w2", "t1"),
+			obs:  eastLost("app", time.Hour),
+			want: summary{Decisions: map[string]string{
+				"app": `none: active site "" is not a site of the group`,
 			}},
 		},
 		{
