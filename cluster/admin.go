@@ -232,7 +232,7 @@ func (s *adminServer) GetGroup(ctx context.Context, req *witnessv1.GetGroupReque
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetName())
 	}
-	return &witnessv1.GetGroupResponse{Group: g}, nil
+	return &witnessv1.GetGroupResponse{Group: g, Explanation: s.n.explain(req.GetName())}, nil
 }
 
 func (s *adminServer) DeleteGroup(ctx context.Context, req *witnessv1.DeleteGroupRequest) (*witnessv1.DeleteGroupResponse, error) {

@@ -25,6 +25,7 @@ const metaVersion = 1
 type delegate struct {
 	meta []byte
 	log  *slog.Logger
+	obs  *observations
 }
 
 func (d *delegate) NodeMeta(limit int) []byte {
@@ -33,10 +34,21 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return d.meta
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+// NotifyMsg receives an observation delta; it hands it over and returns.
+func (d *delegate) NotifyMsg(b []byte) { d.obs.receive(b) }
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	if d.obs.queue == nil {
+		return nil
+	}
+	return d.obs.queue.GetBroadcasts(overhead, limit)
+}
+
+// LocalState is this witness's full observation vector, for push/pull.
+func (d *delegate) LocalState(join bool) []byte { return d.obs.full() }
+
+// MergeRemoteState receives another witness's full vector.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) { d.obs.receive(buf) }
 
 // NotifyConflict is memberlist telling that another node uses our name.
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sitewitness/witness/config"
 	"github.com/sitewitness/witness/fsm"
+	"github.com/sitewitness/witness/probes"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -97,6 +98,8 @@ type Node struct {
 	snaps     raft.SnapshotStore
 	gossip    *gossip
 	notifyCh  chan bool
+	obs       *observations
+	sched     *probes.Scheduler
 
 	grpcSrv    *grpc.Server
 	adminLis   net.Listener
@@ -128,6 +131,8 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	}
 	log = log.With(keyNode, cfg.Name)
 	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8)}
+	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
+	n.sched = probes.NewScheduler(probes.Config{OnObservation: n.obs.local, Logger: log.With(keyComponent, "probes")})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -205,9 +210,11 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	n.gossip.addPeers(id.GossipPeers...)
 	n.startMetrics()
 
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go n.watchLeadership()
 	go n.gossipLoop()
+	go func() { defer n.wg.Done(); n.obs.run(n.ctx) }()
+	go n.probeLoop()
 	return n, nil
 }
 
@@ -268,13 +275,14 @@ func (n *Node) startGossip() error {
 	mc.GossipInterval = min(mc.GossipInterval, mc.ProbeInterval)
 	mc.Label = "witness/" + n.id.ClusterID
 	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
-	d := &delegate{meta: meta, log: n.log}
+	d := &delegate{meta: meta, log: n.log, obs: n.obs}
 	mc.Delegate = d
 	mc.Conflict = d
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
 	}
+	n.obs.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: 3}
 	n.gossip = &gossip{ml: ml, log: n.log.With(keyComponent, "gossip")}
 	return nil
 }
@@ -342,9 +350,13 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 		n.log.Warn("leader barrier", keyErr, err)
 		return
 	}
+	var wg sync.WaitGroup
 	if n.opts.OnLeader != nil {
-		n.opts.OnLeader(ctx, n)
+		wg.Add(1)
+		go func() { defer wg.Done(); n.opts.OnLeader(ctx, n) }()
 	}
+	n.decide(ctx)
+	wg.Wait()
 }
 
 func (n *Node) startMetrics() {

@@ -358,8 +358,8 @@ func (pr *Probe) validate(p *problems, f string) {
 		if pr.DSN == "" {
 			p.add(f+".dsn", "", ErrRequired)
 		}
-		if pr.Role != "primary" && pr.Role != "standby" && pr.Role != "any" {
-			p.addf(f+".role", pr.Role, ErrInvalid, "one of primary, standby, any")
+		if pr.Role != "primary" && pr.Role != "standby" {
+			p.addf(f+".role", pr.Role, ErrInvalid, "one of primary, standby")
 		}
 	case "exec":
 		if pr.Command == "" {

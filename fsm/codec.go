@@ -19,6 +19,7 @@ const (
 	TypeSetMode     Type = 4
 	TypeSetArmed    Type = 5
 	TypeRecordStep  Type = 6
+	TypeProposal    Type = 7
 )
 
 func (t Type) String() string {
@@ -35,6 +36,8 @@ func (t Type) String() string {
 		return "set-armed"
 	case TypeRecordStep:
 		return "record-step"
+	case TypeProposal:
+		return "record-proposal"
 	}
 	return fmt.Sprintf("type(%d)", byte(t))
 }
@@ -53,6 +56,8 @@ func newPayload(t Type) proto.Message {
 		return &witnessv1.SetArmedCommand{}
 	case TypeRecordStep:
 		return &witnessv1.RecordStepCommand{}
+	case TypeProposal:
+		return &witnessv1.RecordProposalCommand{}
 	}
 	return nil
 }
@@ -71,6 +76,8 @@ func typeOf(m proto.Message) (Type, bool) {
 		return TypeSetArmed, true
 	case *witnessv1.RecordStepCommand:
 		return TypeRecordStep, true
+	case *witnessv1.RecordProposalCommand:
+		return TypeProposal, true
 	}
 	return 0, false
 }

@@ -93,6 +93,8 @@ func (f *FSM) Apply(entry []byte) Result {
 		return f.setArmed(c)
 	case *witnessv1.RecordStepCommand:
 		return f.recordStep(c)
+	case *witnessv1.RecordProposalCommand:
+		return f.recordProposal(c)
 	}
 	panic(fmt.Sprintf("fsm: entry %s has no handler", t))
 }
@@ -241,6 +243,7 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 		}, HistoryLimit)
 		st.ActiveSite = m.GetToSite()
 		st.Token = f.lastToken
+		st.Proposal = nil
 		st.UpdatedUnixNano = c.GetAtUnixNano()
 		if c.GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
 			st.Armed = false
@@ -292,6 +295,23 @@ func (f *FSM) recordStep(c *witnessv1.RecordStepCommand) Result {
 		return refuse("record step %q of %q at token %d, current token is %d: %w", r.GetStep(), c.GetGroup(), r.GetToken(), g.GetStatus().GetToken(), ErrStaleToken)
 	}
 	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
+	return Result{}
+}
+
+func (f *FSM) recordProposal(c *witnessv1.RecordProposalCommand) Result {
+	g, ok := f.groups[c.GetGroup()]
+	if !ok {
+		return refuse("record proposal of %q: %w", c.GetGroup(), ErrNoGroup)
+	}
+	p := c.GetProposal()
+	if p.GetAction() == "" {
+		g.Status.Proposal = nil
+		return Result{}
+	}
+	if p.GetExpectedToken() != g.GetStatus().GetToken() {
+		return refuse("record proposal of %q at token %d, current token is %d: %w", c.GetGroup(), p.GetExpectedToken(), g.GetStatus().GetToken(), ErrStaleToken)
+	}
+	g.Status.Proposal = proto.Clone(p).(*witnessv1.Proposal)
 	return Result{}
 }
 

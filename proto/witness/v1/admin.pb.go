@@ -590,8 +590,11 @@ func (x *GetGroupRequest) GetName() string {
 }
 
 type GetGroupResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         *Group                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group *Group                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// explanation is the answering witness's evaluation of the policy on
+	// what it sees now: who sees what, and why nothing happens.
+	Explanation   *Explanation `protobuf:"bytes,2,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -633,6 +636,273 @@ func (x *GetGroupResponse) GetGroup() *Group {
 	return nil
 }
 
+func (x *GetGroupResponse) GetExplanation() *Explanation {
+	if x != nil {
+		return x.Explanation
+	}
+	return nil
+}
+
+type Explanation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // none, failover, would-failover, pending, rearm
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	FromSite      string                 `protobuf:"bytes,3,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	ToSite        string                 `protobuf:"bytes,4,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	Sites         []*SiteView            `protobuf:"bytes,5,rep,name=sites,proto3" json:"sites,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	EvaluatedBy   string                 `protobuf:"bytes,7,opt,name=evaluated_by,json=evaluatedBy,proto3" json:"evaluated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Explanation) Reset() {
+	*x = Explanation{}
+	mi := &file_witness_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Explanation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Explanation) ProtoMessage() {}
+
+func (x *Explanation) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Explanation.ProtoReflect.Descriptor instead.
+func (*Explanation) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Explanation) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Explanation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Explanation) GetFromSite() string {
+	if x != nil {
+		return x.FromSite
+	}
+	return ""
+}
+
+func (x *Explanation) GetToSite() string {
+	if x != nil {
+		return x.ToSite
+	}
+	return ""
+}
+
+func (x *Explanation) GetSites() []*SiteView {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *Explanation) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *Explanation) GetEvaluatedBy() string {
+	if x != nil {
+		return x.EvaluatedBy
+	}
+	return ""
+}
+
+type SiteView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Active        bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	Observers     []*ObserverView        `protobuf:"bytes,3,rep,name=observers,proto3" json:"observers,omitempty"`
+	Database      bool                   `protobuf:"varint,4,opt,name=database,proto3" json:"database,omitempty"`
+	Role          string                 `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	LagBytes      int64                  `protobuf:"varint,6,opt,name=lag_bytes,json=lagBytes,proto3" json:"lag_bytes,omitempty"`
+	LagSeconds    float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	Streaming     bool                   `protobuf:"varint,8,opt,name=streaming,proto3" json:"streaming,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SiteView) Reset() {
+	*x = SiteView{}
+	mi := &file_witness_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SiteView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SiteView) ProtoMessage() {}
+
+func (x *SiteView) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SiteView.ProtoReflect.Descriptor instead.
+func (*SiteView) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SiteView) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *SiteView) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *SiteView) GetObservers() []*ObserverView {
+	if x != nil {
+		return x.Observers
+	}
+	return nil
+}
+
+func (x *SiteView) GetDatabase() bool {
+	if x != nil {
+		return x.Database
+	}
+	return false
+}
+
+func (x *SiteView) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SiteView) GetLagBytes() int64 {
+	if x != nil {
+		return x.LagBytes
+	}
+	return 0
+}
+
+func (x *SiteView) GetLagSeconds() float64 {
+	if x != nil {
+		return x.LagSeconds
+	}
+	return 0
+}
+
+func (x *SiteView) GetStreaming() bool {
+	if x != nil {
+		return x.Streaming
+	}
+	return false
+}
+
+type ObserverView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"` // healthy, failing, unknown
+	SinceUnixNano int64                  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Witnesses     int32                  `protobuf:"varint,4,opt,name=witnesses,proto3" json:"witnesses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObserverView) Reset() {
+	*x = ObserverView{}
+	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserverView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserverView) ProtoMessage() {}
+
+func (x *ObserverView) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserverView.ProtoReflect.Descriptor instead.
+func (*ObserverView) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ObserverView) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *ObserverView) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ObserverView) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *ObserverView) GetWitnesses() int32 {
+	if x != nil {
+		return x.Witnesses
+	}
+	return 0
+}
+
 type DeleteGroupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -643,7 +913,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[10]
+	mi := &file_witness_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +925,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[10]
+	mi := &file_witness_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +938,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -693,7 +963,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[11]
+	mi := &file_witness_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +975,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[11]
+	mi := &file_witness_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +988,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 type SwitchoverRequest struct {
@@ -734,7 +1004,7 @@ type SwitchoverRequest struct {
 
 func (x *SwitchoverRequest) Reset() {
 	*x = SwitchoverRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	mi := &file_witness_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +1016,7 @@ func (x *SwitchoverRequest) String() string {
 func (*SwitchoverRequest) ProtoMessage() {}
 
 func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	mi := &file_witness_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +1029,7 @@ func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverRequest.ProtoReflect.Descriptor instead.
 func (*SwitchoverRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SwitchoverRequest) GetGroup() string {
@@ -807,7 +1077,7 @@ type SwitchoverResponse struct {
 
 func (x *SwitchoverResponse) Reset() {
 	*x = SwitchoverResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[13]
+	mi := &file_witness_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1089,7 @@ func (x *SwitchoverResponse) String() string {
 func (*SwitchoverResponse) ProtoMessage() {}
 
 func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[13]
+	mi := &file_witness_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1102,7 @@ func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverResponse.ProtoReflect.Descriptor instead.
 func (*SwitchoverResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SwitchoverResponse) GetToken() uint64 {
@@ -860,7 +1130,7 @@ type SetModeRequest struct {
 
 func (x *SetModeRequest) Reset() {
 	*x = SetModeRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[14]
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1142,7 @@ func (x *SetModeRequest) String() string {
 func (*SetModeRequest) ProtoMessage() {}
 
 func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[14]
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1155,7 @@ func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeRequest.ProtoReflect.Descriptor instead.
 func (*SetModeRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetModeRequest) GetGroup() string {
@@ -917,7 +1187,7 @@ type SetModeResponse struct {
 
 func (x *SetModeResponse) Reset() {
 	*x = SetModeResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[15]
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1199,7 @@ func (x *SetModeResponse) String() string {
 func (*SetModeResponse) ProtoMessage() {}
 
 func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[15]
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1212,7 @@ func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeResponse.ProtoReflect.Descriptor instead.
 func (*SetModeResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type SetArmedRequest struct {
@@ -956,7 +1226,7 @@ type SetArmedRequest struct {
 
 func (x *SetArmedRequest) Reset() {
 	*x = SetArmedRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[16]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1238,7 @@ func (x *SetArmedRequest) String() string {
 func (*SetArmedRequest) ProtoMessage() {}
 
 func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[16]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1251,7 @@ func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedRequest.ProtoReflect.Descriptor instead.
 func (*SetArmedRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetArmedRequest) GetGroup() string {
@@ -1013,7 +1283,7 @@ type SetArmedResponse struct {
 
 func (x *SetArmedResponse) Reset() {
 	*x = SetArmedResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1295,7 @@ func (x *SetArmedResponse) String() string {
 func (*SetArmedResponse) ProtoMessage() {}
 
 func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1308,7 @@ func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedResponse.ProtoReflect.Descriptor instead.
 func (*SetArmedResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type AddMemberRequest struct {
@@ -1054,7 +1324,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1336,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1349,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -1127,7 +1397,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1409,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1422,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AddMemberResponse) GetClusterId() string {
@@ -1178,7 +1448,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1460,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1473,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -1221,7 +1491,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1503,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1516,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
@@ -1289,9 +1559,34 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x12ListGroupsResponse\x12)\n" +
 	"\x06groups\x18\x01 \x03(\v2\x11.witness.v1.GroupR\x06groups\"%\n" +
 	"\x0fGetGroupRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\";\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"v\n" +
 	"\x10GetGroupResponse\x12'\n" +
-	"\x05group\x18\x01 \x01(\v2\x11.witness.v1.GroupR\x05group\"8\n" +
+	"\x05group\x18\x01 \x01(\v2\x11.witness.v1.GroupR\x05group\x129\n" +
+	"\vexplanation\x18\x02 \x01(\v2\x17.witness.v1.ExplanationR\vexplanation\"\xe4\x01\n" +
+	"\vExplanation\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tfrom_site\x18\x03 \x01(\tR\bfromSite\x12\x17\n" +
+	"\ato_site\x18\x04 \x01(\tR\x06toSite\x12*\n" +
+	"\x05sites\x18\x05 \x03(\v2\x14.witness.v1.SiteViewR\x05sites\x12 \n" +
+	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
+	"atUnixNano\x12!\n" +
+	"\fevaluated_by\x18\a \x01(\tR\vevaluatedBy\"\xfa\x01\n" +
+	"\bSiteView\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x126\n" +
+	"\tobservers\x18\x03 \x03(\v2\x18.witness.v1.ObserverViewR\tobservers\x12\x1a\n" +
+	"\bdatabase\x18\x04 \x01(\bR\bdatabase\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1b\n" +
+	"\tlag_bytes\x18\x06 \x01(\x03R\blagBytes\x12\x1f\n" +
+	"\vlag_seconds\x18\a \x01(\x01R\n" +
+	"lagSeconds\x12\x1c\n" +
+	"\tstreaming\x18\b \x01(\bR\tstreaming\"~\n" +
+	"\fObserverView\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12&\n" +
+	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12\x1c\n" +
+	"\twitnesses\x18\x04 \x01(\x05R\twitnesses\"8\n" +
 	"\x12DeleteGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02by\x18\x02 \x01(\tR\x02by\"\x15\n" +
@@ -1362,7 +1657,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
 	(*Member)(nil),               // 1: witness.v1.Member
@@ -1375,55 +1670,61 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*ListGroupsResponse)(nil),   // 8: witness.v1.ListGroupsResponse
 	(*GetGroupRequest)(nil),      // 9: witness.v1.GetGroupRequest
 	(*GetGroupResponse)(nil),     // 10: witness.v1.GetGroupResponse
-	(*DeleteGroupRequest)(nil),   // 11: witness.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),  // 12: witness.v1.DeleteGroupResponse
-	(*SwitchoverRequest)(nil),    // 13: witness.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil),   // 14: witness.v1.SwitchoverResponse
-	(*SetModeRequest)(nil),       // 15: witness.v1.SetModeRequest
-	(*SetModeResponse)(nil),      // 16: witness.v1.SetModeResponse
-	(*SetArmedRequest)(nil),      // 17: witness.v1.SetArmedRequest
-	(*SetArmedResponse)(nil),     // 18: witness.v1.SetArmedResponse
-	(*AddMemberRequest)(nil),     // 19: witness.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),    // 20: witness.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),  // 21: witness.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil), // 22: witness.v1.RemoveMemberResponse
-	(*Group)(nil),                // 23: witness.v1.Group
-	(Mode)(0),                    // 24: witness.v1.Mode
+	(*Explanation)(nil),          // 11: witness.v1.Explanation
+	(*SiteView)(nil),             // 12: witness.v1.SiteView
+	(*ObserverView)(nil),         // 13: witness.v1.ObserverView
+	(*DeleteGroupRequest)(nil),   // 14: witness.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),  // 15: witness.v1.DeleteGroupResponse
+	(*SwitchoverRequest)(nil),    // 16: witness.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),   // 17: witness.v1.SwitchoverResponse
+	(*SetModeRequest)(nil),       // 18: witness.v1.SetModeRequest
+	(*SetModeResponse)(nil),      // 19: witness.v1.SetModeResponse
+	(*SetArmedRequest)(nil),      // 20: witness.v1.SetArmedRequest
+	(*SetArmedResponse)(nil),     // 21: witness.v1.SetArmedResponse
+	(*AddMemberRequest)(nil),     // 22: witness.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),    // 23: witness.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),  // 24: witness.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil), // 25: witness.v1.RemoveMemberResponse
+	(*Group)(nil),                // 26: witness.v1.Group
+	(Mode)(0),                    // 27: witness.v1.Mode
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	23, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	26, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
 	0,  // 2: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 3: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	23, // 4: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	23, // 5: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
-	24, // 6: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
-	1,  // 7: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	2,  // 8: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
-	4,  // 9: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
-	7,  // 10: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
-	9,  // 11: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
-	11, // 12: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
-	13, // 13: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
-	15, // 14: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
-	17, // 15: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
-	19, // 16: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
-	21, // 17: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	3,  // 18: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 19: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 20: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 21: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	12, // 22: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	14, // 23: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	16, // 24: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	18, // 25: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	20, // 26: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	22, // 27: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	18, // [18:28] is the sub-list for method output_type
-	8,  // [8:18] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	26, // 4: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	26, // 5: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	11, // 6: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
+	12, // 7: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
+	13, // 8: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
+	27, // 9: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	1,  // 10: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
+	2,  // 11: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
+	4,  // 12: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
+	7,  // 13: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
+	9,  // 14: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
+	14, // 15: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
+	16, // 16: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
+	18, // 17: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
+	20, // 18: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
+	22, // 19: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
+	24, // 20: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
+	3,  // 21: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 22: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 23: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 24: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 25: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 26: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 27: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	21, // 28: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	23, // 29: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	25, // 30: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	21, // [21:31] is the sub-list for method output_type
+	11, // [11:21] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_admin_proto_init() }
@@ -1438,7 +1739,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

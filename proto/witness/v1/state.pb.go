@@ -1256,8 +1256,11 @@ type GroupStatus struct {
 	UpdatedUnixNano int64         `protobuf:"varint,6,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	History         []*Transition `protobuf:"bytes,7,rep,name=history,proto3" json:"history,omitempty"` // oldest first, bounded
 	Steps           []*StepResult `protobuf:"bytes,8,rep,name=steps,proto3" json:"steps,omitempty"`     // of the current token and the one before, bounded
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// proposal is what the policy would do (observe mode) or asks an
+	// operator to approve (manual mode); empty when nothing is proposed.
+	Proposal      *Proposal `protobuf:"bytes,9,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupStatus) Reset() {
@@ -1346,6 +1349,105 @@ func (x *GroupStatus) GetSteps() []*StepResult {
 	return nil
 }
 
+func (x *GroupStatus) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+type Proposal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // would-failover or pending
+	FromSite      string                 `protobuf:"bytes,2,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	ToSite        string                 `protobuf:"bytes,3,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	ExpectedToken uint64                 `protobuf:"varint,4,opt,name=expected_token,json=expectedToken,proto3" json:"expected_token,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	By            string                 `protobuf:"bytes,7,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proposal) Reset() {
+	*x = Proposal{}
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proposal) ProtoMessage() {}
+
+func (x *Proposal) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
+func (*Proposal) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Proposal) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Proposal) GetFromSite() string {
+	if x != nil {
+		return x.FromSite
+	}
+	return ""
+}
+
+func (x *Proposal) GetToSite() string {
+	if x != nil {
+		return x.ToSite
+	}
+	return ""
+}
+
+func (x *Proposal) GetExpectedToken() uint64 {
+	if x != nil {
+		return x.ExpectedToken
+	}
+	return 0
+}
+
+func (x *Proposal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Proposal) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *Proposal) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
 type Group struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Spec   *GroupSpec             `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1358,7 +1460,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1472,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1485,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Group) GetSpec() *GroupSpec {
@@ -1420,7 +1522,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1534,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1547,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *State) GetLastToken() uint64 {
@@ -1473,7 +1575,7 @@ type PutGroupsCommand struct {
 
 func (x *PutGroupsCommand) Reset() {
 	*x = PutGroupsCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1587,7 @@ func (x *PutGroupsCommand) String() string {
 func (*PutGroupsCommand) ProtoMessage() {}
 
 func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1600,7 @@ func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupsCommand.ProtoReflect.Descriptor instead.
 func (*PutGroupsCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutGroupsCommand) GetSpecs() []*GroupSpec {
@@ -1533,7 +1635,7 @@ type DeleteGroupCommand struct {
 
 func (x *DeleteGroupCommand) Reset() {
 	*x = DeleteGroupCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1647,7 @@ func (x *DeleteGroupCommand) String() string {
 func (*DeleteGroupCommand) ProtoMessage() {}
 
 func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1660,7 @@ func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupCommand.ProtoReflect.Descriptor instead.
 func (*DeleteGroupCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteGroupCommand) GetName() string {
@@ -1593,7 +1695,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1707,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1720,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Move) GetGroup() string {
@@ -1657,7 +1759,7 @@ type TransitionCommand struct {
 
 func (x *TransitionCommand) Reset() {
 	*x = TransitionCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1771,7 @@ func (x *TransitionCommand) String() string {
 func (*TransitionCommand) ProtoMessage() {}
 
 func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1784,7 @@ func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCommand.ProtoReflect.Descriptor instead.
 func (*TransitionCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransitionCommand) GetMoves() []*Move {
@@ -1732,7 +1834,7 @@ type SetModeCommand struct {
 
 func (x *SetModeCommand) Reset() {
 	*x = SetModeCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1846,7 @@ func (x *SetModeCommand) String() string {
 func (*SetModeCommand) ProtoMessage() {}
 
 func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1859,7 @@ func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeCommand.ProtoReflect.Descriptor instead.
 func (*SetModeCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SetModeCommand) GetGroup() string {
@@ -1800,7 +1902,7 @@ type SetArmedCommand struct {
 
 func (x *SetArmedCommand) Reset() {
 	*x = SetArmedCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1914,7 @@ func (x *SetArmedCommand) String() string {
 func (*SetArmedCommand) ProtoMessage() {}
 
 func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1927,7 @@ func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedCommand.ProtoReflect.Descriptor instead.
 func (*SetArmedCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetArmedCommand) GetGroup() string {
@@ -1856,6 +1958,60 @@ func (x *SetArmedCommand) GetBy() string {
 	return ""
 }
 
+// RecordProposalCommand records (or, with no proposal, clears) a group's
+// proposal.
+type RecordProposalCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Proposal      *Proposal              `protobuf:"bytes,2,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordProposalCommand) Reset() {
+	*x = RecordProposalCommand{}
+	mi := &file_witness_v1_state_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordProposalCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordProposalCommand) ProtoMessage() {}
+
+func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordProposalCommand.ProtoReflect.Descriptor instead.
+func (*RecordProposalCommand) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RecordProposalCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RecordProposalCommand) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
 type RecordStepCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -1866,7 +2022,7 @@ type RecordStepCommand struct {
 
 func (x *RecordStepCommand) Reset() {
 	*x = RecordStepCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2034,7 @@ func (x *RecordStepCommand) String() string {
 func (*RecordStepCommand) ProtoMessage() {}
 
 func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2047,7 @@ func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordStepCommand.ProtoReflect.Descriptor instead.
 func (*RecordStepCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecordStepCommand) GetGroup() string {
@@ -2025,7 +2181,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\vduration_ms\x18\x06 \x01(\x03R\n" +
 	"durationMs\x12\x18\n" +
 	"\aattempt\x18\a \x01(\x05R\aattempt\x12\x12\n" +
-	"\x04node\x18\b \x01(\tR\x04node\"\xb8\x02\n" +
+	"\x04node\x18\b \x01(\tR\x04node\"\xea\x02\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2035,7 +2191,17 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x11disarmed_at_token\x18\x05 \x01(\x04R\x0fdisarmedAtToken\x12*\n" +
 	"\x11updated_unix_nano\x18\x06 \x01(\x03R\x0fupdatedUnixNano\x120\n" +
 	"\ahistory\x18\a \x03(\v2\x16.witness.v1.TransitionR\ahistory\x12,\n" +
-	"\x05steps\x18\b \x03(\v2\x16.witness.v1.StepResultR\x05steps\"\x86\x01\n" +
+	"\x05steps\x18\b \x03(\v2\x16.witness.v1.StepResultR\x05steps\x120\n" +
+	"\bproposal\x18\t \x01(\v2\x14.witness.v1.ProposalR\bproposal\"\xc9\x01\n" +
+	"\bProposal\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
+	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\x12\x17\n" +
+	"\ato_site\x18\x03 \x01(\tR\x06toSite\x12%\n" +
+	"\x0eexpected_token\x18\x04 \x01(\x04R\rexpectedToken\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12 \n" +
+	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
+	"atUnixNano\x12\x0e\n" +
+	"\x02by\x18\a \x01(\tR\x02by\"\x86\x01\n" +
 	"\x05Group\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x15.witness.v1.GroupSpecR\x04spec\x12/\n" +
 	"\x06status\x18\x02 \x01(\v2\x17.witness.v1.GroupStatusR\x06status\x12!\n" +
@@ -2076,7 +2242,10 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05armed\x18\x02 \x01(\bR\x05armed\x12 \n" +
 	"\fat_unix_nano\x18\x03 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\x04 \x01(\tR\x02by\"Y\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\"_\n" +
+	"\x15RecordProposalCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x120\n" +
+	"\bproposal\x18\x02 \x01(\v2\x14.witness.v1.ProposalR\bproposal\"Y\n" +
 	"\x11RecordStepCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12.\n" +
 	"\x06result\x18\x02 \x01(\v2\x16.witness.v1.StepResultR\x06result*N\n" +
@@ -2110,35 +2279,37 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_witness_v1_state_proto_goTypes = []any{
-	(Mode)(0),                  // 0: witness.v1.Mode
-	(Rearm)(0),                 // 1: witness.v1.Rearm
-	(TransitionKind)(0),        // 2: witness.v1.TransitionKind
-	(*GroupSpec)(nil),          // 3: witness.v1.GroupSpec
-	(*SiteSpec)(nil),           // 4: witness.v1.SiteSpec
-	(*ProbeSpec)(nil),          // 5: witness.v1.ProbeSpec
-	(*Policy)(nil),             // 6: witness.v1.Policy
-	(*Actions)(nil),            // 7: witness.v1.Actions
-	(*DNSAction)(nil),          // 8: witness.v1.DNSAction
-	(*DNSRecord)(nil),          // 9: witness.v1.DNSRecord
-	(*PostgresAction)(nil),     // 10: witness.v1.PostgresAction
-	(*HookAction)(nil),         // 11: witness.v1.HookAction
-	(*NotifyAction)(nil),       // 12: witness.v1.NotifyAction
-	(*Transition)(nil),         // 13: witness.v1.Transition
-	(*StepResult)(nil),         // 14: witness.v1.StepResult
-	(*GroupStatus)(nil),        // 15: witness.v1.GroupStatus
-	(*Group)(nil),              // 16: witness.v1.Group
-	(*State)(nil),              // 17: witness.v1.State
-	(*PutGroupsCommand)(nil),   // 18: witness.v1.PutGroupsCommand
-	(*DeleteGroupCommand)(nil), // 19: witness.v1.DeleteGroupCommand
-	(*Move)(nil),               // 20: witness.v1.Move
-	(*TransitionCommand)(nil),  // 21: witness.v1.TransitionCommand
-	(*SetModeCommand)(nil),     // 22: witness.v1.SetModeCommand
-	(*SetArmedCommand)(nil),    // 23: witness.v1.SetArmedCommand
-	(*RecordStepCommand)(nil),  // 24: witness.v1.RecordStepCommand
-	nil,                        // 25: witness.v1.DNSRecord.ValuesEntry
-	nil,                        // 26: witness.v1.PostgresAction.DsnEntry
+	(Mode)(0),                     // 0: witness.v1.Mode
+	(Rearm)(0),                    // 1: witness.v1.Rearm
+	(TransitionKind)(0),           // 2: witness.v1.TransitionKind
+	(*GroupSpec)(nil),             // 3: witness.v1.GroupSpec
+	(*SiteSpec)(nil),              // 4: witness.v1.SiteSpec
+	(*ProbeSpec)(nil),             // 5: witness.v1.ProbeSpec
+	(*Policy)(nil),                // 6: witness.v1.Policy
+	(*Actions)(nil),               // 7: witness.v1.Actions
+	(*DNSAction)(nil),             // 8: witness.v1.DNSAction
+	(*DNSRecord)(nil),             // 9: witness.v1.DNSRecord
+	(*PostgresAction)(nil),        // 10: witness.v1.PostgresAction
+	(*HookAction)(nil),            // 11: witness.v1.HookAction
+	(*NotifyAction)(nil),          // 12: witness.v1.NotifyAction
+	(*Transition)(nil),            // 13: witness.v1.Transition
+	(*StepResult)(nil),            // 14: witness.v1.StepResult
+	(*GroupStatus)(nil),           // 15: witness.v1.GroupStatus
+	(*Proposal)(nil),              // 16: witness.v1.Proposal
+	(*Group)(nil),                 // 17: witness.v1.Group
+	(*State)(nil),                 // 18: witness.v1.State
+	(*PutGroupsCommand)(nil),      // 19: witness.v1.PutGroupsCommand
+	(*DeleteGroupCommand)(nil),    // 20: witness.v1.DeleteGroupCommand
+	(*Move)(nil),                  // 21: witness.v1.Move
+	(*TransitionCommand)(nil),     // 22: witness.v1.TransitionCommand
+	(*SetModeCommand)(nil),        // 23: witness.v1.SetModeCommand
+	(*SetArmedCommand)(nil),       // 24: witness.v1.SetArmedCommand
+	(*RecordProposalCommand)(nil), // 25: witness.v1.RecordProposalCommand
+	(*RecordStepCommand)(nil),     // 26: witness.v1.RecordStepCommand
+	nil,                           // 27: witness.v1.DNSRecord.ValuesEntry
+	nil,                           // 28: witness.v1.PostgresAction.DsnEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -2152,25 +2323,27 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	25, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	26, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	27, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	28, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
 	2,  // 13: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
 	0,  // 14: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
 	13, // 15: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
 	14, // 16: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
-	3,  // 17: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
-	15, // 18: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
-	16, // 19: witness.v1.State.groups:type_name -> witness.v1.Group
-	3,  // 20: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	20, // 21: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 22: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 23: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	14, // 24: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	16, // 17: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
+	3,  // 18: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
+	15, // 19: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
+	17, // 20: witness.v1.State.groups:type_name -> witness.v1.Group
+	3,  // 21: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
+	21, // 22: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 23: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 24: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	16, // 25: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	14, // 26: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -2184,7 +2357,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

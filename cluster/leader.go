@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sitewitness/witness/fsm"
+	"github.com/sitewitness/witness/policy"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// decideEvery is how often the leader evaluates the policy.
+const decideEvery = 250 * time.Millisecond
+
+// decide runs the policy on every tick while this node leads and commits
+// what it proposes. A proposal carries the token it expects to replace; a
+// lost compare-and-swap is normal (someone else moved the group first) and
+// is logged, never retried blindly: the next tick decides afresh.
+func (n *Node) decide(ctx context.Context) {
+	t := time.NewTicker(decideEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		out := n.evaluate(time.Now())
+		for _, p := range out.Proposals {
+			n.propose(ctx, p)
+		}
+		for _, g := range out.Rearm {
+			n.commit(ctx, "re-arm", &witnessv1.SetArmedCommand{Group: g, Armed: true, AtUnixNano: time.Now().UnixNano(), By: n.cfg.Name + " (rearm: auto)"})
+		}
+		n.recordProposals(ctx, out)
+	}
+}
+
+func (n *Node) propose(ctx context.Context, p *witnessv1.TransitionCommand) {
+	p.By = n.cfg.Name
+	res, err := n.Apply(ctx, p)
+	if err != nil {
+		n.log.Warn("failover not committed", keyErr, err)
+		return
+	}
+	if res.Err != nil {
+		if errors.Is(res.Err, fsm.ErrStaleToken) {
+			n.log.Info("failover lost the token race; deciding again next tick", keyErr, res.Err)
+		} else {
+			n.log.Warn("failover refused", keyErr, res.Err)
+		}
+		return
+	}
+	for _, m := range p.GetMoves() {
+		n.log.Warn("failover committed", "group", m.GetGroup(), "to", m.GetToSite(), "token", res.Tokens[m.GetGroup()], "reason", p.GetReason())
+	}
+}
+
+// recordProposals keeps each group's recorded proposal (observe and manual
+// modes) in step with the decision, writing only when it changes.
+func (n *Node) recordProposals(ctx context.Context, out policy.Output) {
+	for _, g := range n.fsm.Groups() {
+		name := g.GetSpec().GetName()
+		d := out.Decisions[name]
+		var want *witnessv1.Proposal
+		if d.Action == policy.ActionWouldFailover || d.Action == policy.ActionPending {
+			want = &witnessv1.Proposal{Action: d.Action.String(), FromSite: d.From, ToSite: d.To, ExpectedToken: d.ExpectedToken, Reason: d.Reason}
+		}
+		have := g.GetStatus().GetProposal()
+		if want == nil && have == nil {
+			continue
+		}
+		if want != nil && have != nil && have.GetAction() == want.GetAction() && have.GetToSite() == want.GetToSite() && have.GetExpectedToken() == want.GetExpectedToken() {
+			continue
+		}
+		if want != nil {
+			want.AtUnixNano, want.By = time.Now().UnixNano(), n.cfg.Name
+			n.log.Warn("policy proposes a move it will not make itself", "group", name, "action", want.GetAction(), "to", want.GetToSite(), "reason", want.GetReason())
+		}
+		n.commit(ctx, "record proposal", &witnessv1.RecordProposalCommand{Group: name, Proposal: want})
+	}
+}
+
+// commit applies a command and logs a refusal.
+func (n *Node) commit(ctx context.Context, what string, cmd proto.Message) bool {
+	res, err := n.Apply(ctx, cmd)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		n.log.Warn(what+" not committed", keyErr, err)
+		return false
+	}
+	return true
+}
+
+// explain is the policy's view of one group from this witness.
+func (n *Node) explain(group string) *witnessv1.Explanation {
+	now := time.Now()
+	d, ok := n.evaluate(now).Decisions[group]
+	if !ok {
+		return nil
+	}
+	e := &witnessv1.Explanation{Action: d.Action.String(), Reason: d.Reason, FromSite: d.From, ToSite: d.To, AtUnixNano: now.UnixNano(), EvaluatedBy: n.cfg.Name}
+	for _, s := range d.Sites {
+		sv := &witnessv1.SiteView{Site: s.Site, Active: s.Active, Database: s.Database, Role: s.Role, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds, Streaming: s.Streaming}
+		for _, o := range s.Observers {
+			ov := &witnessv1.ObserverView{Site: o.Site, State: o.State.String(), Witnesses: int32(o.Witnesses)}
+			if !o.Since.IsZero() {
+				ov.SinceUnixNano = o.Since.UnixNano()
+			}
+			sv.Observers = append(sv.Observers, ov)
+		}
+		e.Sites = append(e.Sites, sv)
+	}
+	return e
+}

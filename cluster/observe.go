@@ -1,0 +1,318 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/sitewitness/witness/policy"
+	"github.com/sitewitness/witness/probes"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// gossipVersion is the version of the observation messages. A message of
+// another version is ignored with a log line, never a crash.
+const gossipVersion = 1
+
+// maxDetail bounds the detail text gossiped with an observation.
+const maxDetail = 160
+
+// obsMsg carries observations of one witness: a delta (one or a few
+// changed observations) by broadcast, or the full vector by push/pull.
+type obsMsg struct {
+	V    int       `json:"v"`
+	Node string    `json:"node"`
+	Site string    `json:"site"`
+	Full bool      `json:"full,omitempty"`
+	Obs  []wireObs `json:"obs"`
+}
+
+type wireObs struct {
+	Group     string  `json:"g"`
+	Site      string  `json:"s"`
+	Probe     string  `json:"p,omitempty"`
+	State     uint8   `json:"st"`
+	Since     int64   `json:"since"`
+	At        int64   `json:"at"`
+	DB        bool    `json:"db,omitempty"`
+	Role      string  `json:"role,omitempty"`
+	LagBytes  int64   `json:"lb,omitempty"`
+	LagSecond float64 `json:"ls,omitempty"`
+	Streaming bool    `json:"str,omitempty"`
+	Detail    string  `json:"d,omitempty"`
+}
+
+type obsKey struct{ group, site, probe string }
+
+// observations holds every witness's latest observations: this one's from
+// its scheduler, the others' from gossip.
+type observations struct {
+	self, site string
+	log        *slog.Logger
+	queue      *memberlist.TransmitLimitedQueue
+	inbox      chan []byte
+
+	mu   sync.Mutex
+	byOf map[string]map[obsKey]wireObs // observer -> observations
+	site_ map[string]string           // observer -> site
+}
+
+func newObservations(self, site string, log *slog.Logger) *observations {
+	return &observations{
+		self: self, site: site, log: log,
+		inbox: make(chan []byte, 1024),
+		byOf:  map[string]map[obsKey]wireObs{self: {}},
+		site_: map[string]string{self: site},
+	}
+}
+
+func toWire(o probes.Observation) wireObs {
+	w := wireObs{Group: o.Group, Site: o.Site, Probe: o.Name, State: uint8(toPolicyState(o.State)), Since: o.Since.UnixNano(),
+		At: o.CheckedAt.UnixNano(), Detail: o.Detail}
+	if o.CheckedAt.IsZero() {
+		w.At = 0
+	}
+	if len(w.Detail) > maxDetail {
+		w.Detail = w.Detail[:maxDetail]
+	}
+	if o.Kind == probes.KindPostgres {
+		w.DB, w.Role, w.LagBytes, w.LagSecond, w.Streaming = true, o.Role, o.LagBytes, o.LagSeconds, o.Streaming
+	}
+	return w
+}
+
+func toPolicyState(s probes.State) policy.State {
+	switch s {
+	case probes.StateHealthy:
+		return policy.Healthy
+	case probes.StateFailing:
+		return policy.Failing
+	}
+	return policy.Unknown
+}
+
+// local records one of this witness's observations and queues its broadcast
+// when the verdict changed. Called from the scheduler; never blocks.
+func (s *observations) local(o probes.Observation) {
+	w := toWire(o)
+	k := obsKey{w.Group, w.Site, w.Probe}
+	s.mu.Lock()
+	prev, had := s.byOf[s.self][k]
+	s.byOf[s.self][k] = w
+	s.mu.Unlock()
+	changed := !had || prev.State != w.State || prev.Streaming != w.Streaming
+	if s.queue != nil && changed {
+		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Obs: []wireObs{w}})
+		if err == nil {
+			s.queue.QueueBroadcast(broadcast(b))
+		}
+	}
+}
+
+// setTargets drops this witness's observations of targets it no longer
+// probes.
+func (s *observations) setTargets(ts []probes.Target) {
+	keep := map[obsKey]bool{}
+	for _, t := range ts {
+		keep[obsKey{t.Group, t.Site, t.Name}] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.byOf[s.self] {
+		if !keep[k] {
+			delete(s.byOf[s.self], k)
+		}
+	}
+}
+
+// full encodes this witness's whole vector for push/pull.
+func (s *observations) full() []byte {
+	s.mu.Lock()
+	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Full: true}
+	for _, w := range s.byOf[s.self] {
+		msg.Obs = append(msg.Obs, w)
+	}
+	s.mu.Unlock()
+	b, _ := json.Marshal(msg)
+	return b
+}
+
+// receive queues a gossiped message for run; it never blocks memberlist.
+func (s *observations) receive(b []byte) {
+	select {
+	case s.inbox <- append([]byte(nil), b...):
+	default:
+		s.log.Warn("observation inbox full: dropping a gossip message; push/pull will repair it")
+	}
+}
+
+// run applies received messages until ctx ends.
+func (s *observations) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-s.inbox:
+			s.merge(b)
+		}
+	}
+}
+
+func (s *observations) merge(b []byte) {
+	var msg obsMsg
+	if err := json.Unmarshal(b, &msg); err != nil {
+		s.log.Warn("ignoring undecodable observation message", keyErr, err)
+		return
+	}
+	if msg.V != gossipVersion {
+		s.log.Warn("ignoring observation message of another version", "version", msg.V, "from", msg.Node)
+		return
+	}
+	if msg.Node == "" || msg.Node == s.self {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.byOf[msg.Node]
+	if m == nil || msg.Full {
+		m = map[obsKey]wireObs{}
+		s.byOf[msg.Node] = m
+	}
+	s.site_[msg.Node] = msg.Site
+	for _, w := range msg.Obs {
+		k := obsKey{w.Group, w.Site, w.Probe}
+		if old, ok := m[k]; ok && old.At > w.At && !msg.Full {
+			continue // an older delta arriving late
+		}
+		m[k] = w
+	}
+}
+
+// snapshot returns every witness's observations in policy form.
+func (s *observations) snapshot() []policy.Observation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []policy.Observation
+	for node, m := range s.byOf {
+		for _, w := range m {
+			o := policy.Observation{Observer: node, ObserverSite: s.site_[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
+				Since: time.Unix(0, w.Since), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming, Detail: w.Detail}
+			if w.At != 0 {
+				o.CheckedAt = time.Unix(0, w.At)
+			}
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		if a.Site != b.Site {
+			return a.Site < b.Site
+		}
+		return a.Observer < b.Observer
+	})
+	return out
+}
+
+type broadcast []byte
+
+func (b broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b broadcast) Message() []byte                       { return b }
+func (b broadcast) Finished()                             {}
+
+// probeSpec converts a replicated probe spec to the probes package's.
+func probeSpec(p *witnessv1.ProbeSpec) probes.Spec {
+	s := probes.Spec{
+		Kind:             probes.Kind(p.GetKind()),
+		Interval:         time.Duration(p.GetIntervalMs()) * time.Millisecond,
+		Timeout:          time.Duration(p.GetTimeoutMs()) * time.Millisecond,
+		FailThreshold:    int(p.GetFailThreshold()),
+		RecoverThreshold: int(p.GetRecoverThreshold()),
+	}
+	switch s.Kind {
+	case probes.KindHTTP:
+		s.HTTP = &probes.HTTPSpec{URL: p.GetUrl(), StatusMin: int(p.GetExpectStatusMin()), StatusMax: int(p.GetExpectStatusMax()), BodyContains: p.GetBodyContains(), CAFile: p.GetCaFile()}
+	case probes.KindTCP:
+		s.TCP = &probes.TCPSpec{Address: p.GetAddress()}
+	case probes.KindDNS:
+		s.DNS = &probes.DNSSpec{Server: p.GetServer(), Name: p.GetQueryName(), Type: p.GetQueryType(), Expect: p.GetExpect()}
+	case probes.KindPostgres:
+		s.Postgres = &probes.PostgresSpec{DSN: p.GetDsn(), Role: p.GetRole()}
+	case probes.KindExec:
+		s.Exec = &probes.ExecSpec{Command: p.GetCommand(), Args: p.GetArgs()}
+	}
+	return s.WithDefaults()
+}
+
+// targets lists every probe of every group at every site.
+func targets(groups []*witnessv1.Group) []probes.Target {
+	var out []probes.Target
+	for _, g := range groups {
+		for _, site := range g.GetSpec().GetSites() {
+			for i, p := range site.GetProbes() {
+				out = append(out, probes.Target{Group: g.GetSpec().GetName(), Site: site.GetName(), Name: fmt.Sprintf("%d-%s", i, p.GetKind()), Spec: probeSpec(p)})
+			}
+		}
+	}
+	return out
+}
+
+// probeLoop runs the scheduler and keeps its targets in step with the
+// replicated groups.
+func (n *Node) probeLoop() {
+	defer n.wg.Done()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := n.sched.Run(n.ctx); err != nil {
+			n.log.Error("probe scheduler", keyErr, err)
+		}
+	}()
+	defer func() { <-done }()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var applied uint64
+	for {
+		if idx := n.raft.AppliedIndex(); idx != applied {
+			ts := targets(n.fsm.Groups())
+			if err := n.sched.SetTargets(ts); err != nil {
+				n.log.Error("probe targets", keyErr, err)
+			} else {
+				n.obs.setTargets(ts)
+				applied = idx
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// live lists the witnesses gossip sees alive, this one included.
+func (n *Node) live() []policy.Witness {
+	out := []policy.Witness{{Name: n.cfg.Name, Site: n.cfg.Site}}
+	if n.gossip == nil {
+		return out
+	}
+	for name, p := range n.gossip.alive() {
+		if name != n.cfg.Name {
+			out = append(out, policy.Witness{Name: name, Site: p.Meta.Site})
+		}
+	}
+	return out
+}
+
+// evaluate runs the policy on what this witness sees now.
+func (n *Node) evaluate(now time.Time) policy.Output {
+	return policy.Evaluate(policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live()})
+}
