@@ -34,6 +34,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return d.meta
 }
+
 // NotifyMsg receives an observation delta; it hands it over and returns.
 func (d *delegate) NotifyMsg(b []byte) { d.obs.receive(b) }
 

@@ -58,9 +58,9 @@ type observations struct {
 	queue      *memberlist.TransmitLimitedQueue
 	inbox      chan []byte
 
-	mu   sync.Mutex
-	byOf map[string]map[obsKey]wireObs // observer -> observations
-	site_ map[string]string           // observer -> site
+	mu    sync.Mutex
+	byOf  map[string]map[obsKey]wireObs // observer -> observations
+	sites map[string]string             // observer -> site
 }
 
 func newObservations(self, site string, log *slog.Logger) *observations {
@@ -68,7 +68,7 @@ func newObservations(self, site string, log *slog.Logger) *observations {
 		self: self, site: site, log: log,
 		inbox: make(chan []byte, 1024),
 		byOf:  map[string]map[obsKey]wireObs{self: {}},
-		site_: map[string]string{self: site},
+		sites: map[string]string{self: site},
 	}
 }
 
@@ -184,7 +184,7 @@ func (s *observations) merge(b []byte) {
 		m = map[obsKey]wireObs{}
 		s.byOf[msg.Node] = m
 	}
-	s.site_[msg.Node] = msg.Site
+	s.sites[msg.Node] = msg.Site
 	for _, w := range msg.Obs {
 		k := obsKey{w.Group, w.Site, w.Probe}
 		if old, ok := m[k]; ok && old.At > w.At && !msg.Full {
@@ -201,7 +201,7 @@ func (s *observations) snapshot() []policy.Observation {
 	var out []policy.Observation
 	for node, m := range s.byOf {
 		for _, w := range m {
-			o := policy.Observation{Observer: node, ObserverSite: s.site_[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
+			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
 				Since: time.Unix(0, w.Since), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming, Detail: w.Detail}
 			if w.At != 0 {
 				o.CheckedAt = time.Unix(0, w.At)
