@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -20,6 +21,13 @@ type nodeMeta struct {
 }
 
 const metaVersion = 1
+
+// Gossip timing of observations: heartbeats keep them fresh, push/pull
+// repairs a copy that missed a change.
+const (
+	heartbeatEvery   = time.Second
+	pushPullInterval = 5 * time.Second
+)
 
 // delegate answers memberlist's callbacks. Callbacks never block.
 type delegate struct {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/config"
 	"github.com/sitewitness/witness/fsm"
 	"github.com/sitewitness/witness/probes"
@@ -80,6 +81,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// OnLeader runs while this node leads.
 	OnLeader LeaderFunc
+	// Runner carries out the reconciler's steps; nil means the real
+	// targets (actions.Targets).
+	Runner actions.Runner
 	// JoinTimeout bounds joining a running cluster; zero means 30s.
 	JoinTimeout time.Duration
 }
@@ -273,6 +277,7 @@ func (n *Node) startGossip() error {
 	mc.ProbeInterval = n.cfg.Gossip.ProbeInterval.D()
 	mc.ProbeTimeout = min(mc.ProbeTimeout, mc.ProbeInterval)
 	mc.GossipInterval = min(mc.GossipInterval, mc.ProbeInterval)
+	mc.PushPullInterval = pushPullInterval
 	mc.Label = "witness/" + n.id.ClusterID
 	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
 	d := &delegate{meta: meta, log: n.log, obs: n.obs}
@@ -289,15 +294,19 @@ func (n *Node) startGossip() error {
 
 func (n *Node) gossipLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
+	rejoin := time.NewTicker(2 * time.Second)
+	defer rejoin.Stop()
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
 	n.gossip.rejoin(n.cfg.GossipAddr)
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-rejoin.C:
 			n.gossip.rejoin(n.cfg.GossipAddr)
+		case now := <-beat.C:
+			n.obs.heartbeat(now)
 		}
 	}
 }
@@ -355,9 +364,19 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 		wg.Add(1)
 		go func() { defer wg.Done(); n.opts.OnLeader(ctx, n) }()
 	}
+	runner := n.opts.Runner
+	if runner == nil {
+		runner = actions.Targets{}
+	}
+	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler")}
+	wg.Add(1)
+	go func() { defer wg.Done(); rec.Run(ctx) }()
 	n.decide(ctx)
 	wg.Wait()
 }
+
+// Groups returns the groups of this node's replica.
+func (n *Node) Groups() []*witnessv1.Group { return n.fsm.Groups() }
 
 func (n *Node) startMetrics() {
 	if n.opts.Registerer != nil {

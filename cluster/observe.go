@@ -25,12 +25,22 @@ const maxDetail = 160
 
 // obsMsg carries observations of one witness: a delta (one or a few
 // changed observations) by broadcast, or the full vector by push/pull.
+//
+// Every witness numbers its changes (Ver). A heartbeat, sent every second,
+// says "all my observations are at least as fresh as FreshAt, and I am at
+// version Ver": a receiver that has applied exactly that version takes the
+// observations as refreshed; one that missed a delta lets them go stale
+// (unknown, which never causes a failover) until the next push/pull sync
+// repairs its copy.
 type obsMsg struct {
-	V    int       `json:"v"`
-	Node string    `json:"node"`
-	Site string    `json:"site"`
-	Full bool      `json:"full,omitempty"`
-	Obs  []wireObs `json:"obs"`
+	V       int       `json:"v"`
+	Node    string    `json:"node"`
+	Site    string    `json:"site"`
+	Ver     uint64    `json:"ver"`
+	Full    bool      `json:"full,omitempty"`
+	Beat    bool      `json:"beat,omitempty"`
+	FreshAt int64     `json:"fresh_at,omitempty"`
+	Obs     []wireObs `json:"obs,omitempty"`
 }
 
 type wireObs struct {
@@ -58,17 +68,23 @@ type observations struct {
 	queue      *memberlist.TransmitLimitedQueue
 	inbox      chan []byte
 
-	mu    sync.Mutex
-	byOf  map[string]map[obsKey]wireObs // observer -> observations
-	sites map[string]string             // observer -> site
+	mu      sync.Mutex
+	byOf    map[string]map[obsKey]wireObs // observer -> observations
+	sites   map[string]string             // observer -> site
+	ver     map[string]uint64             // observer -> version applied here (own: current)
+	inSync  map[string]bool               // observer -> every change up to ver applied
+	freshAt map[string]int64              // observer -> freshness vouched by its last heartbeat
 }
 
 func newObservations(self, site string, log *slog.Logger) *observations {
 	return &observations{
 		self: self, site: site, log: log,
-		inbox: make(chan []byte, 1024),
-		byOf:  map[string]map[obsKey]wireObs{self: {}},
-		sites: map[string]string{self: site},
+		inbox:   make(chan []byte, 1024),
+		byOf:    map[string]map[obsKey]wireObs{self: {}},
+		sites:   map[string]string{self: site},
+		ver:     map[string]uint64{},
+		inSync:  map[string]bool{},
+		freshAt: map[string]int64{},
 	}
 }
 
@@ -105,13 +121,37 @@ func (s *observations) local(o probes.Observation) {
 	s.mu.Lock()
 	prev, had := s.byOf[s.self][k]
 	s.byOf[s.self][k] = w
-	s.mu.Unlock()
 	changed := !had || prev.State != w.State || prev.Streaming != w.Streaming
+	if changed {
+		s.ver[s.self]++
+	}
+	ver := s.ver[s.self]
+	s.mu.Unlock()
 	if s.queue != nil && changed {
-		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Obs: []wireObs{w}})
+		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Ver: ver, Obs: []wireObs{w}})
 		if err == nil {
 			s.queue.QueueBroadcast(broadcast(b))
 		}
+	}
+}
+
+// heartbeat broadcasts how fresh this witness's observations are.
+func (s *observations) heartbeat(now time.Time) {
+	s.mu.Lock()
+	fresh := now.UnixNano()
+	for _, w := range s.byOf[s.self] {
+		if w.At != 0 {
+			fresh = min(fresh, w.At)
+		}
+	}
+	ver := s.ver[s.self]
+	s.mu.Unlock()
+	if s.queue == nil {
+		return
+	}
+	b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Ver: ver, Beat: true, FreshAt: fresh})
+	if err == nil {
+		s.queue.QueueBroadcast(broadcast(b))
 	}
 }
 
@@ -127,6 +167,7 @@ func (s *observations) setTargets(ts []probes.Target) {
 	for k := range s.byOf[s.self] {
 		if !keep[k] {
 			delete(s.byOf[s.self], k)
+			s.ver[s.self]++
 		}
 	}
 }
@@ -134,7 +175,7 @@ func (s *observations) setTargets(ts []probes.Target) {
 // full encodes this witness's whole vector for push/pull.
 func (s *observations) full() []byte {
 	s.mu.Lock()
-	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Full: true}
+	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Ver: s.ver[s.self], Full: true}
 	for _, w := range s.byOf[s.self] {
 		msg.Obs = append(msg.Obs, w)
 	}
@@ -179,12 +220,31 @@ func (s *observations) merge(b []byte) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sites[msg.Node] = msg.Site
+	switch {
+	case msg.Beat:
+		if s.inSync[msg.Node] && s.ver[msg.Node] == msg.Ver {
+			s.freshAt[msg.Node] = msg.FreshAt
+		}
+		return
+	case msg.Full:
+		if msg.Ver < s.ver[msg.Node] && s.inSync[msg.Node] {
+			return // an older full state than what we hold
+		}
+		s.byOf[msg.Node] = map[obsKey]wireObs{}
+		s.ver[msg.Node], s.inSync[msg.Node] = msg.Ver, true
+	default:
+		if msg.Ver == s.ver[msg.Node]+1 && s.inSync[msg.Node] {
+			s.ver[msg.Node] = msg.Ver
+		} else if msg.Ver > s.ver[msg.Node] {
+			s.inSync[msg.Node] = false // a change was missed: wait for a full sync
+		}
+	}
 	m := s.byOf[msg.Node]
-	if m == nil || msg.Full {
+	if m == nil {
 		m = map[obsKey]wireObs{}
 		s.byOf[msg.Node] = m
 	}
-	s.sites[msg.Node] = msg.Site
 	for _, w := range msg.Obs {
 		k := obsKey{w.Group, w.Site, w.Probe}
 		if old, ok := m[k]; ok && old.At > w.At && !msg.Full {
@@ -203,8 +263,12 @@ func (s *observations) snapshot() []policy.Observation {
 		for _, w := range m {
 			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
 				Since: time.Unix(0, w.Since), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming, Detail: w.Detail}
-			if w.At != 0 {
-				o.CheckedAt = time.Unix(0, w.At)
+			at := w.At
+			if node != s.self && s.inSync[node] {
+				at = max(at, s.freshAt[node])
+			}
+			if at != 0 {
+				o.CheckedAt = time.Unix(0, at)
 			}
 			out = append(out, o)
 		}

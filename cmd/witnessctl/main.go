@@ -350,6 +350,7 @@ func (c *cli) group(args []string) error {
 		return err
 	}
 	d := toDetail(resp.GetGroup())
+	d.Explanation = toExplanation(resp.GetExplanation())
 	if c.g.output == "json" {
 		return c.printJSON(d)
 	}
@@ -359,6 +360,30 @@ func (c *cli) group(args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "group %s: active at %s, token %d, mode %s, %s\nsites in priority order: %s\n",
 		d.Name, d.ActiveSite, d.Token, d.Mode, armed, strings.Join(d.Sites, ", "))
+	if p := d.Proposal; p != nil {
+		fmt.Fprintf(c.stdout, "proposal (%s): %s -> %s at token %d: %s\n", p.Action, p.From, p.To, p.ExpectedToken, p.Reason)
+		if p.Action == "pending" {
+			fmt.Fprintf(c.stdout, "  approve with: witnessctl switchover %s %s --token %d\n", d.Name, p.To, p.ExpectedToken)
+		}
+	}
+	if e := d.Explanation; e != nil {
+		fmt.Fprintf(c.stdout, "\npolicy (as %s sees it): %s: %s\n", e.EvaluatedBy, e.Action, e.Reason)
+		var rows [][]string
+		for _, s := range e.Sites {
+			for _, o := range s.Observers {
+				since := "-"
+				if !o.Since.IsZero() {
+					since = time.Since(o.Since).Round(100*time.Millisecond).String() + " ago"
+				}
+				site := s.Site
+				if s.Active {
+					site += " (active)"
+				}
+				rows = append(rows, []string{site, o.Site, o.State, since, strconv.Itoa(int(o.Witnesses))})
+			}
+		}
+		c.table("SITE\tSEEN FROM\tSTATE\tSINCE\tWITNESSES", rows)
+	}
 	if len(d.History) > 0 {
 		fmt.Fprintln(c.stdout, "\nhistory:")
 		var rows [][]string

@@ -61,8 +61,57 @@ type stepJSON struct {
 type groupDetail struct {
 	groupSummary
 	DisarmedAtToken uint64           `json:"disarmed_at_token,omitempty"`
+	Proposal        *proposalJSON    `json:"proposal,omitempty"`
 	History         []transitionJSON `json:"history"`
 	Steps           []stepJSON       `json:"steps"`
+	Explanation     *explanationJSON `json:"explanation,omitempty"`
+}
+
+type proposalJSON struct {
+	Action        string `json:"action"`
+	From          string `json:"from_site"`
+	To            string `json:"to_site"`
+	ExpectedToken uint64 `json:"expected_token"`
+	Reason        string `json:"reason"`
+}
+
+type explanationJSON struct {
+	Action      string         `json:"action"`
+	Reason      string         `json:"reason"`
+	EvaluatedBy string         `json:"evaluated_by"`
+	Sites       []siteViewJSON `json:"sites"`
+}
+
+type siteViewJSON struct {
+	Site      string             `json:"site"`
+	Active    bool               `json:"active"`
+	Observers []observerViewJSON `json:"observers"`
+}
+
+type observerViewJSON struct {
+	Site      string    `json:"site"`
+	State     string    `json:"state"`
+	Since     time.Time `json:"since,omitzero"`
+	Witnesses int32     `json:"witnesses"`
+}
+
+func toExplanation(e *witnessv1.Explanation) *explanationJSON {
+	if e == nil {
+		return nil
+	}
+	out := &explanationJSON{Action: e.GetAction(), Reason: e.GetReason(), EvaluatedBy: e.GetEvaluatedBy(), Sites: []siteViewJSON{}}
+	for _, s := range e.GetSites() {
+		sv := siteViewJSON{Site: s.GetSite(), Active: s.GetActive(), Observers: []observerViewJSON{}}
+		for _, o := range s.GetObservers() {
+			ov := observerViewJSON{Site: o.GetSite(), State: o.GetState(), Witnesses: o.GetWitnesses()}
+			if o.GetSinceUnixNano() != 0 {
+				ov.Since = time.Unix(0, o.GetSinceUnixNano()).UTC()
+			}
+			sv.Observers = append(sv.Observers, ov)
+		}
+		out.Sites = append(out.Sites, sv)
+	}
+	return out
 }
 
 func toMember(m *witnessv1.Member) memberJSON {
@@ -93,6 +142,9 @@ func toSummary(g *witnessv1.Group) groupSummary {
 func toDetail(g *witnessv1.Group) groupDetail {
 	s := g.GetStatus()
 	d := groupDetail{groupSummary: toSummary(g), DisarmedAtToken: s.GetDisarmedAtToken(), History: []transitionJSON{}, Steps: []stepJSON{}}
+	if p := s.GetProposal(); p != nil {
+		d.Proposal = &proposalJSON{Action: p.GetAction(), From: p.GetFromSite(), To: p.GetToSite(), ExpectedToken: p.GetExpectedToken(), Reason: p.GetReason()}
+	}
 	for _, h := range s.GetHistory() {
 		d.History = append(d.History, transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(),
 			Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy()})

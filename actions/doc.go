@@ -1,0 +1,18 @@
+// Package actions carries the leader's decisions out on the world.
+//
+// The Reconciler is level-triggered, like a controller: for every group it
+// derives the plan of the current token (fence the old site's database,
+// promote the new one, switch DNS, wait for DNS to settle), skips the steps
+// whose success is already recorded in the replicated state, and runs the
+// next one. Each step is idempotent, carries the group's fencing token, is
+// run only right after the node has verified its leadership, and has its
+// outcome (ok or error text, duration, attempt, node) committed through
+// Raft: a new leader resumes an unfinished plan from the recorded results,
+// and the history doubles as the audit log. Failed steps are retried with
+// exponential backoff. Required steps hold up the ones after them;
+// best-effort steps (fencing an unreachable old site, notifying) do not.
+//
+// The targets live in subpackages: actions/dns (RFC 2136 with a token
+// compare-and-swap the DNS server checks), actions/postgres (promote and
+// fence, with a token table), actions/exec (hooks) and actions/notify.
+package actions
