@@ -167,10 +167,6 @@ func withRearm(r witnessv1.Rearm, holdDown time.Duration) groupOpt {
 	}
 }
 
-func withFailoverAfter(d time.Duration) groupOpt {
-	return func(g *witnessv1.Group) { g.Spec.Policy.FailoverAfterMs = d.Milliseconds() }
-}
-
 // summary is an Output with only what a scenario asserts: proposals as
 // "east: app@1→west db@2→west", decisions as "action from→to: reason".
 type summary struct {
