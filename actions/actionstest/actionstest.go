@@ -1,0 +1,163 @@
+// Package actionstest holds test doubles for the actions package: a
+// Runner that records what it was asked to do, and a Leader backed by a
+// real state machine.
+package actionstest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/fsm"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// Call is one step a Runner was asked to run.
+type Call struct {
+	Step  string
+	Group string
+	Token uint64
+	Site  string // the site acted on
+}
+
+func (c Call) String() string { return fmt.Sprintf("%s %s@%d %s", c.Step, c.Group, c.Token, c.Site) }
+
+// Runner records calls. Fail makes a step fail; Block makes it wait until
+// its context ends or Release is called.
+type Runner struct {
+	mu    sync.Mutex
+	calls []Call
+	fail  map[string]error
+	block map[string]chan struct{}
+	// Entered receives a step's name when it starts, if set.
+	Entered chan string
+}
+
+// NewRunner returns a recording Runner.
+func NewRunner() *Runner {
+	return &Runner{fail: map[string]error{}, block: map[string]chan struct{}{}}
+}
+
+var _ actions.Runner = (*Runner)(nil)
+
+// Fail makes step return err until Fail(step, nil).
+func (r *Runner) Fail(step string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		delete(r.fail, step)
+		return
+	}
+	r.fail[step] = err
+}
+
+// Block makes step wait until Release(step) or its context ends.
+func (r *Runner) Block(step string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.block[step] = make(chan struct{})
+}
+
+// Release lets a blocked step go on, and later ones run at once.
+func (r *Runner) Release(step string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch, ok := r.block[step]; ok {
+		close(ch)
+		delete(r.block, step)
+	}
+}
+
+// Calls returns the calls so far.
+func (r *Runner) Calls() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Call(nil), r.calls...)
+}
+
+func (r *Runner) do(ctx context.Context, step string, g *witnessv1.Group, site string) error {
+	if r.Entered != nil {
+		select {
+		case r.Entered <- step:
+		default:
+		}
+	}
+	r.mu.Lock()
+	ch := r.block[step]
+	r.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.fail[step]; err != nil {
+		return err
+	}
+	r.calls = append(r.calls, Call{Step: step, Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(), Site: site})
+	return nil
+}
+
+func (r *Runner) Fence(ctx context.Context, g *witnessv1.Group, from string) error {
+	return r.do(ctx, actions.StepFence, g, from)
+}
+
+func (r *Runner) Promote(ctx context.Context, g *witnessv1.Group) error {
+	return r.do(ctx, actions.StepPromote, g, g.GetStatus().GetActiveSite())
+}
+
+func (r *Runner) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
+	return r.do(ctx, actions.StepDNS, g, g.GetStatus().GetActiveSite())
+}
+
+func (r *Runner) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
+	return r.do(ctx, actions.StepSettle, g, g.GetStatus().GetActiveSite())
+}
+
+// Leader is an actions.Leader over a real fsm.FSM, without Raft. Leading
+// can be switched off to play a deposed leader.
+type Leader struct {
+	FSM *fsm.FSM
+	mu  sync.Mutex
+	off bool
+}
+
+// ErrDeposed is what VerifyLeader returns once SetLeading(false).
+var ErrDeposed = errors.New("deposed")
+
+// SetLeading sets whether VerifyLeader succeeds.
+func (l *Leader) SetLeading(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.off = !on
+}
+
+func (l *Leader) Groups() []*witnessv1.Group { return l.FSM.Groups() }
+
+func (l *Leader) VerifyLeader() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.off {
+		return ErrDeposed
+	}
+	return nil
+}
+
+func (l *Leader) Apply(_ context.Context, cmd proto.Message) (fsm.Result, error) {
+	if err := l.VerifyLeader(); err != nil {
+		return fsm.Result{}, err
+	}
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	return l.FSM.Apply(b), nil
+}

@@ -1,0 +1,201 @@
+package actions_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/actions/actionstest"
+	"github.com/sitewitness/witness/fsm"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+func pgDNSGroup(name string) *witnessv1.GroupSpec {
+	return &witnessv1.GroupSpec{
+		Name:  name,
+		Sites: []*witnessv1.SiteSpec{{Name: "east"}, {Name: "west"}},
+		Actions: &witnessv1.Actions{
+			Postgres: &witnessv1.PostgresAction{Dsn: map[string]string{"east": "e", "west": "w"}},
+			Dns:      &witnessv1.DNSAction{Server: "ns:53", Records: []*witnessv1.DNSRecord{{Name: "app.example.test.", Type: "A", Ttl: 5}}},
+		},
+	}
+}
+
+func setup(t *testing.T) (*actionstest.Leader, *actionstest.Runner) {
+	t.Helper()
+	l := &actionstest.Leader{FSM: fsm.New()}
+	if _, err := l.Apply(context.Background(), &witnessv1.PutGroupsCommand{Specs: []*witnessv1.GroupSpec{pgDNSGroup("app")}}); err != nil {
+		t.Fatal(err)
+	}
+	return l, actionstest.NewRunner()
+}
+
+func failover(t *testing.T, l *actionstest.Leader, to string) uint64 {
+	t.Helper()
+	g, _ := l.FSM.Group("app")
+	res, err := l.Apply(context.Background(), &witnessv1.TransitionCommand{
+		Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: g.GetStatus().GetToken(), ToSite: to}},
+		Kind:  witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
+	})
+	if err != nil || res.Err != nil {
+		t.Fatal(err, res.Err)
+	}
+	return res.Tokens["app"]
+}
+
+// runUntil runs a reconciler until cond holds or 5 s pass.
+func runUntil(t *testing.T, l actions.Leader, r actions.Runner, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func steps(l *actionstest.Leader) []string {
+	g, _ := l.FSM.Group("app")
+	var out []string
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetToken() == g.GetStatus().GetToken() && s.GetOk() {
+			out = append(out, s.GetStep())
+		}
+	}
+	return out
+}
+
+func TestPlanRunsInOrderAndRecordsEveryStep(t *testing.T) {
+	l, r := setup(t)
+	tok := failover(t, l, "west")
+	runUntil(t, l, r, func() bool { return len(steps(l)) == 4 })
+	// Whether the initial token's plan ran before the failover was
+	// committed does not matter; the new token's plan must be whole and in
+	// order.
+	var got []string
+	for _, c := range r.Calls() {
+		if c.Token == tok {
+			got = append(got, c.String())
+		}
+	}
+	want := []string{"fence app@2 east", "promote app@2 west", "dns app@2 west", "settle app@2 west"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"fence", "promote", "dns", "settle"}, steps(l)); diff != "" {
+		t.Errorf("recorded steps at token %d (-want +got):\n%s", tok, diff)
+	}
+}
+
+func TestNewLeaderResumesWithoutRedoingSteps(t *testing.T) {
+	l, r := setup(t)
+	failover(t, l, "west")
+	// The first leader fences and promotes, then is deposed while the DNS
+	// step is in flight.
+	r.Block(actions.StepDNS)
+	entered := make(chan string, 16)
+	r.Entered = entered
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "old", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 10 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	for step := range entered {
+		if step == actions.StepDNS {
+			break
+		}
+	}
+	cancel()
+	<-done
+	if diff := cmp.Diff([]string{"fence", "promote"}, steps(l)); diff != "" {
+		t.Fatalf("recorded before the new leader (-want +got):\n%s", diff)
+	}
+	r.Release(actions.StepDNS)
+
+	// A new leader, with no memory but the replicated state, finishes.
+	runUntil(t, l, r, func() bool { return len(steps(l)) == 4 })
+	count := map[string]int{}
+	for _, c := range r.Calls() {
+		if c.Token == 2 {
+			count[c.Step]++
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"fence": 1, "promote": 1, "dns": 1, "settle": 1}, count); diff != "" {
+		t.Errorf("step runs at token 2 (-want +got):\n%s", diff)
+	}
+}
+
+func TestRequiredFailureHoldsLaterStepsAndIsRetried(t *testing.T) {
+	l, r := setup(t)
+	failover(t, l, "west")
+	r.Fail(actions.StepPromote, errors.New("connection refused"))
+	r.Fail(actions.StepFence, errors.New("old site unreachable"))
+	runUntil(t, l, r, func() bool {
+		g, _ := l.FSM.Group("app")
+		n := 0
+		for _, s := range g.GetStatus().GetSteps() {
+			if s.GetStep() == actions.StepPromote && !s.GetOk() && s.GetToken() == 2 {
+				n++
+			}
+		}
+		return n >= 2 // retried
+	})
+	for _, c := range r.Calls() {
+		if c.Token == 2 && (c.Step == actions.StepDNS || c.Step == actions.StepSettle) {
+			t.Fatalf("%v ran while the required promote step was failing", c)
+		}
+	}
+	g, _ := l.FSM.Group("app")
+	var last *witnessv1.StepResult
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetStep() == actions.StepPromote {
+			last = s
+		}
+	}
+	if last.GetError() == "" || last.GetAttempt() < 2 {
+		t.Errorf("failed promote recorded as %v", last)
+	}
+	// Once it works, the plan completes even though the best-effort fence
+	// still fails.
+	r.Fail(actions.StepPromote, nil)
+	runUntil(t, l, r, func() bool { return len(steps(l)) == 3 })
+	if diff := cmp.Diff([]string{"promote", "dns", "settle"}, steps(l)); diff != "" {
+		t.Errorf("recorded (-want +got):\n%s", diff)
+	}
+}
+
+func TestDeposedLeaderRunsNothing(t *testing.T) {
+	l, r := setup(t)
+	failover(t, l, "west")
+	l.SetLeading(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	(&actions.Reconciler{Leader: l, Runner: r, Node: "old", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 10 * time.Millisecond}).Run(ctx)
+	if got := r.Calls(); len(got) != 0 {
+		t.Errorf("a deposed leader ran %v", got)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	l, _ := setup(t)
+	g, _ := l.FSM.Group("app")
+	if diff := cmp.Diff([]string{"promote", "dns", "settle"}, actions.Plan(g)); diff != "" {
+		t.Errorf("initial plan (-want +got):\n%s", diff)
+	}
+	failover(t, l, "west")
+	g, _ = l.FSM.Group("app")
+	if diff := cmp.Diff([]string{"fence", "promote", "dns", "settle"}, actions.Plan(g)); diff != "" {
+		t.Errorf("failover plan (-want +got):\n%s", diff)
+	}
+}
