@@ -1,0 +1,98 @@
+package actions_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/actions/actionstest"
+	"github.com/sitewitness/witness/actions/dns"
+	"github.com/sitewitness/witness/actions/dns/zoneserver"
+	"github.com/sitewitness/witness/fsm"
+	"github.com/sitewitness/witness/integration/pgharness"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// TestTargetsAgainstRealSystems runs a whole failover plan with the real
+// runner: a PostgreSQL primary and streaming standby, and an authoritative
+// DNS server that checks the fencing token itself.
+func TestTargetsAgainstRealSystems(t *testing.T) {
+	primary := pgharness.StartPrimary(t)
+	standby := pgharness.StartStandby(t, primary)
+
+	secret := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	keyFile := filepath.Join(t.TempDir(), "tsig.key")
+	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	zs, err := zoneserver.New(zoneserver.Config{Zone: "example.test.", Keys: map[string]string{"witness.": secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := zs.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { zs.Close() })
+
+	spec := &witnessv1.GroupSpec{
+		Name:  "app",
+		Sites: []*witnessv1.SiteSpec{{Name: "east"}, {Name: "west"}},
+		Actions: &witnessv1.Actions{
+			Postgres: &witnessv1.PostgresAction{Dsn: map[string]string{"east": primary.DSN("postgres"), "west": standby.DSN("postgres")}},
+			Dns: &witnessv1.DNSAction{Server: zs.Addr(), Zone: "example.test.", TsigKeyName: "witness.", TsigAlgorithm: "hmac-sha256", TsigSecretFile: keyFile,
+				Records: []*witnessv1.DNSRecord{{Name: "app.example.test.", Type: "A", Ttl: 1, Values: map[string]string{"east": "192.0.2.10", "west": "198.51.100.10"}}}},
+		},
+	}
+	l := &actionstest.Leader{FSM: fsm.New()}
+	l.Apply(context.Background(), &witnessv1.PutGroupsCommand{Specs: []*witnessv1.GroupSpec{spec}})
+	runUntil(t, l, actions.Targets{}, func() bool { return len(steps(l)) == 3 })
+	client := &dns.Client{Server: zs.Addr(), Zone: "example.test."}
+	rec := dns.Record{Name: "app.example.test.", Type: "A", TTL: 1}
+	if a, err := client.Read(context.Background(), rec); err != nil || a.Token != 1 || a.Site != "east" {
+		t.Fatalf("after the initial plan DNS holds %+v (%v)", a, err)
+	}
+
+	tok := failover(t, l, "west")
+	runUntil(t, l, actions.Targets{}, func() bool { return len(steps(l)) == 4 })
+
+	a, err := client.Read(context.Background(), rec)
+	if err != nil || a.Token != tok || a.Site != "west" || len(a.Values) != 1 || a.Values[0] != "198.51.100.10" {
+		t.Fatalf("DNS after failover: %+v (%v)", a, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The promoted standby takes writes; the fenced old primary refuses
+	// them.
+	if err := exec(ctx, standby.DSN("postgres"), "create table after_failover(x int)"); err != nil {
+		t.Errorf("write on the promoted standby: %v", err)
+	}
+	err = exec(ctx, primary.DSN("postgres"), "create table split_brain(x int)")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "25006" {
+		t.Errorf("write on the fenced old primary: %v, want read_only_sql_transaction", err)
+	}
+	// A deposed leader's late DNS update with the old token is refused.
+	g, _ := l.FSM.Group("app")
+	stale := &witnessv1.Group{Spec: g.GetSpec(), Status: &witnessv1.GroupStatus{ActiveSite: "east", Token: tok - 1}}
+	if err := (actions.Targets{}).SwitchDNS(ctx, stale); !errors.Is(err, dns.ErrLowerToken) {
+		t.Errorf("stale switch: %v, want ErrLowerToken", err)
+	}
+}
+
+func exec(ctx context.Context, dsn, sql string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
