@@ -14,6 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions/dns"
+	"github.com/sitewitness/witness/actions/exec"
+	"github.com/sitewitness/witness/actions/notify"
 	"github.com/sitewitness/witness/actions/postgres"
 	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
@@ -36,6 +38,10 @@ var (
 	ErrNotLeader = errors.New("not the leader")
 	// ErrNotSettled: DNS does not yet answer with the new value everywhere.
 	ErrNotSettled = errors.New("not settled yet")
+	// ErrUnsupported: an action this version cannot carry out.
+	ErrUnsupported = errors.New("not supported yet")
+	// ErrBestEffort: only best-effort parts of a step failed.
+	ErrBestEffort = errors.New("best effort")
 )
 
 // Leader is what the reconciler needs of the node it runs on.
@@ -56,6 +62,10 @@ type Runner interface {
 	Promote(ctx context.Context, g *witnessv1.Group) error
 	// SwitchDNS points the group's records at the active site.
 	SwitchDNS(ctx context.Context, g *witnessv1.Group) error
+	// Hooks runs the group's after_switch hooks.
+	Hooks(ctx context.Context, g *witnessv1.Group, from string) error
+	// Notify tells people about the transition and its steps so far.
+	Notify(ctx context.Context, g *witnessv1.Group, from string) error
 	// Settled reports nil once resolvers return the new answers and the
 	// records' TTL has passed since switched.
 	Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error
@@ -143,6 +153,13 @@ func Plan(g *witnessv1.Group) []string {
 	}
 	if a.GetDns() != nil {
 		steps = append(steps, StepDNS)
+	}
+	if slices.ContainsFunc(a.GetHooks(), func(h *witnessv1.HookAction) bool { return h.GetStep() == "after_switch" }) {
+		steps = append(steps, StepHooks)
+	}
+	// People hear of transitions, not of a group's creation.
+	if len(a.GetNotify()) > 0 && previousSite(g) != "" {
+		steps = append(steps, StepNotify)
 	}
 	if a.GetDns() != nil {
 		steps = append(steps, StepSettle)
@@ -246,6 +263,10 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		err = r.Runner.Promote(sctx, g)
 	case StepDNS:
 		err = r.Runner.SwitchDNS(sctx, g)
+	case StepHooks:
+		err = r.Runner.Hooks(sctx, g, previousSite(g))
+	case StepNotify:
+		err = r.Runner.Notify(sctx, g, previousSite(g))
 	case StepSettle:
 		err = r.Runner.Settled(sctx, g, switched)
 		if errors.Is(err, ErrNotSettled) {
@@ -257,6 +278,10 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	}
 	res := &witnessv1.StepResult{Token: g.GetStatus().GetToken(), Step: step, Ok: err == nil, StartedUnixNano: start.UnixNano(),
 		DurationMs: time.Since(start).Milliseconds(), Attempt: int32(attempt), Node: r.Node}
+	if errors.Is(err, ErrBestEffort) {
+		// Done, with what did not work written down.
+		res.Ok, res.Error, err = true, err.Error(), nil
+	}
 	if err != nil {
 		res.Error = err.Error()
 		r.Log.Warn("step failed", "group", g.GetSpec().GetName(), "token", res.Token, "step", step, "attempt", attempt, "error", err)
@@ -326,6 +351,84 @@ func (Targets) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
 		}
 	}
 	return nil
+}
+
+// Hooks runs the group's after_switch hooks that run on the leader, in
+// order; the first failure stops the step (a best-effort hook's failure is
+// logged in the step error but does not).
+func (Targets) Hooks(ctx context.Context, g *witnessv1.Group, from string) error {
+	st := g.GetStatus()
+	var soft []string
+	for _, h := range g.GetSpec().GetActions().GetHooks() {
+		if h.GetStep() != "after_switch" {
+			continue
+		}
+		if h.GetRunOn() != "" && h.GetRunOn() != "leader" {
+			return fmt.Errorf("hook %s: run_on %q: %w", h.GetName(), h.GetRunOn(), ErrUnsupported)
+		}
+		_, err := exec.Run(ctx, exec.Hook{Name: h.GetName(), Command: h.GetCommand(), Args: h.GetArgs(), Timeout: time.Duration(h.GetTimeoutMs()) * time.Millisecond},
+			exec.Event{Group: g.GetSpec().GetName(), Token: st.GetToken(), From: from, To: st.GetActiveSite(), Step: StepHooks})
+		if err != nil && !h.GetBestEffort() {
+			return err
+		}
+		if err != nil {
+			soft = append(soft, err.Error())
+		}
+	}
+	if len(soft) > 0 {
+		return fmt.Errorf("best-effort hooks failed: %s: %w", strings.Join(soft, "; "), ErrBestEffort)
+	}
+	return nil
+}
+
+// Notify sends every notification of the group; secrets are read from
+// their files now.
+func (Targets) Notify(ctx context.Context, g *witnessv1.Group, from string) error {
+	st := g.GetStatus()
+	m := notify.Message{Group: g.GetSpec().GetName(), From: from, To: st.GetActiveSite(), Token: st.GetToken()}
+	for _, h := range slices.Backward(st.GetHistory()) {
+		if h.GetToken() == st.GetToken() {
+			m.Kind, m.Reason, m.At = strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), h.GetReason(), time.Unix(0, h.GetAtUnixNano())
+			break
+		}
+	}
+	for _, s := range st.GetSteps() {
+		if s.GetToken() == st.GetToken() {
+			m.Steps = append(m.Steps, notify.Step{Name: s.GetStep(), OK: s.GetOk(), Error: s.GetError(), Duration: time.Duration(s.GetDurationMs()) * time.Millisecond})
+		}
+	}
+	var errs []error
+	for _, n := range g.GetSpec().GetActions().GetNotify() {
+		var err error
+		switch n.GetKind() {
+		case "webhook":
+			w := &notify.Webhook{URL: n.GetUrl()}
+			if n.GetSecretFile() != "" {
+				var secret []byte
+				if secret, err = os.ReadFile(n.GetSecretFile()); err == nil {
+					w.Secret = []byte(strings.TrimSpace(string(secret)))
+				}
+			}
+			if err == nil {
+				err = w.Send(ctx, m)
+			}
+		case "email":
+			e := &notify.Email{Server: n.GetSmtpServer(), From: n.GetFrom(), To: n.GetTo(), Username: n.GetUsername()}
+			if n.GetPasswordFile() != "" {
+				var pw []byte
+				if pw, err = os.ReadFile(n.GetPasswordFile()); err == nil {
+					e.Password = strings.TrimSpace(string(pw))
+				}
+			}
+			if err == nil {
+				err = e.Send(ctx, m)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("notify %s: %w", n.GetKind(), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Settled checks that the DNS server answers every record with the active

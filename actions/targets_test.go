@@ -4,11 +4,17 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -42,6 +48,17 @@ func TestTargetsAgainstRealSystems(t *testing.T) {
 	}
 	t.Cleanup(func() { zs.Close() })
 
+	// A hook that records what it was told, and a webhook receiver.
+	hookLog := filepath.Join(t.TempDir(), "hook.log")
+	var delivered atomic.Int32
+	var lastBody atomic.Value
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		lastBody.Store(string(b))
+		delivered.Add(1)
+	}))
+	t.Cleanup(hook.Close)
+
 	spec := &witnessv1.GroupSpec{
 		Name:  "app",
 		Sites: []*witnessv1.SiteSpec{{Name: "east"}, {Name: "west"}},
@@ -49,11 +66,14 @@ func TestTargetsAgainstRealSystems(t *testing.T) {
 			Postgres: &witnessv1.PostgresAction{Dsn: map[string]string{"east": primary.DSN("postgres"), "west": standby.DSN("postgres")}},
 			Dns: &witnessv1.DNSAction{Server: zs.Addr(), Zone: "example.test.", TsigKeyName: "witness.", TsigAlgorithm: "hmac-sha256", TsigSecretFile: keyFile,
 				Records: []*witnessv1.DNSRecord{{Name: "app.example.test.", Type: "A", Ttl: 1, Values: map[string]string{"east": "192.0.2.10", "west": "198.51.100.10"}}}},
+			Hooks: []*witnessv1.HookAction{{Name: "record", Step: "after_switch", Command: "sh",
+				Args: []string{"-c", `echo "$WITNESS_GROUP $WITNESS_TOKEN $WITNESS_FROM $WITNESS_TO" >> ` + hookLog}, TimeoutMs: 5000}},
+			Notify: []*witnessv1.NotifyAction{{Kind: "webhook", Url: hook.URL}},
 		},
 	}
 	l := &actionstest.Leader{FSM: fsm.New()}
 	l.Apply(context.Background(), &witnessv1.PutGroupsCommand{Specs: []*witnessv1.GroupSpec{spec}})
-	runUntil(t, l, actions.Targets{}, func() bool { return len(steps(l)) == 3 })
+	runUntil(t, l, actions.Targets{}, func() bool { return len(steps(l)) == 4 })
 	client := &dns.Client{Server: zs.Addr(), Zone: "example.test."}
 	rec := dns.Record{Name: "app.example.test.", Type: "A", TTL: 1}
 	if a, err := client.Read(context.Background(), rec); err != nil || a.Token != 1 || a.Site != "east" {
@@ -61,7 +81,17 @@ func TestTargetsAgainstRealSystems(t *testing.T) {
 	}
 
 	tok := failover(t, l, "west")
-	runUntil(t, l, actions.Targets{}, func() bool { return len(steps(l)) == 4 })
+	runUntil(t, l, actions.Targets{}, func() bool { return len(steps(l)) == 6 })
+	if diff := cmp.Diff([]string{"fence", "promote", "dns", "hooks", "notify", "settle"}, steps(l)); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+	hooked, _ := os.ReadFile(hookLog)
+	if diff := cmp.Diff("app 1  east\napp 2 east west\n", string(hooked)); diff != "" {
+		t.Errorf("hook runs (-want +got):\n%s", diff)
+	}
+	if n := delivered.Load(); n != 1 || !strings.Contains(lastBody.Load().(string), `"token":2`) {
+		t.Errorf("webhook: %d deliveries, last %v", n, lastBody.Load())
+	}
 
 	a, err := client.Read(context.Background(), rec)
 	if err != nil || a.Token != tok || a.Site != "west" || len(a.Values) != 1 || a.Values[0] != "198.51.100.10" {

@@ -130,7 +130,7 @@ type Postgres struct {
 // Hook runs a command at a step of a transition.
 type Hook struct {
 	Name       string   `yaml:"name"`
-	Step       string   `yaml:"step"` // fence, promote, after_switch, local_fence
+	Step       string   `yaml:"step"` // after_switch (fence, promote and local_fence are planned)
 	Command    string   `yaml:"command"`
 	Args       []string `yaml:"args"`
 	Timeout    Duration `yaml:"timeout"`
@@ -491,16 +491,20 @@ func (h *Hook) validate(p *problems, f string) {
 	if h.Name == "" {
 		p.add(f+".name", "", ErrRequired)
 	}
-	switch h.Step {
-	case "fence", "promote", "after_switch", "local_fence":
-	default:
-		p.addf(f+".step", h.Step, ErrInvalid, "one of fence, promote, after_switch, local_fence")
+	if h.Step == "" {
+		p.add(f+".step", "", ErrRequired)
 	}
 	if h.Command == "" {
 		p.add(f+".command", "", ErrRequired)
 	}
 	if h.Timeout.D() <= 0 {
 		p.addf(f+".timeout", h.Timeout.String(), ErrInvalid, "must be above zero")
+	}
+	if h.RunOn != "leader" {
+		p.addf(f+".run_on", h.RunOn, ErrInvalid, "only leader is supported: running a hook on a named site's witness is not available yet")
+	}
+	if h.Step != "after_switch" && h.Step != "" {
+		p.addf(f+".step", h.Step, ErrInvalid, "only after_switch is supported yet")
 	}
 }
 

@@ -118,6 +118,14 @@ func (r *Runner) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
 	return r.do(ctx, actions.StepDNS, g, g.GetStatus().GetActiveSite())
 }
 
+func (r *Runner) Hooks(ctx context.Context, g *witnessv1.Group, from string) error {
+	return r.do(ctx, actions.StepHooks, g, g.GetStatus().GetActiveSite())
+}
+
+func (r *Runner) Notify(ctx context.Context, g *witnessv1.Group, from string) error {
+	return r.do(ctx, actions.StepNotify, g, g.GetStatus().GetActiveSite())
+}
+
 func (r *Runner) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
 	return r.do(ctx, actions.StepSettle, g, g.GetStatus().GetActiveSite())
 }
