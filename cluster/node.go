@@ -84,6 +84,9 @@ type Options struct {
 	// Runner carries out the reconciler's steps; nil means the real
 	// targets (actions.Targets).
 	Runner actions.Runner
+	// LocalFencer fences this site's databases when the witness loses the
+	// Raft majority; nil means PostgreSQL through actions/postgres.
+	LocalFencer LocalFencer
 	// JoinTimeout bounds joining a running cluster; zero means 30s.
 	JoinTimeout time.Duration
 }
@@ -214,7 +217,8 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	n.gossip.addPeers(id.GossipPeers...)
 	n.startMetrics()
 
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.leaseLoop()
 	go n.watchLeadership()
 	go n.gossipLoop()
 	go func() { defer n.wg.Done(); n.obs.run(n.ctx) }()
