@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/actions/actionstest"
+)
+
+// The leader dies between promote and DNS: the next leader finishes the
+// plan from the recorded step results, and no step runs twice.
+func TestNewLeaderResumesPlanAfterLeaderDies(t *testing.T) {
+	tc := newTestCluster(t, "east", "west", "tiebreak")
+	runner := actionstest.NewRunner()
+	entered := make(chan string, 64)
+	runner.Entered = entered
+	// Every witness gets the same recording runner.
+	for i := range tc.nodes {
+		tc.stop(i)
+	}
+	for i := range tc.nodes {
+		n, err := Start(context.Background(), Options{Config: tc.cfgs[i], Logger: testLogger(t), Runner: runner, LocalFencer: &fenceRecorder{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.nodes[i] = n
+	}
+	li, leader := tc.leader()
+	applyDoc(t, leader, `
+groups:
+  - name: app
+    sites:
+      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
+      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
+    policy: {mode: observe}
+    actions:
+      postgres: {dsn: {east: "east-db", west: "west-db"}}
+`)
+	eventually(t, "initial plan done", func() bool {
+		g, _ := leader.FSM().Group("app")
+		return len(g.GetStatus().GetSteps()) == 1
+	})
+	runner.Block(actions.StepDNS)
+	// Add DNS to the group's actions and switch over: the plan of token 3
+	// is fence, promote, dns; dns blocks on this leader.
+	applyDoc(t, leader, `
+groups:
+  - name: app
+    sites:
+      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
+      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
+    policy: {mode: observe}
+    actions:
+      postgres: {dsn: {east: "east-db", west: "west-db"}}
+      dns:
+        server: "127.0.0.1:53"
+        zone: example.test.
+        tsig: {name: k, secret_file: /nonexistent}
+        records: [{name: app.example.test., ttl: 5, values: {east: 192.0.2.1, west: 192.0.2.2}}]
+`)
+	tok := switchover(t, leader, "app", "west")
+	for step := range entered {
+		if step == actions.StepDNS {
+			break
+		}
+	}
+	tc.stop(li)
+	runner.Release(actions.StepDNS)
+	_, leader = tc.leader()
+	eventually(t, "the new leader to finish the plan", func() bool {
+		g, _ := leader.FSM().Group("app")
+		n := 0
+		for _, s := range g.GetStatus().GetSteps() {
+			if s.GetToken() == tok && s.GetOk() {
+				n++
+			}
+		}
+		return n == 4
+	})
+	count := map[string]int{}
+	for _, c := range runner.Calls() {
+		if c.Token == tok {
+			count[c.Step]++
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"fence": 1, "promote": 1, "dns": 1, "settle": 1}, count); diff != "" {
+		t.Errorf("steps run at token %d (-want +got):\n%s", tok, diff)
+	}
+	g, _ := leader.FSM().Group("app")
+	nodes := map[string]string{}
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetToken() == tok {
+			nodes[s.GetStep()] = s.GetNode()
+		}
+	}
+	if nodes["promote"] == nodes["dns"] {
+		t.Errorf("promote and dns recorded by the same node %s: the plan was not resumed by another leader", nodes["dns"])
+	}
+}
