@@ -74,7 +74,7 @@ type Probe struct {
 	Type         string   `yaml:"type"`          // dns: record type, default A
 	Expect       string   `yaml:"expect"`        // dns: one answer must equal this
 	DSN          string   `yaml:"dsn"`           // postgres
-	Role         string   `yaml:"role"`          // postgres: primary or standby
+	Role         string   `yaml:"role"`          // postgres: primary, standby, or empty for either
 	Command      string   `yaml:"command"`       // exec
 	Args         []string `yaml:"args"`          // exec
 }
@@ -358,8 +358,8 @@ func (pr *Probe) validate(p *problems, f string) {
 		if pr.DSN == "" {
 			p.add(f+".dsn", "", ErrRequired)
 		}
-		if pr.Role != "primary" && pr.Role != "standby" {
-			p.addf(f+".role", pr.Role, ErrInvalid, "one of primary, standby")
+		if pr.Role != "" && pr.Role != "primary" && pr.Role != "standby" {
+			p.addf(f+".role", pr.Role, ErrInvalid, "one of primary, standby, or leave it out for either (recommended: roles swap with every move)")
 		}
 	case "exec":
 		if pr.Command == "" {

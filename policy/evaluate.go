@@ -624,6 +624,12 @@ func (e *evaluator) eligible(gv groupView, t int, p *witnessv1.Policy) (bool, st
 		}
 		return true, ""
 	}
+	if db.primary {
+		// A primary that is not the active site is an old primary (fenced,
+		// or never rebuilt): it stopped following when the group left it,
+		// so moving back there would lose the writes made since.
+		return false, fmt.Sprintf("%s is a primary, not a standby: rebuild it as a standby of the active site first", v.Site)
+	}
 	if db.streaming {
 		return false, fmt.Sprintf("%s still streams from its primary", v.Site)
 	}

@@ -338,6 +338,20 @@ func TestEvaluateScenarios(t *testing.T) {
 			},
 		},
 		{
+			// West is the old primary the group left: moving back would
+			// lose what was written at east since.
+			name:   "old primary is never a target",
+			groups: []*witnessv1.Group{group("app", 1, ew, withPostgres())},
+			live:   live("w1", "w2", "t1"),
+			obs: cat(
+				eastLost("app", time.Minute),
+				[]policy.Observation{dbPrimary("w1", "app", "west")},
+			),
+			want: summary{Decisions: map[string]string{
+				"app": "none: east down: seen failing by 2 of 2 sites for 1m (failover_after 10s); no eligible target: west is a primary, not a standby: rebuild it as a standby of the active site first",
+			}},
+		},
+		{
 			// The application at east fails but its database still feeds
 			// the standby: the old primary may still take writes.
 			name:   "standby still streaming from its primary",

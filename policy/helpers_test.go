@@ -69,6 +69,13 @@ var (
 	all   = []string{"e1", "e2", "w1", "w2", "t1"}
 )
 
+// dbPrimary is a database observation of a node that is a primary.
+func dbPrimary(observer, group, site string) policy.Observation {
+	o := db(observer, group, site, 0, 0, false)
+	o.Role = "primary"
+	return o
+}
+
 func cat(parts ...[]policy.Observation) []policy.Observation {
 	var out []policy.Observation
 	for _, p := range parts {
