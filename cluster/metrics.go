@@ -13,6 +13,7 @@ var (
 	descToken  = prometheus.NewDesc("witness_group_token", "Current fencing token of a group.", []string{"group"}, nil)
 	descActive = prometheus.NewDesc("witness_group_active_site", "1 for the site that is active for a group.", []string{"group", "site"}, nil)
 	descArmed  = prometheus.NewDesc("witness_group_armed", "1 while the group may fail over automatically.", []string{"group"}, nil)
+	descSteps  = prometheus.NewDesc("witness_group_step_results", "Step results recorded for the group's current token, by step and outcome.", []string{"group", "step", "result"}, nil)
 )
 
 // collector reads the node's state at scrape time, so metrics never lag
@@ -20,7 +21,7 @@ var (
 type collector struct{ n *Node }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLeader, descState, descIndex, descAlive, descToken, descActive, descArmed} {
+	for _, d := range []*prometheus.Desc{descLeader, descState, descIndex, descAlive, descToken, descActive, descArmed, descSteps} {
 		ch <- d
 	}
 }
@@ -38,6 +39,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		name, s := g.GetSpec().GetName(), g.GetStatus()
 		ch <- prometheus.MustNewConstMetric(descToken, prometheus.GaugeValue, float64(s.GetToken()), name)
 		ch <- prometheus.MustNewConstMetric(descArmed, prometheus.GaugeValue, b2f(s.GetArmed()), name)
+		type stepKey struct{ step, result string }
+		steps := map[stepKey]int{}
+		for _, r := range s.GetSteps() {
+			if r.GetToken() == s.GetToken() {
+				res := "ok"
+				if !r.GetOk() {
+					res = "failed"
+				}
+				steps[stepKey{r.GetStep(), res}]++
+			}
+		}
+		for k, v := range steps {
+			ch <- prometheus.MustNewConstMetric(descSteps, prometheus.GaugeValue, float64(v), name, k.step, k.result)
+		}
 		for _, site := range g.GetSpec().GetSites() {
 			ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, b2f(site.GetName() == s.GetActiveSite()), name, site.GetName())
 		}

@@ -2,12 +2,16 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/actionstest"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
 // The leader dies between promote and DNS: the next leader finishes the
@@ -98,5 +102,27 @@ groups:
 	}
 	if nodes["promote"] == nodes["dns"] {
 		t.Errorf("promote and dns recorded by the same node %s: the plan was not resumed by another leader", nodes["dns"])
+	}
+}
+
+func TestMetricsExposeGroupsAndSteps(t *testing.T) {
+	tc := newTestCluster(t, "east")
+	_, leader := tc.leader()
+	applyDoc(t, leader, twoGroups)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(&collector{n: leader})
+	switchover(t, leader, "app", "west")
+	leader.Apply(context.Background(), &witnessv1.RecordStepCommand{Group: "app", Result: &witnessv1.StepResult{Token: 3, Step: "dns", Ok: false, Error: "refused"}})
+	want := `
+# HELP witness_group_step_results Step results recorded for the group's current token, by step and outcome.
+# TYPE witness_group_step_results gauge
+witness_group_step_results{group="app",result="failed",step="dns"} 1
+# HELP witness_group_token Current fencing token of a group.
+# TYPE witness_group_token gauge
+witness_group_token{group="app"} 3
+witness_group_token{group="db"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "witness_group_token", "witness_group_step_results"); err != nil {
+		t.Error(err)
 	}
 }
