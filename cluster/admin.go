@@ -209,14 +209,14 @@ func (s *adminServer) ApplyGroups(ctx context.Context, req *witnessv1.ApplyGroup
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.ApplyGroups); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: nowNano(), By: by(ctx, req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.ApplyGroupsResponse{Changes: changes, Applied: true}, nil
 }
 
 // by names who asked, for the audit history.
-func by(ctx context.Context, given string) string {
+func by(given string) string {
 	if given != "" {
 		return given
 	}
@@ -239,7 +239,7 @@ func (s *adminServer) DeleteGroup(ctx context.Context, req *witnessv1.DeleteGrou
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.DeleteGroup); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.DeleteGroupCommand{Name: req.GetName(), AtUnixNano: nowNano(), By: by(ctx, req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.DeleteGroupCommand{Name: req.GetName(), AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.DeleteGroupResponse{}, nil
@@ -263,7 +263,7 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: req.GetExpectedToken(), ToSite: req.GetToSite()}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
-		Reason: reason, AtUnixNano: nowNano(), By: by(ctx, req.GetBy()),
+		Reason: reason, AtUnixNano: nowNano(), By: by(req.GetBy()),
 	})
 	if err != nil {
 		return nil, err
@@ -275,7 +275,7 @@ func (s *adminServer) SetMode(ctx context.Context, req *witnessv1.SetModeRequest
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.SetMode); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.SetModeCommand{Group: req.GetGroup(), Mode: req.GetMode(), AtUnixNano: nowNano(), By: by(ctx, req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.SetModeCommand{Group: req.GetGroup(), Mode: req.GetMode(), AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.SetModeResponse{}, nil
@@ -285,7 +285,7 @@ func (s *adminServer) SetArmed(ctx context.Context, req *witnessv1.SetArmedReque
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.SetArmed); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.SetArmedCommand{Group: req.GetGroup(), Armed: req.GetArmed(), AtUnixNano: nowNano(), By: by(ctx, req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.SetArmedCommand{Group: req.GetGroup(), Armed: req.GetArmed(), AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.SetArmedResponse{}, nil

@@ -232,15 +232,11 @@ func (c *cli) status(args []string) error {
 	if _, err := c.flags("status", "status [-o json]", args, nil, 0); err != nil {
 		return err
 	}
-	cl, done, err := c.client()
-	if err != nil {
+	var st *witnessv1.StatusResponse
+	if err := c.call(func(ctx context.Context, cl witnessv1.AdminClient) (err error) {
+		st, err = cl.Status(ctx, &witnessv1.StatusRequest{})
 		return err
-	}
-	defer done()
-	ctx, cancel := c.ctx()
-	defer cancel()
-	st, err := cl.Status(ctx, &witnessv1.StatusRequest{})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	out := statusJSON{ClusterID: st.GetClusterId(), Node: st.GetNode(), Leader: st.GetLeader(), LastToken: st.GetLastToken(),
@@ -311,15 +307,11 @@ func (c *cli) groups(args []string) error {
 	if _, err := c.flags("groups", "groups [-o json]", args, nil, 0); err != nil {
 		return err
 	}
-	cl, done, err := c.client()
-	if err != nil {
+	var resp *witnessv1.ListGroupsResponse
+	if err := c.call(func(ctx context.Context, cl witnessv1.AdminClient) (err error) {
+		resp, err = cl.ListGroups(ctx, &witnessv1.ListGroupsRequest{})
 		return err
-	}
-	defer done()
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := cl.ListGroups(ctx, &witnessv1.ListGroupsRequest{})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	out := []groupSummary{}
@@ -338,15 +330,11 @@ func (c *cli) group(args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, done, err := c.client()
-	if err != nil {
+	var resp *witnessv1.GetGroupResponse
+	if err := c.call(func(ctx context.Context, cl witnessv1.AdminClient) (err error) {
+		resp, err = cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: pos[0]})
 		return err
-	}
-	defer done()
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: pos[0]})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	d := toDetail(resp.GetGroup())
@@ -430,15 +418,11 @@ func (c *cli) apply(args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, done, err := c.client()
-	if err != nil {
+	var resp *witnessv1.ApplyGroupsResponse
+	if err := c.call(func(ctx context.Context, cl witnessv1.AdminClient) (err error) {
+		resp, err = cl.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: doc, DryRun: dry, By: who()})
 		return err
-	}
-	defer done()
-	ctx, cancel := c.ctx()
-	defer cancel()
-	resp, err := cl.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: doc, DryRun: dry, By: who()})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	type change struct {
