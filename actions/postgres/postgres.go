@@ -113,6 +113,14 @@ func (c *Client) Promote(ctx context.Context, dsn, group string, token uint64) e
 }
 
 func (c *Client) promote(ctx context.Context, dsn, group string, token uint64) error {
+	return c.withGroup(ctx, dsn, group, token, func(conn *pgx.Conn, st nodeState) error {
+		return c.promoteLocked(ctx, conn, group, token, st)
+	})
+}
+
+// withGroup connects to dsn, takes the group's lock, reads the node's
+// state and refuses a token lower than the one it holds, then runs fn.
+func (c *Client) withGroup(ctx context.Context, dsn, group string, token uint64, fn func(*pgx.Conn, nodeState) error) error {
 	if err := checkArgs(group, token); err != nil {
 		return err
 	}
@@ -132,6 +140,10 @@ func (c *Client) promote(ctx context.Context, dsn, group string, token uint64) e
 	if st.found && st.record.Token > token {
 		return &HigherTokenError{Group: group, Held: st.record.Token, Offered: token}
 	}
+	return fn(conn, st)
+}
+
+func (c *Client) promoteLocked(ctx context.Context, conn *pgx.Conn, group string, token uint64, st nodeState) error {
 	if !st.inRecovery && !st.readOnly && st.found &&
 		st.record.Token == token && st.record.Role == RolePrimary {
 		return nil
@@ -172,25 +184,12 @@ func (c *Client) Fence(ctx context.Context, dsn, group string, token uint64) err
 }
 
 func (c *Client) fence(ctx context.Context, dsn, group string, token uint64) error {
-	if err := checkArgs(group, token); err != nil {
-		return err
-	}
-	conn, err := c.connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer closeConn(conn)
-	if err := lockGroup(ctx, conn, group); err != nil {
-		return err
-	}
+	return c.withGroup(ctx, dsn, group, token, func(conn *pgx.Conn, st nodeState) error {
+		return c.fenceLocked(ctx, conn, group, token, st)
+	})
+}
 
-	st, err := readNode(ctx, conn, group)
-	if err != nil {
-		return err
-	}
-	if st.found && st.record.Token > token {
-		return &HigherTokenError{Group: group, Held: st.record.Token, Offered: token}
-	}
+func (c *Client) fenceLocked(ctx context.Context, conn *pgx.Conn, group string, token uint64, st nodeState) error {
 	if !st.inRecovery {
 		// Record first: if a newer decision raced us, refuse before
 		// touching the node.
