@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,30 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitewitness/witness/cluster/clustertest"
 	"github.com/sitewitness/witness/config"
 )
-
-// freeAddr returns a loopback address whose port is free for TCP and UDP
-// (memberlist uses both).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return addr
-	}
-	t.Fatal("no free port")
-	return ""
-}
 
 // testCluster is an in-process cluster of witnesses on loopback.
 type testCluster struct {
@@ -55,8 +33,8 @@ func nodeConfig(t *testing.T, name, site string) config.Node {
 	c := config.Default()
 	c.Name, c.Site = name, site
 	c.DataDir = filepath.Join(t.TempDir(), name)
-	c.RaftAddr, c.GossipAddr = freeAddr(t), freeAddr(t)
-	c.AdminAddr = freeAddr(t)
+	c.RaftAddr, c.GossipAddr = clustertest.FreeAddr(t), clustertest.FreeAddr(t)
+	c.AdminAddr = clustertest.FreeAddr(t)
 	c.MetricsAddr = ""
 	c.Raft.HeartbeatTimeout = config.Duration(150 * time.Millisecond)
 	c.Raft.ElectionTimeout = config.Duration(150 * time.Millisecond)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,34 +12,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sitewitness/witness/cluster"
+	"github.com/sitewitness/witness/cluster/clustertest"
 	"github.com/sitewitness/witness/config"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
 
 // startNode runs a one-witness cluster and returns its admin address.
 func startNode(t *testing.T) string {
 	t.Helper()
 	c := config.Default()
 	c.Name, c.Site, c.DataDir = "east-1", "east", filepath.Join(t.TempDir(), "d")
-	c.RaftAddr, c.GossipAddr, c.AdminAddr, c.MetricsAddr = freeAddr(t), freeAddr(t), "127.0.0.1:0", ""
+	c.RaftAddr, c.GossipAddr, c.AdminAddr, c.MetricsAddr = clustertest.FreeAddr(t), clustertest.FreeAddr(t), "127.0.0.1:0", ""
 	c.Raft.HeartbeatTimeout, c.Raft.ElectionTimeout, c.Raft.LeaderLeaseTimeout = config.Duration(100*time.Millisecond), config.Duration(100*time.Millisecond), config.Duration(50*time.Millisecond)
 	c.InitialVoters = []config.Voter{{Name: c.Name, RaftAddr: c.RaftAddr, GossipAddr: c.GossipAddr}}
 	n, err := cluster.Start(context.Background(), cluster.Options{Config: c})

@@ -13,31 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
+	"github.com/sitewitness/witness/cluster/clustertest"
+)
 
 func addrs(t *testing.T, n int) string {
 	var out []string
 	for range n {
-		out = append(out, freePort(t))
+		out = append(out, clustertest.FreeAddr(t))
 	}
 	return strings.Join(out, ",")
 }
@@ -104,7 +87,7 @@ func TestDevContract(t *testing.T) {
 	}
 	witnessd, ctl := buildBinaries(t)
 	admin := addrs(t, 3)
-	dnsAddr, east, west := freePort(t), freePort(t), freePort(t)
+	dnsAddr, east, west := clustertest.FreeAddr(t), clustertest.FreeAddr(t), clustertest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, witnessd, "dev", "-admin-addrs", admin, "-metrics-addrs", addrs(t, 3),
