@@ -4,7 +4,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/sitewitness/witness/cmd/internal/buildinfo.Version=$(VERSION)
 PKGS      := ./...
 
-.PHONY: all build test check integration bench proto dev deps clean
+RUNS      ?= 10
+
+.PHONY: all build test check integration bench bench-failover proto dev deps clean
 
 all: build
 
@@ -20,8 +22,13 @@ check:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-integration: build
-	$(GO) test -tags integration -count=1 -timeout 30m ./integration/...
+## integration: the failure scenarios on real processes in network namespaces (root; make deps)
+integration:
+	$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
+
+## bench-failover: time to fail over a lost site, RUNS times per variant (root; make deps)
+bench-failover:
+	$(GO) run ./integration/cmd/bench-failover -runs $(RUNS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)

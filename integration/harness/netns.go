@@ -1,0 +1,206 @@
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Every namespace and link the harness makes starts with prefix, so that a
+// run can find and remove what a crashed run left behind.
+const (
+	prefix   = "wh-"
+	hubNS    = prefix + "hub"
+	hostLink = prefix + "host"
+	bridge   = "br0"
+	subnet   = "10.231.0"
+	hostIP   = subnet + ".1"
+)
+
+// netnsName is the network namespace of a site.
+func netnsName(site string) string { return prefix + site }
+
+// run runs a command to completion and returns its error with its output.
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// ip runs ip(8) with args.
+func ip(args ...string) error { return run("ip", args...) }
+
+// inNS runs args inside the namespace ns.
+func inNS(ns string, args ...string) error {
+	return run("ip", append([]string{"netns", "exec", ns}, args...)...)
+}
+
+// leftovers lists the namespaces and links a previous run left.
+func leftovers() (namespaces []string, links []string, err error) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("ip netns list: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			namespaces = append(namespaces, f[0])
+		}
+	}
+	if _, err := net.InterfaceByName(hostLink); err == nil {
+		links = append(links, hostLink)
+	}
+	return namespaces, links, nil
+}
+
+// RemoveLeftovers kills every process inside the harness's namespaces and
+// deletes the namespaces and the host link. It reports what it removed.
+func RemoveLeftovers() ([]string, error) {
+	namespaces, links, err := leftovers()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, ns := range namespaces {
+		killNamespace(ns)
+		if err := ip("netns", "del", ns); err != nil {
+			return removed, err
+		}
+		removed = append(removed, "namespace "+ns)
+	}
+	for _, l := range links {
+		if err := ip("link", "del", l); err != nil {
+			return removed, err
+		}
+		removed = append(removed, "link "+l)
+	}
+	return removed, nil
+}
+
+// killNamespace SIGKILLs every process that lives in ns.
+func killNamespace(ns string) {
+	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// checkSubnet refuses to build the network when the harness's subnet is
+// already routed on this machine by something else.
+func checkSubnet() error {
+	out, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
+	if err != nil {
+		return fmt.Errorf("ip route: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, subnet+".") {
+			return fmt.Errorf("the subnet %s.0/24 is already in use on this machine (%s); the harness needs it for its sites", subnet, strings.TrimSpace(line))
+		}
+	}
+	return nil
+}
+
+// network is the hub namespace with its bridge, the host's link into it,
+// and one namespace per site.
+type network struct {
+	sites map[string]string // site -> address
+}
+
+func newNetwork() *network { return &network{sites: map[string]string{}} }
+
+// up makes the hub, its bridge and the host link.
+func (n *network) up() error {
+	if err := checkSubnet(); err != nil {
+		return err
+	}
+	steps := [][]string{
+		{"netns", "add", hubNS},
+		{"-n", hubNS, "link", "set", "lo", "up"},
+		{"-n", hubNS, "link", "add", bridge, "type", "bridge"},
+		{"-n", hubNS, "link", "set", bridge, "up"},
+		{"link", "add", hostLink, "type", "veth", "peer", "name", "v-host", "netns", hubNS},
+		{"-n", hubNS, "link", "set", "v-host", "master", bridge, "up"},
+		{"addr", "add", hostIP + "/24", "dev", hostLink},
+		{"link", "set", hostLink, "up"},
+	}
+	for _, s := range steps {
+		if err := ip(s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addSite makes site's namespace with address addr on the bridge.
+func (n *network) addSite(site, addr string) error {
+	ns, peer := netnsName(site), "v-"+site
+	steps := [][]string{
+		{"netns", "add", ns},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", hubNS, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"-n", hubNS, "link", "set", peer, "master", bridge, "up"},
+		{"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+	}
+	for _, s := range steps {
+		if err := ip(s...); err != nil {
+			return err
+		}
+	}
+	n.sites[site] = addr
+	return nil
+}
+
+// down removes everything up and addSite made, killing what runs inside.
+func (n *network) down() error {
+	_, err := RemoveLeftovers()
+	return err
+}
+
+// listenIn opens a TCP listener inside namespace ns: the socket belongs to
+// the namespace it was made in, whichever the process later runs in.
+func listenIn(ns, addr string) (net.Listener, error) {
+	var (
+		l   net.Listener
+		err error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		// The thread is left locked (and so ends with this goroutine)
+		// unless it is back in its own namespace.
+		self, ferr := os.Open("/proc/thread-self/ns/net")
+		if ferr != nil {
+			err = ferr
+			return
+		}
+		defer self.Close()
+		target, ferr := os.Open("/run/netns/" + ns)
+		if ferr != nil {
+			err = ferr
+			return
+		}
+		defer target.Close()
+		if err = unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			err = fmt.Errorf("enter namespace %s: %w", ns, err)
+			return
+		}
+		l, err = net.Listen("tcp", addr)
+		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); serr == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	<-done
+	return l, err
+}

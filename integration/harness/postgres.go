@@ -1,0 +1,196 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const pgBin = "/usr/lib/postgresql/15/bin"
+
+// pgConf is appended to the primary's postgresql.conf; the standby inherits
+// it through pg_basebackup.
+const pgConf = `
+max_connections = 40
+shared_buffers = 16MB
+fsync = off
+full_page_writes = off
+wal_level = replica
+max_wal_senders = 8
+wal_keep_size = 128MB
+hot_standby = on
+wal_receiver_status_interval = 1s
+wal_retrieve_retry_interval = 500ms
+wal_receiver_timeout = 2s
+wal_sender_timeout = 2s
+log_line_prefix = '%m [%p] %b '
+logging_collector = off
+`
+
+// Postgres is one PostgreSQL 15 server in a site's namespace, listening on
+// the site's address and loopback, port 5432.
+type Postgres struct {
+	Site string
+	Addr string
+	Data string
+	proc *Process
+	uid  int
+	gid  int
+}
+
+// DSN connects as the superuser over TCP from anywhere on the harness's
+// network.
+func (p *Postgres) DSN() string {
+	return fmt.Sprintf("postgres://postgres@%s:5432/postgres?sslmode=disable&connect_timeout=2", p.Addr)
+}
+
+func newPostgres(dir, site, addr string) (*Postgres, error) {
+	uid, gid, err := userIDs("postgres")
+	if err != nil {
+		return nil, err
+	}
+	base := filepath.Join(dir, "pg-"+site)
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(base, "sock")
+	if err := os.MkdirAll(sock, 0o700); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{base, sock} {
+		if err := os.Chown(d, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	p := &Postgres{Site: site, Addr: addr, Data: filepath.Join(base, "data"), uid: uid, gid: gid}
+	p.proc = &Process{Name: "postgres " + site, Site: site, Log: filepath.Join(dir, "postgres-"+site+".log"), user: "postgres",
+		env:  []string{"LC_ALL=C", "TZ=UTC"},
+		argv: []string{filepath.Join(pgBin, "postgres"), "-D", p.Data, "-k", sock, "-p", "5432", "-c", "listen_addresses=" + addr + ",127.0.0.1"}}
+	return p, nil
+}
+
+// asPostgres runs a PostgreSQL program as the postgres OS user in the
+// host's namespace.
+func (p *Postgres) asPostgres(name string, args ...string) error {
+	cmd := exec.Command(filepath.Join(pgBin, name), args...)
+	cmd.Dir = filepath.Dir(p.Data)
+	cmd.Env = []string{"HOME=" + filepath.Dir(p.Data), "LC_ALL=C", "TZ=UTC", "PATH=" + os.Getenv("PATH")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(p.uid), Gid: uint32(p.gid)}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// initPrimary makes a new cluster that trusts the harness's subnet.
+func (p *Postgres) initPrimary() error {
+	if err := p.asPostgres("initdb", "-D", p.Data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"); err != nil {
+		return err
+	}
+	if err := appendFile(filepath.Join(p.Data, "postgresql.conf"), pgConf); err != nil {
+		return err
+	}
+	return appendFile(filepath.Join(p.Data, "pg_hba.conf"),
+		"host all all "+subnet+".0/24 trust\nhost replication all "+subnet+".0/24 trust\n")
+}
+
+// initStandby clones primary with pg_basebackup -R from the host.
+func (p *Postgres) initStandby(primary *Postgres) error {
+	conninfo := fmt.Sprintf("host=%s port=5432 user=postgres application_name=%s", primary.Addr, p.Site)
+	return p.asPostgres("pg_basebackup", "-d", conninfo, "-D", p.Data, "-R", "-X", "stream", "-c", "fast", "--no-sync")
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Start starts the server and waits until it takes connections.
+func (p *Postgres) Start() error {
+	if err := p.proc.Start(); err != nil {
+		return err
+	}
+	return waitFor(60*time.Second, "postgres at "+p.Site, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, p.DSN())
+		if err != nil {
+			if !p.proc.Running() {
+				return fmt.Errorf("postgres exited: %s", p.proc.Tail(2000))
+			}
+			return err
+		}
+		return c.Close(ctx)
+	})
+}
+
+// Kill SIGKILLs the postmaster, as a power loss would; its children follow.
+func (p *Postgres) Kill() error {
+	if err := p.proc.Kill(); err != nil {
+		return err
+	}
+	// The backends notice the postmaster's death and exit; wait for the
+	// data directory's lock to be released so that Start works.
+	return waitFor(30*time.Second, "postgres backends at "+p.Site+" to exit", func() error {
+		out, _ := exec.Command("pgrep", "-u", "postgres", "-f", p.Data).Output()
+		if len(strings.TrimSpace(string(out))) > 0 {
+			return fmt.Errorf("still running: %s", out)
+		}
+		return nil
+	})
+}
+
+// Stop shuts the server down fast.
+func (p *Postgres) Stop() error { return p.proc.Terminate(syscall.SIGINT, 30*time.Second) }
+
+// Query runs one statement and scans its single row into dest.
+func (p *Postgres) Query(ctx context.Context, sql string, dest ...any) error {
+	c, err := pgx.Connect(ctx, p.DSN())
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	return c.QueryRow(ctx, sql).Scan(dest...)
+}
+
+// Exec runs statements.
+func (p *Postgres) Exec(ctx context.Context, sql string) error {
+	c, err := pgx.Connect(ctx, p.DSN())
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, sql)
+	return err
+}
+
+// NodeState is what a server says of itself.
+type NodeState struct {
+	InRecovery bool
+	ReadOnly   bool
+}
+
+// State asks the server whether it is a standby and whether new
+// transactions are read-only.
+func (p *Postgres) State(ctx context.Context) (NodeState, error) {
+	var st NodeState
+	var ro string
+	err := p.Query(ctx, "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')", &st.InRecovery, &ro)
+	st.ReadOnly = ro == "on"
+	return st, err
+}

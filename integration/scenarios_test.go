@@ -1,0 +1,344 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sitewitness/witness/integration/harness"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// Scenario 1: the east site is lost (its network and power: every process
+// there dies). West is promoted, DNS switched, one transition. When east
+// comes back, its PostgreSQL (which restarts as a primary) is fenced
+// read-only and the group stays at west.
+func TestEastSiteLost(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+
+	outage := time.Now()
+	must(t, env.Isolate("east"))
+	must(t, env.Witness("east-1").Proc.Kill())
+	must(t, env.PG["east"].Kill())
+
+	must(t, env.WaitStable(60*time.Second, "west", before+1))
+	fo := theFailover(t, env, before)
+	committed := time.Unix(0, fo.GetAtUnixNano())
+	switched, ok := env.DNS.FirstAt("west", outage)
+	if !ok {
+		t.Fatalf("BIND never answered west; changes: %v", env.DNS.Changes())
+	}
+	t.Logf("outage → failover committed %s, → DNS answered west %s (failover_after %s)", ms(committed.Sub(outage)), ms(switched.Sub(outage)), env.Opts.FailoverAfter)
+	if committed.Sub(outage) < env.Opts.FailoverAfter {
+		t.Errorf("failed over %s after the outage, before failover_after %s", committed.Sub(outage), env.Opts.FailoverAfter)
+	}
+	st, err := dbState(env, "west")
+	must(t, err)
+	if st.InRecovery || st.ReadOnly {
+		t.Errorf("west after failover: %+v, want a writable primary", st)
+	}
+
+	// East comes back: its database first, as after a power cut, then
+	// its witness.
+	back := time.Now()
+	must(t, env.Heal())
+	must(t, env.PG["east"].Start())
+	must(t, env.Witness("east-1").Proc.Start())
+	var fencedAt time.Time
+	must(t, waitUntil(60*time.Second, "east's database fenced", func() (bool, error) {
+		st, err := dbState(env, "east")
+		if err != nil {
+			return false, nil
+		}
+		if st.ReadOnly {
+			fencedAt = time.Now()
+			return true, nil
+		}
+		return false, nil
+	}))
+	t.Logf("east back → its database fenced read-only in %s", ms(fencedAt.Sub(back)))
+	time.Sleep(2 * env.Opts.FailoverAfter) // long enough for a wrong move
+	g := group(t, env)
+	if g.GetStatus().GetActiveSite() != "west" || g.GetStatus().GetToken() != fo.GetToken() {
+		t.Errorf("after east returned: active %s token %d, want west at %d", g.GetStatus().GetActiveSite(), g.GetStatus().GetToken(), fo.GetToken())
+	}
+	if w, ok := env.Writes.Overlap("east", "west"); ok {
+		t.Logf("measured: returning east accepted writes (stamped %d) until it was fenced, first at %s", w.Token, w.Sent.Format(time.StampMilli))
+	}
+	checkInvariants(t, env, before, 1, false)
+}
+
+// dbState asks site's database whether it is a standby and read-only.
+func dbState(env *harness.Env, site string) (harness.NodeState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return env.PG[site].State(ctx)
+}
+
+// waitUntil polls f every 50 ms until it reports true.
+func waitUntil(timeout time.Duration, what string, f func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := f()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &timeoutError{what: what, after: timeout}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type timeoutError struct {
+	what  string
+	after time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return "timed out after " + e.after.String() + " waiting for " + e.what
+}
+
+// theFailover returns the one failover after token before, or fails t.
+func theFailover(t *testing.T, env *harness.Env, before uint64) *witnessv1.Transition {
+	t.Helper()
+	fo := harness.Failovers(group(t, env), before)
+	if len(fo) != 1 {
+		t.Fatalf("failovers after token %d: %v, want one", before, fo)
+	}
+	return fo[0]
+}
+
+// stays checks for d that the group does not move from where it is.
+func stays(t *testing.T, env *harness.Env, d time.Duration) {
+	t.Helper()
+	g := group(t, env)
+	site, tok := g.GetStatus().GetActiveSite(), g.GetStatus().GetToken()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		g, err := env.Group()
+		if err != nil {
+			continue // a witness may be cut off: ask again
+		}
+		if g.GetStatus().GetActiveSite() != site || g.GetStatus().GetToken() != tok {
+			t.Fatalf("group moved to %s at token %d (was %s at %d): %v", g.GetStatus().GetActiveSite(), g.GetStatus().GetToken(), site, tok, harness.Transitions(g, tok))
+		}
+	}
+}
+
+// Scenario 2: only the east–west link is cut. The tiebreaker still sees
+// east healthy, so nothing moves.
+func TestEastWestLinkCut(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	must(t, env.Cut("east", "west"))
+	stays(t, env, 3*env.Opts.FailoverAfter)
+	must(t, env.Heal())
+	checkInvariants(t, env, before, 0, true)
+}
+
+// Scenario 3: the tiebreaker is isolated. No failover, and the cluster
+// keeps committing (east and west are a majority).
+func TestTiebreakIsolated(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	must(t, env.Isolate("tiebreak"))
+	stays(t, env, 3*env.Opts.FailoverAfter)
+	l, err := env.WaitLeader(10*time.Second, func(w *harness.Witness) bool { return w.Site == "tiebreak" })
+	must(t, err)
+	st, err := l.Status()
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := l.Admin.SetArmed(ctx, &witnessv1.SetArmedRequest{Group: harness.Group, Armed: false, By: "harness"}); err != nil {
+		t.Fatalf("a write without the tiebreaker: %v", err)
+	}
+	st2, err := l.Status()
+	must(t, err)
+	if st2.GetAppliedIndex() <= st.GetAppliedIndex() {
+		t.Errorf("applied index %d → %d: the write was not committed", st.GetAppliedIndex(), st2.GetAppliedIndex())
+	}
+	must(t, env.Heal())
+	checkInvariants(t, env, before, 0, true)
+}
+
+// Scenario 4: the Raft leader's site is lost. The other two elect a new
+// leader, which fails the group over and carries out the plan.
+func TestLeaderSiteLost(t *testing.T) {
+	env := start(t, harness.Options{})
+	_, err := env.LeadFrom("east", 60*time.Second)
+	must(t, err)
+	must(t, env.WaitHealthy(30*time.Second))
+	before := group(t, env).GetStatus().GetToken()
+	outage := time.Now()
+	must(t, env.Isolate("east"))
+	must(t, env.WaitStable(60*time.Second, "west", before+1))
+	fo := theFailover(t, env, before)
+	if by := fo.GetBy(); by == "east-1" {
+		t.Errorf("the failover was committed by %s, the cut-off leader", by)
+	}
+	committed := time.Unix(0, fo.GetAtUnixNano())
+	switched, _ := env.DNS.FirstAt("west", outage)
+	t.Logf("leader's site lost → failover committed %s by %s, → DNS answered west %s (failover_after %s)", ms(committed.Sub(outage)), fo.GetBy(), ms(switched.Sub(outage)), env.Opts.FailoverAfter)
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 5: the leader is SIGKILLed after promoting the database and
+// before switching DNS. The next leader resumes from the recorded steps:
+// DNS ends right, and the promotion is not done twice.
+func TestLeaderKilledBetweenPromoteAndDNS(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	l, err := env.Leader()
+	must(t, err)
+	must(t, env.Cut(l.Site, "dns")) // its DNS step cannot finish
+	tok, err := env.Switchover("west")
+	must(t, err)
+	must(t, waitUntil(30*time.Second, "the promote step", func() (bool, error) {
+		g, err := env.Group()
+		return err == nil && g.GetStatus().GetToken() == tok && harness.StepResult(g, "promote") != nil, nil
+	}))
+	must(t, l.Proc.Kill())
+	must(t, env.Heal())
+	must(t, env.WaitStable(60*time.Second, "west", tok))
+	g := group(t, env)
+	var promotes, dnsBy []string
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetToken() != tok || !s.GetOk() {
+			continue
+		}
+		switch s.GetStep() {
+		case "promote":
+			promotes = append(promotes, s.GetNode())
+		case "dns":
+			dnsBy = append(dnsBy, s.GetNode())
+		}
+	}
+	if len(promotes) != 1 || promotes[0] != l.Name {
+		t.Errorf("promote done by %v, want once by the killed leader %s", promotes, l.Name)
+	}
+	if len(dnsBy) != 1 || dnsBy[0] == l.Name {
+		t.Errorf("dns done by %v, want once by the next leader", dnsBy)
+	}
+	must(t, l.Proc.Start())
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 6: the leader is stopped (SIGSTOP) after it read the DNS fence
+// and sent its update, and stays stopped past the election timeout. The
+// next leader finishes the switch; when the stopped leader's update
+// reaches BIND, BIND refuses it on its prerequisite, and the resumed
+// leader's DNS step fails with that refusal.
+func TestStaleLeaderUpdateRefusedByBIND(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	l, err := env.Leader()
+	must(t, err)
+	hold, err := env.HoldUpdates(l.Site)
+	must(t, err)
+	tok, err := env.Switchover("west")
+	must(t, err)
+	select {
+	case <-hold.Held():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leader sent no DNS update")
+	}
+	must(t, l.Proc.Signal(syscall.SIGSTOP))
+	stoppedAt := time.Now()
+	next, err := env.WaitLeader(10*time.Second, func(w *harness.Witness) bool { return w == l })
+	must(t, err)
+	must(t, waitUntil(10*time.Second, "the next leader's DNS switch", func() (bool, error) {
+		for _, a := range env.DNS.Changes() {
+			if a.Token == tok && a.Site == "west" {
+				return true, nil
+			}
+		}
+		return false, nil
+	}))
+	hold.Release()
+	time.Sleep(200 * time.Millisecond)
+	must(t, l.Proc.Signal(syscall.SIGCONT))
+	t.Logf("%s stopped %s; %s led and switched DNS meanwhile", l.Name, ms(time.Since(stoppedAt)), next.Name)
+	must(t, env.WaitStable(30*time.Second, "west", tok))
+	must(t, waitUntil(10*time.Second, "the stale leader's refused step in its log", func() (bool, error) {
+		return strings.Contains(l.Proc.Tail(1<<20), "step=dns") && strings.Contains(l.Proc.Tail(1<<20), "NXRRSET"), nil
+	}))
+	if !strings.Contains(env.NamedLog(), "prerequisite not satisfied") {
+		t.Errorf("BIND's log shows no refused prerequisite:\n%s", env.NamedLog())
+	}
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 7: east is cut off from everyone while its PostgreSQL keeps
+// running. The east witness loses the majority and fences its database
+// before the others fail the group over.
+func TestIsolatedSiteFencesItself(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	outage := time.Now()
+	must(t, env.Isolate("east"))
+	must(t, env.WaitStable(60*time.Second, "west", before+1))
+	fo := theFailover(t, env, before)
+	committed := time.Unix(0, fo.GetAtUnixNano())
+	last, ok := env.Writes.LastAt("east")
+	if !ok {
+		t.Fatal("east never took a write")
+	}
+	t.Logf("outage → east's last accepted write %s, → failover committed %s", ms(last.Done.Sub(outage)), ms(committed.Sub(outage)))
+	if !last.Done.Before(committed) {
+		t.Errorf("east took a write at %s, after the failover committed at %s", last.Done.Format(time.StampMilli), committed.Format(time.StampMilli))
+	}
+	st, err := dbState(env, "east")
+	must(t, err)
+	if !st.ReadOnly {
+		t.Errorf("east's database after the failover: %+v, want read-only", st)
+	}
+	if !strings.Contains(env.Witness("east-1").Proc.Tail(1<<20), "lost the Raft majority while active") {
+		t.Error("the east witness's log does not show the self-fence")
+	}
+	// Contact returns: east stays fenced and the group stays at west.
+	must(t, env.Heal())
+	stays(t, env, 2*env.Opts.FailoverAfter)
+	st, err = dbState(env, "east")
+	must(t, err)
+	if !st.ReadOnly || st.InRecovery {
+		t.Errorf("east's database after contact returned: %+v, want a read-only old primary", st)
+	}
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 8: east's service flaps, failing every other probe. No witness
+// reaches fail_threshold, so nothing moves.
+func TestFlappingSiteStays(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		down := false
+		t := time.NewTicker(env.Opts.ProbeInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				_ = env.ServiceDown("east", false)
+				return
+			case <-t.C:
+				down = !down
+				_ = env.ServiceDown("east", down)
+			}
+		}
+	}()
+	stays(t, env, 4*env.Opts.FailoverAfter)
+	cancel()
+	checkInvariants(t, env, before, 0, true)
+}
