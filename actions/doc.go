@@ -12,6 +12,17 @@
 // exponential backoff. Required steps hold up the ones after them;
 // best-effort steps (fencing an unreachable old site, notifying) do not.
 //
+// Each operator hook is a step of its own (HookStep), at its phase of the
+// plan: fence, promote or after_switch. Targets runs it on the leader, or
+// through SiteHooks on a witness at the hook's run_on site. local_fence
+// hooks are not in the plan; the cluster's self-fencing lease runs them
+// with RunHook.
+//
+// Once a group's plan has settled, the reconciler re-reads its DNS records
+// every check_every and puts back under the current token what was edited
+// by hand (Runner.CheckDNS), telling OnDrift; a higher fence is never
+// lowered.
+//
 // The targets live in subpackages: actions/dns (RFC 2136 with a token
 // compare-and-swap the DNS server checks), actions/postgres (promote and
 // fence, with a token table), actions/exec (hooks) and actions/notify.

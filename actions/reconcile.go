@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions/dns"
-	"github.com/sitewitness/witness/actions/exec"
 	"github.com/sitewitness/witness/actions/notify"
 	"github.com/sitewitness/witness/actions/postgres"
 	"github.com/sitewitness/witness/fsm"
@@ -22,14 +21,22 @@ import (
 )
 
 // Step names, in plan order. They are recorded in the replicated state.
+// Each hook is a step of its own between them, named by HookStep.
 const (
 	StepFence   = "fence"
 	StepPromote = "promote"
 	StepDNS     = "dns"
-	StepHooks   = "hooks"
 	StepNotify  = "notify"
 	StepSettle  = "settle"
 )
+
+// DefaultDNSCheckEvery is how often the records of a settled group are
+// checked for drift when its spec does not say.
+const DefaultDNSCheckEvery = 30 * time.Second
+
+// hookMargin is added to a hook's own timeout to bound its step: time to
+// reach a witness at another site and for that witness to catch up.
+const hookMargin = 5 * time.Second
 
 // Errors of the reconciler.
 var (
@@ -62,13 +69,31 @@ type Runner interface {
 	Promote(ctx context.Context, g *witnessv1.Group) error
 	// SwitchDNS points the group's records at the active site.
 	SwitchDNS(ctx context.Context, g *witnessv1.Group) error
-	// Hooks runs the group's after_switch hooks.
-	Hooks(ctx context.Context, g *witnessv1.Group, from string) error
+	// Hook runs one of the group's hooks (step fence, promote or
+	// after_switch) where its run_on says, for the current token.
+	Hook(ctx context.Context, g *witnessv1.Group, h *witnessv1.HookAction) error
 	// Notify tells people about the transition and its steps so far.
 	Notify(ctx context.Context, g *witnessv1.Group, from string) error
 	// Settled reports nil once resolvers return the new answers and the
 	// records' TTL has passed since switched.
 	Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error
+	// CheckDNS re-reads the records of a group whose plan has completed
+	// and puts back, under the current token, what differs from it. It
+	// returns the records found different; an error is a check that could
+	// not be made.
+	CheckDNS(ctx context.Context, g *witnessv1.Group) ([]DNSDrift, error)
+}
+
+// DNSDrift is a managed record found different from what the group's
+// current token says: edited by hand, or its fence changed.
+type DNSDrift struct {
+	// Record is the name and type, "app.example.test. A".
+	Record string
+	// Found is what the server held; Want what the token says.
+	Found, Want string
+	// Err is nil when the record was put back, else why it was not (for
+	// example a fence holding a higher token, which is never lowered).
+	Err error
 }
 
 // Reconciler is the leader's level-triggered loop: for every group it
@@ -88,17 +113,28 @@ type Reconciler struct {
 	// MaxBackoff caps the wait between retries of a failed step; zero
 	// means 30s.
 	MaxBackoff time.Duration
+	// OnDrift, if set, is told of every drifted DNS record the periodic
+	// check finds (for a metric).
+	OnDrift func(group string, d DNSDrift)
 
 	mu      sync.Mutex
+	wake    chan struct{} // Poke's doorbell, made on first use
 	running map[string]bool
-	retry   map[string]retryState // group -> backoff of its failing step
+	retry   map[stepKey]retryState // backoff of each failing step
+	checked map[string]dnsCheck    // group -> last DNS drift check
 }
+
+type stepKey struct{ group, step string }
 
 type retryState struct {
 	token   uint64
-	step    string
 	attempt int
 	next    time.Time
+}
+
+type dnsCheck struct {
+	token uint64
+	at    time.Time
 }
 
 // Run reconciles until ctx ends, then waits for the steps in flight.
@@ -107,7 +143,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	if tick == 0 {
 		tick = 500 * time.Millisecond
 	}
-	r.running, r.retry = map[string]bool{}, map[string]retryState{}
+	r.running, r.retry, r.checked = map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	t := time.NewTicker(tick)
@@ -137,28 +173,71 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.doorbell():
 		}
 	}
 }
 
-// Plan lists the steps for a group at its current token, in order.
+// Poke makes Run look at the groups now rather than at its next tick:
+// the leader rings it when it commits, so a plan starts as soon as its
+// transition is committed. It never blocks.
+func (r *Reconciler) Poke() {
+	select {
+	case r.doorbell() <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Reconciler) doorbell() chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	return r.wake
+}
+
+// Plan lists the steps for a group at its current token, in order:
+//
+//	fence                   database of the old site (postgres, on a move)
+//	hook:fence:NAME         fence hooks (on a move), in spec order
+//	promote                 database of the new site (postgres)
+//	hook:promote:NAME       promote hooks
+//	dns                     records and fence (dns)
+//	hook:after_switch:NAME  after_switch hooks
+//	notify                  people (notify, on a move)
+//	settle                  DNS answers the new value, TTL passed (dns)
+//
+// Fencing comes first so the old site stops writing before the new one
+// starts; hooks follow the action of their phase. local_fence hooks are not
+// in the plan: the self-fencing lease runs them.
 func Plan(g *witnessv1.Group) []string {
 	a := g.GetSpec().GetActions()
+	from := previousSite(g)
 	var steps []string
-	if a.GetPostgres() != nil {
-		if from := previousSite(g); from != "" {
+	hooks := func(step string) {
+		for _, h := range a.GetHooks() {
+			if h.GetStep() == step {
+				steps = append(steps, HookStep(h))
+			}
+		}
+	}
+	if from != "" {
+		if a.GetPostgres() != nil {
 			steps = append(steps, StepFence)
 		}
+		hooks(HookFence)
+	}
+	if a.GetPostgres() != nil {
 		steps = append(steps, StepPromote)
 	}
+	hooks(HookPromote)
 	if a.GetDns() != nil {
 		steps = append(steps, StepDNS)
 	}
-	if slices.ContainsFunc(a.GetHooks(), func(h *witnessv1.HookAction) bool { return h.GetStep() == "after_switch" }) {
-		steps = append(steps, StepHooks)
-	}
+	hooks(HookAfterSwitch)
 	// People hear of transitions, not of a group's creation.
-	if len(a.GetNotify()) > 0 && previousSite(g) != "" {
+	if len(a.GetNotify()) > 0 && from != "" {
 		steps = append(steps, StepNotify)
 	}
 	if a.GetDns() != nil {
@@ -189,11 +268,19 @@ func succeeded(g *witnessv1.Group, step string) (bool, time.Time) {
 }
 
 // bestEffort steps do not hold up later ones when they fail: fencing an
-// unreachable old site is covered by the site's own lease.
-func bestEffort(step string) bool { return step == StepFence || step == StepNotify }
+// unreachable old site is covered by the site's own lease. A hook is best
+// effort when its spec says so (by default the fence hooks).
+func bestEffort(g *witnessv1.Group, step string) bool {
+	if _, name, ok := ParseHookStep(step); ok {
+		h, found := FindHook(g, name)
+		return found && h.GetBestEffort()
+	}
+	return step == StepFence || step == StepNotify
+}
 
 func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
+	r.forgetOtherTokens(name, token)
 	var switched time.Time
 	for _, step := range Plan(g) {
 		ok, at := succeeded(g, step)
@@ -203,11 +290,15 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		if ok {
 			continue
 		}
+		key := stepKey{name, step}
 		r.mu.Lock()
-		rs := r.retry[name]
+		rs := r.retry[key]
 		r.mu.Unlock()
-		if rs.token == token && rs.step == step && time.Now().Before(rs.next) {
-			if bestEffort(step) {
+		if rs.token != token {
+			rs = retryState{token: token}
+		}
+		if time.Now().Before(rs.next) {
+			if bestEffort(g, step) {
 				continue
 			}
 			return
@@ -216,20 +307,77 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
 			return
 		}
+		if step == StepDNS && err == nil {
+			// Settle counts the TTL from here, also in this same pass.
+			switched = time.Now()
+		}
 		r.mu.Lock()
 		if err != nil {
-			attempt := 1
-			if rs.token == token && rs.step == step {
-				attempt = rs.attempt + 1
-			}
-			r.retry[name] = retryState{token: token, step: step, attempt: attempt, next: time.Now().Add(r.backoff(attempt))}
+			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: time.Now().Add(r.backoff(rs.attempt + 1))}
 		} else {
-			delete(r.retry, name)
+			delete(r.retry, key)
 		}
 		r.mu.Unlock()
-		if err != nil && !bestEffort(step) {
+		if err != nil && !bestEffort(g, step) {
 			return
 		}
+	}
+	if ok, _ := succeeded(g, StepSettle); ok && g.GetSpec().GetActions().GetDns() != nil {
+		r.checkDNS(ctx, g)
+	}
+}
+
+// forgetOtherTokens drops the retry state of a group's earlier tokens.
+func (r *Reconciler) forgetOtherTokens(group string, token uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, rs := range r.retry {
+		if k.group == group && rs.token != token {
+			delete(r.retry, k)
+		}
+	}
+}
+
+// checkDNS is the periodic drift check of a group whose plan has
+// completed: every check_every, it re-reads the records and puts back what
+// was changed by hand, under the current token (never a lower one: the DNS
+// client refuses to lower a fence). A new leader checks at once.
+func (r *Reconciler) checkDNS(ctx context.Context, g *witnessv1.Group) {
+	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
+	every := time.Duration(g.GetSpec().GetActions().GetDns().GetCheckEveryMs()) * time.Millisecond
+	if every <= 0 {
+		every = DefaultDNSCheckEvery
+	}
+	r.mu.Lock()
+	last := r.checked[name]
+	r.mu.Unlock()
+	if last.token == token && time.Since(last.at) < every {
+		return
+	}
+	if err := r.Leader.VerifyLeader(); err != nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout())
+	drifts, err := r.Runner.CheckDNS(sctx, g)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	r.mu.Lock()
+	r.checked[name] = dnsCheck{token: token, at: time.Now()}
+	r.mu.Unlock()
+	for _, d := range drifts {
+		if d.Err == nil {
+			r.Log.Warn("dns record differed from the current token: put back", "group", name, "token", token, "record", d.Record, "found", d.Found, "want", d.Want)
+		} else {
+			r.Log.Error("dns record differs from the current token and was not put back", "group", name, "token", token, "record", d.Record, "found", d.Found, "want", d.Want, "error", d.Err)
+		}
+		if r.OnDrift != nil {
+			r.OnDrift(name, d)
+		}
+	}
+	if err != nil {
+		r.Log.Warn("dns drift check failed", "group", name, "token", token, "error", err)
 	}
 }
 
@@ -242,15 +390,25 @@ func (r *Reconciler) backoff(attempt int) time.Duration {
 	return min(d, max)
 }
 
+func (r *Reconciler) stepTimeout() time.Duration {
+	if r.StepTimeout == 0 {
+		return 15 * time.Second
+	}
+	return r.StepTimeout
+}
+
 // run carries out one step and records its outcome. A step is only run by
 // a node that has just verified its leadership.
 func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, switched time.Time, attempt int) error {
 	if err := r.Leader.VerifyLeader(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
-	timeout := r.StepTimeout
-	if timeout == 0 {
-		timeout = 15 * time.Second
+	timeout := r.stepTimeout()
+	var hook *witnessv1.HookAction
+	if _, name, ok := ParseHookStep(step); ok {
+		hook, _ = FindHook(g, name)
+		// A hook's step lasts as long as the hook may run, and a little.
+		timeout = max(timeout, hookTimeout(hook)+hookMargin)
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -263,8 +421,6 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		err = r.Runner.Promote(sctx, g)
 	case StepDNS:
 		err = r.Runner.SwitchDNS(sctx, g)
-	case StepHooks:
-		err = r.Runner.Hooks(sctx, g, previousSite(g))
 	case StepNotify:
 		err = r.Runner.Notify(sctx, g, previousSite(g))
 	case StepSettle:
@@ -272,8 +428,23 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		if errors.Is(err, ErrNotSettled) {
 			return err // not a failure: look again next tick
 		}
+	default:
+		if hook == nil {
+			err = fmt.Errorf("step %s: no such hook in the spec: %w", step, ErrUnsupported)
+			break
+		}
+		err = r.Runner.Hook(sctx, g, hook)
 	}
 	if ctx.Err() != nil {
+		// Leadership ended while the step ran (or the witness is
+		// stopping): its outcome cannot be recorded, but what the target
+		// answered a deposed leader is worth a line.
+		outcome := "ok"
+		if err != nil {
+			outcome = err.Error()
+		}
+		r.Log.Warn("step ended after this witness stopped leading; not recorded", "group", g.GetSpec().GetName(),
+			"token", g.GetStatus().GetToken(), "step", step, "attempt", attempt, "outcome", outcome)
 		return ctx.Err()
 	}
 	res := &witnessv1.StepResult{Token: g.GetStatus().GetToken(), Step: step, Ok: err == nil, StartedUnixNano: start.UnixNano(),
@@ -285,6 +456,13 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	if err != nil {
 		res.Error = err.Error()
 		r.Log.Warn("step failed", "group", g.GetSpec().GetName(), "token", res.Token, "step", step, "attempt", attempt, "error", err)
+		if !r.roomForFailure(g.GetSpec().GetName()) {
+			// The replicated state keeps a bounded number of step results;
+			// recording every retry of a step that keeps failing would push
+			// out the successes the plan relies on, and they would run again.
+			r.Log.Warn("failure not recorded: the group's step record is kept for the steps still to succeed", "group", g.GetSpec().GetName(), "step", step, "attempt", attempt)
+			return err
+		}
 	} else {
 		r.Log.Info("step done", "group", g.GetSpec().GetName(), "token", res.Token, "step", step, "took", time.Since(start))
 	}
@@ -298,9 +476,42 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	return err
 }
 
+// roomForFailure reports whether one more failed result of group can be
+// recorded at its current token and still leave room, within
+// fsm.StepLimit, for every results of this token already recorded and one
+// success of each plan step still to succeed.
+func (r *Reconciler) roomForFailure(group string) bool {
+	for _, g := range r.Leader.Groups() {
+		if g.GetSpec().GetName() != group {
+			continue
+		}
+		st := g.GetStatus()
+		recorded := 0
+		for _, s := range st.GetSteps() {
+			if s.GetToken() == st.GetToken() {
+				recorded++
+			}
+		}
+		pending := 0
+		for _, step := range Plan(g) {
+			if ok, _ := succeeded(g, step); !ok {
+				pending++
+			}
+		}
+		return recorded+1+pending <= fsm.StepLimit
+	}
+	return false
+}
+
 // Targets is the Runner that acts on the real systems: PostgreSQL through
-// actions/postgres and DNS through actions/dns.
-type Targets struct{}
+// actions/postgres, DNS through actions/dns, hooks through actions/exec on
+// the leader or, through Sites, on a witness at the hook's run_on site.
+type Targets struct {
+	// Sites runs hooks whose run_on names a site; nil refuses them.
+	Sites SiteHooks
+	// Witness is this node, told to the hooks it runs itself.
+	Witness Witness
+}
 
 func dnsClient(a *witnessv1.DNSAction) (*dns.Client, error) {
 	secret, err := os.ReadFile(a.GetTsigSecretFile())
@@ -323,7 +534,31 @@ func (Targets) Fence(ctx context.Context, g *witnessv1.Group, from string) error
 		return nil
 	}
 	c := &postgres.Client{Site: from}
+	if transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+		// A majority saw the old site down, and its own witnesses fenced
+		// it after fence_after: an old primary that cannot even be
+		// connected to must not hold up the promotion. A reachable one
+		// connects at once and is fenced first; an unreachable one is
+		// left to the step's retries.
+		c.MaxConnectTimeout = FailoverFenceConnectTimeout
+	}
 	return c.Fence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+}
+
+// FailoverFenceConnectTimeout caps the fence step's connection attempt to
+// the old site's database in a failover.
+const FailoverFenceConnectTimeout = time.Second
+
+// transitionKind is the kind of the transition that made the current
+// token.
+func transitionKind(g *witnessv1.Group) witnessv1.TransitionKind {
+	st := g.GetStatus()
+	for _, h := range slices.Backward(st.GetHistory()) {
+		if h.GetToken() == st.GetToken() {
+			return h.GetKind()
+		}
+	}
+	return witnessv1.TransitionKind_TRANSITION_KIND_UNSPECIFIED
 }
 
 // Promote promotes the active site's database.
@@ -353,32 +588,17 @@ func (Targets) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
 	return nil
 }
 
-// Hooks runs the group's after_switch hooks that run on the leader, in
-// order; the first failure stops the step (a best-effort hook's failure is
-// logged in the step error but does not).
-func (Targets) Hooks(ctx context.Context, g *witnessv1.Group, from string) error {
-	st := g.GetStatus()
-	var soft []string
-	for _, h := range g.GetSpec().GetActions().GetHooks() {
-		if h.GetStep() != "after_switch" {
-			continue
-		}
-		if h.GetRunOn() != "" && h.GetRunOn() != "leader" {
-			return fmt.Errorf("hook %s: run_on %q: %w", h.GetName(), h.GetRunOn(), ErrUnsupported)
-		}
-		_, err := exec.Run(ctx, exec.Hook{Name: h.GetName(), Command: h.GetCommand(), Args: h.GetArgs(), Timeout: time.Duration(h.GetTimeoutMs()) * time.Millisecond},
-			exec.Event{Group: g.GetSpec().GetName(), Token: st.GetToken(), From: from, To: st.GetActiveSite(), Step: StepHooks})
-		if err != nil && !h.GetBestEffort() {
-			return err
-		}
-		if err != nil {
-			soft = append(soft, err.Error())
-		}
+// Hook runs one hook: on this node when its run_on is the leader, else
+// on a witness at the named site through Sites.
+func (t Targets) Hook(ctx context.Context, g *witnessv1.Group, h *witnessv1.HookAction) error {
+	if h.GetRunOn() == "" || h.GetRunOn() == RunOnLeader {
+		_, err := RunHook(ctx, g, h, t.Witness)
+		return err
 	}
-	if len(soft) > 0 {
-		return fmt.Errorf("best-effort hooks failed: %s: %w", strings.Join(soft, "; "), ErrBestEffort)
+	if t.Sites == nil {
+		return fmt.Errorf("hook %s: run_on %s: this runner cannot reach other witnesses: %w", h.GetName(), h.GetRunOn(), ErrUnsupported)
 	}
-	return nil
+	return t.Sites.RunHook(ctx, h.GetRunOn(), HookRequest{Group: g.GetSpec().GetName(), Hook: h.GetName(), Step: h.GetStep(), Token: g.GetStatus().GetToken()})
 }
 
 // Notify sends every notification of the group; secrets are read from
@@ -429,6 +649,40 @@ func (Targets) Notify(ctx context.Context, g *witnessv1.Group, from string) erro
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CheckDNS puts back, under the current token, every record or fence that
+// differs from what the token says. A fence with a higher token is never
+// lowered, and a fence that cannot be read is never guessed at: both are
+// reported as drift that was not put back.
+func (Targets) CheckDNS(ctx context.Context, g *witnessv1.Group) ([]DNSDrift, error) {
+	a := g.GetSpec().GetActions().GetDns()
+	c, err := dnsClient(a)
+	if err != nil {
+		return nil, err
+	}
+	site, token := g.GetStatus().GetActiveSite(), g.GetStatus().GetToken()
+	var drifts []DNSDrift
+	var errs []error
+	for _, rec := range a.GetRecords() {
+		out, found, err := c.Ensure(ctx, record(rec), site, token)
+		d := DNSDrift{Record: rec.GetName() + " " + rec.GetType(), Found: found.String(),
+			Want: fmt.Sprintf("fence %s, values [%s] ttl %d", dns.Fence{Token: token, Site: site}, rec.GetValues()[site], rec.GetTtl())}
+		switch {
+		case err == nil && out == dns.OutcomeUnchanged:
+		case err == nil:
+			drifts = append(drifts, d)
+		case errors.Is(err, dns.ErrBadFence):
+			d.Found, d.Err = "a fence Witness cannot read", err
+			drifts = append(drifts, d)
+		case errors.Is(err, dns.ErrLowerToken):
+			d.Err = err
+			drifts = append(drifts, d)
+		default:
+			errs = append(errs, fmt.Errorf("check %s: %w", rec.GetName(), err))
+		}
+	}
+	return drifts, errors.Join(errs...)
 }
 
 // Settled checks that the DNS server answers every record with the active

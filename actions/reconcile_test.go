@@ -1,10 +1,12 @@
 package actions_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,4 +200,74 @@ func TestPlan(t *testing.T) {
 	if diff := cmp.Diff([]string{"fence", "promote", "dns", "settle"}, actions.Plan(g)); diff != "" {
 		t.Errorf("failover plan (-want +got):\n%s", diff)
 	}
+}
+
+// deposedDNS answers the DNS step only once the reconciler's context has
+// ended, as a target answers a leader that lost its leadership meanwhile.
+type deposedDNS struct {
+	*actionstest.Runner
+	entered chan struct{}
+}
+
+func (d deposedDNS) SwitchDNS(ctx context.Context, _ *witnessv1.Group) error {
+	close(d.entered)
+	<-ctx.Done()
+	return errors.New("update app.example.test.: server answered NXRRSET (prerequisite failed)")
+}
+
+func TestOutcomeAfterLeadershipEndsIsLogged(t *testing.T) {
+	l, r := setup(t)
+	failover(t, l, "west")
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	d := deposedDNS{Runner: r, entered: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		(&actions.Reconciler{Leader: l, Runner: d, Node: "old", Log: slog.New(slog.NewTextHandler(&logs, nil)), Tick: 10 * time.Millisecond}).Run(ctx)
+	}()
+	<-d.entered
+	cancel() // leadership lost while the update was in flight
+	<-done
+	got := logs.String()
+	if !strings.Contains(got, "not recorded") || !strings.Contains(got, "NXRRSET") || !strings.Contains(got, "step=dns") {
+		t.Errorf("the deposed leader's DNS outcome is not in its log:\n%s", got)
+	}
+	for _, s := range steps(l) {
+		if strings.HasPrefix(s, "dns") {
+			t.Errorf("a deposed leader recorded %q", s)
+		}
+	}
+}
+
+// TestPokeStartsAPlanBeforeTheTick: with a tick of an hour, a committed
+// failover is carried out at once when the reconciler is poked.
+func TestPokeStartsAPlanBeforeTheTick(t *testing.T) {
+	l, r := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: time.Hour}
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s; calls %v", what, r.Calls())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the first pass at start", func() bool { return len(r.Calls()) > 0 })
+	tok := failover(t, l, "west")
+	rec.Poke()
+	waitFor("the failover's promote after a poke", func() bool {
+		for _, c := range r.Calls() {
+			if c.Step == actions.StepPromote && c.Token == tok {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -82,7 +83,7 @@ func TestTargetsAgainstRealSystems(t *testing.T) {
 
 	tok := failover(t, l, "west")
 	runUntil(t, l, actions.Targets{}, func() bool { return len(steps(l)) == 6 })
-	if diff := cmp.Diff([]string{"fence", "promote", "dns", "hooks", "notify", "settle"}, steps(l)); diff != "" {
+	if diff := cmp.Diff([]string{"fence", "promote", "dns", "hook:after_switch:record", "notify", "settle"}, steps(l)); diff != "" {
 		t.Errorf("steps (-want +got):\n%s", diff)
 	}
 	hooked, _ := os.ReadFile(hookLog)
@@ -125,4 +126,43 @@ func exec(ctx context.Context, dsn, sql string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, sql)
 	return err
+}
+
+// TestFailoverFenceDoesNotWaitOnADeadSite: in a failover, the fence step
+// gives up on an old database it cannot connect to after
+// FailoverFenceConnectTimeout, whatever the DSN's connect_timeout, so the
+// promotion is not held up; in a switchover the DSN's timeout applies.
+func TestFailoverFenceDoesNotWaitOnADeadSite(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dsn := "postgres://postgres@" + l.Addr().String() + "/postgres?sslmode=disable&connect_timeout=3"
+	for _, tt := range []struct {
+		kind     witnessv1.TransitionKind
+		min, max time.Duration
+	}{
+		{witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER, 0, 2500 * time.Millisecond},
+		{witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER, 2500 * time.Millisecond, time.Minute},
+	} {
+		t.Run(tt.kind.String(), func(t *testing.T) {
+			g := &witnessv1.Group{
+				Spec: &witnessv1.GroupSpec{Name: "app", Actions: &witnessv1.Actions{Postgres: &witnessv1.PostgresAction{Dsn: map[string]string{"east": dsn}}}},
+				Status: &witnessv1.GroupStatus{ActiveSite: "west", Token: 2, History: []*witnessv1.Transition{
+					{Token: 1, ToSite: "east", Kind: witnessv1.TransitionKind_TRANSITION_KIND_INITIAL},
+					{Token: 2, FromSite: "east", ToSite: "west", Kind: tt.kind},
+				}},
+			}
+			start := time.Now()
+			err := actions.Targets{}.Fence(context.Background(), g, "east")
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("fencing a database that never answers succeeded")
+			}
+			if took < tt.min || took > tt.max {
+				t.Errorf("gave up after %s, want between %s and %s", took, tt.min, tt.max)
+			}
+		})
+	}
 }

@@ -344,6 +344,12 @@ func (s *adminServer) RemoveMember(ctx context.Context, req *witnessv1.RemoveMem
 	return nil, status.Error(codes.Unavailable, "leadership moved while removing the member; retry")
 }
 
+// RunHook is internal: the leader asks this witness to run a hook at its
+// site. See Node.runHook.
+func (s *adminServer) RunHook(ctx context.Context, req *witnessv1.RunHookRequest) (*witnessv1.RunHookResponse, error) {
+	return s.n.runHook(ctx, req)
+}
+
 // isPermanent reports whether a join error will not go away by retrying.
 func isPermanent(err error) bool {
 	switch status.Code(err) {

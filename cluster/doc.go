@@ -13,4 +13,10 @@
 // when leadership is lost. Writes on a follower return *NotLeaderError; the
 // admin API forwards them to the leader so callers never need to know who
 // leads.
+//
+// Hooks whose run_on names a site reach a witness there through the
+// internal RunHook call of the admin API; that witness checks the request
+// against its own replica (token, site, step, leader) and runs the command
+// of the spec it holds. The self-fencing lease runs local_fence hooks on
+// the witnesses at an active site cut off from the majority.
 package cluster

@@ -27,6 +27,8 @@ const metaVersion = 1
 const (
 	heartbeatEvery   = time.Second
 	pushPullInterval = 5 * time.Second
+	// gossipTCPTimeout bounds gossip's TCP exchanges (joins, push/pull).
+	gossipTCPTimeout = 2 * time.Second
 )
 
 // delegate answers memberlist's callbacks. Callbacks never block.

@@ -20,6 +20,8 @@ type testCluster struct {
 	t     *testing.T
 	cfgs  []config.Node
 	nodes []*Node
+	// options, if set, adds to the Options node i starts with.
+	options func(i int, o *Options)
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -45,8 +47,15 @@ func nodeConfig(t *testing.T, name, site string) config.Node {
 
 func newTestCluster(t *testing.T, sites ...string) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, nil, sites...)
+}
+
+// newTestClusterWith starts a cluster whose node i starts with the Options
+// that options sets, also when restarted.
+func newTestClusterWith(t *testing.T, options func(i int, o *Options), sites ...string) *testCluster {
+	t.Helper()
 	checkLeaks(t)
-	tc := &testCluster{t: t}
+	tc := &testCluster{t: t, options: options}
 	var voters []config.Voter
 	for i, site := range sites {
 		c := nodeConfig(t, fmt.Sprintf("%s-%d", site, i+1), site)
@@ -66,7 +75,11 @@ func newTestCluster(t *testing.T, sites ...string) *testCluster {
 
 func (tc *testCluster) start(i int) {
 	tc.t.Helper()
-	n, err := Start(context.Background(), Options{Config: tc.cfgs[i], Logger: testLogger(tc.t).With("test", tc.t.Name())})
+	o := Options{Config: tc.cfgs[i], Logger: testLogger(tc.t).With("test", tc.t.Name())}
+	if tc.options != nil {
+		tc.options(i, &o)
+	}
+	n, err := Start(context.Background(), o)
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", tc.cfgs[i].Name, err)
 	}

@@ -12,15 +12,18 @@ import (
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
-// decideEvery is how often the leader evaluates the policy.
+// decideEvery is how often the leader evaluates the policy at the least.
 const decideEvery = 250 * time.Millisecond
 
 // decide runs the policy on every tick while this node leads and commits
-// what it proposes. A proposal carries the token it expects to replace; a
-// lost compare-and-swap is normal (someone else moved the group first) and
-// is logged, never retried blindly: the next tick decides afresh.
+// what it proposes. When a site is failing but not yet for failover_after,
+// the policy says when it will be, and the next evaluation happens then
+// rather than at the next tick, so a failover is not late by up to a tick.
+// A proposal carries the token it expects to replace; a lost
+// compare-and-swap is normal (someone else moved the group first) and is
+// logged, never retried blindly: the next evaluation decides afresh.
 func (n *Node) decide(ctx context.Context) {
-	t := time.NewTicker(decideEvery)
+	t := time.NewTimer(decideEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -28,7 +31,8 @@ func (n *Node) decide(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		out := n.evaluate(time.Now())
+		now := time.Now()
+		out := n.evaluate(now)
 		for _, p := range out.Proposals {
 			n.propose(ctx, p)
 		}
@@ -36,7 +40,19 @@ func (n *Node) decide(ctx context.Context) {
 			n.commit(ctx, "re-arm", &witnessv1.SetArmedCommand{Group: g, Armed: true, AtUnixNano: time.Now().UnixNano(), By: n.cfg.Name + " (rearm: auto)"})
 		}
 		n.recordProposals(ctx, out)
+		t.Reset(nextDecision(now, time.Now(), out.Wake))
 	}
+}
+
+// nextDecision is how long to wait, at now, before evaluating again after
+// an evaluation that started at began: a tick after began, or just past
+// wake when that comes first.
+func nextDecision(began, now, wake time.Time) time.Duration {
+	next := began.Add(decideEvery)
+	if !wake.IsZero() && wake.Before(next) {
+		next = wake.Add(time.Millisecond)
+	}
+	return max(next.Sub(now), time.Millisecond)
 }
 
 func (n *Node) propose(ctx context.Context, p *witnessv1.TransitionCommand) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -59,11 +60,12 @@ func (n *Node) caughtUp() bool {
 
 // leaseLoop is the self-fencing lease: a witness at a group's active site
 // that cannot reach the Raft majority for the group's fence_after fences
-// that group's database at its site, so that by the time the other sites
-// may fail the group over (failover_after, which validation keeps above
-// fence_after + margin) the old site no longer takes writes. When contact
-// comes back and the group is still active here at the same token (no
-// failover happened), it lifts the fence.
+// that group at its site: the database (read-only, token recorded) and the
+// group's local_fence hooks, so that by the time the other sites may fail
+// the group over (failover_after, which validation keeps above fence_after
+// + margin) the old site no longer takes writes. When contact comes back
+// and the group is still active here at the same token (no failover
+// happened), it lifts the database fence; what the hooks did is not undone.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
 	fencer := n.opts.LocalFencer
@@ -71,7 +73,7 @@ func (n *Node) leaseLoop() {
 		fencer = pgFencer{site: n.cfg.Site}
 	}
 	lastMajority := time.Now()
-	fenced := map[string]uint64{} // group -> token it was fenced at
+	fenced := map[string]*selfFence{} // group -> this episode of fencing
 	t := time.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
@@ -85,39 +87,98 @@ func (n *Node) leaseLoop() {
 		age := now.Sub(lastMajority)
 		for _, g := range n.fsm.Groups() {
 			name, st := g.GetSpec().GetName(), g.GetStatus()
-			dsn := localDSN(g, n.cfg.Site)
-			if dsn == "" || st.GetActiveSite() != n.cfg.Site {
+			dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
+			if (dsn == "" && len(hooks) == 0) || st.GetActiveSite() != n.cfg.Site {
 				continue
 			}
 			fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
-			_, isFenced := fenced[name]
+			f := fenced[name]
 			switch {
-			case !isFenced && fenceAfter > 0 && age >= fenceAfter:
-				n.log.Error("lost the Raft majority while active: fencing this site's database", "group", name, "token", st.GetToken(), "without_majority", age.Round(time.Millisecond))
-				if err := n.localFence(fencer.Fence, dsn, name, st.GetToken()); err != nil {
-					n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
-					continue
+			case fenceAfter > 0 && age >= fenceAfter:
+				if f == nil {
+					n.log.Error("lost the Raft majority while active: fencing this site", "group", name, "token", st.GetToken(), "without_majority", age.Round(time.Millisecond))
+					f = &selfFence{token: st.GetToken()}
+					fenced[name] = f
+					// Hooks run once per episode, beside the database
+					// fence, which is retried until it holds.
+					n.startLocalFenceHooks(g, hooks)
 				}
-				fenced[name] = st.GetToken()
-			case isFenced && age < fenceAfter/2 && n.caughtUp():
-				if tok := fenced[name]; tok == st.GetToken() {
-					if err := n.localFence(fencer.Unfence, dsn, name, tok); err != nil {
+				if dsn != "" && !f.database {
+					if err := n.localFence(fencer.Fence, dsn, name, st.GetToken()); err != nil {
+						n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
+						continue
+					}
+					f.database = true
+				}
+			case f != nil && age < fenceAfter/2 && n.caughtUp():
+				if f.database && f.token == st.GetToken() {
+					if err := n.localFence(fencer.Unfence, dsn, name, f.token); err != nil {
 						n.log.Error("lifting the self-fence failed; retrying", "group", name, keyErr, err)
 						continue
 					}
-					n.log.Warn("majority reached again and no failover happened: lifted the self-fence", "group", name, "token", tok)
+					n.log.Warn("majority reached again and no failover happened: lifted the self-fence", "group", name, "token", f.token)
 				}
 				delete(fenced, name)
 			}
 		}
 		// A group that moved away while fenced stays fenced: the new
 		// active site's leader fences it too, at the new token.
-		for name, tok := range fenced {
-			if g, ok := n.fsm.Group(name); !ok || g.GetStatus().GetToken() != tok {
+		for name, f := range fenced {
+			if g, ok := n.fsm.Group(name); !ok || g.GetStatus().GetToken() != f.token {
 				delete(fenced, name)
 			}
 		}
 	}
+}
+
+// selfFence is one episode of a witness fencing its own site for a group.
+type selfFence struct {
+	token    uint64
+	database bool // the database fence holds
+}
+
+// localFenceHooks are the group's hooks of step local_fence.
+func localFenceHooks(g *witnessv1.Group) []*witnessv1.HookAction {
+	var out []*witnessv1.HookAction
+	for _, h := range g.GetSpec().GetActions().GetHooks() {
+		if h.GetStep() == actions.HookLocalFence {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// startLocalFenceHooks runs a group's local_fence hooks in spec order, in
+// the background so that a slow hook never holds up the lease of other
+// groups. A failure is logged and counted; it does not stop the hooks
+// after it, and it is not retried: the site is cut off, and the hook's own
+// timeout bounds it. A group whose hooks still run from an earlier episode
+// is not started again.
+func (n *Node) startLocalFenceHooks(g *witnessv1.Group, hooks []*witnessv1.HookAction) {
+	if len(hooks) == 0 {
+		return
+	}
+	name := g.GetSpec().GetName()
+	key := "local_fence/" + name
+	if !n.hookRuns.start(key) {
+		n.log.Warn("local_fence hooks of the last episode still run; not starting them again", "group", name)
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.hookRuns.done(key)
+		for _, h := range hooks {
+			log := n.log.With("group", name, "hook", h.GetName(), "step", h.GetStep(), "token", g.GetStatus().GetToken())
+			res, err := actions.RunHook(n.ctx, g, h, actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site})
+			if err != nil {
+				n.metrics.localFenceHookFailures.WithLabelValues(name, h.GetName()).Inc()
+				log.Error("local_fence hook failed", keyErr, err, "output", res.Output)
+				continue
+			}
+			log.Warn("local_fence hook done", "took", res.Duration, "output", res.Output)
+		}
+	}()
 }
 
 func (n *Node) localFence(f func(context.Context, string, string, uint64) error, dsn, group string, token uint64) error {

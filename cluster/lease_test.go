@@ -3,9 +3,15 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fenceRecorder is a LocalFencer that records what it was asked.
@@ -42,24 +48,39 @@ func TestIsolatedActiveSiteFencesItselfAndLiftsItAfter(t *testing.T) {
 	// Restart east with a recording fencer.
 	tc.stop(0)
 	rec := &fenceRecorder{}
-	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalFencer: rec})
+	reg := prometheus.NewRegistry()
+	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalFencer: rec, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc.nodes[0] = n
 	_, leader := tc.leader()
 	const fenceAfter = 1500 * time.Millisecond
+	log := filepath.Join(t.TempDir(), "hooks.log")
+	// app has a database and local_fence hooks, one of them broken; web
+	// has only a hook, which is enough to be fenced.
 	applyDoc(t, leader, fmt.Sprintf(`
 groups:
   - name: app
     sites:
       - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
       - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
-    policy: {failover_after: 1h, fence_after: %s, mode: observe}
+    policy: {failover_after: 1h, fence_after: %[1]s, mode: observe}
     actions:
       postgres: {dsn: {east: "east-db", west: "west-db"}}
-`, fenceAfter))
-	eventually(t, "east to replicate the group", func() bool { _, ok := n.FSM().Group("app"); return ok })
+      hooks:
+        - {name: stop-workers, step: local_fence, command: sh, args: [-c, '%[2]s%[3]s']}
+        - {name: broken, step: local_fence, command: sh, args: [-c, 'exit 4']}
+  - name: web
+    sites:
+      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
+      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
+    policy: {failover_after: 1h, fence_after: %[1]s, mode: observe}
+    actions:
+      hooks:
+        - {name: stop-web, step: local_fence, command: sh, args: [-c, '%[2]s%[3]s']}
+`, fenceAfter, hookLine, log))
+	eventually(t, "east to replicate the groups", func() bool { return len(n.FSM().Groups()) == 2 })
 	time.Sleep(2 * fenceAfter)
 	if calls, _ := rec.get(); len(calls) != 0 {
 		t.Fatalf("fenced while in contact: %v", calls)
@@ -79,6 +100,17 @@ groups:
 	if took < fenceAfter-leaseEvery {
 		t.Errorf("fenced after %v, before fence_after %v", took, fenceAfter)
 	}
+	// The hooks ran on east, beside the database fence; the broken one
+	// is counted.
+	broken := n.metrics.localFenceHookFailures.WithLabelValues("app", "broken")
+	eventually(t, "the local_fence hooks", func() bool { return len(readLines(t, log)) == 2 && testutil.ToFloat64(broken) == 1 })
+	wantHooks := []string{"app east-1 east local_fence 1 east>", "web east-1 east local_fence 2 east>"}
+	if diff := cmp.Diff(wantHooks, sorted(readLines(t, log))); diff != "" {
+		t.Errorf("local_fence hook runs: group node site step token from>to (-want +got):\n%s", diff)
+	}
+	if n, err := testutil.GatherAndCount(reg, "witness_local_fence_hook_failures_total"); err != nil || n != 1 {
+		t.Errorf("witness_local_fence_hook_failures_total series: %d, %v", n, err)
+	}
 
 	// The majority comes back and nothing failed over: the fence is lifted.
 	tc.start(1)
@@ -88,4 +120,16 @@ groups:
 	if calls[1] != "unfence east-db app@1" {
 		t.Fatalf("calls %v", calls)
 	}
+	// Once per episode: not again while it lasted, nor when it ended.
+	if diff := cmp.Diff(wantHooks, sorted(readLines(t, log))); diff != "" {
+		t.Errorf("local_fence hook runs after the episode (-want +got):\n%s", diff)
+	}
+	if got := testutil.ToFloat64(broken); got != 1 {
+		t.Errorf("broken hook failures counted: %v, want 1", got)
+	}
+}
+
+func sorted(s []string) []string {
+	slices.Sort(s)
+	return s
 }

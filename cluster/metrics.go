@@ -16,6 +16,25 @@ var (
 	descSteps  = prometheus.NewDesc("witness_group_step_results", "Step results recorded for the group's current token, by step and outcome.", []string{"group", "step", "result"}, nil)
 )
 
+// nodeMetrics are the counters of events that the state does not keep.
+type nodeMetrics struct {
+	dnsDrift               *prometheus.CounterVec
+	localFenceHookFailures *prometheus.CounterVec
+}
+
+func newNodeMetrics() *nodeMetrics {
+	return &nodeMetrics{
+		dnsDrift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "witness_dns_drift_total",
+			Help: "Managed DNS records the leader's periodic check found different from the group's current token (edited by hand), put back or not.",
+		}, []string{"group"}),
+		localFenceHookFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "witness_local_fence_hook_failures_total",
+			Help: "local_fence hooks that failed on this witness when it fenced its own site after losing the Raft majority.",
+		}, []string{"group", "hook"}),
+	}
+}
+
 // collector reads the node's state at scrape time, so metrics never lag
 // and cost nothing between scrapes.
 type collector struct{ n *Node }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -114,7 +115,12 @@ type Node struct {
 	metricsLis net.Listener
 
 	connMu sync.Mutex
+	pokeMu sync.Mutex
+	poke   func() // the leading reconciler's Poke, nil otherwise
 	conns  map[string]*grpc.ClientConn
+
+	hookRuns hookRuns
+	metrics  *nodeMetrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -137,7 +143,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With(keyNode, cfg.Name)
-	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8)}
+	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8), metrics: newNodeMetrics()}
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
 	n.sched = probes.NewScheduler(probes.Config{OnObservation: n.obs.local, Logger: log.With(keyComponent, "probes")})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -282,8 +288,20 @@ func (n *Node) startGossip() error {
 	mc.ProbeTimeout = min(mc.ProbeTimeout, mc.ProbeInterval)
 	mc.GossipInterval = min(mc.GossipInterval, mc.ProbeInterval)
 	mc.PushPullInterval = pushPullInterval
+	// A join or push/pull towards a cut-off peer waits this long; the
+	// rejoin loop, and so Close, waits with it (10 s by default).
+	mc.TCPTimeout = gossipTCPTimeout
 	mc.Label = "witness/" + n.id.ClusterID
 	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
+	// The broadcast queue exists before memberlist, which may ask it for
+	// broadcasts as soon as it runs.
+	var members atomic.Pointer[memberlist.Memberlist]
+	n.obs.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 3, NumNodes: func() int {
+		if ml := members.Load(); ml != nil {
+			return ml.NumMembers()
+		}
+		return 1
+	}}
 	d := &delegate{meta: meta, log: n.log, obs: n.obs}
 	mc.Delegate = d
 	mc.Conflict = d
@@ -291,7 +309,7 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
 	}
-	n.obs.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: 3}
+	members.Store(ml)
 	n.gossip = &gossip{ml: ml, log: n.log.With(keyComponent, "gossip")}
 	return nil
 }
@@ -370,13 +388,34 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	}
 	runner := n.opts.Runner
 	if runner == nil {
-		runner = actions.Targets{}
+		runner = actions.Targets{Sites: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}}
 	}
-	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler")}
+	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"),
+		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
+	n.setPoke(rec.Poke)
+	defer n.setPoke(nil)
 	wg.Add(1)
 	go func() { defer wg.Done(); rec.Run(ctx) }()
 	n.decide(ctx)
 	wg.Wait()
+}
+
+// setPoke sets what a successful Apply rings while this node leads.
+func (n *Node) setPoke(f func()) {
+	n.pokeMu.Lock()
+	n.poke = f
+	n.pokeMu.Unlock()
+}
+
+// pokeReconciler tells the reconciler, if this node runs one, that the
+// state changed.
+func (n *Node) pokeReconciler() {
+	n.pokeMu.Lock()
+	f := n.poke
+	n.pokeMu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 // Groups returns the groups of this node's replica.
@@ -384,7 +423,7 @@ func (n *Node) Groups() []*witnessv1.Group { return n.fsm.Groups() }
 
 func (n *Node) startMetrics() {
 	if n.opts.Registerer != nil {
-		n.opts.Registerer.MustRegister(&collector{n: n})
+		n.opts.Registerer.MustRegister(&collector{n: n}, n.metrics.dnsDrift, n.metrics.localFenceHookFailures)
 	}
 	if n.cfg.MetricsAddr == "" || n.opts.Gatherer == nil {
 		return
@@ -545,6 +584,7 @@ func (n *Node) Apply(ctx context.Context, cmd proto.Message) (fsm.Result, error)
 		return fsm.Result{}, fmt.Errorf("apply: %w", err)
 	}
 	res, _ := f.Response().(fsm.Result)
+	n.pokeReconciler()
 	return res, nil
 }
 

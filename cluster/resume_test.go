@@ -47,9 +47,9 @@ groups:
 		g, _ := leader.FSM().Group("app")
 		return len(g.GetStatus().GetSteps()) == 1
 	})
-	runner.Block(actions.StepDNS)
-	// Add DNS to the group's actions and switch over: the plan of token 3
-	// is fence, promote, dns; dns blocks on this leader.
+	// Add DNS to the group's actions and let the current token's plan
+	// take it in; then switch over with DNS blocked: the plan of the new
+	// token is fence, promote, dns, and dns blocks on this leader.
 	applyDoc(t, leader, `
 groups:
   - name: app
@@ -65,6 +65,19 @@ groups:
         tsig: {name: k, secret_file: /nonexistent}
         records: [{name: app.example.test., ttl: 5, values: {east: 192.0.2.1, west: 192.0.2.2}}]
 `)
+	eventually(t, "the current token's DNS step", func() bool {
+		g, _ := leader.FSM().Group("app")
+		for _, s := range g.GetStatus().GetSteps() {
+			if s.GetToken() == g.GetStatus().GetToken() && s.GetStep() == actions.StepDNS && s.GetOk() {
+				return true
+			}
+		}
+		return false
+	})
+	runner.Block(actions.StepDNS)
+	for len(entered) > 0 {
+		<-entered
+	}
 	tok := switchover(t, leader, "app", "west")
 	for step := range entered {
 		if step == actions.StepDNS {

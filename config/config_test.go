@@ -67,6 +67,50 @@ func TestParseGroupsFillsDefaults(t *testing.T) {
 	}
 }
 
+func TestHookDefaults(t *testing.T) {
+	specs, err := config.ParseGroups([]byte(`
+groups:
+  - name: app
+    sites: [{name: east, probes: [{kind: tcp, address: "h:1"}]}, {name: west, probes: [{kind: tcp, address: "h:2"}]}]
+    actions:
+      hooks:
+        - {name: stop-old, step: fence, command: /bin/stop, run_on: east}
+        - {name: stop-old-required, step: fence, command: /bin/stop, best_effort: false}
+        - {name: warm, step: promote, command: /bin/warm}
+        - {name: start, step: after_switch, command: /bin/start, run_on: west, best_effort: true}
+        - {name: local, step: local_fence, command: /bin/stop}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type hook struct {
+		Name, RunOn string
+		BestEffort  bool
+		TimeoutMs   int64
+	}
+	var got []hook
+	for _, h := range specs[0].GetActions().GetHooks() {
+		got = append(got, hook{h.GetName(), h.GetRunOn(), h.GetBestEffort(), h.GetTimeoutMs()})
+	}
+	want := []hook{
+		{"stop-old", "east", true, 30000}, // fence hooks are best effort unless told
+		{"stop-old-required", "leader", false, 30000},
+		{"warm", "leader", false, 30000},
+		{"start", "west", true, 30000},
+		{"local", "", true, 30000}, // runs where the lease fences: no run_on
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("hooks (-want +got):\n%s", diff)
+	}
+	specs, err = config.ParseGroups([]byte(goodGroups))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := specs[0].GetActions().GetDns().GetCheckEveryMs(); got != 30000 {
+		t.Errorf("dns.check_every default = %dms, want 30000", got)
+	}
+}
+
 // fields returns the field paths of every problem in err.
 func fields(t *testing.T, err error) []string {
 	t.Helper()
@@ -138,6 +182,31 @@ groups:
   - name: app
     sites: [{name: east, probes: [{kind: tcp, address: "h:1"}]}, {name: west, probes: [{kind: exec}]}]
 `, []string{"groups[0].sites[1].name", "groups[1].name", "groups[1].sites[1].probes[0].command"}},
+		{"hooks", `
+groups:
+  - name: app
+    sites: [{name: east, probes: [{kind: tcp, address: "h:1"}]}, {name: west, probes: [{kind: tcp, address: "h:2"}]}]
+    actions:
+      dns:
+        server: "ns:53"
+        zone: example.test
+        tsig: {name: k, secret_file: /k}
+        check_every: 100ms
+        records: [{name: app.example.test, ttl: 30, values: {east: 192.0.2.1, west: 192.0.2.2}}]
+      hooks:
+        - {name: ok-leader, step: promote, command: /bin/true}
+        - {name: ok-site, step: fence, command: /bin/true, run_on: east}
+        - {name: ok-local, step: local_fence, command: /bin/true}
+        - {name: north, step: after_switch, command: /bin/true, run_on: north}
+        - {name: when, step: before_dns, command: /bin/true}
+        - {name: local-on-site, step: local_fence, command: /bin/true, run_on: east}
+        - {name: local-required, step: local_fence, command: /bin/true, best_effort: false}
+        - {name: ok-leader, step: after_switch, command: /bin/true}
+`, []string{
+			"groups[0].actions.dns.check_every",
+			"groups[0].actions.hooks[3].run_on", "groups[0].actions.hooks[4].step", "groups[0].actions.hooks[5].run_on",
+			"groups[0].actions.hooks[6].best_effort", "groups[0].actions.hooks[7].name",
+		}},
 		{"unknown key", `
 groups:
   - name: app

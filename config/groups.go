@@ -33,6 +33,7 @@ const (
 	DefaultFenceAfter       = 5 * time.Second
 	DefaultHoldDown         = 10 * time.Minute
 	DefaultHookTimeout      = 30 * time.Second
+	DefaultDNSCheckEvery    = 30 * time.Second
 	DefaultTSIGAlgorithm    = "hmac-sha256"
 )
 
@@ -104,6 +105,9 @@ type DNS struct {
 	Zone    string      `yaml:"zone"`
 	TSIG    TSIG        `yaml:"tsig"`
 	Records []DNSRecord `yaml:"records"`
+	// CheckEvery is how often the leader re-reads the records of a group
+	// whose plan has completed and corrects hand edits.
+	CheckEvery Duration `yaml:"check_every"`
 }
 
 // TSIG names the key that signs updates; the secret is read from a file.
@@ -127,15 +131,28 @@ type Postgres struct {
 	Fence string            `yaml:"fence"` // read_only (default) or none
 }
 
+// Hook steps: where in a transition a hook runs.
+const (
+	HookFence       = "fence"        // after the old site's database is fenced
+	HookPromote     = "promote"      // after the database promote, before DNS
+	HookAfterSwitch = "after_switch" // after the DNS switch
+	HookLocalFence  = "local_fence"  // by the self-fencing lease at the isolated active site
+)
+
+// RunOnLeader is the run_on value of a hook run by the leader itself.
+const RunOnLeader = "leader"
+
 // Hook runs a command at a step of a transition.
 type Hook struct {
-	Name       string   `yaml:"name"`
-	Step       string   `yaml:"step"` // after_switch (fence, promote and local_fence are planned)
-	Command    string   `yaml:"command"`
-	Args       []string `yaml:"args"`
-	Timeout    Duration `yaml:"timeout"`
-	RunOn      string   `yaml:"run_on"` // leader (default) or a site
-	BestEffort bool     `yaml:"best_effort"`
+	Name    string   `yaml:"name"`
+	Step    string   `yaml:"step"` // fence, promote, after_switch, local_fence
+	Command string   `yaml:"command"`
+	Args    []string `yaml:"args"`
+	Timeout Duration `yaml:"timeout"`
+	RunOn   string   `yaml:"run_on"` // leader (default) or a site of the group; none for local_fence
+	// BestEffort: a failure does not hold up later steps. Default true
+	// for fence hooks (the old site may be down), false for the others.
+	BestEffort *bool `yaml:"best_effort"`
 }
 
 // Notify tells people about a transition.
@@ -223,6 +240,9 @@ func (d *GroupsDoc) SetDefaults() {
 				dns.TSIG.Algorithm = DefaultTSIGAlgorithm
 			}
 			dns.Zone = fqdn(dns.Zone)
+			if dns.CheckEvery == 0 {
+				dns.CheckEvery = Duration(DefaultDNSCheckEvery)
+			}
 			for ri := range dns.Records {
 				r := &dns.Records[ri]
 				r.Name = fqdn(r.Name)
@@ -240,8 +260,12 @@ func (d *GroupsDoc) SetDefaults() {
 			if h.Timeout == 0 {
 				h.Timeout = Duration(DefaultHookTimeout)
 			}
-			if h.RunOn == "" {
-				h.RunOn = "leader"
+			if h.RunOn == "" && h.Step != HookLocalFence {
+				h.RunOn = RunOnLeader
+			}
+			if h.BestEffort == nil {
+				be := h.Step == HookFence || h.Step == HookLocalFence
+				h.BestEffort = &be
 			}
 		}
 	}
@@ -311,8 +335,14 @@ func (g *Group) validate(p *problems, f string) {
 	if a.Postgres != nil {
 		a.Postgres.validate(p, f+".actions.postgres", sites)
 	}
+	hooks := map[string]bool{}
 	for hi, h := range a.Hooks {
-		h.validate(p, fmt.Sprintf("%s.actions.hooks[%d]", f, hi))
+		hf := fmt.Sprintf("%s.actions.hooks[%d]", f, hi)
+		h.validate(p, hf, sites)
+		if hooks[h.Name] && h.Name != "" {
+			p.add(hf+".name", h.Name, ErrDuplicate)
+		}
+		hooks[h.Name] = true
 	}
 	for ni, n := range a.Notify {
 		n.validate(p, fmt.Sprintf("%s.actions.notify[%d]", f, ni))
@@ -406,6 +436,9 @@ func (po *Policy) validate(p *problems, f string) {
 
 func (d *DNS) validate(p *problems, f string, sites map[string]bool) {
 	checkAddr(p, f+".server", d.Server, true)
+	if d.CheckEvery.D() < time.Second || d.CheckEvery.D() > 24*time.Hour {
+		p.addf(f+".check_every", d.CheckEvery.String(), ErrInvalid, "1s to 24h")
+	}
 	if d.Zone == "" {
 		p.add(f+".zone", "", ErrRequired)
 	}
@@ -487,7 +520,7 @@ func (pg *Postgres) validate(p *problems, f string, sites map[string]bool) {
 	}
 }
 
-func (h *Hook) validate(p *problems, f string) {
+func (h *Hook) validate(p *problems, f string, sites map[string]bool) {
 	if h.Name == "" {
 		p.add(f+".name", "", ErrRequired)
 	}
@@ -500,11 +533,21 @@ func (h *Hook) validate(p *problems, f string) {
 	if h.Timeout.D() <= 0 {
 		p.addf(f+".timeout", h.Timeout.String(), ErrInvalid, "must be above zero")
 	}
-	if h.RunOn != "leader" {
-		p.addf(f+".run_on", h.RunOn, ErrInvalid, "only leader is supported: running a hook on a named site's witness is not available yet")
-	}
-	if h.Step != "after_switch" && h.Step != "" {
-		p.addf(f+".step", h.Step, ErrInvalid, "only after_switch is supported yet")
+	switch h.Step {
+	case HookFence, HookPromote, HookAfterSwitch:
+		if h.RunOn != RunOnLeader && !sites[h.RunOn] {
+			p.addf(f+".run_on", h.RunOn, ErrUnknown, "want leader or a site of the group")
+		}
+	case HookLocalFence:
+		if h.RunOn != "" {
+			p.addf(f+".run_on", h.RunOn, ErrConflict, "a local_fence hook runs on the witnesses at the group's active site; leave run_on out")
+		}
+		if h.BestEffort != nil && !*h.BestEffort {
+			p.addf(f+".best_effort", "false", ErrConflict, "a local_fence hook cannot hold anything up: its failure is logged and counted")
+		}
+	case "":
+	default:
+		p.addf(f+".step", h.Step, ErrInvalid, "one of fence, promote, after_switch, local_fence")
 	}
 }
 
@@ -568,7 +611,8 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 	}
 	out.Actions = &witnessv1.Actions{}
 	if d := g.Actions.DNS; d != nil {
-		da := &witnessv1.DNSAction{Server: d.Server, Zone: d.Zone, TsigKeyName: fqdn(d.TSIG.Name), TsigAlgorithm: d.TSIG.Algorithm, TsigSecretFile: d.TSIG.SecretFile}
+		da := &witnessv1.DNSAction{Server: d.Server, Zone: d.Zone, TsigKeyName: fqdn(d.TSIG.Name), TsigAlgorithm: d.TSIG.Algorithm, TsigSecretFile: d.TSIG.SecretFile,
+			CheckEveryMs: d.CheckEvery.D().Milliseconds()}
 		for _, r := range d.Records {
 			da.Records = append(da.Records, &witnessv1.DNSRecord{Name: r.Name, Type: r.Type, Ttl: r.TTL, Values: r.Values})
 		}
@@ -579,7 +623,7 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 	}
 	for _, h := range g.Actions.Hooks {
 		out.Actions.Hooks = append(out.Actions.Hooks, &witnessv1.HookAction{
-			Name: h.Name, Step: h.Step, Command: h.Command, Args: h.Args, TimeoutMs: h.Timeout.D().Milliseconds(), RunOn: h.RunOn, BestEffort: h.BestEffort,
+			Name: h.Name, Step: h.Step, Command: h.Command, Args: h.Args, TimeoutMs: h.Timeout.D().Milliseconds(), RunOn: h.RunOn, BestEffort: h.BestEffort != nil && *h.BestEffort,
 		})
 	}
 	for _, n := range g.Actions.Notify {

@@ -44,6 +44,9 @@ func Evaluate(in Input) Output {
 	}
 	slices.Sort(out.Rearm)
 	out.Proposals = proposals(bySite, in.Now)
+	if e.wake != 0 {
+		out.Wake = fromNanos(e.wake)
+	}
 	return out
 }
 
@@ -109,6 +112,10 @@ type evaluator struct {
 	sc []siteCell    // [target site][observer site]
 	db []dbCell      // [target site]
 	fs []int64       // failing sinces of one check
+
+	// wake is the earliest time (Unix nanos, 0 for none) at which a site
+	// that is failing but not yet for failover_after will have been.
+	wake int64
 }
 
 // rec is the part of an Observation that the verdicts need, small enough
@@ -560,6 +567,9 @@ func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, string
 	held := max(e.now.Sub(fromNanos(e.fs[need-1])), 0)
 	after := time.Duration(p.GetFailoverAfterMs()) * time.Millisecond
 	if held < after {
+		if due := e.fs[need-1] + after.Nanoseconds(); e.wake == 0 || due < e.wake {
+			e.wake = due
+		}
 		return false, fmt.Sprintf("%s failing for %s of %s (seen by %d of %d sites)", site, fmtDuration(held), fmtDuration(after), failing, voters)
 	}
 	return true, fmt.Sprintf("%s down: seen failing by %d of %d sites for %s (failover_after %s)", site, failing, voters, fmtDuration(held), fmtDuration(after))

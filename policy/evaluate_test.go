@@ -526,3 +526,39 @@ func TestEvaluateScenarios(t *testing.T) {
 		})
 	}
 }
+
+func TestEvaluateWake(t *testing.T) {
+	// West has seen east failing for 4 s, the tiebreaker for 3 s: both are
+	// needed, so east has been down by majority for 3 s.
+	lost := cat(
+		seeAll([]string{"w1", "w2"}, "app", "east", policy.Failing, 4*time.Second),
+		seeAll([]string{"t1"}, "app", "east", policy.Failing, 3*time.Second),
+		seeAll([]string{"w1", "w2", "t1"}, "app", "west", policy.Healthy, time.Hour),
+	)
+	quick := group("quick", 2, ew)
+	quick.Spec.Policy.FailoverAfterMs = 5_000
+	quickLost := make([]policy.Observation, len(lost))
+	for i, o := range lost {
+		o.Group = "quick"
+		quickLost[i] = o
+	}
+	tests := []struct {
+		name   string
+		groups []*witnessv1.Group
+		obs    []policy.Observation
+		want   time.Time
+	}{
+		{"nothing failing", []*witnessv1.Group{group("app", 1, ew)}, allHealthy("app", "east", "west"), time.Time{}},
+		{"failing, not yet long enough", []*witnessv1.Group{group("app", 1, ew)}, lost, now.Add(7 * time.Second)},
+		{"the earliest of several groups", []*witnessv1.Group{group("app", 1, ew), quick}, cat(lost, quickLost), now.Add(2 * time.Second)},
+		{"already due: proposed, no wake", []*witnessv1.Group{group("app", 1, ew)}, eastLost("app", 12*time.Second), time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := policy.Evaluate(policy.Input{Now: now, Groups: tt.groups, Live: live("w1", "w2", "t1"), Observations: tt.obs, StaleAfter: 5 * time.Second})
+			if !out.Wake.Equal(tt.want) {
+				t.Errorf("Wake = %v, want %v", out.Wake, tt.want)
+			}
+		})
+	}
+}

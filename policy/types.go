@@ -159,4 +159,9 @@ type Output struct {
 	Decisions map[string]Decision
 	// Rearm lists, sorted, the groups that may be re-armed now.
 	Rearm []string
+	// Wake, when not zero, is the earliest moment at which a site now seen
+	// failing by a majority will have been failing for its failover_after:
+	// evaluating again then, rather than at the next tick, decides without
+	// waiting out the tick.
+	Wake time.Time
 }

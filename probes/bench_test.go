@@ -18,7 +18,7 @@ func BenchmarkTrackerObserve(b *testing.B) {
 		if i%4 == 0 {
 			r = fail
 		}
-		tr.Observe(r, now)
+		tr.Observe(r, now, now)
 	}
 }
 
@@ -52,7 +52,7 @@ func BenchmarkSchedulerBookkeeping(b *testing.B) {
 				due := s.takeDueLocked(now)
 				s.mu.Unlock()
 				for _, e := range due {
-					s.finish(e, results[runs/7%2], now)
+					s.finish(e, results[runs/7%2], now, now)
 					runs++
 				}
 			}

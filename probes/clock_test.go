@@ -122,8 +122,8 @@ func TestSchedulerFollowsInjectedClock(t *testing.T) {
 			}
 		}
 		want := []Observation{
-			{Group: "g", Site: "a", State: StateHealthy, Since: t0.Add(time.Minute), CheckedAt: t0.Add(time.Minute), OK: true, Detail: "fine"},
-			{Group: "g", Site: "b", State: StateHealthy, Since: t0.Add(90 * time.Second), CheckedAt: t0.Add(90 * time.Second), OK: true, Detail: "fine"},
+			{Group: "g", Site: "a", State: StateHealthy, Since: t0, CheckedAt: t0.Add(time.Minute), OK: true, Detail: "fine"},
+			{Group: "g", Site: "b", State: StateHealthy, Since: t0.Add(30 * time.Second), CheckedAt: t0.Add(90 * time.Second), OK: true, Detail: "fine"},
 		}
 		if diff := cmp.Diff(want, s.Snapshot()); diff != "" {
 			t.Errorf("Snapshot() (-want +got):\n%s", diff)

@@ -63,7 +63,8 @@ type Observation struct {
 	Group, Site, Name string
 	Kind              Kind
 	State             State
-	// Since is when State last changed, or when the target was added.
+	// Since is when State began: the start of the first check of the run
+	// that reached the threshold, or when the target was added.
 	Since time.Time
 	// CheckedAt is when the last check finished; zero before the first.
 	CheckedAt time.Time
@@ -323,13 +324,14 @@ func (s *Scheduler) runCheck(ctx context.Context, e *entry) {
 		s.release(e)
 		return
 	}
+	started := s.clock.Now()
 	r := runChecker(ctx, e.checker, e.spec.Timeout)
 	<-s.sem
 	if ctx.Err() != nil {
 		s.release(e)
 		return
 	}
-	s.finish(e, r, s.clock.Now())
+	s.finish(e, r, started, s.clock.Now())
 }
 
 func (s *Scheduler) current(e *entry) bool {
@@ -345,7 +347,7 @@ func (s *Scheduler) release(e *entry) {
 }
 
 // finish records the result of e's check and queues its observation.
-func (s *Scheduler) finish(e *entry, r Result, now time.Time) {
+func (s *Scheduler) finish(e *entry, r Result, started, now time.Time) {
 	s.mu.Lock()
 	e.inflight = false
 	if s.entries[e.key] != e {
@@ -353,7 +355,7 @@ func (s *Scheduler) finish(e *entry, r Result, now time.Time) {
 		return // removed or replaced while it ran
 	}
 	from := e.tracker.State()
-	changed := e.tracker.Observe(r, now)
+	changed := e.tracker.Observe(r, started, now)
 	obs := e.observation()
 	s.mu.Unlock()
 	if changed {

@@ -204,10 +204,12 @@ func TestSchedulerHungProbeDoesNotBlockOthers(t *testing.T) {
 			t.Errorf("fast target's starts (-want +got):\n%s", diff)
 		}
 		want := []Observation{
-			{Group: "g", Site: "fast", State: StateHealthy, Since: t0.Add(time.Second), CheckedAt: t0.Add(3 * time.Second),
-				OK: true, Detail: "fine"},
-			{Group: "g", Site: "hung", State: StateFailing, Since: t0.Add(3400 * time.Millisecond), CheckedAt: t0.Add(3400 * time.Millisecond),
-				Detail: "timeout after 900ms", Latency: 900 * time.Millisecond},
+			{Group: "g", Site: "fast", State: StateHealthy, Since: t0, // the run's first check
+				CheckedAt: t0.Add(3 * time.Second),
+				OK:        true, Detail: "fine"},
+			{Group: "g", Site: "hung", State: StateFailing, Since: t0.Add(500 * time.Millisecond), // its first (hung) check began
+				CheckedAt: t0.Add(3400 * time.Millisecond),
+				Detail:    "timeout after 900ms", Latency: 900 * time.Millisecond},
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Snapshot() (-want +got):\n%s", diff)
@@ -245,8 +247,8 @@ func TestSchedulerAddRemoveTargets(t *testing.T) {
 			t.Errorf("check starts (-want +got):\n%s", diff)
 		}
 		want := []Observation{
-			{Group: "g", Site: "b", State: StateHealthy, Since: t0.Add(1500 * time.Millisecond), CheckedAt: t0.Add(3500 * time.Millisecond), OK: true, Detail: "fine"},
-			{Group: "g", Site: "c", State: StateHealthy, Since: t0.Add(3000 * time.Millisecond), CheckedAt: t0.Add(3000 * time.Millisecond), OK: true, Detail: "fine"},
+			{Group: "g", Site: "b", State: StateHealthy, Since: t0.Add(500 * time.Millisecond), CheckedAt: t0.Add(3500 * time.Millisecond), OK: true, Detail: "fine"},
+			{Group: "g", Site: "c", State: StateHealthy, Since: t0.Add(2000 * time.Millisecond), CheckedAt: t0.Add(3000 * time.Millisecond), OK: true, Detail: "fine"},
 		}
 		if diff := cmp.Diff(want, s.Snapshot()); diff != "" {
 			t.Errorf("Snapshot() after replacing a with c (-want +got):\n%s", diff)
@@ -326,7 +328,8 @@ func TestSchedulerThresholds(t *testing.T) {
 		if diff := cmp.Diff([]State{StateUnknown, StateUnknown, StateFailing}, states); diff != "" {
 			t.Errorf("observed states (-want +got):\n%s", diff)
 		}
-		if diff := cmp.Diff(t0.Add(2*time.Second), s.Snapshot()[0].Since); diff != "" {
+		// Failing since the first of the three failed checks began.
+		if diff := cmp.Diff(t0, s.Snapshot()[0].Since); diff != "" {
 			t.Errorf("Since (-want +got):\n%s", diff)
 		}
 	})

@@ -37,6 +37,7 @@ type Tracker struct {
 	state          State
 	since          time.Time
 	okRun, failRun int
+	runStart       time.Time // when the first check of the current run started
 	last           Result
 	checkedAt      time.Time
 }
@@ -51,18 +52,32 @@ func NewTracker(failThreshold, recoverThreshold int, now time.Time) *Tracker {
 	}
 }
 
-// Observe records r, checked at now, and reports whether the state changed.
-func (t *Tracker) Observe(r Result, now time.Time) bool {
+// Observe records r, a check that started at started and ended at now, and
+// reports whether the state changed.
+//
+// A new state dates from the start of the first check of the run that
+// reached the threshold, not from the check that completed it: a target
+// that failed three checks a second apart has been failing since the first
+// of them began. Policy timers such as failover_after therefore count from
+// the first evidence of an outage, and the thresholds only decide whether
+// it is one.
+func (t *Tracker) Observe(r Result, started, now time.Time) bool {
 	t.last = r
 	t.checkedAt = now
 	next := t.state
 	if r.OK {
+		if t.okRun == 0 {
+			t.runStart = started
+		}
 		t.okRun++
 		t.failRun = 0
 		if t.okRun >= t.recoverThreshold {
 			next = StateHealthy
 		}
 	} else {
+		if t.failRun == 0 {
+			t.runStart = started
+		}
 		t.failRun++
 		t.okRun = 0
 		if t.failRun >= t.failThreshold {
@@ -73,14 +88,15 @@ func (t *Tracker) Observe(r Result, now time.Time) bool {
 		return false
 	}
 	t.state = next
-	t.since = now
+	t.since = t.runStart
 	return true
 }
 
 // State returns the current state.
 func (t *Tracker) State() State { return t.state }
 
-// Since returns when the state last changed, or when the tracker was made.
+// Since returns when the current state began (see [Tracker.Observe]), or
+// when the tracker was made.
 func (t *Tracker) Since() time.Time { return t.since }
 
 // Last returns the last result and when it was observed (zero before any).

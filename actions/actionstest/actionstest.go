@@ -28,19 +28,24 @@ type Call struct {
 func (c Call) String() string { return fmt.Sprintf("%s %s@%d %s", c.Step, c.Group, c.Token, c.Site) }
 
 // Runner records calls. Fail makes a step fail; Block makes it wait until
-// its context ends or Release is called.
+// its context ends or Release is called. Hook steps are named as in the
+// plan (actions.HookStep). DNS drift checks are recorded apart, in Checks,
+// and answer what SetDrift says.
 type Runner struct {
-	mu    sync.Mutex
-	calls []Call
-	fail  map[string]error
-	block map[string]chan struct{}
+	mu     sync.Mutex
+	calls  []Call
+	checks []Call
+	tries  map[string]int
+	drift  []actions.DNSDrift
+	fail   map[string]error
+	block  map[string]chan struct{}
 	// Entered receives a step's name when it starts, if set.
 	Entered chan string
 }
 
 // NewRunner returns a recording Runner.
 func NewRunner() *Runner {
-	return &Runner{fail: map[string]error{}, block: map[string]chan struct{}{}}
+	return &Runner{fail: map[string]error{}, block: map[string]chan struct{}{}, tries: map[string]int{}}
 }
 
 var _ actions.Runner = (*Runner)(nil)
@@ -73,7 +78,14 @@ func (r *Runner) Release(step string) {
 	}
 }
 
-// Calls returns the calls so far.
+// Tries returns how many times step was run, failed runs included.
+func (r *Runner) Tries(step string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tries[step]
+}
+
+// Calls returns the successful calls so far.
 func (r *Runner) Calls() []Call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -99,6 +111,7 @@ func (r *Runner) do(ctx context.Context, step string, g *witnessv1.Group, site s
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.tries[step]++
 	if err := r.fail[step]; err != nil {
 		return err
 	}
@@ -118,8 +131,9 @@ func (r *Runner) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
 	return r.do(ctx, actions.StepDNS, g, g.GetStatus().GetActiveSite())
 }
 
-func (r *Runner) Hooks(ctx context.Context, g *witnessv1.Group, from string) error {
-	return r.do(ctx, actions.StepHooks, g, g.GetStatus().GetActiveSite())
+// Hook records the hook's plan step, with its run_on as the site.
+func (r *Runner) Hook(ctx context.Context, g *witnessv1.Group, h *witnessv1.HookAction) error {
+	return r.do(ctx, actions.HookStep(h), g, h.GetRunOn())
 }
 
 func (r *Runner) Notify(ctx context.Context, g *witnessv1.Group, from string) error {
@@ -128,6 +142,28 @@ func (r *Runner) Notify(ctx context.Context, g *witnessv1.Group, from string) er
 
 func (r *Runner) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
 	return r.do(ctx, actions.StepSettle, g, g.GetStatus().GetActiveSite())
+}
+
+// CheckDNS records the check and returns what SetDrift set.
+func (r *Runner) CheckDNS(_ context.Context, g *witnessv1.Group) ([]actions.DNSDrift, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, Call{Step: "check-dns", Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(), Site: g.GetStatus().GetActiveSite()})
+	return append([]actions.DNSDrift(nil), r.drift...), nil
+}
+
+// SetDrift makes every later CheckDNS report d.
+func (r *Runner) SetDrift(d ...actions.DNSDrift) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.drift = d
+}
+
+// Checks returns the DNS drift checks so far.
+func (r *Runner) Checks() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Call(nil), r.checks...)
 }
 
 // Leader is an actions.Leader over a real fsm.FSM, without Raft. Leading

@@ -306,24 +306,51 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) ([]mdns.R
 // Switch makes the server hold r's value for site under token, fenced: see
 // the package documentation. It sends at most one update.
 func (c *Client) Switch(ctx context.Context, r Record, site string, token uint64) (Outcome, error) {
+	out, _, err := c.Ensure(ctx, r, site, token)
+	return out, err
+}
+
+// Ensure is Switch that also returns what the server held before, for a
+// caller that re-checks a record already switched and wants to say what it
+// found: anything but OutcomeUnchanged means the record or its fence
+// differed. The Actual is zero when the read failed.
+func (c *Client) Ensure(ctx context.Context, r Record, site string, token uint64) (Outcome, Actual, error) {
 	if token == 0 {
-		return "", fmt.Errorf("switch %s: token 0: %w", r.Name, ErrInvalid)
+		return "", Actual{}, fmt.Errorf("switch %s: token 0: %w", r.Name, ErrInvalid)
 	}
 	if !validSite(site) {
-		return "", fmt.Errorf("switch %s: bad site name %q: %w", r.Name, site, ErrInvalid)
+		return "", Actual{}, fmt.Errorf("switch %s: bad site name %q: %w", r.Name, site, ErrInvalid)
 	}
 	want, err := r.rrFor(site)
 	if err != nil {
-		return "", err
+		return "", Actual{}, err
 	}
 	if c.Key == nil {
-		return "", fmt.Errorf("switch %s: no tsig key: %w", r.Name, ErrInvalid)
+		return "", Actual{}, fmt.Errorf("switch %s: no tsig key: %w", r.Name, ErrInvalid)
 	}
 	st, err := c.read(ctx, r)
 	if err != nil {
-		return "", err
+		return "", Actual{}, err
 	}
-	return c.write(ctx, r, want, site, token, st)
+	out, err := c.write(ctx, r, want, site, token, st)
+	return out, st.Actual, err
+}
+
+// String describes what the server held: "fence token=3 site=east,
+// values [192.0.2.10] ttl 30", "no fence, no record".
+func (a Actual) String() string {
+	var b strings.Builder
+	if a.HasFence {
+		b.WriteString("fence " + Fence{Token: a.Token, Site: a.Site}.String())
+	} else {
+		b.WriteString("no fence")
+	}
+	if len(a.Values) == 0 {
+		b.WriteString(", no record")
+	} else {
+		fmt.Fprintf(&b, ", values %v ttl %d", a.Values, a.TTL)
+	}
+	return b.String()
 }
 
 // write decides from st, the state read before, and sends the update whose

@@ -641,3 +641,35 @@ func benchmarkSwitch(b *testing.B, addr string) {
 		}
 	}
 }
+
+// Ensure says what the server held before it put the record right, so a
+// periodic check can report drift.
+func TestEnsureReportsWhatItFound(t *testing.T) {
+	s := startZone(t,
+		line(appName, 300, "A", "203.0.113.66"),
+		line(fenceName, 60, "TXT", `"token=4 site=east"`))
+	c := newClient(s.Addr())
+	out, found, err := c.Ensure(t.Context(), appRecord(), "east", 4)
+	if err != nil || out != OutcomeDriftCorrected {
+		t.Fatalf("Ensure = %v, %v; want drift-corrected", out, err)
+	}
+	want := Actual{HasFence: true, Token: 4, Site: "east", Values: []string{"203.0.113.66"}, TTL: 300}
+	if diff := cmp.Diff(want, found); diff != "" {
+		t.Errorf("found (-want +got):\n%s", diff)
+	}
+	if got := found.String(); got != "fence token=4 site=east, values [203.0.113.66] ttl 300" {
+		t.Errorf("String() = %q", got)
+	}
+	out, found, err = c.Ensure(t.Context(), appRecord(), "east", 4)
+	if err != nil || out != OutcomeUnchanged || found.Values[0] != "192.0.2.1" {
+		t.Errorf("second Ensure = %v, %+v, %v; want unchanged", out, found, err)
+	}
+	// A lower token is refused, with what the server holds.
+	_, found, err = c.Ensure(t.Context(), appRecord(), "west", 3)
+	if !errors.Is(err, ErrLowerToken) || found.Token != 4 {
+		t.Errorf("Ensure at a lower token = %+v, %v; want ErrLowerToken and token 4 found", found, err)
+	}
+	if got := (Actual{}).String(); got != "no fence, no record" {
+		t.Errorf("zero Actual String() = %q", got)
+	}
+}

@@ -75,6 +75,10 @@ type Client struct {
 	// ConnectTimeout bounds a connection attempt when the DSN sets no
 	// connect_timeout; zero means DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// MaxConnectTimeout, when set, caps a connection attempt whatever the
+	// DSN or ConnectTimeout say: for an attempt that must not hold up
+	// what follows when the server is unreachable.
+	MaxConnectTimeout time.Duration
 	// PromoteWait is how long pg_promote waits for the promotion to
 	// finish; zero means DefaultPromoteWait.
 	PromoteWait time.Duration
@@ -149,6 +153,14 @@ func (c *Client) promoteLocked(ctx context.Context, conn *pgx.Conn, group string
 		return nil
 	}
 	if st.inRecovery {
+		// Leave recovery read-only: a promoted node must not take a
+		// client's write before it holds the new token, or that write
+		// would carry the old one.
+		if !st.readOnly {
+			if err := c.setReadOnly(ctx, conn, true); err != nil {
+				return err
+			}
+		}
 		wait := int(c.promoteWait().Round(time.Second) / time.Second)
 		var done bool
 		err := conn.QueryRow(ctx, "SELECT pg_promote(wait => true, wait_seconds => $1)", max(wait, 1)).Scan(&done)
@@ -166,12 +178,18 @@ func (c *Client) promoteLocked(ctx context.Context, conn *pgx.Conn, group string
 	if inRecovery {
 		return ErrStillInRecovery
 	}
-	if st.readOnly {
-		if err := c.setReadOnly(ctx, conn, false); err != nil {
-			return err
-		}
+	if err := c.record(ctx, conn, group, token, RolePrimary); err != nil {
+		return err
 	}
-	return c.record(ctx, conn, group, token, RolePrimary)
+	// Writable only now that the token is recorded.
+	var readOnly bool
+	if err := conn.QueryRow(ctx, "SELECT current_setting('default_transaction_read_only')::bool").Scan(&readOnly); err != nil {
+		return fmt.Errorf("check default_transaction_read_only: %w", contextError(ctx, err))
+	}
+	if readOnly {
+		return c.setReadOnly(ctx, conn, false)
+	}
+	return nil
 }
 
 // Fence makes the node at dsn read-only by default and terminates its
@@ -464,6 +482,9 @@ func (c *Client) connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = c.connectTimeout()
+	}
+	if c.MaxConnectTimeout > 0 {
+		cfg.ConnectTimeout = min(cfg.ConnectTimeout, c.MaxConnectTimeout)
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = applicationName

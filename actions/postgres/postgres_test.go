@@ -458,3 +458,67 @@ func TestInvalidArguments(t *testing.T) {
 		})
 	}
 }
+
+// TestPromoteTakesNoWriteBeforeItsToken hammers a standby with writes
+// stamped with the token it holds, as an application that reads the token
+// would, while it is promoted: no write may be accepted under the old
+// token, because the node only becomes writable once the new one is
+// recorded.
+func TestPromoteTakesNoWriteBeforeItsToken(t *testing.T) {
+	primary := pgharness.StartPrimary(t)
+	east := &postgres.Client{Site: "east"}
+	if err := east.Promote(testContext(t), primary.DSN("postgres"), group, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connect(t, primary.DSN("postgres")).Exec(testContext(t),
+		"CREATE TABLE stamped (token bigint NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	standby := pgharness.StartStandby(t, primary)
+	standby.CatchUp(t, primary)
+
+	ctx, cancel := context.WithCancel(testContext(t))
+	writer := connect(t, standby.DSN("postgres"))
+	done := make(chan int)
+	go func() {
+		accepted := 0
+		for ctx.Err() == nil {
+			_, err := writer.Exec(ctx, `INSERT INTO stamped
+				SELECT token FROM witness.fence WHERE group_name = 'app'`)
+			if err == nil {
+				accepted++
+			}
+		}
+		done <- accepted
+	}()
+	time.Sleep(100 * time.Millisecond) // the writer is refused a while
+	west := &postgres.Client{Site: "west"}
+	if err := west.Promote(testContext(t), standby.DSN("postgres"), group, 2); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // and then accepted a while
+	cancel()
+	if accepted := <-done; accepted == 0 {
+		t.Fatal("the promoted node took no write at all")
+	}
+	var old, all int
+	if err := connect(t, standby.DSN("postgres")).QueryRow(testContext(t),
+		"SELECT count(*) FILTER (WHERE token < 2), count(*) FROM stamped").Scan(&old, &all); err != nil {
+		t.Fatal(err)
+	}
+	if old != 0 {
+		t.Errorf("the promoted node accepted %d of %d writes stamped with the old token", old, all)
+	}
+}
+
+func TestMaxConnectTimeoutCapsTheDSN(t *testing.T) {
+	c := &postgres.Client{MaxConnectTimeout: 200 * time.Millisecond}
+	start := time.Now()
+	_, err := c.Status(context.Background(), "postgres://postgres@"+silentServer(t)+"/postgres?sslmode=disable&connect_timeout=60")
+	if !errors.Is(err, postgres.ErrUnreachable) {
+		t.Errorf("got %v, want ErrUnreachable", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("returned after %v: the DSN's 60 s connect_timeout was not capped at 200ms", elapsed)
+	}
+}

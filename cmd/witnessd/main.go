@@ -119,7 +119,11 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg.ApplyEnv(os.Getenv)
 	fs.Visit(func(f *flag.Flag) {
-		v := *overrides[f.Name]
+		o, ok := overrides[f.Name]
+		if !ok {
+			return // -config itself
+		}
+		v := *o
 		switch f.Name {
 		case "name":
 			cfg.Name = v

@@ -1519,6 +1519,176 @@ func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
 	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
+// RunHookRequest names one hook of a group's spec. Internal.
+type RunHookRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Hook          string                 `protobuf:"bytes,2,opt,name=hook,proto3" json:"hook,omitempty"`     // the hook's name in the group's spec
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the hook runs for
+	Step          string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`     // the hook's step: fence, promote or after_switch
+	Leader        string                 `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks: the leader
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunHookRequest) Reset() {
+	*x = RunHookRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunHookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunHookRequest) ProtoMessage() {}
+
+func (x *RunHookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunHookRequest.ProtoReflect.Descriptor instead.
+func (*RunHookRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RunHookRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RunHookRequest) GetHook() string {
+	if x != nil {
+		return x.Hook
+	}
+	return ""
+}
+
+func (x *RunHookRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *RunHookRequest) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *RunHookRequest) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+// RunHookResponse is how the hook ended. Internal.
+type RunHookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the witness that ran it
+	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"` // that witness's site
+	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`                        // why it failed: exit status and last line, or timeout
+	ExitCode      int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"` // -1 when killed or not started
+	Output        string                 `protobuf:"bytes,6,opt,name=output,proto3" json:"output,omitempty"`                      // combined stdout and stderr, bounded
+	DurationMs    int64                  `protobuf:"varint,7,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunHookResponse) Reset() {
+	*x = RunHookResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunHookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunHookResponse) ProtoMessage() {}
+
+func (x *RunHookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunHookResponse.ProtoReflect.Descriptor instead.
+func (*RunHookResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RunHookResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RunHookResponse) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *RunHookResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *RunHookResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RunHookResponse) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *RunHookResponse) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
+func (x *RunHookResponse) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
 
 const file_witness_v1_admin_proto_rawDesc = "" +
@@ -1623,13 +1793,28 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\v2\x12.witness.v1.MemberR\amembers\")\n" +
 	"\x13RemoveMemberRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14RemoveMemberResponse*t\n" +
+	"\x14RemoveMemberResponse\"|\n" +
+	"\x0eRunHookRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04hook\x18\x02 \x01(\tR\x04hook\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x12\n" +
+	"\x04step\x18\x04 \x01(\tR\x04step\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\tR\x06leader\"\xb5\x01\n" +
+	"\x0fRunHookResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1b\n" +
+	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06output\x18\x06 \x01(\tR\x06output\x12\x1f\n" +
+	"\vduration_ms\x18\a \x01(\x03R\n" +
+	"durationMs*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xf1\x05\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xb5\x06\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -1642,7 +1827,8 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\aSetMode\x12\x1a.witness.v1.SetModeRequest\x1a\x1b.witness.v1.SetModeResponse\x12E\n" +
 	"\bSetArmed\x12\x1b.witness.v1.SetArmedRequest\x1a\x1c.witness.v1.SetArmedResponse\x12H\n" +
 	"\tAddMember\x12\x1c.witness.v1.AddMemberRequest\x1a\x1d.witness.v1.AddMemberResponse\x12Q\n" +
-	"\fRemoveMember\x12\x1f.witness.v1.RemoveMemberRequest\x1a .witness.v1.RemoveMemberResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
+	"\fRemoveMember\x12\x1f.witness.v1.RemoveMemberRequest\x1a .witness.v1.RemoveMemberResponse\x12B\n" +
+	"\aRunHook\x12\x1a.witness.v1.RunHookRequest\x1a\x1b.witness.v1.RunHookResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
 
 var (
 	file_witness_v1_admin_proto_rawDescOnce sync.Once
@@ -1657,7 +1843,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
 	(*Member)(nil),               // 1: witness.v1.Member
@@ -1685,20 +1871,22 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*AddMemberResponse)(nil),    // 23: witness.v1.AddMemberResponse
 	(*RemoveMemberRequest)(nil),  // 24: witness.v1.RemoveMemberRequest
 	(*RemoveMemberResponse)(nil), // 25: witness.v1.RemoveMemberResponse
-	(*Group)(nil),                // 26: witness.v1.Group
-	(Mode)(0),                    // 27: witness.v1.Mode
+	(*RunHookRequest)(nil),       // 26: witness.v1.RunHookRequest
+	(*RunHookResponse)(nil),      // 27: witness.v1.RunHookResponse
+	(*Group)(nil),                // 28: witness.v1.Group
+	(Mode)(0),                    // 29: witness.v1.Mode
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	26, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	28, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
 	0,  // 2: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 3: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	26, // 4: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	26, // 5: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	28, // 4: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	28, // 5: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 6: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 7: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 8: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	27, // 9: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	29, // 9: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
 	1,  // 10: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
 	2,  // 11: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
 	4,  // 12: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
@@ -1710,18 +1898,20 @@ var file_witness_v1_admin_proto_depIdxs = []int32{
 	20, // 18: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
 	22, // 19: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
 	24, // 20: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	3,  // 21: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 22: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 23: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 24: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 25: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 26: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 27: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	21, // 28: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	23, // 29: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	25, // 30: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	21, // [21:31] is the sub-list for method output_type
-	11, // [11:21] is the sub-list for method input_type
+	26, // 21: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
+	3,  // 22: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 23: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 24: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 25: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 26: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 27: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 28: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	21, // 29: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	23, // 30: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	25, // 31: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	27, // 32: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	22, // [22:33] is the sub-list for method output_type
+	11, // [11:22] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1739,7 +1929,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

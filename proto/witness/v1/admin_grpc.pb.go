@@ -29,6 +29,7 @@ const (
 	Admin_SetArmed_FullMethodName     = "/witness.v1.Admin/SetArmed"
 	Admin_AddMember_FullMethodName    = "/witness.v1.Admin/AddMember"
 	Admin_RemoveMember_FullMethodName = "/witness.v1.Admin/RemoveMember"
+	Admin_RunHook_FullMethodName      = "/witness.v1.Admin/RunHook"
 )
 
 // AdminClient is the client API for Admin service.
@@ -55,6 +56,15 @@ type AdminClient interface {
 	SetArmed(ctx context.Context, in *SetArmedRequest, opts ...grpc.CallOption) (*SetArmedResponse, error)
 	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
+	// RunHook is internal, between witnesses; operators do not call it. The
+	// leader asks a witness at a hook's run_on site to run that hook. The
+	// witness takes the command from the group spec in its own replica (the
+	// request only names it), and refuses (FailedPrecondition) when the token
+	// is older than the group's current token there, when the hook is not
+	// meant for its site or step, or when the caller is not the leader it
+	// follows. A hook that runs and fails is not an RPC error: the response
+	// says how it ended.
+	RunHook(ctx context.Context, in *RunHookRequest, opts ...grpc.CallOption) (*RunHookResponse, error)
 }
 
 type adminClient struct {
@@ -165,6 +175,16 @@ func (c *adminClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest,
 	return out, nil
 }
 
+func (c *adminClient) RunHook(ctx context.Context, in *RunHookRequest, opts ...grpc.CallOption) (*RunHookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunHookResponse)
+	err := c.cc.Invoke(ctx, Admin_RunHook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -189,6 +209,15 @@ type AdminServer interface {
 	SetArmed(context.Context, *SetArmedRequest) (*SetArmedResponse, error)
 	AddMember(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
 	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
+	// RunHook is internal, between witnesses; operators do not call it. The
+	// leader asks a witness at a hook's run_on site to run that hook. The
+	// witness takes the command from the group spec in its own replica (the
+	// request only names it), and refuses (FailedPrecondition) when the token
+	// is older than the group's current token there, when the hook is not
+	// meant for its site or step, or when the caller is not the leader it
+	// follows. A hook that runs and fails is not an RPC error: the response
+	// says how it ended.
+	RunHook(context.Context, *RunHookRequest) (*RunHookResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -228,6 +257,9 @@ func (UnimplementedAdminServer) AddMember(context.Context, *AddMemberRequest) (*
 }
 func (UnimplementedAdminServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
+}
+func (UnimplementedAdminServer) RunHook(context.Context, *RunHookRequest) (*RunHookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunHook not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -430,6 +462,24 @@ func _Admin_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RunHook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunHookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RunHook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RunHook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RunHook(ctx, req.(*RunHookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -476,6 +526,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveMember",
 			Handler:    _Admin_RemoveMember_Handler,
+		},
+		{
+			MethodName: "RunHook",
+			Handler:    _Admin_RunHook_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -664,8 +664,12 @@ type DNSAction struct {
 	TsigAlgorithm  string                 `protobuf:"bytes,4,opt,name=tsig_algorithm,json=tsigAlgorithm,proto3" json:"tsig_algorithm,omitempty"`
 	TsigSecretFile string                 `protobuf:"bytes,5,opt,name=tsig_secret_file,json=tsigSecretFile,proto3" json:"tsig_secret_file,omitempty"`
 	Records        []*DNSRecord           `protobuf:"bytes,6,rep,name=records,proto3" json:"records,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// check_every_ms is how often the leader re-reads the records of a group
+	// whose plan has completed and puts back what was changed by hand; zero
+	// means the default (30 s).
+	CheckEveryMs  int64 `protobuf:"varint,7,opt,name=check_every_ms,json=checkEveryMs,proto3" json:"check_every_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DNSAction) Reset() {
@@ -738,6 +742,13 @@ func (x *DNSAction) GetRecords() []*DNSRecord {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *DNSAction) GetCheckEveryMs() int64 {
+	if x != nil {
+		return x.CheckEveryMs
+	}
+	return 0
 }
 
 type DNSRecord struct {
@@ -861,14 +872,16 @@ func (x *PostgresAction) GetFence() string {
 }
 
 type HookAction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Step          string                 `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"` // fence, promote, after_switch, local_fence
-	Command       string                 `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
-	Args          []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
-	TimeoutMs     int64                  `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	RunOn         string                 `protobuf:"bytes,6,opt,name=run_on,json=runOn,proto3" json:"run_on,omitempty"` // leader (default) or a site name
-	BestEffort    bool                   `protobuf:"varint,7,opt,name=best_effort,json=bestEffort,proto3" json:"best_effort,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // unique within the group
+	Step      string                 `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"` // fence, promote, after_switch, local_fence
+	Command   string                 `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
+	Args      []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	TimeoutMs int64                  `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// run_on is "leader" or a site of the group, whose witness runs it;
+	// empty for local_fence (run by every witness at the active site).
+	RunOn         string `protobuf:"bytes,6,opt,name=run_on,json=runOn,proto3" json:"run_on,omitempty"`
+	BestEffort    bool   `protobuf:"varint,7,opt,name=best_effort,json=bestEffort,proto3" json:"best_effort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2117,14 +2130,15 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x03dns\x18\x01 \x01(\v2\x15.witness.v1.DNSActionR\x03dns\x126\n" +
 	"\bpostgres\x18\x02 \x01(\v2\x1a.witness.v1.PostgresActionR\bpostgres\x12,\n" +
 	"\x05hooks\x18\x03 \x03(\v2\x16.witness.v1.HookActionR\x05hooks\x120\n" +
-	"\x06notify\x18\x04 \x03(\v2\x18.witness.v1.NotifyActionR\x06notify\"\xdd\x01\n" +
+	"\x06notify\x18\x04 \x03(\v2\x18.witness.v1.NotifyActionR\x06notify\"\x83\x02\n" +
 	"\tDNSAction\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\"\n" +
 	"\rtsig_key_name\x18\x03 \x01(\tR\vtsigKeyName\x12%\n" +
 	"\x0etsig_algorithm\x18\x04 \x01(\tR\rtsigAlgorithm\x12(\n" +
 	"\x10tsig_secret_file\x18\x05 \x01(\tR\x0etsigSecretFile\x12/\n" +
-	"\arecords\x18\x06 \x03(\v2\x15.witness.v1.DNSRecordR\arecords\"\xbb\x01\n" +
+	"\arecords\x18\x06 \x03(\v2\x15.witness.v1.DNSRecordR\arecords\x12$\n" +
+	"\x0echeck_every_ms\x18\a \x01(\x03R\fcheckEveryMs\"\xbb\x01\n" +
 	"\tDNSRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
