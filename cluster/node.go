@@ -223,10 +223,11 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	n.gossip.addPeers(id.GossipPeers...)
 	n.startMetrics()
 
-	n.wg.Add(5)
+	n.wg.Add(6)
 	go n.leaseLoop()
 	go n.watchLeadership()
 	go n.gossipLoop()
+	go n.rejoinLoop()
 	go func() { defer n.wg.Done(); n.obs.run(n.ctx) }()
 	go n.probeLoop()
 	return n, nil
@@ -249,10 +250,11 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft_addr: %w", err)
 	}
-	tr, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 5*time.Second, hl)
+	stream, err := newRaftStream(n.ctx, cfg.RaftAddr, adv)
 	if err != nil {
 		return fmt.Errorf("raft listen %s: %w", cfg.RaftAddr, err)
 	}
+	tr := raft.NewNetworkTransportWithLogger(stream, 3, 5*time.Second, hl)
 	n.transport = tr
 
 	rc := raft.DefaultConfig()
@@ -288,11 +290,16 @@ func (n *Node) startGossip() error {
 	mc.ProbeTimeout = min(mc.ProbeTimeout, mc.ProbeInterval)
 	mc.GossipInterval = min(mc.GossipInterval, mc.ProbeInterval)
 	mc.PushPullInterval = pushPullInterval
-	// A join or push/pull towards a cut-off peer waits this long; the
-	// rejoin loop, and so Close, waits with it (10 s by default).
+	// A join or push/pull towards a cut-off peer waits this long (10 s by
+	// default); Close does not wait for it (see dial.go).
 	mc.TCPTimeout = gossipTCPTimeout
 	mc.Label = "witness/" + n.id.ClusterID
 	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
+	if err != nil {
+		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
+	}
+	mc.Transport = &gossipTransport{NetTransport: nt, conns: newClosingConns(n.ctx)}
 	// The broadcast queue exists before memberlist, which may ask it for
 	// broadcasts as soon as it runs.
 	var members atomic.Pointer[memberlist.Memberlist]
@@ -307,6 +314,7 @@ func (n *Node) startGossip() error {
 	mc.Conflict = d
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = nt.Shutdown()
 		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
 	}
 	members.Store(ml)
@@ -314,21 +322,34 @@ func (n *Node) startGossip() error {
 	return nil
 }
 
+// gossipLoop sends this witness's heartbeat every heartbeatEvery.
 func (n *Node) gossipLoop() {
 	defer n.wg.Done()
-	rejoin := time.NewTicker(2 * time.Second)
-	defer rejoin.Stop()
 	beat := time.NewTicker(heartbeatEvery)
 	defer beat.Stop()
-	n.gossip.rejoin(n.cfg.GossipAddr)
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-rejoin.C:
-			n.gossip.rejoin(n.cfg.GossipAddr)
 		case now := <-beat.C:
 			n.obs.heartbeat(now)
+		}
+	}
+}
+
+// rejoinLoop joins known peers that gossip does not see alive. A join
+// towards a cut-off peer waits for gossipTCPTimeout, so it runs apart from
+// the heartbeat, which must not wait for it.
+func (n *Node) rejoinLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		n.gossip.rejoin(n.cfg.GossipAddr)
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
@@ -461,6 +482,11 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
 		var errs []error
+		began := time.Now()
+		var stages []any
+		stage := func(name string) {
+			stages = append(stages, name, time.Since(began).Round(time.Millisecond))
+		}
 		if n.grpcSrv != nil {
 			stopped := make(chan struct{})
 			go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
@@ -469,6 +495,7 @@ func (n *Node) Close() error {
 			case <-time.After(2 * time.Second):
 				n.grpcSrv.Stop()
 			}
+			stage("admin")
 		}
 		if n.httpSrv != nil {
 			errs = append(errs, n.httpSrv.Close())
@@ -476,9 +503,11 @@ func (n *Node) Close() error {
 		if n.gossip != nil {
 			_ = n.gossip.ml.Leave(time.Second)
 			errs = append(errs, n.gossip.ml.Shutdown())
+			stage("gossip")
 		}
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
+			stage("raft")
 		}
 		if n.transport != nil {
 			n.transport.CloseStreams()
@@ -488,6 +517,8 @@ func (n *Node) Close() error {
 			errs = append(errs, n.store.Close())
 		}
 		n.wg.Wait()
+		stage("tasks")
+		n.log.Info("stopped", stages...)
 		n.connMu.Lock()
 		for _, c := range n.conns {
 			c.Close()

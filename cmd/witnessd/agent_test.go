@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,5 +98,30 @@ initial_voters:
 	}
 	if !strings.Contains(logs.String(), "witness running") {
 		t.Errorf("logs lack the start line:\n%s", logs.String())
+	}
+}
+
+// A second signal during a shutdown that hangs stops waiting for it.
+func TestSecondSignalStopsAHangingShutdown(t *testing.T) {
+	var out syncBuffer
+	log := newLogger(&out, "info")
+	hang := make(chan struct{})
+	defer close(hang)
+	done := make(chan error, 1)
+	go func() { done <- shutdown(log, func() error { <-hang; return nil }) }()
+	// shutdown logs once it listens for the second signal.
+	for !strings.Contains(out.String(), "shutting down") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "second signal (terminated)") {
+			t.Errorf("shutdown = %v, want the second signal named", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a second SIGTERM did not end the shutdown")
 	}
 }

@@ -158,8 +158,24 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("witness running", "version", buildinfo.String(), "name", cfg.Name, "site", cfg.Site,
 		"admin", node.AdminAddr(), "raft", cfg.RaftAddr, "gossip", cfg.GossipAddr, "metrics", node.MetricsAddr())
 	<-ctx.Done()
-	log.Info("shutting down")
-	return node.Close()
+	return shutdown(log, node.Close)
+}
+
+// shutdown runs closeFn; a second SIGINT or SIGTERM stops waiting for it.
+// Nothing is lost by stopping early: the Raft log is synced on every write.
+func shutdown(log *slog.Logger, closeFn func() error) error {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
+	log.Info("shutting down; signal again to stop at once")
+	done := make(chan error, 1)
+	go func() { done <- closeFn() }()
+	select {
+	case err := <-done:
+		return err
+	case sig := <-again:
+		return fmt.Errorf("stopped by a second signal (%s) before the shutdown finished", sig)
+	}
 }
 
 // leaderLoop is what the leader runs while it leads.
