@@ -2,7 +2,9 @@
 
 // Package integration runs Witness's failure scenarios against real
 // processes in network namespaces (see package harness). Run with
-// `make integration` as root after `make deps`.
+// `make integration` as root after `make deps`. A failed scenario prints
+// the processes' logs and keeps its directory; WITNESS_HARNESS_KEEP=1
+// keeps it for passing ones too.
 package integration
 
 import (
@@ -54,6 +56,8 @@ func start(t *testing.T, opts harness.Options) *harness.Env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", env.Logs(6000))
+		}
+		if t.Failed() || os.Getenv("WITNESS_HARNESS_KEEP") != "" {
 			t.Logf("environment kept in %s", env.KeepDir())
 		}
 		if err := env.Close(); err != nil {

@@ -410,9 +410,11 @@ func (e *Env) Close() error {
 	}
 	e.closers = nil
 	for _, w := range e.Witnesses {
+		began := time.Now()
 		if err := w.Proc.Terminate(syscall.SIGTERM, 10*time.Second); err != nil {
 			errs = append(errs, err)
 		}
+		e.Opts.Logf("%s stopped in %s", w.Name, time.Since(began).Round(time.Millisecond))
 		w.conn.Close()
 	}
 	for _, p := range e.PG {
