@@ -110,6 +110,9 @@ type Reconciler struct {
 	Tick time.Duration
 	// StepTimeout bounds one step; zero means 15s.
 	StepTimeout time.Duration
+	// MinBackoff is the wait after a step's first failure, doubled after
+	// each further one; zero means 250ms.
+	MinBackoff time.Duration
 	// MaxBackoff caps the wait between retries of a failed step; zero
 	// means 30s.
 	MaxBackoff time.Duration
@@ -120,6 +123,7 @@ type Reconciler struct {
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
 	running map[string]bool
+	again   map[string]bool        // looked at while running: look again after
 	retry   map[stepKey]retryState // backoff of each failing step
 	checked map[string]dnsCheck    // group -> last DNS drift check
 }
@@ -143,7 +147,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	if tick == 0 {
 		tick = 500 * time.Millisecond
 	}
-	r.running, r.retry, r.checked = map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}
+	r.running, r.again, r.retry, r.checked = map[string]bool{}, map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	t := time.NewTicker(tick)
@@ -153,7 +157,11 @@ func (r *Reconciler) Run(ctx context.Context) {
 			name := g.GetSpec().GetName()
 			r.mu.Lock()
 			busy := r.running[name]
-			if !busy {
+			if busy {
+				// Looked at while its plan runs on an older state: look
+				// again as soon as that run ends, not at the next tick.
+				r.again[name] = true
+			} else {
 				r.running[name] = true
 			}
 			r.mu.Unlock()
@@ -166,7 +174,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 				r.reconcile(ctx, g)
 				r.mu.Lock()
 				delete(r.running, name)
+				again := r.again[name]
+				delete(r.again, name)
 				r.mu.Unlock()
+				if again {
+					r.Poke()
+				}
 			}()
 		}
 		select {
@@ -186,6 +199,28 @@ func (r *Reconciler) Poke() {
 	case r.doorbell() <- struct{}{}:
 	default:
 	}
+}
+
+// RetryNow drops the wait before every failing step's next attempt and
+// pokes the reconciler. The leader calls it when a site that was failing
+// is seen again: the step that fences an old primary has been backing off
+// while that site was gone (up to MaxBackoff), and a database that comes
+// back writable must be fenced now, not at the next retry.
+// It returns how many steps were waiting.
+func (r *Reconciler) RetryNow() int {
+	r.mu.Lock()
+	waiting := 0
+	now := time.Now()
+	for k, rs := range r.retry {
+		if rs.next.After(now) {
+			waiting++
+			rs.next = time.Time{}
+			r.retry[k] = rs
+		}
+	}
+	r.mu.Unlock()
+	r.Poke()
+	return waiting
 }
 
 func (r *Reconciler) doorbell() chan struct{} {
@@ -386,7 +421,14 @@ func (r *Reconciler) backoff(attempt int) time.Duration {
 	if max == 0 {
 		max = 30 * time.Second
 	}
-	d := 250 * time.Millisecond << min(attempt-1, 10)
+	base := r.MinBackoff
+	if base == 0 {
+		base = 250 * time.Millisecond
+	}
+	d := base << min(attempt-1, 10)
+	if d <= 0 { // overflowed
+		return max
+	}
 	return min(d, max)
 }
 

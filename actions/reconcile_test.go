@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -270,4 +271,80 @@ func TestPokeStartsAPlanBeforeTheTick(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// A failing step waits for its backoff even when the reconciler is poked;
+// RetryNow, called when a failing site is seen again, runs it at once.
+func TestRetryNowSkipsTheBackoff(t *testing.T) {
+	l, r := setup(t)
+	r.Fail(actions.StepFence, errors.New("old site unreachable"))
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Tick: time.Hour, MinBackoff: time.Hour, MaxBackoff: time.Hour}
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	fences := func() int { return r.Tries(actions.StepFence) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s; calls %v", what, r.Calls())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	failover(t, l, "west")
+	rec.Poke()
+	waitFor("the plan past the failed best-effort fence", func() bool { return slices.Contains(steps(l), actions.StepDNS) })
+	if got := fences(); got != 1 {
+		t.Fatalf("fence ran %d times, want once", got)
+	}
+	// The old site is back; a poke alone does not cut the backoff short.
+	r.Fail(actions.StepFence, nil)
+	rec.Poke()
+	time.Sleep(200 * time.Millisecond)
+	if got := fences(); got != 1 {
+		t.Fatalf("fence ran %d times within its backoff, want once", got)
+	}
+	if waiting := rec.RetryNow(); waiting != 1 {
+		t.Errorf("RetryNow found %d waiting steps, want 1 (the fence)", waiting)
+	}
+	waitFor("the fence recorded ok after RetryNow", func() bool { return slices.Contains(steps(l), actions.StepFence) })
+}
+
+// A poke that arrives while a group's plan is running is not lost: the
+// group is looked at again as soon as that run ends.
+func TestPokeDuringARunIsNotLost(t *testing.T) {
+	l, r := setup(t)
+	r.Block(actions.StepPromote)
+	entered := make(chan string, 16)
+	r.Entered = entered
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: time.Hour}
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-entered: // the first run is now blocked in its promote step
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first run did not start")
+	}
+	tok := failover(t, l, "west")
+	rec.Poke()
+	time.Sleep(50 * time.Millisecond) // the poke is taken while the run is busy
+	r.Release(actions.StepPromote)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, c := range r.Calls() {
+			if c.Step == actions.StepPromote && c.Token == tok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failover's plan did not start after the busy run ended; calls %v", r.Calls())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -115,8 +115,8 @@ type Node struct {
 	metricsLis net.Listener
 
 	connMu sync.Mutex
-	pokeMu sync.Mutex
-	poke   func() // the leading reconciler's Poke, nil otherwise
+	recMu sync.Mutex
+	rec   *actions.Reconciler // while this node leads, nil otherwise
 	conns  map[string]*grpc.ClientConn
 
 	hookRuns hookRuns
@@ -145,6 +145,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	log = log.With(keyNode, cfg.Name)
 	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8), metrics: newNodeMetrics()}
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
+	n.obs.recovered = n.siteRecovered
 	n.sched = probes.NewScheduler(probes.Config{OnObservation: n.obs.local, Logger: log.With(keyComponent, "probes")})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -413,29 +414,43 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	}
 	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"),
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
-	n.setPoke(rec.Poke)
-	defer n.setPoke(nil)
+	n.setReconciler(rec)
+	defer n.setReconciler(nil)
 	wg.Add(1)
 	go func() { defer wg.Done(); rec.Run(ctx) }()
 	n.decide(ctx)
 	wg.Wait()
 }
 
-// setPoke sets what a successful Apply rings while this node leads.
-func (n *Node) setPoke(f func()) {
-	n.pokeMu.Lock()
-	n.poke = f
-	n.pokeMu.Unlock()
+// setReconciler sets the reconciler this node runs while it leads.
+func (n *Node) setReconciler(r *actions.Reconciler) {
+	n.recMu.Lock()
+	n.rec = r
+	n.recMu.Unlock()
+}
+
+func (n *Node) reconciler() *actions.Reconciler {
+	n.recMu.Lock()
+	defer n.recMu.Unlock()
+	return n.rec
 }
 
 // pokeReconciler tells the reconciler, if this node runs one, that the
 // state changed.
 func (n *Node) pokeReconciler() {
-	n.pokeMu.Lock()
-	f := n.poke
-	n.pokeMu.Unlock()
-	if f != nil {
-		f()
+	if r := n.reconciler(); r != nil {
+		r.Poke()
+	}
+}
+
+// siteRecovered retries at once, if this node leads, the steps that were
+// backing off: a site that was failing is seen again, and an old primary
+// there may have come back writable.
+func (n *Node) siteRecovered(site string) {
+	if r := n.reconciler(); r != nil {
+		if waiting := r.RetryNow(); waiting > 0 {
+			n.log.Info("a failing site is seen again; retrying waiting steps now", "site", site, "steps", waiting)
+		}
 	}
 }
 

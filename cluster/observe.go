@@ -67,6 +67,9 @@ type observations struct {
 	log        *slog.Logger
 	queue      *memberlist.TransmitLimitedQueue
 	inbox      chan []byte
+	// recovered, if set, is told when an observation of a site (this
+	// witness's or another's) turns healthy after it was not.
+	recovered func(site string)
 
 	mu      sync.Mutex
 	byOf    map[string]map[obsKey]wireObs // observer -> observations
@@ -127,6 +130,9 @@ func (s *observations) local(o probes.Observation) {
 	}
 	ver := s.ver[s.self]
 	s.mu.Unlock()
+	if had && recovery(prev, w) {
+		s.tellRecovered([]string{w.Site})
+	}
 	if s.queue != nil && changed {
 		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Ver: ver, Obs: []wireObs{w}})
 		if err == nil {
@@ -205,7 +211,27 @@ func (s *observations) run(ctx context.Context) {
 	}
 }
 
+// recovery reports whether an observation turned healthy.
+func recovery(prev, now wireObs) bool {
+	return now.State == uint8(policy.Healthy) && prev.State != now.State
+}
+
+func (s *observations) tellRecovered(sites []string) {
+	if s.recovered == nil {
+		return
+	}
+	for _, site := range sites {
+		s.recovered(site)
+	}
+}
+
 func (s *observations) merge(b []byte) {
+	s.tellRecovered(s.apply(b))
+}
+
+// apply applies one gossip message and returns the sites of the
+// observations that it turned healthy.
+func (s *observations) apply(b []byte) (recovered []string) {
 	var msg obsMsg
 	if err := json.Unmarshal(b, &msg); err != nil {
 		s.log.Warn("ignoring undecodable observation message", keyErr, err)
@@ -221,6 +247,7 @@ func (s *observations) merge(b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sites[msg.Node] = msg.Site
+	prev := s.byOf[msg.Node] // a full state replaces it below
 	switch {
 	case msg.Beat:
 		if s.inSync[msg.Node] && s.ver[msg.Node] == msg.Ver {
@@ -231,6 +258,7 @@ func (s *observations) merge(b []byte) {
 		if msg.Ver < s.ver[msg.Node] && s.inSync[msg.Node] {
 			return // an older full state than what we hold
 		}
+		prev = s.byOf[msg.Node]
 		s.byOf[msg.Node] = map[obsKey]wireObs{}
 		s.ver[msg.Node], s.inSync[msg.Node] = msg.Ver, true
 	default:
@@ -250,8 +278,12 @@ func (s *observations) merge(b []byte) {
 		if old, ok := m[k]; ok && old.At > w.At && !msg.Full {
 			continue // an older delta arriving late
 		}
+		if old, ok := prev[k]; ok && recovery(old, w) {
+			recovered = append(recovered, w.Site)
+		}
 		m[k] = w
 	}
+	return recovered
 }
 
 // snapshot returns every witness's observations in policy form.

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/sitewitness/witness/policy"
+	"github.com/sitewitness/witness/probes"
 )
 
 func msg(t *testing.T, m obsMsg) []byte {
@@ -58,5 +60,40 @@ func TestObservationGossip(t *testing.T) {
 	s.merge(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 5, Beat: true, FreshAt: at(22 * time.Second)}))
 	if got := checked()["west-1 failing"]; !got.Equal(t0.Add(22 * time.Second)) {
 		t.Fatalf("after full sync: checked at %v", got)
+	}
+}
+
+// A site is reported recovered when an observation of it, this witness's
+// or one gossiped by another, turns healthy after it was not; not when it
+// is first seen, nor when it stays healthy.
+func TestRecoveredSitesAreReported(t *testing.T) {
+	s := newObservations("west-1", "west", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var got []string
+	s.recovered = func(site string) { got = append(got, site) }
+	t0 := time.Unix(1000, 0)
+	local := func(site string, st probes.State, d time.Duration) {
+		s.local(probes.Observation{Group: "app", Site: site, Name: "db", Kind: probes.KindPostgres, State: st, Since: t0, CheckedAt: t0.Add(d)})
+	}
+	remote := func(ver uint64, full bool, st policy.State, d time.Duration) {
+		s.merge(msg(t, obsMsg{V: gossipVersion, Node: "tiebreak-1", Site: "tiebreak", Ver: ver, Full: full,
+			Obs: []wireObs{{Group: "app", Site: "east", Probe: "web", State: uint8(st), At: t0.Add(d).UnixNano()}}}))
+	}
+
+	local("east", probes.StateHealthy, 0) // first seen
+	local("east", probes.StateFailing, time.Second)
+	local("east", probes.StateFailing, 2*time.Second)
+	remote(1, true, policy.Healthy, 0) // first seen
+	remote(2, false, policy.Failing, time.Second)
+	if len(got) != 0 {
+		t.Fatalf("reported %v before anything recovered", got)
+	}
+	local("east", probes.StateHealthy, 3*time.Second)
+	local("east", probes.StateHealthy, 4*time.Second)
+	remote(3, false, policy.Healthy, 3*time.Second)
+	remote(3, true, policy.Healthy, 4*time.Second) // a full sync that changes nothing
+	remote(4, false, policy.Failing, 5*time.Second)
+	remote(4, true, policy.Healthy, 6*time.Second) // recovery seen only in a full sync
+	if want := []string{"east", "east", "east"}; !slices.Equal(got, want) {
+		t.Errorf("recovered %v, want %v (local, delta, full sync)", got, want)
 	}
 }

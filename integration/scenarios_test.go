@@ -43,8 +43,12 @@ func TestEastSiteLost(t *testing.T) {
 		t.Errorf("west after failover: %+v, want a writable primary", st)
 	}
 
-	// East comes back: its database first, as after a power cut, then
-	// its witness.
+	// East stays away long enough for the leader's retries of the fence
+	// step to back off to many seconds apart, then comes back: its
+	// database first, as after a power cut, then its witness. The leader
+	// must not wait for the next retry: it fences east as soon as a probe
+	// sees east again.
+	time.Sleep(25 * time.Second)
 	back := time.Now()
 	must(t, env.Heal())
 	must(t, env.PG["east"].Start())
@@ -62,6 +66,9 @@ func TestEastSiteLost(t *testing.T) {
 		return false, nil
 	}))
 	t.Logf("east back → its database fenced read-only in %s", ms(fencedAt.Sub(back)))
+	if took := fencedAt.Sub(back); took > env.Opts.FailoverAfter {
+		t.Errorf("east's returning database stayed writable for %s, more than failover_after", took)
+	}
 	time.Sleep(2 * env.Opts.FailoverAfter) // long enough for a wrong move
 	g := group(t, env)
 	if g.GetStatus().GetActiveSite() != "west" || g.GetStatus().GetToken() != fo.GetToken() {
