@@ -115,9 +115,10 @@ type Node struct {
 	metricsLis net.Listener
 
 	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn
+
 	recMu sync.Mutex
 	rec   *actions.Reconciler // while this node leads, nil otherwise
-	conns  map[string]*grpc.ClientConn
 
 	hookRuns hookRuns
 	metrics  *nodeMetrics
