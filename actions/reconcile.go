@@ -147,7 +147,9 @@ func (r *Reconciler) Run(ctx context.Context) {
 	if tick == 0 {
 		tick = 500 * time.Millisecond
 	}
+	r.mu.Lock() // RetryNow may be called before Run starts
 	r.running, r.again, r.retry, r.checked = map[string]bool{}, map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}
+	r.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	t := time.NewTicker(tick)
