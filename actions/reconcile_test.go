@@ -282,9 +282,11 @@ func TestRetryNowSkipsTheBackoff(t *testing.T) {
 	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Tick: time.Hour, MinBackoff: time.Hour, MaxBackoff: time.Hour}
 	done := make(chan struct{})
-	go rec.RetryNow() // a site may recover while the reconciler starts
+	retried := make(chan struct{})
+	go func() { rec.RetryNow(); close(retried) }() // a site may recover while the reconciler starts
 	go func() { rec.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	<-retried
 	fences := func() int { return r.Tries(actions.StepFence) }
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()

@@ -13,6 +13,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/sitewitness/witness/actions/dns/zoneserver"
+	"github.com/sitewitness/witness/cluster/clustertest"
 )
 
 const (
@@ -397,37 +398,10 @@ func TestSwitchUnreachable(t *testing.T) {
 	ln.Close()
 
 	// A server that accepts connections and never answers.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { silent.Close() })
-	var held sync.WaitGroup
-	var conns []net.Conn
-	var mu sync.Mutex
-	held.Go(func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	})
-	t.Cleanup(func() {
-		silent.Close()
-		held.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	silent := clustertest.NewSilent(t)
 
 	const timeout = 300 * time.Millisecond
-	for _, tt := range []struct{ name, addr string }{{"refused", closedAddr}, {"silent", silent.Addr().String()}} {
+	for _, tt := range []struct{ name, addr string }{{"refused", closedAddr}, {"silent", silent.Addr()}} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newClient(tt.addr)
 			c.Timeout = timeout

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sitewitness/witness/actions/postgres"
+	"github.com/sitewitness/witness/cluster/clustertest"
 	"github.com/sitewitness/witness/integration/pgharness"
 )
 
@@ -338,38 +338,6 @@ func TestPromoteAfterPrimaryCrash(t *testing.T) {
 	})
 }
 
-// silentServer accepts TCP connections on loopback and never answers, like
-// a host whose database hangs.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	})
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String()
-}
-
 func closedPort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -397,7 +365,7 @@ func TestConnectionErrors(t *testing.T) {
 		want    []error
 	}{
 		{"refused", closedPort(t), 5 * time.Second, []error{postgres.ErrUnreachable}},
-		{"no answer", silentServer(t), 300 * time.Millisecond, []error{postgres.ErrUnreachable, context.DeadlineExceeded}},
+		{"no answer", clustertest.NewSilent(t).Addr(), 300 * time.Millisecond, []error{postgres.ErrUnreachable, context.DeadlineExceeded}},
 	}
 	for _, tt := range tests {
 		for _, a := range actions {
@@ -423,7 +391,7 @@ func TestConnectionErrors(t *testing.T) {
 func TestConnectTimeoutWithoutDeadline(t *testing.T) {
 	c := &postgres.Client{ConnectTimeout: 200 * time.Millisecond}
 	start := time.Now()
-	_, err := c.Status(context.Background(), "postgres://postgres@"+silentServer(t)+"/postgres?sslmode=disable")
+	_, err := c.Status(context.Background(), "postgres://postgres@"+clustertest.NewSilent(t).Addr()+"/postgres?sslmode=disable")
 	if !errors.Is(err, postgres.ErrUnreachable) {
 		t.Errorf("got %v, want ErrUnreachable", err)
 	}
@@ -514,7 +482,7 @@ func TestPromoteTakesNoWriteBeforeItsToken(t *testing.T) {
 func TestMaxConnectTimeoutCapsTheDSN(t *testing.T) {
 	c := &postgres.Client{MaxConnectTimeout: 200 * time.Millisecond}
 	start := time.Now()
-	_, err := c.Status(context.Background(), "postgres://postgres@"+silentServer(t)+"/postgres?sslmode=disable&connect_timeout=60")
+	_, err := c.Status(context.Background(), "postgres://postgres@"+clustertest.NewSilent(t).Addr()+"/postgres?sslmode=disable&connect_timeout=60")
 	if !errors.Is(err, postgres.ErrUnreachable) {
 		t.Errorf("got %v, want ErrUnreachable", err)
 	}
