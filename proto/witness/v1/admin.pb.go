@@ -1689,6 +1689,325 @@ func (x *RunHookResponse) GetDurationMs() int64 {
 	return 0
 }
 
+// RenewLeaseRequest asks a voter to grant the lease of a witness. Internal.
+type RenewLeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewLeaseRequest) Reset() {
+	*x = RenewLeaseRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewLeaseRequest) ProtoMessage() {}
+
+func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
+func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RenewLeaseRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RenewLeaseRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *RenewLeaseRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+// RenewLeaseResponse is a grant. Internal.
+type RenewLeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the voter that granted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewLeaseResponse) Reset() {
+	*x = RenewLeaseResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewLeaseResponse) ProtoMessage() {}
+
+func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
+func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RenewLeaseResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+// LeaseStatusRequest asks about the witnesses of one site. Internal.
+type LeaseStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Nodes         []string               `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`                  // every witness of the site
+	HoldMs        int64                  `protobuf:"varint,3,opt,name=hold_ms,json=holdMs,proto3" json:"hold_ms,omitempty"` // how long since the last grant counts as expired
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseStatusRequest) Reset() {
+	*x = LeaseStatusRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseStatusRequest) ProtoMessage() {}
+
+func (x *LeaseStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseStatusRequest.ProtoReflect.Descriptor instead.
+func (*LeaseStatusRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *LeaseStatusRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *LeaseStatusRequest) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *LeaseStatusRequest) GetHoldMs() int64 {
+	if x != nil {
+		return x.HoldMs
+	}
+	return 0
+}
+
+// LeaseStatusResponse is one voter's view. Internal.
+type LeaseStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`                                        // the voter that answered
+	Expired       bool                   `protobuf:"varint,2,opt,name=expired,proto3" json:"expired,omitempty"`                                 // no witness of the site granted within hold_ms
+	SinceGrantMs  int64                  `protobuf:"varint,3,opt,name=since_grant_ms,json=sinceGrantMs,proto3" json:"since_grant_ms,omitempty"` // since the latest grant to any of the nodes, or since this voter started
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseStatusResponse) Reset() {
+	*x = LeaseStatusResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseStatusResponse) ProtoMessage() {}
+
+func (x *LeaseStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseStatusResponse.ProtoReflect.Descriptor instead.
+func (*LeaseStatusResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *LeaseStatusResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *LeaseStatusResponse) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
+func (x *LeaseStatusResponse) GetSinceGrantMs() int64 {
+	if x != nil {
+		return x.SinceGrantMs
+	}
+	return 0
+}
+
+// ReadIndexRequest asks the leader for a linearizable read point. Internal.
+type ReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+// ReadIndexResponse is the leader's commit index after it verified its
+// leadership. Internal.
+type ReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Leader        string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ReadIndexResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
 
 const file_witness_v1_admin_proto_rawDesc = "" +
@@ -1808,13 +2127,32 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x16\n" +
 	"\x06output\x18\x06 \x01(\tR\x06output\x12\x1f\n" +
 	"\vduration_ms\x18\a \x01(\x03R\n" +
-	"durationMs*t\n" +
+	"durationMs\"Z\n" +
+	"\x11RenewLeaseRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\"(\n" +
+	"\x12RenewLeaseResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"W\n" +
+	"\x12LeaseStatusRequest\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
+	"\x05nodes\x18\x02 \x03(\tR\x05nodes\x12\x17\n" +
+	"\ahold_ms\x18\x03 \x01(\x03R\x06holdMs\"i\n" +
+	"\x13LeaseStatusResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired\x12$\n" +
+	"\x0esince_grant_ms\x18\x03 \x01(\x03R\fsinceGrantMs\"\x12\n" +
+	"\x10ReadIndexRequest\"A\n" +
+	"\x11ReadIndexResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xb5\x06\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\x9c\b\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -1828,7 +2166,11 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\bSetArmed\x12\x1b.witness.v1.SetArmedRequest\x1a\x1c.witness.v1.SetArmedResponse\x12H\n" +
 	"\tAddMember\x12\x1c.witness.v1.AddMemberRequest\x1a\x1d.witness.v1.AddMemberResponse\x12Q\n" +
 	"\fRemoveMember\x12\x1f.witness.v1.RemoveMemberRequest\x1a .witness.v1.RemoveMemberResponse\x12B\n" +
-	"\aRunHook\x12\x1a.witness.v1.RunHookRequest\x1a\x1b.witness.v1.RunHookResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
+	"\aRunHook\x12\x1a.witness.v1.RunHookRequest\x1a\x1b.witness.v1.RunHookResponse\x12K\n" +
+	"\n" +
+	"RenewLease\x12\x1d.witness.v1.RenewLeaseRequest\x1a\x1e.witness.v1.RenewLeaseResponse\x12N\n" +
+	"\vLeaseStatus\x12\x1e.witness.v1.LeaseStatusRequest\x1a\x1f.witness.v1.LeaseStatusResponse\x12H\n" +
+	"\tReadIndex\x12\x1c.witness.v1.ReadIndexRequest\x1a\x1d.witness.v1.ReadIndexResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
 
 var (
 	file_witness_v1_admin_proto_rawDescOnce sync.Once
@@ -1843,7 +2185,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
 	(*Member)(nil),               // 1: witness.v1.Member
@@ -1873,20 +2215,26 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*RemoveMemberResponse)(nil), // 25: witness.v1.RemoveMemberResponse
 	(*RunHookRequest)(nil),       // 26: witness.v1.RunHookRequest
 	(*RunHookResponse)(nil),      // 27: witness.v1.RunHookResponse
-	(*Group)(nil),                // 28: witness.v1.Group
-	(Mode)(0),                    // 29: witness.v1.Mode
+	(*RenewLeaseRequest)(nil),    // 28: witness.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),   // 29: witness.v1.RenewLeaseResponse
+	(*LeaseStatusRequest)(nil),   // 30: witness.v1.LeaseStatusRequest
+	(*LeaseStatusResponse)(nil),  // 31: witness.v1.LeaseStatusResponse
+	(*ReadIndexRequest)(nil),     // 32: witness.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),    // 33: witness.v1.ReadIndexResponse
+	(*Group)(nil),                // 34: witness.v1.Group
+	(Mode)(0),                    // 35: witness.v1.Mode
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	28, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	34, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
 	0,  // 2: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 3: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	28, // 4: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	28, // 5: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	34, // 4: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	34, // 5: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 6: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 7: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 8: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	29, // 9: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	35, // 9: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
 	1,  // 10: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
 	2,  // 11: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
 	4,  // 12: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
@@ -1899,19 +2247,25 @@ var file_witness_v1_admin_proto_depIdxs = []int32{
 	22, // 19: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
 	24, // 20: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
 	26, // 21: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
-	3,  // 22: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 23: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 24: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 25: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 26: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 27: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 28: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	21, // 29: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	23, // 30: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	25, // 31: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	27, // 32: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
+	28, // 22: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
+	30, // 23: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
+	32, // 24: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
+	3,  // 25: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 26: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 27: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 28: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 29: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 30: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 31: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	21, // 32: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	23, // 33: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	25, // 34: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	27, // 35: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	29, // 36: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	31, // 37: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	33, // 38: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	25, // [25:39] is the sub-list for method output_type
+	11, // [11:25] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1929,7 +2283,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,9 @@ const (
 	Admin_AddMember_FullMethodName    = "/witness.v1.Admin/AddMember"
 	Admin_RemoveMember_FullMethodName = "/witness.v1.Admin/RemoveMember"
 	Admin_RunHook_FullMethodName      = "/witness.v1.Admin/RunHook"
+	Admin_RenewLease_FullMethodName   = "/witness.v1.Admin/RenewLease"
+	Admin_LeaseStatus_FullMethodName  = "/witness.v1.Admin/LeaseStatus"
+	Admin_ReadIndex_FullMethodName    = "/witness.v1.Admin/ReadIndex"
 )
 
 // AdminClient is the client API for Admin service.
@@ -65,6 +68,18 @@ type AdminClient interface {
 	// follows. A hook that runs and fails is not an RPC error: the response
 	// says how it ended.
 	RunHook(ctx context.Context, in *RunHookRequest, opts ...grpc.CallOption) (*RunHookResponse, error)
+	// RenewLease is internal: a witness asks a voter to grant its site's
+	// lease. The voter notes the time of receipt on its own monotonic clock
+	// and, from then on, does not report the site's lease expired before
+	// that time plus the hold the caller asks about (see LeaseStatus).
+	RenewLease(ctx context.Context, in *RenewLeaseRequest, opts ...grpc.CallOption) (*RenewLeaseResponse, error)
+	// LeaseStatus is internal: the leader asks a voter whether every witness
+	// of a site has gone without a grant from it for at least hold_ms.
+	LeaseStatus(ctx context.Context, in *LeaseStatusRequest, opts ...grpc.CallOption) (*LeaseStatusResponse, error)
+	// ReadIndex is internal: the leader verifies its leadership with a
+	// quorum and returns its commit index; a follower that has applied it
+	// reads the replicated state linearizably.
+	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 }
 
 type adminClient struct {
@@ -185,6 +200,36 @@ func (c *adminClient) RunHook(ctx context.Context, in *RunHookRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) RenewLease(ctx context.Context, in *RenewLeaseRequest, opts ...grpc.CallOption) (*RenewLeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewLeaseResponse)
+	err := c.cc.Invoke(ctx, Admin_RenewLease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) LeaseStatus(ctx context.Context, in *LeaseStatusRequest, opts ...grpc.CallOption) (*LeaseStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseStatusResponse)
+	err := c.cc.Invoke(ctx, Admin_LeaseStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadIndexResponse)
+	err := c.cc.Invoke(ctx, Admin_ReadIndex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -218,6 +263,18 @@ type AdminServer interface {
 	// follows. A hook that runs and fails is not an RPC error: the response
 	// says how it ended.
 	RunHook(context.Context, *RunHookRequest) (*RunHookResponse, error)
+	// RenewLease is internal: a witness asks a voter to grant its site's
+	// lease. The voter notes the time of receipt on its own monotonic clock
+	// and, from then on, does not report the site's lease expired before
+	// that time plus the hold the caller asks about (see LeaseStatus).
+	RenewLease(context.Context, *RenewLeaseRequest) (*RenewLeaseResponse, error)
+	// LeaseStatus is internal: the leader asks a voter whether every witness
+	// of a site has gone without a grant from it for at least hold_ms.
+	LeaseStatus(context.Context, *LeaseStatusRequest) (*LeaseStatusResponse, error)
+	// ReadIndex is internal: the leader verifies its leadership with a
+	// quorum and returns its commit index; a follower that has applied it
+	// reads the replicated state linearizably.
+	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -260,6 +317,15 @@ func (UnimplementedAdminServer) RemoveMember(context.Context, *RemoveMemberReque
 }
 func (UnimplementedAdminServer) RunHook(context.Context, *RunHookRequest) (*RunHookResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunHook not implemented")
+}
+func (UnimplementedAdminServer) RenewLease(context.Context, *RenewLeaseRequest) (*RenewLeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewLease not implemented")
+}
+func (UnimplementedAdminServer) LeaseStatus(context.Context, *LeaseStatusRequest) (*LeaseStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaseStatus not implemented")
+}
+func (UnimplementedAdminServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -480,6 +546,60 @@ func _Admin_RunHook_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RenewLease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewLeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RenewLease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RenewLease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RenewLease(ctx, req.(*RenewLeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_LeaseStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).LeaseStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_LeaseStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).LeaseStatus(ctx, req.(*LeaseStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadIndexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ReadIndex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ReadIndex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ReadIndex(ctx, req.(*ReadIndexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -530,6 +650,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunHook",
 			Handler:    _Admin_RunHook_Handler,
+		},
+		{
+			MethodName: "RenewLease",
+			Handler:    _Admin_RenewLease_Handler,
+		},
+		{
+			MethodName: "LeaseStatus",
+			Handler:    _Admin_LeaseStatus_Handler,
+		},
+		{
+			MethodName: "ReadIndex",
+			Handler:    _Admin_ReadIndex_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -820,9 +820,23 @@ func (x *DNSRecord) GetValues() map[string]string {
 }
 
 type PostgresAction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dsn           map[string]string      `protobuf:"bytes,1,rep,name=dsn,proto3" json:"dsn,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // site -> DSN of that site's node
-	Fence         string                 `protobuf:"bytes,2,opt,name=fence,proto3" json:"fence,omitempty"`                                                                       // read_only (default) or none
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Dsn   map[string]string      `protobuf:"bytes,1,rep,name=dsn,proto3" json:"dsn,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // site -> DSN of that site's node
+	// fence: sql (default) blocks the logins of roles and ends every client
+	// session before the token is recorded; none leaves the old site alone.
+	Fence string `protobuf:"bytes,2,opt,name=fence,proto3" json:"fence,omitempty"`
+	// roles are the application roles whose logins the fence blocks
+	// (ALTER ROLE ... NOLOGIN) and promotion restores.
+	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	// data_dir is, per site, the data directory that the site's own witness
+	// demotes locally (stop, then standby.signal) when it fences itself.
+	DataDir map[string]string `protobuf:"bytes,4,rep,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// pg_ctl is the pg_ctl binary the local demotion runs; empty means the
+	// PostgreSQL 15 one of Debian.
+	PgCtl string `protobuf:"bytes,5,opt,name=pg_ctl,json=pgCtl,proto3" json:"pg_ctl,omitempty"`
+	// demote_command, when set, stops the database instead of pg_ctl (for
+	// systemd or pg_ctlcluster setups); argv, no shell.
+	DemoteCommand []string `protobuf:"bytes,6,rep,name=demote_command,json=demoteCommand,proto3" json:"demote_command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +883,34 @@ func (x *PostgresAction) GetFence() string {
 		return x.Fence
 	}
 	return ""
+}
+
+func (x *PostgresAction) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *PostgresAction) GetDataDir() map[string]string {
+	if x != nil {
+		return x.DataDir
+	}
+	return nil
+}
+
+func (x *PostgresAction) GetPgCtl() string {
+	if x != nil {
+		return x.PgCtl
+	}
+	return ""
+}
+
+func (x *PostgresAction) GetDemoteCommand() []string {
+	if x != nil {
+		return x.DemoteCommand
+	}
+	return nil
 }
 
 type HookAction struct {
@@ -1167,8 +1209,11 @@ type StepResult struct {
 	DurationMs      int64                  `protobuf:"varint,6,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	Attempt         int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Node            string                 `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// rule says what allowed the step: for promote, fence_confirmed,
+	// lease_expired or old_site_down.
+	Rule          string `protobuf:"bytes,9,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StepResult) Reset() {
@@ -1257,6 +1302,13 @@ func (x *StepResult) GetNode() string {
 	return ""
 }
 
+func (x *StepResult) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
 type GroupStatus struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ActiveSite string                 `protobuf:"bytes,1,opt,name=active_site,json=activeSite,proto3" json:"active_site,omitempty"`
@@ -1271,7 +1323,11 @@ type GroupStatus struct {
 	Steps           []*StepResult `protobuf:"bytes,8,rep,name=steps,proto3" json:"steps,omitempty"`     // of the current token and the one before, bounded
 	// proposal is what the policy would do (observe mode) or asks an
 	// operator to approve (manual mode); empty when nothing is proposed.
-	Proposal      *Proposal `protobuf:"bytes,9,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	Proposal *Proposal `protobuf:"bytes,9,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// pending is a switchover in its first phase: the group stays active at
+	// active_site while that site is fenced at token; the move commits only
+	// once the fence is confirmed.
+	Pending       *PendingSwitchover `protobuf:"bytes,10,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1369,6 +1425,81 @@ func (x *GroupStatus) GetProposal() *Proposal {
 	return nil
 }
 
+func (x *GroupStatus) GetPending() *PendingSwitchover {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+type PendingSwitchover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ToSite        string                 `protobuf:"bytes,1,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingSwitchover) Reset() {
+	*x = PendingSwitchover{}
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingSwitchover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingSwitchover) ProtoMessage() {}
+
+func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingSwitchover.ProtoReflect.Descriptor instead.
+func (*PendingSwitchover) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PendingSwitchover) GetToSite() string {
+	if x != nil {
+		return x.ToSite
+	}
+	return ""
+}
+
+func (x *PendingSwitchover) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PendingSwitchover) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *PendingSwitchover) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
 type Proposal struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // would-failover or pending
@@ -1384,7 +1515,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1527,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1540,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Proposal) GetAction() string {
@@ -1473,7 +1604,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1616,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1629,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Group) GetSpec() *GroupSpec {
@@ -1535,7 +1666,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1678,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1691,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *State) GetLastToken() uint64 {
@@ -1588,7 +1719,7 @@ type PutGroupsCommand struct {
 
 func (x *PutGroupsCommand) Reset() {
 	*x = PutGroupsCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1731,7 @@ func (x *PutGroupsCommand) String() string {
 func (*PutGroupsCommand) ProtoMessage() {}
 
 func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1744,7 @@ func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupsCommand.ProtoReflect.Descriptor instead.
 func (*PutGroupsCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutGroupsCommand) GetSpecs() []*GroupSpec {
@@ -1648,7 +1779,7 @@ type DeleteGroupCommand struct {
 
 func (x *DeleteGroupCommand) Reset() {
 	*x = DeleteGroupCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1791,7 @@ func (x *DeleteGroupCommand) String() string {
 func (*DeleteGroupCommand) ProtoMessage() {}
 
 func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1804,7 @@ func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupCommand.ProtoReflect.Descriptor instead.
 func (*DeleteGroupCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteGroupCommand) GetName() string {
@@ -1708,7 +1839,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1851,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1864,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Move) GetGroup() string {
@@ -1772,7 +1903,7 @@ type TransitionCommand struct {
 
 func (x *TransitionCommand) Reset() {
 	*x = TransitionCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1915,7 @@ func (x *TransitionCommand) String() string {
 func (*TransitionCommand) ProtoMessage() {}
 
 func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1928,7 @@ func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCommand.ProtoReflect.Descriptor instead.
 func (*TransitionCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransitionCommand) GetMoves() []*Move {
@@ -1847,7 +1978,7 @@ type SetModeCommand struct {
 
 func (x *SetModeCommand) Reset() {
 	*x = SetModeCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +1990,7 @@ func (x *SetModeCommand) String() string {
 func (*SetModeCommand) ProtoMessage() {}
 
 func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2003,7 @@ func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeCommand.ProtoReflect.Descriptor instead.
 func (*SetModeCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetModeCommand) GetGroup() string {
@@ -1915,7 +2046,7 @@ type SetArmedCommand struct {
 
 func (x *SetArmedCommand) Reset() {
 	*x = SetArmedCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2058,7 @@ func (x *SetArmedCommand) String() string {
 func (*SetArmedCommand) ProtoMessage() {}
 
 func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2071,7 @@ func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedCommand.ProtoReflect.Descriptor instead.
 func (*SetArmedCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetArmedCommand) GetGroup() string {
@@ -1983,7 +2114,7 @@ type RecordProposalCommand struct {
 
 func (x *RecordProposalCommand) Reset() {
 	*x = RecordProposalCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2126,7 @@ func (x *RecordProposalCommand) String() string {
 func (*RecordProposalCommand) ProtoMessage() {}
 
 func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2139,7 @@ func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordProposalCommand.ProtoReflect.Descriptor instead.
 func (*RecordProposalCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecordProposalCommand) GetGroup() string {
@@ -2035,7 +2166,7 @@ type RecordStepCommand struct {
 
 func (x *RecordStepCommand) Reset() {
 	*x = RecordStepCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2178,7 @@ func (x *RecordStepCommand) String() string {
 func (*RecordStepCommand) ProtoMessage() {}
 
 func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2191,7 @@ func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordStepCommand.ProtoReflect.Descriptor instead.
 func (*RecordStepCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecordStepCommand) GetGroup() string {
@@ -2146,11 +2277,18 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x06values\x18\x04 \x03(\v2!.witness.v1.DNSRecord.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x02\n" +
 	"\x0ePostgresAction\x125\n" +
 	"\x03dsn\x18\x01 \x03(\v2#.witness.v1.PostgresAction.DsnEntryR\x03dsn\x12\x14\n" +
-	"\x05fence\x18\x02 \x01(\tR\x05fence\x1a6\n" +
+	"\x05fence\x18\x02 \x01(\tR\x05fence\x12\x14\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12B\n" +
+	"\bdata_dir\x18\x04 \x03(\v2'.witness.v1.PostgresAction.DataDirEntryR\adataDir\x12\x15\n" +
+	"\x06pg_ctl\x18\x05 \x01(\tR\x05pgCtl\x12%\n" +
+	"\x0edemote_command\x18\x06 \x03(\tR\rdemoteCommand\x1a6\n" +
 	"\bDsnEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fDataDirEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x01\n" +
 	"\n" +
@@ -2184,7 +2322,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12 \n" +
 	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\a \x01(\tR\x02by\"\xd7\x01\n" +
+	"\x02by\x18\a \x01(\tR\x02by\"\xeb\x01\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2195,7 +2333,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\vduration_ms\x18\x06 \x01(\x03R\n" +
 	"durationMs\x12\x18\n" +
 	"\aattempt\x18\a \x01(\x05R\aattempt\x12\x12\n" +
-	"\x04node\x18\b \x01(\tR\x04node\"\xea\x02\n" +
+	"\x04node\x18\b \x01(\tR\x04node\x12\x12\n" +
+	"\x04rule\x18\t \x01(\tR\x04rule\"\xa3\x03\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2206,7 +2345,15 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x11updated_unix_nano\x18\x06 \x01(\x03R\x0fupdatedUnixNano\x120\n" +
 	"\ahistory\x18\a \x03(\v2\x16.witness.v1.TransitionR\ahistory\x12,\n" +
 	"\x05steps\x18\b \x03(\v2\x16.witness.v1.StepResultR\x05steps\x120\n" +
-	"\bproposal\x18\t \x01(\v2\x14.witness.v1.ProposalR\bproposal\"\xc9\x01\n" +
+	"\bproposal\x18\t \x01(\v2\x14.witness.v1.ProposalR\bproposal\x127\n" +
+	"\apending\x18\n" +
+	" \x01(\v2\x1d.witness.v1.PendingSwitchoverR\apending\"v\n" +
+	"\x11PendingSwitchover\x12\x17\n" +
+	"\ato_site\x18\x01 \x01(\tR\x06toSite\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12 \n" +
+	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
+	"atUnixNano\"\xc9\x01\n" +
 	"\bProposal\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
 	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\x12\x17\n" +
@@ -2293,7 +2440,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                     // 0: witness.v1.Mode
 	(Rearm)(0),                    // 1: witness.v1.Rearm
@@ -2311,19 +2458,21 @@ var file_witness_v1_state_proto_goTypes = []any{
 	(*Transition)(nil),            // 13: witness.v1.Transition
 	(*StepResult)(nil),            // 14: witness.v1.StepResult
 	(*GroupStatus)(nil),           // 15: witness.v1.GroupStatus
-	(*Proposal)(nil),              // 16: witness.v1.Proposal
-	(*Group)(nil),                 // 17: witness.v1.Group
-	(*State)(nil),                 // 18: witness.v1.State
-	(*PutGroupsCommand)(nil),      // 19: witness.v1.PutGroupsCommand
-	(*DeleteGroupCommand)(nil),    // 20: witness.v1.DeleteGroupCommand
-	(*Move)(nil),                  // 21: witness.v1.Move
-	(*TransitionCommand)(nil),     // 22: witness.v1.TransitionCommand
-	(*SetModeCommand)(nil),        // 23: witness.v1.SetModeCommand
-	(*SetArmedCommand)(nil),       // 24: witness.v1.SetArmedCommand
-	(*RecordProposalCommand)(nil), // 25: witness.v1.RecordProposalCommand
-	(*RecordStepCommand)(nil),     // 26: witness.v1.RecordStepCommand
-	nil,                           // 27: witness.v1.DNSRecord.ValuesEntry
-	nil,                           // 28: witness.v1.PostgresAction.DsnEntry
+	(*PendingSwitchover)(nil),     // 16: witness.v1.PendingSwitchover
+	(*Proposal)(nil),              // 17: witness.v1.Proposal
+	(*Group)(nil),                 // 18: witness.v1.Group
+	(*State)(nil),                 // 19: witness.v1.State
+	(*PutGroupsCommand)(nil),      // 20: witness.v1.PutGroupsCommand
+	(*DeleteGroupCommand)(nil),    // 21: witness.v1.DeleteGroupCommand
+	(*Move)(nil),                  // 22: witness.v1.Move
+	(*TransitionCommand)(nil),     // 23: witness.v1.TransitionCommand
+	(*SetModeCommand)(nil),        // 24: witness.v1.SetModeCommand
+	(*SetArmedCommand)(nil),       // 25: witness.v1.SetArmedCommand
+	(*RecordProposalCommand)(nil), // 26: witness.v1.RecordProposalCommand
+	(*RecordStepCommand)(nil),     // 27: witness.v1.RecordStepCommand
+	nil,                           // 28: witness.v1.DNSRecord.ValuesEntry
+	nil,                           // 29: witness.v1.PostgresAction.DsnEntry
+	nil,                           // 30: witness.v1.PostgresAction.DataDirEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -2337,27 +2486,29 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	27, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	28, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	2,  // 13: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
-	0,  // 14: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
-	13, // 15: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
-	14, // 16: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
-	16, // 17: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
-	3,  // 18: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
-	15, // 19: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
-	17, // 20: witness.v1.State.groups:type_name -> witness.v1.Group
-	3,  // 21: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	21, // 22: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 23: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 24: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	16, // 25: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
-	14, // 26: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	28, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	29, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	30, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	2,  // 14: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
+	0,  // 15: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
+	13, // 16: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
+	14, // 17: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
+	17, // 18: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
+	16, // 19: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
+	3,  // 20: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
+	15, // 21: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
+	18, // 22: witness.v1.State.groups:type_name -> witness.v1.Group
+	3,  // 23: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
+	22, // 24: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 25: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 26: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	17, // 27: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	14, // 28: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -2371,7 +2522,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
