@@ -505,8 +505,11 @@ type Policy struct {
 	HoldDownMs      int64                  `protobuf:"varint,5,opt,name=hold_down_ms,json=holdDownMs,proto3" json:"hold_down_ms,omitempty"`
 	MaxLagBytes     int64                  `protobuf:"varint,6,opt,name=max_lag_bytes,json=maxLagBytes,proto3" json:"max_lag_bytes,omitempty"`
 	MaxLagMs        int64                  `protobuf:"varint,7,opt,name=max_lag_ms,json=maxLagMs,proto3" json:"max_lag_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// fence_timeout_ms bounds one fence of the site's database: the local
+	// demotion kills the postmaster when it has not stopped by then.
+	FenceTimeoutMs int64 `protobuf:"varint,8,opt,name=fence_timeout_ms,json=fenceTimeoutMs,proto3" json:"fence_timeout_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -584,6 +587,13 @@ func (x *Policy) GetMaxLagBytes() int64 {
 func (x *Policy) GetMaxLagMs() int64 {
 	if x != nil {
 		return x.MaxLagMs
+	}
+	return 0
+}
+
+func (x *Policy) GetFenceTimeoutMs() int64 {
+	if x != nil {
+		return x.FenceTimeoutMs
 	}
 	return 0
 }
@@ -2246,7 +2256,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x03dsn\x18( \x01(\tR\x03dsn\x12\x12\n" +
 	"\x04role\x18) \x01(\tR\x04role\x12\x18\n" +
 	"\acommand\x182 \x01(\tR\acommand\x12\x12\n" +
-	"\x04args\x183 \x03(\tR\x04args\"\x8d\x02\n" +
+	"\x04args\x183 \x03(\tR\x04args\"\xb7\x02\n" +
 	"\x06Policy\x12$\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12*\n" +
 	"\x11failover_after_ms\x18\x02 \x01(\x03R\x0ffailoverAfterMs\x12$\n" +
@@ -2256,7 +2266,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"holdDownMs\x12\"\n" +
 	"\rmax_lag_bytes\x18\x06 \x01(\x03R\vmaxLagBytes\x12\x1c\n" +
 	"\n" +
-	"max_lag_ms\x18\a \x01(\x03R\bmaxLagMs\"\xca\x01\n" +
+	"max_lag_ms\x18\a \x01(\x03R\bmaxLagMs\x12(\n" +
+	"\x10fence_timeout_ms\x18\b \x01(\x03R\x0efenceTimeoutMs\"\xca\x01\n" +
 	"\aActions\x12'\n" +
 	"\x03dns\x18\x01 \x01(\v2\x15.witness.v1.DNSActionR\x03dns\x126\n" +
 	"\bpostgres\x18\x02 \x01(\v2\x1a.witness.v1.PostgresActionR\bpostgres\x12,\n" +
