@@ -49,6 +49,27 @@ var (
 	ErrUnsupported = errors.New("not supported yet")
 	// ErrBestEffort: only best-effort parts of a step failed.
 	ErrBestEffort = errors.New("best effort")
+	// ErrFenceNotConfirmed: promotion waits, because the old site's
+	// database is not confirmed fenced and, in a failover, its lease has
+	// not provably expired.
+	ErrFenceNotConfirmed = errors.New("old site not confirmed fenced")
+	// ErrLeaseRunOut: too much time passed on the monotonic clock since
+	// this node last verified its leadership; the step was not started.
+	ErrLeaseRunOut = errors.New("leadership verified too long ago")
+)
+
+// Rules that allow a promotion, recorded in the promote step's result.
+const (
+	// RuleFenceConfirmed: the fence step succeeded at the current token.
+	RuleFenceConfirmed = "fence_confirmed"
+	// RuleLeaseExpired: a failover whose old site could not be fenced, but
+	// a quorum of voters saw every witness there without a lease for
+	// fence_after plus the margin, so the site has fenced itself.
+	RuleLeaseExpired = "lease_expired"
+	// RuleNoFence: the group's spec says fence: none.
+	RuleNoFence = "fence_none"
+	// RuleNoOldSite: the token did not move the group from another site.
+	RuleNoOldSite = "no_old_site"
 )
 
 // Leader is what the reconciler needs of the node it runs on.
@@ -59,6 +80,10 @@ type Leader interface {
 	Apply(ctx context.Context, cmd proto.Message) (fsm.Result, error)
 	// VerifyLeader confirms with a quorum that this node still leads.
 	VerifyLeader() error
+	// SiteLeaseExpired returns nil once a quorum of voters reports that
+	// every witness of site has gone without a lease for fence_after plus
+	// the margin (so the site has fenced itself), else why not.
+	SiteLeaseExpired(ctx context.Context, site string, fenceAfter, fenceTimeout time.Duration) error
 }
 
 // Runner runs the actions of one kind; tests swap in recorders.
@@ -119,6 +144,12 @@ type Reconciler struct {
 	// OnDrift, if set, is told of every drifted DNS record the periodic
 	// check finds (for a metric).
 	OnDrift func(group string, d DNSDrift)
+	// LeaderLease is the longest time, on the monotonic clock, between
+	// the VerifyLeader that allows a step and the step's start; past it
+	// the step is not started. Zero means 500ms.
+	LeaderLease time.Duration
+	// Now reads the clock; nil means time.Now.
+	Now func() time.Time
 
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
@@ -126,6 +157,7 @@ type Reconciler struct {
 	again   map[string]bool        // looked at while running: look again after
 	retry   map[stepKey]retryState // backoff of each failing step
 	checked map[string]dnsCheck    // group -> last DNS drift check
+	blocked map[string]string      // group -> why its promotion waits, as last recorded
 }
 
 type stepKey struct{ group, step string }
@@ -148,7 +180,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		tick = 500 * time.Millisecond
 	}
 	r.mu.Lock() // RetryNow may be called before Run starts
-	r.running, r.again, r.retry, r.checked = map[string]bool{}, map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}
+	r.running, r.again, r.retry, r.checked, r.blocked = map[string]bool{}, map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}, map[string]string{}
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -304,21 +336,63 @@ func succeeded(g *witnessv1.Group, step string) (bool, time.Time) {
 	return false, time.Time{}
 }
 
-// bestEffort steps do not hold up later ones when they fail: fencing an
-// unreachable old site is covered by the site's own lease. A hook is best
-// effort when its spec says so (by default the fence hooks).
+// bestEffort steps do not hold up later ones when they fail. The fence
+// step holds them up except in a failover, where the promote step's gate
+// decides: an unreachable old site may be promoted away from once its
+// lease has provably run out. A hook is best effort when its spec says so
+// (by default the fence hooks).
 func bestEffort(g *witnessv1.Group, step string) bool {
 	if _, name, ok := ParseHookStep(step); ok {
 		h, found := FindHook(g, name)
 		return found && h.GetBestEffort()
 	}
-	return step == StepFence || step == StepNotify
+	switch step {
+	case StepFence:
+		return transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER
+	case StepNotify:
+		return true
+	}
+	return false
+}
+
+// promoteRule says which rule allows the group's database at the active
+// site to be promoted now, or returns ErrFenceNotConfirmed saying why it
+// must wait. A switchover or failback needs the old site's fence
+// confirmed; a failover takes a confirmed fence or the old site's expired
+// lease.
+func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced bool) (string, error) {
+	from := previousSite(g)
+	pg := g.GetSpec().GetActions().GetPostgres()
+	switch {
+	case from == "":
+		return RuleNoOldSite, nil
+	case pg.GetFence() == "none":
+		return RuleNoFence, nil
+	}
+	if ok, _ := succeeded(g, StepFence); ok || fenced {
+		return RuleFenceConfirmed, nil
+	}
+	kind := transitionKind(g)
+	if kind != witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+		return "", fmt.Errorf("%s of %s: the fence of %s must succeed first: %w", kindName(kind), g.GetSpec().GetName(), from, ErrFenceNotConfirmed)
+	}
+	pol := g.GetSpec().GetPolicy()
+	err := r.Leader.SiteLeaseExpired(ctx, from, time.Duration(pol.GetFenceAfterMs())*time.Millisecond, time.Duration(pol.GetFenceTimeoutMs())*time.Millisecond)
+	if err != nil {
+		return "", fmt.Errorf("fence of %s not confirmed, and %w: %w", from, err, ErrFenceNotConfirmed)
+	}
+	return RuleLeaseExpired, nil
+}
+
+func kindName(k witnessv1.TransitionKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "TRANSITION_KIND_"))
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
 	r.forgetOtherTokens(name, token)
 	var switched time.Time
+	fencedNow := false
 	for _, step := range Plan(g) {
 		ok, at := succeeded(g, step)
 		if step == StepDNS {
@@ -340,13 +414,26 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 			}
 			return
 		}
-		err := r.run(ctx, g, step, switched, rs.attempt+1)
+		var rule string
+		if step == StepPromote {
+			var err error
+			if rule, err = r.promoteRule(ctx, g, fencedNow); err != nil {
+				// Not a failure of the step: look again next tick, and
+				// say why once, where witnessctl group shows it.
+				r.noteBlocked(ctx, g, err)
+				return
+			}
+		}
+		err := r.run(ctx, g, step, switched, rs.attempt+1, rule)
 		if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
 			return
 		}
 		if step == StepDNS && err == nil {
 			// Settle counts the TTL from here, also in this same pass.
 			switched = time.Now()
+		}
+		if step == StepFence && err == nil {
+			fencedNow = true // g was read before this pass recorded it
 		}
 		r.mu.Lock()
 		if err != nil {
@@ -441,9 +528,64 @@ func (r *Reconciler) stepTimeout() time.Duration {
 	return r.StepTimeout
 }
 
+// noteBlocked records, once per reason, why a group's promotion waits, as
+// a failed promote result that witnessctl group shows; the reason is also
+// logged.
+func (r *Reconciler) noteBlocked(ctx context.Context, g *witnessv1.Group, why error) {
+	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
+	key := fmt.Sprintf("%d/%s", token, blockedKind(why))
+	r.mu.Lock()
+	same := r.blocked[name] == key
+	r.blocked[name] = key
+	r.mu.Unlock()
+	if same {
+		return
+	}
+	r.Log.Warn("promotion waits", "group", name, "token", token, "why", why)
+	if err := r.Leader.VerifyLeader(); err != nil || !r.roomForFailure(name) {
+		return
+	}
+	res := &witnessv1.StepResult{Token: token, Step: StepPromote, Error: why.Error(), StartedUnixNano: r.now().UnixNano(), Node: r.Node}
+	if _, err := r.Leader.Apply(ctx, &witnessv1.RecordStepCommand{Group: name, Result: res}); err != nil {
+		r.Log.Warn("record why promotion waits", "group", name, keyErrLog, err)
+	}
+}
+
+// keyErrLog is the log key of an error.
+const keyErrLog = "error"
+
+// blockedKind is a short, stable form of why a promotion waits, so that a
+// reason is recorded once rather than at every look.
+func blockedKind(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "["); i >= 0 {
+		msg = msg[:i] // the voters' views change with every look
+	}
+	return msg
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) leaderLease() time.Duration {
+	if r.LeaderLease > 0 {
+		return r.LeaderLease
+	}
+	return 500 * time.Millisecond
+}
+
 // run carries out one step and records its outcome. A step is only run by
-// a node that has just verified its leadership.
-func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, switched time.Time, attempt int) error {
+// a node that has just verified its leadership: it is not started when
+// more than the leader lease has passed since (a pause, a slow machine).
+// A request already sent cannot be recalled; the token that every target
+// checks is the guard for that.
+func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, switched time.Time, attempt int, rule string) error {
+	// Leadership holds as of the moment verification began, not ended.
+	verified := r.now()
 	if err := r.Leader.VerifyLeader(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
@@ -457,6 +599,11 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
+	if since := r.now().Sub(verified); since > r.leaderLease() {
+		r.Log.Warn("step not started: leadership was verified too long ago", "group", g.GetSpec().GetName(),
+			"token", g.GetStatus().GetToken(), "step", step, "since_verified", since, "leader_lease", r.leaderLease())
+		return fmt.Errorf("%w: %s since, lease %s: %w", ErrNotLeader, since, r.leaderLease(), ErrLeaseRunOut)
+	}
 	var err error
 	switch step {
 	case StepFence:
@@ -492,7 +639,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		return ctx.Err()
 	}
 	res := &witnessv1.StepResult{Token: g.GetStatus().GetToken(), Step: step, Ok: err == nil, StartedUnixNano: start.UnixNano(),
-		DurationMs: time.Since(start).Milliseconds(), Attempt: int32(attempt), Node: r.Node}
+		DurationMs: time.Since(start).Milliseconds(), Attempt: int32(attempt), Node: r.Node, Rule: rule}
 	if errors.Is(err, ErrBestEffort) {
 		// Done, with what did not work written down.
 		res.Ok, res.Error, err = true, err.Error(), nil

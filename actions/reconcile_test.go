@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,6 +142,7 @@ func TestNewLeaderResumesWithoutRedoingSteps(t *testing.T) {
 
 func TestRequiredFailureHoldsLaterStepsAndIsRetried(t *testing.T) {
 	l, r := setup(t)
+	l.SetLeaseExpired("east", true) // the fence fails, but east has fenced itself
 	failover(t, l, "west")
 	r.Fail(actions.StepPromote, errors.New("connection refused"))
 	r.Fail(actions.StepFence, errors.New("old site unreachable"))
@@ -277,6 +279,7 @@ func TestPokeStartsAPlanBeforeTheTick(t *testing.T) {
 // RetryNow, called when a failing site is seen again, runs it at once.
 func TestRetryNowSkipsTheBackoff(t *testing.T) {
 	l, r := setup(t)
+	l.SetLeaseExpired("east", true)
 	r.Fail(actions.StepFence, errors.New("old site unreachable"))
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -350,4 +353,139 @@ func TestPokeDuringARunIsNotLost(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func switchover(t *testing.T, l *actionstest.Leader, to string) uint64 {
+	t.Helper()
+	g, _ := l.FSM.Group("app")
+	res, err := l.Apply(context.Background(), &witnessv1.TransitionCommand{
+		Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: g.GetStatus().GetToken(), ToSite: to}},
+		Kind:  witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
+	})
+	if err != nil || res.Err != nil {
+		t.Fatal(err, res.Err)
+	}
+	return res.Tokens["app"]
+}
+
+// promoteResults are the promote results recorded at the current token:
+// "ok rule" or "error".
+func promoteResults(l *actionstest.Leader) []string {
+	g, _ := l.FSM.Group("app")
+	var out []string
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetToken() != g.GetStatus().GetToken() || s.GetStep() != actions.StepPromote {
+			continue
+		}
+		if s.GetOk() {
+			out = append(out, "ok "+s.GetRule())
+		} else {
+			out = append(out, "waits: "+s.GetError())
+		}
+	}
+	return out
+}
+
+func promoted(r *actionstest.Runner, token uint64) bool {
+	return slices.ContainsFunc(r.Calls(), func(c actionstest.Call) bool { return c.Step == actions.StepPromote && c.Token == token })
+}
+
+// A failover never promotes after a failed fence until a quorum of voters
+// sees the old site's lease expired; the wait is recorded once, and the
+// promotion then records the rule that allowed it.
+func TestFailoverPromotesAfterAFailedFenceOnlyOnceTheLeaseExpired(t *testing.T) {
+	l, r := setup(t)
+	r.Fail(actions.StepFence, errors.New("old site unreachable"))
+	tok := failover(t, l, "west")
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for l.LeaseAsks() < 5 || r.Tries(actions.StepFence) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reconciler did not look at the lease and retry the fence; asks %d", l.LeaseAsks())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if promoted(r, tok) {
+		t.Fatalf("promoted after a failed fence while east's lease is held: %v", r.Calls())
+	}
+	waits := promoteResults(l)
+	if len(waits) != 1 || !strings.Contains(waits[0], "fence of east not confirmed") {
+		t.Fatalf("recorded promote results %q, want the wait once", waits)
+	}
+	l.SetLeaseExpired("east", true)
+	for !slices.Contains(steps(l), actions.StepSettle) {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("no promotion after the lease expired; calls %v", r.Calls())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := promoteResults(l)
+	if got[len(got)-1] != "ok "+actions.RuleLeaseExpired {
+		t.Errorf("promote results %q, want the last ok by %s", got, actions.RuleLeaseExpired)
+	}
+}
+
+// A switchover whose fence fails promotes nothing and switches nothing,
+// whatever the lease says.
+func TestSwitchoverNeverPromotesWithoutAConfirmedFence(t *testing.T) {
+	l, r := setup(t)
+	l.SetLeaseExpired("east", true)
+	r.Fail(actions.StepFence, errors.New("too many clients already"))
+	tok := switchover(t, l, "west")
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { rec.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Tries(actions.StepFence) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("fence not retried")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, c := range r.Calls() {
+		if c.Token == tok && c.Step != actions.StepFence {
+			t.Errorf("%v ran while the switchover's fence fails", c)
+		}
+	}
+	r.Fail(actions.StepFence, nil)
+	for !slices.Contains(steps(l), actions.StepSettle) {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("no promotion after the fence held; calls %v", r.Calls())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
+		t.Errorf("promote results (-want +got):\n%s", diff)
+	}
+}
+
+// A leader paused between verifying its leadership and acting does not
+// start the step when it resumes.
+func TestStepNotStartedWhenLeadershipWasVerifiedTooLongAgo(t *testing.T) {
+	l, r := setup(t)
+	failover(t, l, "west")
+	var mu sync.Mutex
+	now := time.Unix(5000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	pause := func(d time.Duration) func() {
+		return func() { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	}
+	l.AfterVerify = pause(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	(&actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 5 * time.Millisecond,
+		LeaderLease: time.Second, Now: clock}).Run(ctx)
+	if got := r.Calls(); len(got) != 0 {
+		t.Fatalf("steps started after a pause longer than the leader lease: %v", got)
+	}
+	// Within the lease, the same plan runs.
+	l.AfterVerify = pause(100 * time.Millisecond)
+	runUntil(t, l, r, func() bool { return slices.Contains(steps(l), actions.StepPromote) })
 }

@@ -2,10 +2,9 @@ package cluster
 
 import (
 	"context"
-	"strconv"
+	"errors"
+	"fmt"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
@@ -37,54 +36,36 @@ func (f pgFencer) Unfence(ctx context.Context, dsn, group string, token uint64) 
 	return (&postgres.Client{Site: f.site}).Promote(ctx, dsn, group, token)
 }
 
-// majorityAt advances *last to the latest moment this witness is known to
-// have been with the Raft majority: now while it leads (a leader steps down
-// within leader_lease_timeout of losing its quorum), or the last time it
-// heard from a leader.
-func (n *Node) majorityAt(last *time.Time, now time.Time) {
-	if n.raft.State() == raft.Leader {
-		*last = now
-		return
-	}
-	if c := n.raft.LastContact(); c.After(*last) {
-		*last = c
-	}
-}
-
-// caughtUp reports whether this witness has applied everything the leader
-// told it was committed, so its replica can be trusted about tokens.
-func (n *Node) caughtUp() bool {
-	commit, err := strconv.ParseUint(n.raft.Stats()["commit_index"], 10, 64)
-	return err == nil && commit > 0 && n.raft.AppliedIndex() >= commit
-}
-
 // leaseLoop is the self-fencing lease: a witness at a group's active site
-// that cannot reach the Raft majority for the group's fence_after fences
-// that group at its site: the database (read-only, token recorded) and the
-// group's local_fence hooks, so that by the time the other sites may fail
-// the group over (failover_after, which validation keeps above fence_after
-// + margin) the old site no longer takes writes. When contact comes back
-// and the group is still active here at the same token (no failover
-// happened), it lifts the database fence; what the hooks did is not undone.
+// whose lease with the voters (see grant.go) is older than the group's
+// fence_after fences that group at its site: the database and the
+// group's local_fence hooks, so that by the time the leader may promote
+// elsewhere without a confirmed fence (a quorum of voters sees the lease
+// expired, after fence_after plus a margin) the old site no longer takes
+// writes. A witness that starts is judged after its first renewal round:
+// without a quorum's grant it fences at once.
+//
+// When the lease is renewed again, the fence is lifted only if a
+// linearizable read (the leader's commit index, applied here) shows the
+// group still active here at the token of the fence; a local replica alone
+// may be behind a failover it has not heard of yet. What the hooks did is
+// not undone.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
 	fencer := n.opts.LocalFencer
 	if fencer == nil {
 		fencer = pgFencer{site: n.cfg.Site}
 	}
-	lastMajority := time.Now()
+	select {
+	case <-n.ctx.Done():
+		return
+	case <-n.lease.judged:
+	}
 	fenced := map[string]*selfFence{} // group -> this episode of fencing
 	t := time.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		n.majorityAt(&lastMajority, now)
-		age := now.Sub(lastMajority)
+		since, held := n.lease.since(time.Now())
 		for _, g := range n.fsm.Groups() {
 			name, st := g.GetSpec().GetName(), g.GetStatus()
 			dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
@@ -94,9 +75,13 @@ func (n *Node) leaseLoop() {
 			fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
 			f := fenced[name]
 			switch {
-			case fenceAfter > 0 && age >= fenceAfter:
+			case fenceAfter > 0 && (!held || since >= fenceAfter):
 				if f == nil {
-					n.log.Error("lost the Raft majority while active: fencing this site", "group", name, "token", st.GetToken(), "without_majority", age.Round(time.Millisecond))
+					lost := "never granted since start"
+					if held {
+						lost = since.Round(time.Millisecond).String()
+					}
+					n.log.Error("lease with the voters lost while active: fencing this site", "group", name, "token", st.GetToken(), "since_grant", lost)
 					f = &selfFence{token: st.GetToken()}
 					fenced[name] = f
 					// Hooks run once per episode, beside the database
@@ -104,19 +89,20 @@ func (n *Node) leaseLoop() {
 					n.startLocalFenceHooks(g, hooks)
 				}
 				if dsn != "" && !f.database {
-					if err := n.localFence(fencer.Fence, dsn, name, st.GetToken()); err != nil {
+					if err := n.localFence(fencer.Fence, g, dsn); err != nil {
 						n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
 						continue
 					}
 					f.database = true
 				}
-			case f != nil && age < fenceAfter/2 && n.caughtUp():
-				if f.database && f.token == st.GetToken() {
-					if err := n.localFence(fencer.Unfence, dsn, name, f.token); err != nil {
-						n.log.Error("lifting the self-fence failed; retrying", "group", name, keyErr, err)
-						continue
+			case f != nil && held && since < fenceAfter/2:
+				if f.database {
+					if err := n.liftSelfFence(fencer, name, dsn, f.token); err != nil {
+						n.log.Warn("self-fence kept", "group", name, "token", f.token, "why", err)
+						if !errors.Is(err, errMovedOn) {
+							continue
+						}
 					}
-					n.log.Warn("majority reached again and no failover happened: lifted the self-fence", "group", name, "token", f.token)
 				}
 				delete(fenced, name)
 			}
@@ -128,7 +114,35 @@ func (n *Node) leaseLoop() {
 				delete(fenced, name)
 			}
 		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
+}
+
+// errMovedOn: the group is no longer active here at the fence's token.
+var errMovedOn = errors.New("the group moved on since the fence")
+
+// liftSelfFence lifts a self-fence of group at token once a linearizable
+// read shows the group still active at this site at that token.
+func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64) error {
+	ctx, cancel := context.WithTimeout(n.ctx, leaseRenewTimeout)
+	err := n.readIndex(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("no linearizable read of the group yet: %w", err)
+	}
+	g, ok := n.fsm.Group(group)
+	if !ok || g.GetStatus().GetToken() != token || g.GetStatus().GetActiveSite() != n.cfg.Site {
+		return fmt.Errorf("group %q at token %d, active at %q: %w", group, g.GetStatus().GetToken(), g.GetStatus().GetActiveSite(), errMovedOn)
+	}
+	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {
+		return fmt.Errorf("lift the self-fence: %w", err)
+	}
+	n.log.Warn("lease renewed and no failover happened (linearizable read): lifted the self-fence", "group", group, "token", token)
+	return nil
 }
 
 // selfFence is one episode of a witness fencing its own site for a group.
@@ -181,10 +195,16 @@ func (n *Node) startLocalFenceHooks(g *witnessv1.Group, hooks []*witnessv1.HookA
 	}()
 }
 
-func (n *Node) localFence(f func(context.Context, string, string, uint64) error, dsn, group string, token uint64) error {
-	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+// localFence runs a fence or an unfence of the group's database at this
+// site, bounded by the group's fence time limit.
+func (n *Node) localFence(f func(context.Context, string, string, uint64) error, g *witnessv1.Group, dsn string) error {
+	limit := time.Duration(g.GetSpec().GetPolicy().GetFenceTimeoutMs()) * time.Millisecond
+	if limit <= 0 {
+		limit = DefaultFenceTimeout
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, limit)
 	defer cancel()
-	return f(ctx, dsn, group, token)
+	return f(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
 // localDSN is the group's database at this site, if it has one.

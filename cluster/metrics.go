@@ -20,6 +20,7 @@ var (
 type nodeMetrics struct {
 	dnsDrift               *prometheus.CounterVec
 	localFenceHookFailures *prometheus.CounterVec
+	leaseRenewals          prometheus.Counter
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -32,6 +33,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "witness_local_fence_hook_failures_total",
 			Help: "local_fence hooks that failed on this witness when it fenced its own site after losing the Raft majority.",
 		}, []string{"group", "hook"}),
+		leaseRenewals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "witness_lease_renewals_total",
+			Help: "Lease renewals of this witness that a quorum of voters granted.",
+		}),
 	}
 }
 

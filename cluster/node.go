@@ -123,6 +123,11 @@ type Node struct {
 	hookRuns hookRuns
 	metrics  *nodeMetrics
 
+	grants  *grants // lease renewals this witness granted as a voter
+	lease   *holder // this witness's own lease
+	sitesMu sync.Mutex
+	sites   map[string]string // witness -> site, as ever seen
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -144,7 +149,8 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With(keyNode, cfg.Name)
-	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8), metrics: newNodeMetrics()}
+	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8), metrics: newNodeMetrics(),
+		grants: newGrants(time.Now()), lease: newHolder()}
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
 	n.obs.recovered = n.siteRecovered
 	n.sched = probes.NewScheduler(probes.Config{OnObservation: n.obs.local, Logger: log.With(keyComponent, "probes")})
@@ -225,7 +231,8 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	n.gossip.addPeers(id.GossipPeers...)
 	n.startMetrics()
 
-	n.wg.Add(6)
+	n.wg.Add(7)
+	go n.renewLoop()
 	go n.leaseLoop()
 	go n.watchLeadership()
 	go n.gossipLoop()
@@ -413,7 +420,7 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	if runner == nil {
 		runner = actions.Targets{Sites: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}}
 	}
-	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"),
+	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(),
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
 	n.setReconciler(rec)
 	defer n.setReconciler(nil)
@@ -460,7 +467,7 @@ func (n *Node) Groups() []*witnessv1.Group { return n.fsm.Groups() }
 
 func (n *Node) startMetrics() {
 	if n.opts.Registerer != nil {
-		n.opts.Registerer.MustRegister(&collector{n: n}, n.metrics.dnsDrift, n.metrics.localFenceHookFailures)
+		n.opts.Registerer.MustRegister(&collector{n: n}, n.metrics.dnsDrift, n.metrics.localFenceHookFailures, n.metrics.leaseRenewals)
 	}
 	if n.cfg.MetricsAddr == "" || n.opts.Gatherer == nil {
 		return

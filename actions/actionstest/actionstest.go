@@ -170,8 +170,47 @@ func (r *Runner) Checks() []Call {
 // can be switched off to play a deposed leader.
 type Leader struct {
 	FSM *fsm.FSM
-	mu  sync.Mutex
-	off bool
+	// AfterVerify, if set, runs after every successful VerifyLeader: a
+	// test plays a pause between verifying and acting with it.
+	AfterVerify func()
+	mu          sync.Mutex
+	off         bool
+	expired     map[string]bool
+	leaseAsks   int
+}
+
+var _ actions.Leader = (*Leader)(nil)
+
+// ErrLeaseHeld is what SiteLeaseExpired returns for a site not set
+// expired.
+var ErrLeaseHeld = errors.New("lease held")
+
+// SetLeaseExpired sets whether SiteLeaseExpired reports site's lease
+// expired; by default no site's is.
+func (l *Leader) SetLeaseExpired(site string, expired bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.expired == nil {
+		l.expired = map[string]bool{}
+	}
+	l.expired[site] = expired
+}
+
+// LeaseAsks is how many times SiteLeaseExpired was called.
+func (l *Leader) LeaseAsks() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leaseAsks
+}
+
+func (l *Leader) SiteLeaseExpired(_ context.Context, site string, _, _ time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leaseAsks++
+	if l.expired[site] {
+		return nil
+	}
+	return fmt.Errorf("site %s: %w", site, ErrLeaseHeld)
 }
 
 // ErrDeposed is what VerifyLeader returns once SetLeading(false).
@@ -188,16 +227,24 @@ func (l *Leader) Groups() []*witnessv1.Group { return l.FSM.Groups() }
 
 func (l *Leader) VerifyLeader() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.off {
+	off := l.off
+	after := l.AfterVerify
+	l.mu.Unlock()
+	if off {
 		return ErrDeposed
+	}
+	if after != nil {
+		after()
 	}
 	return nil
 }
 
 func (l *Leader) Apply(_ context.Context, cmd proto.Message) (fsm.Result, error) {
-	if err := l.VerifyLeader(); err != nil {
-		return fsm.Result{}, err
+	l.mu.Lock()
+	off := l.off
+	l.mu.Unlock()
+	if off {
+		return fsm.Result{}, ErrDeposed
 	}
 	b, err := fsm.Encode(cmd)
 	if err != nil {

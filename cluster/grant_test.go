@@ -1,0 +1,95 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+)
+
+func TestGrantsExpireOnlyAfterHoldSinceTheLatestGrant(t *testing.T) {
+	start := time.Unix(1000, 0)
+	const hold = 10 * time.Second
+	g := newGrants(start)
+	type check struct {
+		at      time.Duration // after start
+		nodes   []string
+		expired bool
+	}
+	for _, step := range []struct {
+		grant  string
+		at     time.Duration
+		checks []check
+	}{
+		// Never granted: counted from the voter's start, since it may have
+		// granted just before it restarted.
+		{checks: []check{
+			{at: hold - time.Millisecond, nodes: []string{"east-1"}, expired: false},
+			{at: hold, nodes: []string{"east-1"}, expired: true},
+		}},
+		{grant: "east-1", at: 3 * time.Second, checks: []check{
+			{at: hold, nodes: []string{"east-1"}, expired: false},
+			{at: 3*time.Second + hold - time.Millisecond, nodes: []string{"east-1"}, expired: false},
+			{at: 3*time.Second + hold, nodes: []string{"east-1"}, expired: true},
+			// Another witness of the site that never renewed does not
+			// shorten the hold: the latest grant to any of them counts.
+			{at: 3*time.Second + hold - time.Millisecond, nodes: []string{"east-1", "east-2"}, expired: false},
+		}},
+		// An older grant arriving late never moves the record back.
+		{grant: "east-1", at: time.Second, checks: []check{
+			{at: 3*time.Second + hold - time.Millisecond, nodes: []string{"east-1"}, expired: false},
+		}},
+	} {
+		if step.grant != "" {
+			g.grant(step.grant, start.Add(step.at))
+		}
+		for _, c := range step.checks {
+			got, _ := g.expired(c.nodes, hold, start.Add(c.at))
+			if got != c.expired {
+				t.Errorf("after grant %s@%v: expired(%v) at %v = %v, want %v", step.grant, step.at, c.nodes, c.at, got, c.expired)
+			}
+		}
+	}
+}
+
+func TestHolderKeepsTheNewestQuorumGrant(t *testing.T) {
+	h := newHolder()
+	now := time.Unix(2000, 0)
+	if _, ok := h.since(now); ok {
+		t.Fatal("a witness that was never granted holds a lease")
+	}
+	h.renewed(now.Add(-2 * time.Second))
+	h.renewed(now.Add(-3 * time.Second)) // a slower, older round ends later
+	if d, ok := h.since(now); !ok || d != 2*time.Second {
+		t.Fatalf("since = %v, %v; want 2s, true", d, ok)
+	}
+}
+
+// The voters' hold must cover everything between the old site's lease
+// running out (fence_after after its last granted renewal was sent) and its
+// fence holding: the lease check, the first round after a start, the
+// fence's time limit and the clocks' rates.
+func TestLeaseHoldCoversTheFence(t *testing.T) {
+	for _, tc := range []struct{ fenceAfter, fenceTimeout time.Duration }{
+		{5 * time.Second, 0},
+		{5 * time.Second, 150 * time.Millisecond},
+		{time.Hour, 10 * time.Second},
+		{time.Second, time.Second},
+	} {
+		hold := LeaseHold(tc.fenceAfter, tc.fenceTimeout)
+		limit := tc.fenceTimeout
+		if limit == 0 {
+			limit = DefaultFenceTimeout
+		}
+		worst := tc.fenceAfter + leaseEvery + leaseRenewTimeout + limit
+		if drift := time.Duration(float64(tc.fenceAfter) * clockRate); hold < worst+drift || hold < worst+minDrift {
+			t.Errorf("LeaseHold(%v, %v) = %v, below the fence's worst case %v plus drift", tc.fenceAfter, tc.fenceTimeout, hold, worst)
+		}
+	}
+}
+
+func TestQuorum(t *testing.T) {
+	for voters, want := range map[int]int{1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 7: 4, 9: 5} {
+		if got := quorum(voters); got != want {
+			t.Errorf("quorum(%d) = %d, want %d", voters, got, want)
+		}
+	}
+}
