@@ -282,7 +282,17 @@ func (r *Reconciler) doorbell() chan struct{} {
 // in the plan: the self-fencing lease runs them.
 func Plan(g *witnessv1.Group) []string {
 	a := g.GetSpec().GetActions()
-	from := previousSite(g)
+	cur := currentTransition(g)
+	from := cur.GetFromSite()
+	moved := from != "" && from != g.GetStatus().GetActiveSite()
+	if cur.GetPhase() == fsm.PhasePrepare {
+		// The first phase of a switchover only fences the site the group
+		// stays at; the move commits once that holds.
+		if a.GetPostgres() != nil {
+			return []string{StepFence}
+		}
+		return nil
+	}
 	var steps []string
 	hooks := func(step string) {
 		for _, h := range a.GetHooks() {
@@ -291,8 +301,8 @@ func Plan(g *witnessv1.Group) []string {
 			}
 		}
 	}
-	if from != "" {
-		if a.GetPostgres() != nil {
+	if moved {
+		if a.GetPostgres() != nil && !prepareFenced(g) {
 			steps = append(steps, StepFence)
 		}
 		hooks(HookFence)
@@ -305,7 +315,8 @@ func Plan(g *witnessv1.Group) []string {
 		steps = append(steps, StepDNS)
 	}
 	hooks(HookAfterSwitch)
-	// People hear of transitions, not of a group's creation.
+	// People hear of transitions and aborted switchovers, not of a
+	// group's creation.
 	if len(a.GetNotify()) > 0 && from != "" {
 		steps = append(steps, StepNotify)
 	}
@@ -313,6 +324,36 @@ func Plan(g *witnessv1.Group) []string {
 		steps = append(steps, StepSettle)
 	}
 	return steps
+}
+
+// currentTransition is the history entry of the current token.
+func currentTransition(g *witnessv1.Group) *witnessv1.Transition {
+	st := g.GetStatus()
+	for _, h := range slices.Backward(st.GetHistory()) {
+		if h.GetToken() == st.GetToken() {
+			return h
+		}
+	}
+	return nil
+}
+
+// prepareFenced reports whether the current token completes a switchover
+// whose first phase, at the token before, confirmed the old site's fence.
+func prepareFenced(g *witnessv1.Group) bool {
+	h := g.GetStatus().GetHistory()
+	if len(h) < 2 {
+		return false
+	}
+	cur, prev := h[len(h)-1], h[len(h)-2]
+	if cur.GetToken() != g.GetStatus().GetToken() || prev.GetPhase() != fsm.PhasePrepare || prev.GetToSite() != cur.GetFromSite() {
+		return false
+	}
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetToken() == prev.GetToken() && s.GetStep() == StepFence && s.GetOk() {
+			return true
+		}
+	}
+	return false
 }
 
 // previousSite is the site the current token took the group from.
@@ -364,12 +405,12 @@ func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced
 	from := previousSite(g)
 	pg := g.GetSpec().GetActions().GetPostgres()
 	switch {
-	case from == "":
+	case from == "" || from == g.GetStatus().GetActiveSite():
 		return RuleNoOldSite, nil
 	case pg.GetFence() == "none":
 		return RuleNoFence, nil
 	}
-	if ok, _ := succeeded(g, StepFence); ok || fenced {
+	if ok, _ := succeeded(g, StepFence); ok || fenced || prepareFenced(g) {
 		return RuleFenceConfirmed, nil
 	}
 	kind := transitionKind(g)
@@ -442,13 +483,60 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 			delete(r.retry, key)
 		}
 		r.mu.Unlock()
+		if err != nil && step == StepFence && preparing(g) && rs.attempt+1 >= SwitchoverFenceAttempts {
+			r.endSwitchover(ctx, g, err)
+			return
+		}
 		if err != nil && !bestEffort(g, step) {
 			return
 		}
 	}
+	if preparing(g) {
+		// Every step of the first phase holds: the old site is fenced.
+		r.endSwitchover(ctx, g, nil)
+		return
+	}
 	if ok, _ := succeeded(g, StepSettle); ok && g.GetSpec().GetActions().GetDns() != nil {
 		r.checkDNS(ctx, g)
 	}
+}
+
+// SwitchoverFenceAttempts is how many times the first phase of a
+// switchover tries to fence the old site before it gives the switchover
+// up.
+const SwitchoverFenceAttempts = 3
+
+// preparing reports whether the group is in the first phase of a
+// switchover.
+func preparing(g *witnessv1.Group) bool {
+	return g.GetStatus().GetPending() != nil && currentTransition(g).GetPhase() == fsm.PhasePrepare
+}
+
+// endSwitchover commits the second phase of a pending switchover: the move
+// when fenceErr is nil (the old site is fenced), else an abort back to the
+// site the group stayed at, at a new token whose plan lifts the fence.
+func (r *Reconciler) endSwitchover(ctx context.Context, g *witnessv1.Group, fenceErr error) {
+	st := g.GetStatus()
+	name, p := g.GetSpec().GetName(), st.GetPending()
+	cmd := &witnessv1.TransitionCommand{Kind: currentTransition(g).GetKind(), AtUnixNano: r.now().UnixNano(), By: r.Node,
+		Moves: []*witnessv1.Move{{Group: name, ExpectedToken: st.GetToken(), ToSite: p.GetToSite()}}, Reason: p.GetReason()}
+	what := "switchover moved"
+	if fenceErr != nil {
+		cmd.Abort = true
+		cmd.Moves[0].ToSite = st.GetActiveSite()
+		cmd.Reason = fmt.Sprintf("switchover to %s aborted: the fence of %s failed %d times: %v", p.GetToSite(), st.GetActiveSite(), SwitchoverFenceAttempts, fenceErr)
+		what = "switchover aborted"
+	}
+	res, err := r.Leader.Apply(ctx, cmd)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		r.Log.Warn(what+": not committed", "group", name, "token", st.GetToken(), keyErrLog, err)
+		return
+	}
+	r.Log.Warn(what, "group", name, "from", st.GetActiveSite(), "to", cmd.GetMoves()[0].GetToSite(), "token", res.Tokens[name], "reason", cmd.GetReason())
+	r.Poke()
 }
 
 // forgetOtherTokens drops the retry state of a group's earlier tokens.

@@ -489,3 +489,74 @@ func TestStepNotStartedWhenLeadershipWasVerifiedTooLongAgo(t *testing.T) {
 	l.AfterVerify = pause(100 * time.Millisecond)
 	runUntil(t, l, r, func() bool { return slices.Contains(steps(l), actions.StepPromote) })
 }
+
+func prepareSwitchover(t *testing.T, l *actionstest.Leader, to string) uint64 {
+	t.Helper()
+	g, _ := l.FSM.Group("app")
+	res, err := l.Apply(context.Background(), &witnessv1.TransitionCommand{
+		Moves:   []*witnessv1.Move{{Group: "app", ExpectedToken: g.GetStatus().GetToken(), ToSite: to}},
+		Kind:    witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
+		Prepare: true, Reason: "planned",
+	})
+	if err != nil || res.Err != nil {
+		t.Fatal(err, res.Err)
+	}
+	return res.Tokens["app"]
+}
+
+func callsFrom(r *actionstest.Runner, token uint64) []string {
+	var out []string
+	for _, c := range r.Calls() {
+		if c.Token >= token {
+			out = append(out, c.String())
+		}
+	}
+	return out
+}
+
+// A two-phase switchover: the old site is fenced at the first token while
+// the group stays there, and only then does the move commit and the new
+// site get promoted, without fencing again.
+func TestSwitchoverFencesBeforeTheMoveCommits(t *testing.T) {
+	l, r := setup(t)
+	prep := prepareSwitchover(t, l, "west")
+	runUntil(t, l, r, func() bool {
+		g, _ := l.FSM.Group("app")
+		return g.GetStatus().GetActiveSite() == "west" && slices.Contains(steps(l), actions.StepSettle)
+	})
+	want := []string{"fence app@2 east", "promote app@3 west", "dns app@3 west", "settle app@3 west"}
+	if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
+		t.Errorf("promote results (-want +got):\n%s", diff)
+	}
+}
+
+// A switchover whose fence keeps failing is given up: a new token at the
+// old site, whose plan lifts what the fence did; the target is never
+// promoted.
+func TestSwitchoverWhoseFenceFailsIsAbortedAtANewToken(t *testing.T) {
+	l, r := setup(t)
+	r.Fail(actions.StepFence, errors.New("password authentication failed"))
+	prep := prepareSwitchover(t, l, "west")
+	runUntil(t, l, r, func() bool {
+		g, _ := l.FSM.Group("app")
+		return g.GetStatus().GetToken() == prep+1 && slices.Contains(steps(l), actions.StepSettle)
+	})
+	g, _ := l.FSM.Group("app")
+	last := g.GetStatus().GetHistory()[len(g.GetStatus().GetHistory())-1]
+	if last.GetPhase() != fsm.PhaseAbort || g.GetStatus().GetActiveSite() != "east" || g.GetStatus().GetPending() != nil {
+		t.Fatalf("after the failed fence: active %s, pending %v, last transition %v", g.GetStatus().GetActiveSite(), g.GetStatus().GetPending(), last)
+	}
+	if !strings.Contains(last.GetReason(), "password authentication failed") {
+		t.Errorf("abort reason %q does not say why", last.GetReason())
+	}
+	if got := r.Tries(actions.StepFence); got != actions.SwitchoverFenceAttempts {
+		t.Errorf("fence tried %d times, want %d", got, actions.SwitchoverFenceAttempts)
+	}
+	want := []string{"promote app@3 east", "dns app@3 east", "settle app@3 east"}
+	if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}

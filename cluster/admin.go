@@ -139,7 +139,7 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, fsm.ErrUnknownSite), errors.Is(err, fsm.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, fsm.ErrSameSite), errors.Is(err, fsm.ErrActiveSiteRemoved),
+	case errors.Is(err, fsm.ErrSameSite), errors.Is(err, fsm.ErrActiveSiteRemoved), errors.Is(err, fsm.ErrPending), errors.Is(err, fsm.ErrNoPending),
 		errors.Is(err, fsm.ErrDisarmed), errors.Is(err, fsm.ErrObserveOnly):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrNameClash):
@@ -264,6 +264,9 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: req.GetExpectedToken(), ToSite: req.GetToSite()}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
 		Reason: reason, AtUnixNano: nowNano(), By: by(req.GetBy()),
+		// Two phases: the group stays at its site while the leader fences
+		// it at this new token; the move commits once the fence holds.
+		Prepare: true,
 	})
 	if err != nil {
 		return nil, err

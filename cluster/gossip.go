@@ -84,25 +84,57 @@ func decodeMeta(n *memberlist.Node) (nodeMeta, bool) {
 
 // gossip wraps a memberlist instance.
 type gossip struct {
-	ml  *memberlist.Memberlist
-	log *slog.Logger
+	ml      *memberlist.Memberlist
+	log     *slog.Logger
+	members *members
 
 	mu    sync.Mutex
 	peers []string // gossip addresses to (re)join
 }
 
-func (g *gossip) alive() map[string]peer {
-	out := map[string]peer{}
-	for _, n := range g.ml.Members() {
-		if n.State != memberlist.StateAlive {
-			continue
-		}
-		m, ok := decodeMeta(n)
-		if !ok {
-			g.log.Debug("ignoring member with unknown metadata", "name", n.Name)
-			continue
-		}
-		out[n.Name] = peer{Name: n.Name, GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: m}
+// alive returns the witnesses gossip sees alive, with their metadata.
+func (g *gossip) alive() map[string]peer { return g.members.alive() }
+
+// members is memberlist's view of the witnesses, copied when memberlist
+// tells of a change. memberlist.Members hands out nodes that it goes on
+// changing under its own lock, so reading them later races with it; its
+// event callbacks run under that lock, and copy here without blocking.
+type members struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	peers map[string]peer
+}
+
+var _ memberlist.EventDelegate = (*members)(nil)
+
+func newMembers(log *slog.Logger) *members { return &members{log: log, peers: map[string]peer{}} }
+
+func (m *members) NotifyJoin(n *memberlist.Node)   { m.set(n) }
+func (m *members) NotifyUpdate(n *memberlist.Node) { m.set(n) }
+func (m *members) NotifyLeave(n *memberlist.Node) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.peers, n.Name)
+}
+
+func (m *members) set(n *memberlist.Node) {
+	meta, ok := decodeMeta(n)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !ok {
+		m.log.Debug("ignoring member with unknown metadata", "name", n.Name)
+		delete(m.peers, n.Name)
+		return
+	}
+	m.peers[n.Name] = peer{Name: n.Name, GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: meta}
+}
+
+func (m *members) alive() map[string]peer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]peer, len(m.peers))
+	for k, v := range m.peers {
+		out[k] = v
 	}
 	return out
 }

@@ -321,13 +321,15 @@ func (n *Node) startGossip() error {
 	d := &delegate{meta: meta, log: n.log, obs: n.obs}
 	mc.Delegate = d
 	mc.Conflict = d
+	seen := newMembers(n.log.With(keyComponent, "gossip"))
+	mc.Events = seen
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = nt.Shutdown()
 		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
 	}
 	members.Store(ml)
-	n.gossip = &gossip{ml: ml, log: n.log.With(keyComponent, "gossip")}
+	n.gossip = &gossip{ml: ml, log: n.log.With(keyComponent, "gossip"), members: seen}
 	return nil
 }
 

@@ -30,6 +30,12 @@ var (
 	ErrDisarmed = errors.New("group is disarmed")
 	// ErrObserveOnly: an automatic failover of a group in observe mode.
 	ErrObserveOnly = errors.New("group is in observe mode")
+	// ErrNoPending: a switchover abort or completion for a group with no
+	// switchover pending, or a completion to another site than the pending
+	// one.
+	ErrNoPending = errors.New("no such switchover pending")
+	// ErrPending: a switchover is already pending for the group.
+	ErrPending = errors.New("a switchover is already pending")
 	// ErrInvalid: a command that is malformed (empty name, no sites, a
 	// group named twice); the API refuses these before they reach the log.
 	ErrInvalid = errors.New("invalid command")
@@ -195,9 +201,27 @@ func (f *FSM) deleteGroup(c *witnessv1.DeleteGroupCommand) Result {
 	return Result{}
 }
 
+// Phases of a switchover, recorded in Transition.phase.
+const (
+	PhasePrepare = "prepare"
+	PhaseAbort   = "abort"
+)
+
+// transition moves groups, or runs a phase of a two-phase switchover:
+// prepare (a new token, the group stays while its site is fenced, the move
+// pending), abort (a new token at the same site, the pending move given
+// up). A move of a group with a switchover pending must go to the pending
+// site, unless it is a failover, which replaces the switchover.
 func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 	if len(c.GetMoves()) == 0 {
 		return refuse("transition without moves: %w", ErrInvalid)
+	}
+	if c.GetPrepare() && c.GetAbort() {
+		return refuse("transition both prepares and aborts: %w", ErrInvalid)
+	}
+	failover := c.GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER
+	if failover && (c.GetPrepare() || c.GetAbort()) {
+		return refuse("a failover has no phases: %w", ErrInvalid)
 	}
 	seen := make(map[string]bool, len(c.GetMoves()))
 	for _, m := range c.GetMoves() {
@@ -216,10 +240,24 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 		if siteIndex(g.GetSpec(), m.GetToSite()) < 0 {
 			return refuse("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrUnknownSite)
 		}
-		if m.GetToSite() == st.GetActiveSite() {
+		pending := st.GetPending()
+		switch {
+		case c.GetAbort():
+			if pending == nil {
+				return refuse("abort switchover of %q: %w", m.GetGroup(), ErrNoPending)
+			}
+			if m.GetToSite() != st.GetActiveSite() {
+				return refuse("abort switchover of %q to %q: an abort stays at %q: %w", m.GetGroup(), m.GetToSite(), st.GetActiveSite(), ErrInvalid)
+			}
+			continue
+		case m.GetToSite() == st.GetActiveSite():
 			return refuse("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrSameSite)
+		case c.GetPrepare() && pending != nil:
+			return refuse("switchover of %q to %q: %w (to %q)", m.GetGroup(), m.GetToSite(), ErrPending, pending.GetToSite())
+		case !c.GetPrepare() && !failover && pending != nil && pending.GetToSite() != m.GetToSite():
+			return refuse("move %q to %q: %w (pending to %q)", m.GetGroup(), m.GetToSite(), ErrNoPending, pending.GetToSite())
 		}
-		if c.GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+		if failover {
 			if !st.GetArmed() {
 				return refuse("failover %q: %w since token %d", m.GetGroup(), ErrDisarmed, st.GetDisarmedAtToken())
 			}
@@ -232,7 +270,7 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 	for _, m := range c.GetMoves() {
 		f.lastToken++
 		st := f.groups[m.GetGroup()].Status
-		st.History = appendBounded(st.History, &witnessv1.Transition{
+		t := &witnessv1.Transition{
 			Token:      f.lastToken,
 			FromSite:   st.GetActiveSite(),
 			ToSite:     m.GetToSite(),
@@ -240,12 +278,23 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 			Reason:     c.GetReason(),
 			AtUnixNano: c.GetAtUnixNano(),
 			By:         c.GetBy(),
-		}, HistoryLimit)
-		st.ActiveSite = m.GetToSite()
+		}
+		switch {
+		case c.GetPrepare():
+			t.ToSite, t.Phase = st.GetActiveSite(), PhasePrepare
+			st.Pending = &witnessv1.PendingSwitchover{ToSite: m.GetToSite(), Reason: c.GetReason(), By: c.GetBy(), AtUnixNano: c.GetAtUnixNano()}
+		case c.GetAbort():
+			t.Phase = PhaseAbort
+			st.Pending = nil
+		default:
+			st.ActiveSite = m.GetToSite()
+			st.Pending = nil
+		}
+		st.History = appendBounded(st.History, t, HistoryLimit)
 		st.Token = f.lastToken
 		st.Proposal = nil
 		st.UpdatedUnixNano = c.GetAtUnixNano()
-		if c.GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+		if failover {
 			st.Armed = false
 			st.DisarmedAtToken = f.lastToken
 		}

@@ -348,6 +348,10 @@ func (c *cli) group(args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "group %s: active at %s, token %d, mode %s, %s\nsites in priority order: %s\n",
 		d.Name, d.ActiveSite, d.Token, d.Mode, armed, strings.Join(d.Sites, ", "))
+	if p := d.Pending; p != nil {
+		fmt.Fprintf(c.stdout, "switchover to %s pending since %s: %s is being fenced at token %d; the move commits once the fence holds\n",
+			p.To, p.Since.Format(time.RFC3339), d.ActiveSite, d.Token)
+	}
 	if p := d.Proposal; p != nil {
 		fmt.Fprintf(c.stdout, "proposal (%s): %s -> %s at token %d: %s\n", p.Action, p.From, p.To, p.ExpectedToken, p.Reason)
 		if p.Action == "pending" {
@@ -376,7 +380,11 @@ func (c *cli) group(args []string) error {
 		fmt.Fprintln(c.stdout, "\nhistory:")
 		var rows [][]string
 		for _, h := range d.History {
-			rows = append(rows, []string{h.At.Format(time.RFC3339), strconv.FormatUint(h.Token, 10), h.Kind, dash(h.From) + " -> " + h.To, dash(h.By), h.Reason})
+			kind := h.Kind
+			if h.Phase != "" {
+				kind += " (" + h.Phase + ")"
+			}
+			rows = append(rows, []string{h.At.Format(time.RFC3339), strconv.FormatUint(h.Token, 10), kind, dash(h.From) + " -> " + h.To, dash(h.By), h.Reason})
 		}
 		c.table("AT\tTOKEN\tKIND\tMOVE\tBY\tREASON", rows)
 	}
@@ -385,7 +393,13 @@ func (c *cli) group(args []string) error {
 		var rows [][]string
 		for _, s := range d.Steps {
 			res := "ok"
-			if !s.OK {
+			if s.Rule != "" {
+				res += " (" + s.Rule + ")"
+			}
+			switch {
+			case !s.OK && s.Attempt == 0:
+				res = "waits: " + s.Error // not run: what it waits for
+			case !s.OK:
 				res = "failed: " + s.Error
 			}
 			rows = append(rows, []string{strconv.FormatUint(s.Token, 10), s.Step, strconv.Itoa(int(s.Attempt)), fmt.Sprintf("%dms", s.DurationMS), dash(s.Node), res})
@@ -477,31 +491,83 @@ func (c *cli) call(f func(context.Context, witnessv1.AdminClient) error) error {
 func (c *cli) switchover(args []string) error {
 	var token uint64
 	var reason string
-	pos, err := c.flags("switchover", "switchover GROUP SITE [--token N] [--reason TEXT]", args, func(fs *flag.FlagSet) {
+	var wait time.Duration
+	pos, err := c.flags("switchover", "switchover GROUP SITE [--token N] [--reason TEXT] [--wait D]", args, func(fs *flag.FlagSet) {
 		fs.Uint64Var(&token, "token", 0, "the token you expect the group to hold (default: its current token)")
 		fs.StringVar(&reason, "reason", "", "why, for the history")
+		fs.DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for the old site's fence and the move (0: return once started)")
 	}, 2)
 	if err != nil {
 		return err
 	}
-	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
-		if token == 0 {
-			g, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: pos[0]})
-			if err != nil {
-				return err
-			}
-			token = g.GetGroup().GetStatus().GetToken()
-		}
-		resp, err := cl.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: pos[0], ToSite: pos[1], ExpectedToken: token, Reason: reason, By: who()})
+	cl, done, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if token == 0 {
+		g, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: pos[0]})
 		if err != nil {
 			return err
 		}
+		token = g.GetGroup().GetStatus().GetToken()
+	}
+	resp, err := cl.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: pos[0], ToSite: pos[1], ExpectedToken: token, Reason: reason, By: who()})
+	if err != nil {
+		return err
+	}
+	from, started := resp.GetFromSite(), resp.GetToken()
+	if c.g.output != "json" {
+		fmt.Fprintf(c.stdout, "group %s: switchover %s -> %s started at token %d: fencing %s first\n", pos[0], from, pos[1], started, from)
+	}
+	if wait <= 0 {
 		if c.g.output == "json" {
-			return c.printJSON(map[string]any{"group": pos[0], "from_site": resp.GetFromSite(), "to_site": pos[1], "token": resp.GetToken()})
+			return c.printJSON(map[string]any{"group": pos[0], "from_site": from, "to_site": pos[1], "token": started, "state": "started"})
 		}
-		fmt.Fprintf(c.stdout, "group %s: %s -> %s, token %d\n", pos[0], resp.GetFromSite(), pos[1], resp.GetToken())
 		return nil
-	})
+	}
+	// The move commits once the old site is fenced; a fence that keeps
+	// failing ends the switchover at a new token at the old site.
+	wctx, wcancel := context.WithTimeout(context.Background(), wait)
+	defer wcancel()
+	for {
+		g, err := cl.GetGroup(wctx, &witnessv1.GetGroupRequest{Name: pos[0]})
+		if err != nil {
+			return fmt.Errorf("wait for the switchover: %w", err)
+		}
+		st := g.GetGroup().GetStatus()
+		if st.GetToken() > started {
+			var last *witnessv1.Transition
+			for _, h := range st.GetHistory() {
+				if h.GetToken() == started+1 {
+					last = h
+				}
+			}
+			state, moved := "moved", last.GetPhase() == "" && last.GetToSite() == pos[1]
+			if !moved {
+				state = "not moved"
+			}
+			if c.g.output == "json" {
+				if err := c.printJSON(map[string]any{"group": pos[0], "from_site": from, "to_site": pos[1], "token": started + 1,
+					"state": state, "active_site": last.GetToSite(), "reason": last.GetReason()}); err != nil {
+					return err
+				}
+			} else if moved {
+				fmt.Fprintf(c.stdout, "group %s: %s -> %s, token %d\n", pos[0], from, pos[1], started+1)
+			}
+			if !moved {
+				return fmt.Errorf("group %s: %s: now active at %s, token %d: %s", pos[0], state, last.GetToSite(), started+1, last.GetReason())
+			}
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("group %s: switchover started at token %d still waits for the fence of %s after %s (see witnessctl group %s)", pos[0], started, from, wait, pos[0])
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (c *cli) mode(args []string) error {

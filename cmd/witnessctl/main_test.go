@@ -103,9 +103,9 @@ func TestCommandsAndExitCodes(t *testing.T) {
 		wantCode int
 		wantOut  string
 	}{
-		{"switchover", []string{"switchover", "app", "west"}, 0, "east -> west, token 2"},
+		{"switchover", []string{"switchover", "app", "west"}, 0, "east -> west, token 3"},
 		{"stale token", []string{"switchover", "app", "east", "--token", "1"}, 1, ""},
-		{"group detail", []string{"group", "app"}, 0, "active at west, token 2"},
+		{"group detail", []string{"group", "app"}, 0, "active at west, token 3"},
 		{"disarm", []string{"disarm", "app"}, 0, "disarmed"},
 		{"mode", []string{"mode", "app", "observe"}, 0, "mode observe"},
 		{"bad mode", []string{"mode", "app", "sometimes"}, 2, ""},

@@ -42,6 +42,7 @@ type transitionJSON struct {
 	From   string    `json:"from_site"`
 	To     string    `json:"to_site"`
 	Kind   string    `json:"kind"`
+	Phase  string    `json:"phase,omitempty"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
 	By     string    `json:"by"`
@@ -56,15 +57,24 @@ type stepJSON struct {
 	DurationMS int64     `json:"duration_ms"`
 	Attempt    int32     `json:"attempt"`
 	Node       string    `json:"node"`
+	Rule       string    `json:"rule,omitempty"`
 }
 
 type groupDetail struct {
 	groupSummary
 	DisarmedAtToken uint64           `json:"disarmed_at_token,omitempty"`
 	Proposal        *proposalJSON    `json:"proposal,omitempty"`
+	Pending         *pendingJSON     `json:"pending_switchover,omitempty"`
 	History         []transitionJSON `json:"history"`
 	Steps           []stepJSON       `json:"steps"`
 	Explanation     *explanationJSON `json:"explanation,omitempty"`
+}
+
+type pendingJSON struct {
+	To     string    `json:"to_site"`
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`
+	Since  time.Time `json:"since"`
 }
 
 type proposalJSON struct {
@@ -145,13 +155,16 @@ func toDetail(g *witnessv1.Group) groupDetail {
 	if p := s.GetProposal(); p != nil {
 		d.Proposal = &proposalJSON{Action: p.GetAction(), From: p.GetFromSite(), To: p.GetToSite(), ExpectedToken: p.GetExpectedToken(), Reason: p.GetReason()}
 	}
+	if p := s.GetPending(); p != nil {
+		d.Pending = &pendingJSON{To: p.GetToSite(), Reason: p.GetReason(), By: p.GetBy(), Since: time.Unix(0, p.GetAtUnixNano()).UTC()}
+	}
 	for _, h := range s.GetHistory() {
-		d.History = append(d.History, transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(),
+		d.History = append(d.History, transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(), Phase: h.GetPhase(),
 			Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy()})
 	}
 	for _, st := range s.GetSteps() {
 		d.Steps = append(d.Steps, stepJSON{Token: st.GetToken(), Step: st.GetStep(), OK: st.GetOk(), Error: st.GetError(),
-			Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode()})
+			Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule()})
 	}
 	return d
 }

@@ -52,8 +52,12 @@ type AdminClient interface {
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
 	GetGroup(ctx context.Context, in *GetGroupRequest, opts ...grpc.CallOption) (*GetGroupResponse, error)
 	DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error)
-	// Switchover moves a group to another site, if its token is still the
-	// expected one (Aborted otherwise; nothing changes).
+	// Switchover starts moving a group to another site, if its token is
+	// still the expected one (Aborted otherwise; nothing changes). It
+	// returns once the first phase is committed: a new token at which the
+	// group stays where it is while the leader fences it there; the move
+	// commits once the fence holds, or the switchover is given up at a
+	// further token (history phase "abort") when the fence keeps failing.
 	Switchover(ctx context.Context, in *SwitchoverRequest, opts ...grpc.CallOption) (*SwitchoverResponse, error)
 	SetMode(ctx context.Context, in *SetModeRequest, opts ...grpc.CallOption) (*SetModeResponse, error)
 	SetArmed(ctx context.Context, in *SetArmedRequest, opts ...grpc.CallOption) (*SetArmedResponse, error)
@@ -247,8 +251,12 @@ type AdminServer interface {
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
 	GetGroup(context.Context, *GetGroupRequest) (*GetGroupResponse, error)
 	DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error)
-	// Switchover moves a group to another site, if its token is still the
-	// expected one (Aborted otherwise; nothing changes).
+	// Switchover starts moving a group to another site, if its token is
+	// still the expected one (Aborted otherwise; nothing changes). It
+	// returns once the first phase is committed: a new token at which the
+	// group stays where it is while the leader fences it there; the move
+	// commits once the fence holds, or the switchover is given up at a
+	// further token (history phase "abort") when the fence keeps failing.
 	Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error)
 	SetMode(context.Context, *SetModeRequest) (*SetModeResponse, error)
 	SetArmed(context.Context, *SetArmedRequest) (*SetArmedResponse, error)

@@ -1118,14 +1118,19 @@ func (x *NotifyAction) GetPasswordFile() string {
 }
 
 type Transition struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
-	FromSite      string                 `protobuf:"bytes,2,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
-	ToSite        string                 `protobuf:"bytes,3,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
-	Kind          TransitionKind         `protobuf:"varint,4,opt,name=kind,proto3,enum=witness.v1.TransitionKind" json:"kind,omitempty"`
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	AtUnixNano    int64                  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
-	By            string                 `protobuf:"bytes,7,opt,name=by,proto3" json:"by,omitempty"` // node or operator that proposed it
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Token      uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	FromSite   string                 `protobuf:"bytes,2,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	ToSite     string                 `protobuf:"bytes,3,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	Kind       TransitionKind         `protobuf:"varint,4,opt,name=kind,proto3,enum=witness.v1.TransitionKind" json:"kind,omitempty"`
+	Reason     string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	AtUnixNano int64                  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	By         string                 `protobuf:"bytes,7,opt,name=by,proto3" json:"by,omitempty"` // node or operator that proposed it
+	// phase is empty for a move; "prepare" for the first phase of a
+	// switchover (a new token, the group stays at from_site while it is
+	// fenced); "abort" for a switchover given up (a new token, back at
+	// from_site, which lifts the fence).
+	Phase         string `protobuf:"bytes,8,opt,name=phase,proto3" json:"phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1205,6 +1210,13 @@ func (x *Transition) GetAtUnixNano() int64 {
 func (x *Transition) GetBy() string {
 	if x != nil {
 		return x.By
+	}
+	return ""
+}
+
+func (x *Transition) GetPhase() string {
+	if x != nil {
+		return x.Phase
 	}
 	return ""
 }
@@ -1901,12 +1913,17 @@ func (x *Move) GetToSite() string {
 // TransitionCommand changes the active site of one or more groups in one
 // entry: all moves apply, or none.
 type TransitionCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Moves         []*Move                `protobuf:"bytes,1,rep,name=moves,proto3" json:"moves,omitempty"`
-	Kind          TransitionKind         `protobuf:"varint,2,opt,name=kind,proto3,enum=witness.v1.TransitionKind" json:"kind,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
-	By            string                 `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Moves      []*Move                `protobuf:"bytes,1,rep,name=moves,proto3" json:"moves,omitempty"`
+	Kind       TransitionKind         `protobuf:"varint,2,opt,name=kind,proto3,enum=witness.v1.TransitionKind" json:"kind,omitempty"`
+	Reason     string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	AtUnixNano int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	By         string                 `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
+	// prepare starts a two-phase switchover instead of moving: the group
+	// gets a new token and stays at its active site, with the move pending.
+	Prepare bool `protobuf:"varint,6,opt,name=prepare,proto3" json:"prepare,omitempty"`
+	// abort gives up a pending switchover: a new token at the active site.
+	Abort         bool `protobuf:"varint,7,opt,name=abort,proto3" json:"abort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1974,6 +1991,20 @@ func (x *TransitionCommand) GetBy() string {
 		return x.By
 	}
 	return ""
+}
+
+func (x *TransitionCommand) GetPrepare() bool {
+	if x != nil {
+		return x.Prepare
+	}
+	return false
+}
+
+func (x *TransitionCommand) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
 }
 
 type SetModeCommand struct {
@@ -2323,7 +2354,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x06 \x03(\tR\x02to\x12\x1a\n" +
 	"\busername\x18\a \x01(\tR\busername\x12#\n" +
-	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\xd2\x01\n" +
+	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\xe8\x01\n" +
 	"\n" +
 	"Transition\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
@@ -2333,7 +2364,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12 \n" +
 	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\a \x01(\tR\x02by\"\xeb\x01\n" +
+	"\x02by\x18\a \x01(\tR\x02by\x12\x14\n" +
+	"\x05phase\x18\b \x01(\tR\x05phase\"\xeb\x01\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2395,14 +2427,16 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04Move\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12%\n" +
 	"\x0eexpected_token\x18\x02 \x01(\x04R\rexpectedToken\x12\x17\n" +
-	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xb5\x01\n" +
+	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xe5\x01\n" +
 	"\x11TransitionCommand\x12&\n" +
 	"\x05moves\x18\x01 \x03(\v2\x10.witness.v1.MoveR\x05moves\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12 \n" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\x05 \x01(\tR\x02by\"~\n" +
+	"\x02by\x18\x05 \x01(\tR\x02by\x12\x18\n" +
+	"\aprepare\x18\x06 \x01(\bR\aprepare\x12\x14\n" +
+	"\x05abort\x18\a \x01(\bR\x05abort\"~\n" +
 	"\x0eSetModeCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12$\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12 \n" +
