@@ -14,6 +14,11 @@ var (
 	ErrConflict  = errors.New("conflicts with another setting")
 	ErrUnknown   = errors.New("is not known")
 	ErrSyntax    = errors.New("cannot be parsed")
+	// ErrOwned: another group already manages the DNS name (CheckOwnership).
+	ErrOwned = errors.New("is managed by another group")
+	// ErrUnreadable: a file the group's actions need cannot be read here
+	// (CheckLocalFiles).
+	ErrUnreadable = errors.New("cannot be read")
 )
 
 // ValidationError names one bad value by its field path.

@@ -17,12 +17,6 @@ import (
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
-// FenceMargin is the least time between an isolated active site fencing
-// itself (fence_after) and the other sites failing it over
-// (failover_after): fence_after + FenceMargin must stay below
-// failover_after.
-const FenceMargin = time.Second
-
 // Group defaults.
 const (
 	DefaultProbeInterval    = time.Second
@@ -85,10 +79,13 @@ type Policy struct {
 	Mode          string   `yaml:"mode"` // auto, manual, observe
 	FailoverAfter Duration `yaml:"failover_after"`
 	FenceAfter    Duration `yaml:"fence_after"`
-	Rearm         string   `yaml:"rearm"` // manual, auto
-	HoldDown      Duration `yaml:"hold_down"`
-	MaxLag        ByteSize `yaml:"max_lag"`
-	MaxLagTime    Duration `yaml:"max_lag_time"`
+	// FenceTimeout is how long the local demotion of the group's database
+	// may take before its postmaster is killed.
+	FenceTimeout Duration `yaml:"fence_timeout"`
+	Rearm        string   `yaml:"rearm"` // manual, auto
+	HoldDown     Duration `yaml:"hold_down"`
+	MaxLag       ByteSize `yaml:"max_lag"`
+	MaxLagTime   Duration `yaml:"max_lag_time"`
 }
 
 // Actions are what the leader does on a transition.
@@ -127,8 +124,22 @@ type DNSRecord struct {
 
 // Postgres promotes the standby at the new site and fences the old primary.
 type Postgres struct {
-	DSN   map[string]string `yaml:"dsn"`   // site -> DSN
-	Fence string            `yaml:"fence"` // read_only (default) or none
+	DSN map[string]string `yaml:"dsn"` // site -> DSN
+	// Fence is FenceSQL (the default; FenceReadOnly is its old name) or
+	// FenceNone.
+	Fence string `yaml:"fence"`
+	// Roles are the application roles whose logins the SQL fence blocks
+	// and promotion restores.
+	Roles []string `yaml:"roles"`
+	// DataDir is, per site, the data directory that the site's own witness
+	// demotes locally.
+	DataDir map[string]string `yaml:"data_dir"`
+	// PGCtl is the pg_ctl binary of the local demotion; empty means the
+	// default one.
+	PGCtl string `yaml:"pg_ctl"`
+	// DemoteCommand, when set, stops the database instead of pg_ctl: argv,
+	// no shell.
+	DemoteCommand []string `yaml:"demote_command"`
 }
 
 // Hook steps: where in a transition a hook runs.
@@ -167,11 +178,18 @@ type Notify struct {
 	PasswordFile string   `yaml:"password_file"`
 }
 
-// ParseGroups reads a document of group specs, fills defaults, validates
-// it whole and returns the specs for the replicated state. Any problem
-// refuses the whole document: the error is Errors, every problem with its
-// field path.
+// ParseGroups is ParseGroupsWith(data, DefaultTiming()), for callers with
+// no node configuration at hand.
 func ParseGroups(data []byte) ([]*witnessv1.GroupSpec, error) {
+	return ParseGroupsWith(data, DefaultTiming())
+}
+
+// ParseGroupsWith reads a document of group specs, fills defaults,
+// validates it whole against itself and the node timing t (see
+// Timing.Margin) and returns the specs for the replicated state. Any
+// problem refuses the whole document: the error is Errors, every problem
+// with its field path. A witness passes its own Node.Timing().
+func ParseGroupsWith(data []byte, t Timing) ([]*witnessv1.GroupSpec, error) {
 	var doc GroupsDoc
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -181,8 +199,8 @@ func ParseGroups(data []byte) ([]*witnessv1.GroupSpec, error) {
 		}
 		return nil, Errors{{Err: fmt.Errorf("%w: %s", ErrSyntax, err)}}
 	}
-	doc.SetDefaults()
-	if err := doc.Validate(); err != nil {
+	doc.SetDefaultsWith(t)
+	if err := doc.ValidateWith(t); err != nil {
 		return nil, err
 	}
 	out := make([]*witnessv1.GroupSpec, len(doc.Groups))
@@ -192,8 +210,13 @@ func ParseGroups(data []byte) ([]*witnessv1.GroupSpec, error) {
 	return out, nil
 }
 
-// SetDefaults fills every value left out.
-func (d *GroupsDoc) SetDefaults() {
+// SetDefaults is SetDefaultsWith(DefaultTiming()).
+func (d *GroupsDoc) SetDefaults() { d.SetDefaultsWith(DefaultTiming()) }
+
+// SetDefaultsWith fills every value left out. The default fence_after is
+// DefaultFenceAfter, at most half of failover_after, and less when the
+// group's margin under t needs the room.
+func (d *GroupsDoc) SetDefaultsWith(t Timing) {
 	for gi := range d.Groups {
 		g := &d.Groups[gi]
 		for si := range g.Sites {
@@ -227,7 +250,10 @@ func (d *GroupsDoc) SetDefaults() {
 			p.FailoverAfter = Duration(DefaultFailoverAfter)
 		}
 		if p.FenceAfter == 0 {
-			p.FenceAfter = Duration(min(DefaultFenceAfter, p.FailoverAfter.D()/2))
+			p.FenceAfter = Duration(g.defaultFenceAfter(t))
+		}
+		if p.FenceTimeout == 0 {
+			p.FenceTimeout = Duration(defaultFenceTimeout(p.FailoverAfter.D(), p.FenceAfter.D()))
 		}
 		if p.Rearm == "" {
 			p.Rearm = "manual"
@@ -252,8 +278,8 @@ func (d *GroupsDoc) SetDefaults() {
 				}
 			}
 		}
-		if pg := g.Actions.Postgres; pg != nil && pg.Fence == "" {
-			pg.Fence = "read_only"
+		if pg := g.Actions.Postgres; pg != nil {
+			pg.setDefaults()
 		}
 		for hi := range g.Actions.Hooks {
 			h := &g.Actions.Hooks[hi]
@@ -278,9 +304,12 @@ func fqdn(s string) string {
 	return strings.ToLower(s) + "."
 }
 
-// Validate returns every problem of the document, each with its field
-// path, or nil. Call SetDefaults first.
-func (d *GroupsDoc) Validate() error {
+// Validate is ValidateWith(DefaultTiming()).
+func (d *GroupsDoc) Validate() error { return d.ValidateWith(DefaultTiming()) }
+
+// ValidateWith returns every problem of the document, each with its field
+// path, or nil. Call SetDefaultsWith first, with the same timing.
+func (d *GroupsDoc) ValidateWith(t Timing) error {
 	var p problems
 	if len(d.Groups) == 0 {
 		p.add("groups", "", fmt.Errorf("%w: list at least one group", ErrRequired))
@@ -294,7 +323,7 @@ func (d *GroupsDoc) Validate() error {
 			p.add(f+".name", g.Name, ErrDuplicate)
 		}
 		names[g.Name] = true
-		g.validate(&p, f)
+		g.validate(&p, f, t)
 	}
 	return p.err()
 }
@@ -307,7 +336,7 @@ func (g *Group) siteNames() map[string]bool {
 	return sites
 }
 
-func (g *Group) validate(p *problems, f string) {
+func (g *Group) validate(p *problems, f string, t Timing) {
 	if len(g.Sites) < 2 {
 		p.addf(f+".sites", "", ErrRequired, "a group needs at least two candidate sites, in priority order")
 	}
@@ -327,13 +356,14 @@ func (g *Group) validate(p *problems, f string) {
 		}
 	}
 	g.Policy.validate(p, f+".policy")
+	g.validateMargin(p, f+".policy", t)
 	sites := g.siteNames()
 	a := &g.Actions
 	if a.DNS != nil {
 		a.DNS.validate(p, f+".actions.dns", sites)
 	}
 	if a.Postgres != nil {
-		a.Postgres.validate(p, f+".actions.postgres", sites)
+		a.Postgres.validate(p, f+".actions.postgres", sites, g.postgresDSNs())
 	}
 	hooks := map[string]bool{}
 	for hi, h := range a.Hooks {
@@ -422,15 +452,79 @@ func (po *Policy) validate(p *problems, f string) {
 	}
 	if po.FenceAfter.D() <= 0 {
 		p.addf(f+".fence_after", po.FenceAfter.String(), ErrInvalid, "must be above zero")
-	} else if po.FenceAfter.D()+FenceMargin >= po.FailoverAfter.D() {
-		p.addf(f+".fence_after", po.FenceAfter.String(), ErrConflict,
-			"fence_after + %s margin must be below failover_after %s, so an isolated site fences itself before the others fail it over", FenceMargin, po.FailoverAfter)
+	}
+	switch derived := defaultFenceTimeout(po.FailoverAfter.D(), po.FenceAfter.D()); {
+	case po.FenceTimeout.D() <= 0:
+		p.addf(f+".fence_timeout", po.FenceTimeout.String(), ErrInvalid, "must be above zero")
+	case po.FenceTimeout.D() >= po.FenceAfter.D():
+		p.addf(f+".fence_timeout", po.FenceTimeout.String(), ErrConflict, "must be below fence_after %s", po.FenceAfter)
+	case po.FenceTimeout.D().Truncate(time.Millisecond) != derived:
+		// The replicated spec has no field for it yet: every witness
+		// derives it from failover_after and fence_after, so any other
+		// value would be validated here and ignored where it counts.
+		p.addf(f+".fence_timeout", po.FenceTimeout.String(), ErrConflict,
+			"this version derives it from failover_after and fence_after (%s here); leave it out", derived)
 	}
 	if po.HoldDown.D() < 0 {
 		p.addf(f+".hold_down", po.HoldDown.String(), ErrInvalid, "must not be negative")
 	}
 	if po.MaxLagTime.D() < 0 {
 		p.addf(f+".max_lag_time", po.MaxLagTime.String(), ErrInvalid, "must not be negative")
+	}
+}
+
+// defaultFenceAfter is DefaultFenceAfter, at most half of failover_after,
+// and no more than the group's margin leaves before failover_after. When no
+// positive value fits, it stays at the plain default and validation says
+// why.
+func (g *Group) defaultFenceAfter(t Timing) time.Duration {
+	failoverAfter := g.Policy.FailoverAfter.D()
+	fa := min(DefaultFenceAfter, failoverAfter/2)
+	fenceLimit := g.Policy.FenceTimeout.D()
+	if fenceLimit == 0 {
+		fenceLimit = defaultFenceTimeout(failoverAfter, 0)
+	}
+	interval, timeout := g.maxProbeTiming()
+	fixed := t.margin(interval, timeout, 0, fenceLimit).Total() - MinClockDrift
+	if fa+fixed+ClockDrift(fa) <= failoverAfter {
+		return fa
+	}
+	fit := ((failoverAfter - fixed) * 100 / (100 + ClockDriftPercent)).Truncate(time.Millisecond)
+	for fit > 0 && fit+fixed+ClockDrift(fit) > failoverAfter {
+		fit -= time.Millisecond
+	}
+	if fit <= 0 {
+		return fa
+	}
+	return fit
+}
+
+// maxProbeTiming is the largest probe interval and the largest probe
+// timeout of the group, as the replicated spec carries them.
+func (g *Group) maxProbeTiming() (interval, timeout time.Duration) {
+	for _, s := range g.Sites {
+		for _, pr := range s.Probes {
+			interval = max(interval, pr.Interval.D().Truncate(time.Millisecond))
+			timeout = max(timeout, pr.Timeout.D().Truncate(time.Millisecond))
+		}
+	}
+	return interval, timeout
+}
+
+// validateMargin checks that fence_after leaves the group's margin before
+// failover_after, with the margin the cluster computes from the replicated
+// spec.
+func (g *Group) validateMargin(p *problems, f string, t Timing) {
+	po := g.Policy
+	if po.FenceAfter.D() <= 0 || po.FailoverAfter.D() < time.Second {
+		return // reported by Policy.validate
+	}
+	spec := g.Proto()
+	m := t.Margin(spec)
+	fenceAfter := time.Duration(spec.GetPolicy().GetFenceAfterMs()) * time.Millisecond
+	failoverAfter := time.Duration(spec.GetPolicy().GetFailoverAfterMs()) * time.Millisecond
+	if failoverAfter-fenceAfter < m.Total() {
+		p.add(f+".fence_after", "", &MarginError{FenceAfter: fenceAfter, FailoverAfter: failoverAfter, Margin: m})
 	}
 }
 
@@ -464,6 +558,8 @@ func (d *DNS) validate(p *problems, f string, sites map[string]bool) {
 			p.add(rf+".name", "", ErrRequired)
 		case d.Zone != "" && r.Name != d.Zone && !strings.HasSuffix(r.Name, "."+d.Zone):
 			p.addf(rf+".name", r.Name, ErrInvalid, "not inside zone %s", d.Zone)
+		case strings.HasPrefix(r.Name, FencePrefix):
+			p.addf(rf+".name", r.Name, ErrInvalid, "names under %s are Witness's fence records", FencePrefix)
 		}
 		if seen[r.Name+" "+r.Type] {
 			p.add(rf+".name", r.Name, ErrDuplicate)
@@ -499,24 +595,6 @@ func (d *DNS) validate(p *problems, f string, sites map[string]bool) {
 				p.add(vf, v, ErrRequired)
 			}
 		}
-	}
-}
-
-func (pg *Postgres) validate(p *problems, f string, sites map[string]bool) {
-	if len(pg.DSN) == 0 {
-		p.add(f+".dsn", "", ErrRequired)
-	}
-	for _, site := range slices.Sorted(maps.Keys(pg.DSN)) {
-		dsn := pg.DSN[site]
-		if !sites[site] {
-			p.addf(f+".dsn."+site, site, ErrUnknown, "not a site of the group")
-		}
-		if dsn == "" {
-			p.add(f+".dsn."+site, "", ErrRequired)
-		}
-	}
-	if pg.Fence != "read_only" && pg.Fence != "none" {
-		p.addf(f+".fence", pg.Fence, ErrInvalid, "one of read_only, none")
 	}
 }
 
@@ -619,7 +697,9 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 		out.Actions.Dns = da
 	}
 	if pg := g.Actions.Postgres; pg != nil {
-		out.Actions.Postgres = &witnessv1.PostgresAction{Dsn: pg.DSN, Fence: pg.Fence}
+		out.Actions.Postgres = &witnessv1.PostgresAction{
+			Dsn: pg.DSN, Fence: pg.Fence, Roles: pg.Roles, DataDir: pg.DataDir, PgCtl: pg.PGCtl, DemoteCommand: pg.DemoteCommand,
+		}
 	}
 	for _, h := range g.Actions.Hooks {
 		out.Actions.Hooks = append(out.Actions.Hooks, &witnessv1.HookAction{

@@ -178,7 +178,6 @@ func devGroup(f devFlags, dnsAddr, keyFile string) string {
         probes: [{kind: http, url: "http://%s/health", interval: 1s, timeout: 500ms}]
     policy:
       failover_after: %s
-      fence_after: %s
     actions:
       dns:
         server: "%s"
@@ -189,7 +188,7 @@ func devGroup(f devFlags, dnsAddr, keyFile string) string {
             type: A
             ttl: 5
             values: {east: 192.0.2.10, west: 198.51.100.10}
-`, f.eastAddr, f.westAddr, f.failoverAfter, min(f.failoverAfter/2, f.failoverAfter-config.FenceMargin-time.Millisecond), dnsAddr, keyFile)
+`, f.eastAddr, f.westAddr, f.failoverAfter, dnsAddr, keyFile)
 }
 
 func applyDevGroup(ctx context.Context, nodes []*cluster.Node, f devFlags, keyFile string) error {

@@ -60,7 +60,9 @@ type Options struct {
 	// ProbeInterval (1s) and FailThreshold (3) of every probe.
 	ProbeInterval time.Duration
 	FailThreshold int
-	// FailoverAfter (5s) and FenceAfter (3s) of the group.
+	// FailoverAfter (5s) and FenceAfter (1.4s) of the group. FenceAfter
+	// must leave the group's margin before FailoverAfter (about 3.3s with
+	// 1s probes: see docs/config-reference.md, "The fence margin").
 	FailoverAfter time.Duration
 	FenceAfter    time.Duration
 	// TTL of the DNS record in seconds (1).
@@ -81,7 +83,7 @@ func (o *Options) defaults() {
 		o.FailoverAfter = 5 * time.Second
 	}
 	if o.FenceAfter == 0 {
-		o.FenceAfter = 3 * time.Second
+		o.FenceAfter = 1400 * time.Millisecond
 	}
 	if o.TTL == 0 {
 		o.TTL = 1
@@ -375,6 +377,7 @@ func (e *Env) groupYAML() string {
         dsn:
           east: "%[14]s"
           west: "%[15]s"
+        roles: [harness_app]
 `, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
 		e.PG["east"].DSN(), e.PG["west"].DSN())
