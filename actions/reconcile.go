@@ -83,7 +83,7 @@ type Leader interface {
 	// SiteLeaseExpired returns nil once a quorum of voters reports that
 	// every witness of site has gone without a lease for fence_after plus
 	// the margin (so the site has fenced itself), else why not.
-	SiteLeaseExpired(ctx context.Context, site string, fenceAfter, fenceTimeout time.Duration) error
+	SiteLeaseExpired(ctx context.Context, site string, spec *witnessv1.GroupSpec) error
 }
 
 // Runner runs the actions of one kind; tests swap in recorders.
@@ -417,8 +417,7 @@ func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced
 	if kind != witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
 		return "", fmt.Errorf("%s of %s: the fence of %s must succeed first: %w", kindName(kind), g.GetSpec().GetName(), from, ErrFenceNotConfirmed)
 	}
-	pol := g.GetSpec().GetPolicy()
-	err := r.Leader.SiteLeaseExpired(ctx, from, time.Duration(pol.GetFenceAfterMs())*time.Millisecond, time.Duration(pol.GetFenceTimeoutMs())*time.Millisecond)
+	err := r.Leader.SiteLeaseExpired(ctx, from, g.GetSpec())
 	if err != nil {
 		return "", fmt.Errorf("fence of %s not confirmed, and %w: %w", from, err, ErrFenceNotConfirmed)
 	}

@@ -180,8 +180,20 @@ func (s *adminServer) Status(ctx context.Context, _ *witnessv1.StatusRequest) (*
 }
 
 func (s *adminServer) ApplyGroups(ctx context.Context, req *witnessv1.ApplyGroupsRequest) (*witnessv1.ApplyGroupsResponse, error) {
-	specs, err := config.ParseGroups(req.GetDocument())
+	specs, err := config.ParseGroupsWith(req.GetDocument(), s.n.cfg.Timing())
 	if err != nil {
+		return nil, toStatus(err)
+	}
+	var existing []*witnessv1.GroupSpec
+	for _, g := range s.n.fsm.Groups() {
+		existing = append(existing, g.GetSpec())
+	}
+	if err := config.CheckOwnership(existing, specs); err != nil {
+		return nil, toStatus(err)
+	}
+	// Secrets that a failover would read are read now, on the witness that
+	// applies, not first in the middle of a failover.
+	if err := config.CheckLocalFiles(specs); err != nil {
 		return nil, toStatus(err)
 	}
 	changes := make([]*witnessv1.GroupChange, len(specs))

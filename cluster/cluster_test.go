@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -26,7 +27,8 @@ groups:
 
 func applyDoc(t *testing.T, n *Node, doc string) {
 	t.Helper()
-	specs, err := config.ParseGroups([]byte(doc))
+	// Validated against the test nodes' own Raft timers (nodeConfig).
+	specs, err := config.ParseGroupsWith([]byte(doc), config.Timing{LeaderLease: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sitewitness/witness/config"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -45,31 +46,12 @@ import (
 // Lease timing.
 const (
 	// leaseRenewTimeout bounds one renewal round, and the wait for the
-	// first one after a witness starts, before its lease is judged.
-	leaseRenewTimeout = time.Second
+	// first one after a witness starts, before its lease is judged; the
+	// fence hold counts it (config.Margin.LeaseRound).
+	leaseRenewTimeout = config.LeaseRoundTimeout
 	// leaseStatusTimeout bounds the leader's question to the voters.
 	leaseStatusTimeout = 2 * time.Second
-	// clockRate bounds how far apart two witnesses' monotonic clocks may
-	// run, as a fraction of the interval measured.
-	clockRate = 0.01
-	// minDrift is the least allowance for clock rates.
-	minDrift = 10 * time.Millisecond
-	// DefaultFenceTimeout bounds a fence of the site's database when the
-	// group's policy does not say.
-	DefaultFenceTimeout = 2 * time.Second
 )
-
-// LeaseHold is how long a voter waits, after the last renewal it granted
-// to every witness of a site, before it reports that site's lease expired:
-// fence_after plus a margin made of the lease check period, the first
-// renewal round after a start, the fence's time limit and clock drift.
-func LeaseHold(fenceAfter, fenceTimeout time.Duration) time.Duration {
-	if fenceTimeout <= 0 {
-		fenceTimeout = DefaultFenceTimeout
-	}
-	drift := max(time.Duration(float64(fenceAfter)*clockRate), minDrift)
-	return fenceAfter + leaseEvery + leaseRenewTimeout + fenceTimeout + drift
-}
 
 // grants is a voter's record of the lease renewals it granted. Times are
 // this process's monotonic clock.
@@ -320,12 +302,12 @@ var (
 )
 
 // SiteLeaseExpired asks the voters whether every witness of site has gone
-// without a renewal for LeaseHold(fenceAfter, fenceTimeout) by their own
-// clocks. It returns nil when a quorum says so, and otherwise an error
+// without a renewal for the group's fence hold (fence_after plus the
+// margin, config.Timing.FenceHold) by their own clocks. It returns nil when a quorum says so, and otherwise an error
 // saying what each voter answered. The witnesses of a site are the Raft
 // servers that gossip has shown at that site, plus every server whose site
 // this witness has never seen (it might be there).
-func (n *Node) SiteLeaseExpired(ctx context.Context, site string, fenceAfter, fenceTimeout time.Duration) error {
+func (n *Node) SiteLeaseExpired(ctx context.Context, site string, spec *witnessv1.GroupSpec) error {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("raft configuration: %w", err)
@@ -351,7 +333,7 @@ func (n *Node) SiteLeaseExpired(ctx context.Context, site string, fenceAfter, fe
 	if err != nil {
 		return err
 	}
-	hold := LeaseHold(fenceAfter, fenceTimeout)
+	hold := n.cfg.Timing().FenceHold(spec)
 	ctx, cancel := context.WithTimeout(ctx, leaseStatusTimeout)
 	defer cancel()
 	type answer struct {

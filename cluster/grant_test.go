@@ -3,6 +3,8 @@ package cluster
 import (
 	"testing"
 	"time"
+
+	"github.com/sitewitness/witness/config"
 )
 
 func TestGrantsExpireOnlyAfterHoldSinceTheLatestGrant(t *testing.T) {
@@ -67,21 +69,27 @@ func TestHolderKeepsTheNewestQuorumGrant(t *testing.T) {
 // running out (fence_after after its last granted renewal was sent) and its
 // fence holding: the lease check, the first round after a start, the
 // fence's time limit and the clocks' rates.
-func TestLeaseHoldCoversTheFence(t *testing.T) {
-	for _, tc := range []struct{ fenceAfter, fenceTimeout time.Duration }{
-		{5 * time.Second, 0},
-		{5 * time.Second, 150 * time.Millisecond},
-		{time.Hour, 10 * time.Second},
-		{time.Second, time.Second},
+func TestFenceHoldCoversTheSelfFence(t *testing.T) {
+	for _, policy := range []string{
+		"{}",
+		"{failover_after: 5s}",
+		"{failover_after: 1h, fence_after: 30m, fence_timeout: 10s}",
 	} {
-		hold := LeaseHold(tc.fenceAfter, tc.fenceTimeout)
-		limit := tc.fenceTimeout
-		if limit == 0 {
-			limit = DefaultFenceTimeout
+		specs, err := config.ParseGroups([]byte(`
+groups:
+  - name: app
+    sites:
+      - {name: east, probes: [{kind: tcp, address: "h:1"}]}
+      - {name: west, probes: [{kind: tcp, address: "h:2"}]}
+    policy: ` + policy + "\n"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		worst := tc.fenceAfter + leaseEvery + leaseRenewTimeout + limit
-		if drift := time.Duration(float64(tc.fenceAfter) * clockRate); hold < worst+drift || hold < worst+minDrift {
-			t.Errorf("LeaseHold(%v, %v) = %v, below the fence's worst case %v plus drift", tc.fenceAfter, tc.fenceTimeout, hold, worst)
+		spec := specs[0]
+		fenceAfter := time.Duration(spec.GetPolicy().GetFenceAfterMs()) * time.Millisecond
+		worst := fenceAfter + leaseEvery + leaseRenewTimeout + config.FenceTimeout(spec) + config.ClockDrift(fenceAfter)
+		if hold := config.DefaultTiming().FenceHold(spec); hold < worst {
+			t.Errorf("policy %s: fence hold %v below the self-fence's worst case %v", policy, hold, worst)
 		}
 	}
 }

@@ -8,11 +8,12 @@ import (
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
+	"github.com/sitewitness/witness/config"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
-// leaseEvery is how often a witness checks its own lease.
-const leaseEvery = 250 * time.Millisecond
+// leaseEvery is how often a witness renews and checks its own lease.
+const leaseEvery = config.LeaseCheckEvery
 
 // LocalFencer fences and unfences the database of a group at this
 // witness's site; nil in Options means the real one (actions/postgres).
@@ -198,11 +199,7 @@ func (n *Node) startLocalFenceHooks(g *witnessv1.Group, hooks []*witnessv1.HookA
 // localFence runs a fence or an unfence of the group's database at this
 // site, bounded by the group's fence time limit.
 func (n *Node) localFence(f func(context.Context, string, string, uint64) error, g *witnessv1.Group, dsn string) error {
-	limit := time.Duration(g.GetSpec().GetPolicy().GetFenceTimeoutMs()) * time.Millisecond
-	if limit <= 0 {
-		limit = DefaultFenceTimeout
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, limit)
+	ctx, cancel := context.WithTimeout(n.ctx, config.FenceTimeout(g.GetSpec()))
 	defer cancel()
 	return f(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }

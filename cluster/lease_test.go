@@ -67,7 +67,7 @@ groups:
       - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
     policy: {failover_after: 1h, fence_after: %[1]s, mode: observe}
     actions:
-      postgres: {dsn: {east: "east-db", west: "west-db"}}
+      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
       hooks:
         - {name: stop-workers, step: local_fence, command: sh, args: [-c, '%[2]s%[3]s']}
         - {name: broken, step: local_fence, command: sh, args: [-c, 'exit 4']}
@@ -92,7 +92,7 @@ groups:
 	tc.stop(2)
 	eventually(t, "east to fence itself", func() bool { c, _ := rec.get(); return len(c) == 1 })
 	calls, at := rec.get()
-	if calls[0] != "fence east-db app@1" {
+	if calls[0] != "fence host=east-db user=witness app@1" {
 		t.Fatalf("calls %v", calls)
 	}
 	took := at[0].Sub(lost)
@@ -117,7 +117,7 @@ groups:
 	tc.start(2)
 	eventually(t, "east to lift its fence", func() bool { c, _ := rec.get(); return len(c) == 2 })
 	calls, _ = rec.get()
-	if calls[1] != "unfence east-db app@1" {
+	if calls[1] != "unfence host=east-db user=witness app@1" {
 		t.Fatalf("calls %v", calls)
 	}
 	// Once per episode: not again while it lasted, nor when it ended.

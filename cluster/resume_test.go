@@ -41,7 +41,7 @@ groups:
       - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
     policy: {mode: observe}
     actions:
-      postgres: {dsn: {east: "east-db", west: "west-db"}}
+      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
 `)
 	eventually(t, "initial plan done", func() bool {
 		g, _ := leader.FSM().Group("app")
@@ -58,7 +58,7 @@ groups:
       - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
     policy: {mode: observe}
     actions:
-      postgres: {dsn: {east: "east-db", west: "west-db"}}
+      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
       dns:
         server: "127.0.0.1:53"
         zone: example.test.

@@ -453,17 +453,11 @@ func (po *Policy) validate(p *problems, f string) {
 	if po.FenceAfter.D() <= 0 {
 		p.addf(f+".fence_after", po.FenceAfter.String(), ErrInvalid, "must be above zero")
 	}
-	switch derived := defaultFenceTimeout(po.FailoverAfter.D(), po.FenceAfter.D()); {
+	switch {
 	case po.FenceTimeout.D() <= 0:
 		p.addf(f+".fence_timeout", po.FenceTimeout.String(), ErrInvalid, "must be above zero")
 	case po.FenceTimeout.D() >= po.FenceAfter.D():
 		p.addf(f+".fence_timeout", po.FenceTimeout.String(), ErrConflict, "must be below fence_after %s", po.FenceAfter)
-	case po.FenceTimeout.D().Truncate(time.Millisecond) != derived:
-		// The replicated spec has no field for it yet: every witness
-		// derives it from failover_after and fence_after, so any other
-		// value would be validated here and ignored where it counts.
-		p.addf(f+".fence_timeout", po.FenceTimeout.String(), ErrConflict,
-			"this version derives it from failover_after and fence_after (%s here); leave it out", derived)
 	}
 	if po.HoldDown.D() < 0 {
 		p.addf(f+".hold_down", po.HoldDown.String(), ErrInvalid, "must not be negative")
@@ -680,7 +674,7 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 	}
 	po := g.Policy
 	out.Policy = &witnessv1.Policy{
-		Mode: modes[po.Mode], FailoverAfterMs: po.FailoverAfter.D().Milliseconds(), FenceAfterMs: po.FenceAfter.D().Milliseconds(),
+		Mode: modes[po.Mode], FailoverAfterMs: po.FailoverAfter.D().Milliseconds(), FenceAfterMs: po.FenceAfter.D().Milliseconds(), FenceTimeoutMs: po.FenceTimeout.D().Milliseconds(),
 		Rearm: witnessv1.Rearm_REARM_MANUAL, HoldDownMs: po.HoldDown.D().Milliseconds(),
 		MaxLagBytes: int64(po.MaxLag), MaxLagMs: po.MaxLagTime.D().Milliseconds(),
 	}

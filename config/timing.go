@@ -13,6 +13,11 @@ import (
 // margin counts one period, the most a lapsed lease can go unnoticed.
 const LeaseCheckEvery = 250 * time.Millisecond
 
+// LeaseRoundTimeout bounds one round of lease renewals with the voters. A
+// witness that starts judges its lease once its first round ends, so a
+// restart can delay a fence by this much; the margin counts it.
+const LeaseRoundTimeout = 500 * time.Millisecond
+
 // The bound on how far two witnesses' monotonic clocks may drift apart
 // while one waits out the other's lease: ClockDriftPercent of fence_after,
 // and never less than MinClockDrift.
@@ -24,7 +29,7 @@ const (
 // DefaultFenceTimeout is the longest time a local demotion may take by
 // default (less when failover_after or fence_after leave no room for it,
 // see FenceTimeout).
-const DefaultFenceTimeout = 2 * time.Second
+const DefaultFenceTimeout = time.Second
 
 // Timing is the node configuration that a group's timing depends on. A zero
 // field means its default: LeaderLease that of Default(), LeaseCheck
@@ -74,6 +79,9 @@ type Margin struct {
 	LeaderLease time.Duration
 	// LeaseCheck: a lapsed fence lease is noticed within one check period.
 	LeaseCheck time.Duration
+	// LeaseRound: a witness that (re)starts judges its lease only after its
+	// first renewal round.
+	LeaseRound time.Duration
 	// FenceLimit is how long the local demotion may take (fence_timeout).
 	FenceLimit time.Duration
 	// ClockDrift bounds the rate difference between the clock of the
@@ -83,7 +91,7 @@ type Margin struct {
 
 // Total is the sum of the terms.
 func (m Margin) Total() time.Duration {
-	return m.ProbeInterval + m.ProbeTimeout + m.LeaderLease + m.LeaseCheck + m.FenceLimit + m.ClockDrift
+	return m.ProbeInterval + m.ProbeTimeout + m.LeaderLease + m.LeaseCheck + m.LeaseRound + m.FenceLimit + m.ClockDrift
 }
 
 // String names each term and its value: "probe interval 1s + probe timeout
@@ -95,7 +103,7 @@ func (m Margin) String() string {
 		d    time.Duration
 	}{
 		{"probe interval", m.ProbeInterval}, {"probe timeout", m.ProbeTimeout}, {"leader lease", m.LeaderLease},
-		{"lease check", m.LeaseCheck}, {"fence limit", m.FenceLimit}, {"clock drift", m.ClockDrift},
+		{"lease check", m.LeaseCheck}, {"lease round", m.LeaseRound}, {"fence limit", m.FenceLimit}, {"clock drift", m.ClockDrift},
 	}
 	parts := make([]string, len(terms))
 	for i, tm := range terms {
@@ -134,7 +142,7 @@ func (t Timing) margin(interval, timeout, fenceAfter, fenceLimit time.Duration) 
 	t = t.orDefaults()
 	return Margin{
 		ProbeInterval: interval, ProbeTimeout: timeout,
-		LeaderLease: t.LeaderLease, LeaseCheck: t.LeaseCheck,
+		LeaderLease: t.LeaderLease, LeaseCheck: t.LeaseCheck, LeaseRound: LeaseRoundTimeout,
 		FenceLimit: fenceLimit, ClockDrift: ClockDrift(fenceAfter),
 	}
 }
@@ -149,12 +157,15 @@ func (t Timing) FenceHold(spec *witnessv1.GroupSpec) time.Duration {
 }
 
 // FenceTimeout is the group's fence_timeout: how long the local demotion of
-// its database may take before the postmaster is killed. The replicated
-// spec does not carry the key yet, so it is derived, the same way on every
-// witness, from values the spec does carry: DefaultFenceTimeout, at most a
-// fifth of failover_after and half of fence_after.
+// its database may take before the postmaster is killed. A spec without it
+// (applied before the key existed) gets the default, derived the same way
+// on every witness: DefaultFenceTimeout, at most a fifth of failover_after
+// and half of fence_after.
 func FenceTimeout(spec *witnessv1.GroupSpec) time.Duration {
 	po := spec.GetPolicy()
+	if ms := po.GetFenceTimeoutMs(); ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
 	failoverAfter := time.Duration(po.GetFailoverAfterMs()) * time.Millisecond
 	fenceAfter := time.Duration(po.GetFenceAfterMs()) * time.Millisecond
 	return defaultFenceTimeout(failoverAfter, fenceAfter)

@@ -35,21 +35,21 @@ func TestMarginRefusesAndNamesEveryTerm(t *testing.T) {
 		{"defaults, fence_after too late", config.Timing{}, "interval: 1s", "failover_after: 10s, fence_after: 9.7s",
 			&config.MarginError{FenceAfter: 9700 * time.Millisecond, FailoverAfter: 10 * time.Second, Margin: config.Margin{
 				ProbeInterval: time.Second, ProbeTimeout: 800 * time.Millisecond, LeaderLease: 500 * time.Millisecond,
-				LeaseCheck: 250 * time.Millisecond, FenceLimit: 2 * time.Second, ClockDrift: 97 * time.Millisecond}}},
+				LeaseCheck: 250 * time.Millisecond, LeaseRound: config.LeaseRoundTimeout, FenceLimit: time.Second, ClockDrift: 97 * time.Millisecond}}},
 		{"the largest probe counts", config.Timing{}, "interval: 3s, timeout: 2s", "failover_after: 10s, fence_after: 5s",
 			&config.MarginError{FenceAfter: 5 * time.Second, FailoverAfter: 10 * time.Second, Margin: config.Margin{
 				ProbeInterval: 3 * time.Second, ProbeTimeout: 2 * time.Second, LeaderLease: 500 * time.Millisecond,
-				LeaseCheck: 250 * time.Millisecond, FenceLimit: 2 * time.Second, ClockDrift: 50 * time.Millisecond}}},
+				LeaseCheck: 250 * time.Millisecond, LeaseRound: config.LeaseRoundTimeout, FenceLimit: time.Second, ClockDrift: 50 * time.Millisecond}}},
 		{"the node's leader lease counts", config.Timing{LeaderLease: 2 * time.Second}, "interval: 1s", "failover_after: 10s, fence_after: 5s",
 			&config.MarginError{FenceAfter: 5 * time.Second, FailoverAfter: 10 * time.Second, Margin: config.Margin{
 				ProbeInterval: time.Second, ProbeTimeout: 800 * time.Millisecond, LeaderLease: 2 * time.Second,
-				LeaseCheck: 250 * time.Millisecond, FenceLimit: 2 * time.Second, ClockDrift: 50 * time.Millisecond}}},
+				LeaseCheck: 250 * time.Millisecond, LeaseRound: config.LeaseRoundTimeout, FenceLimit: time.Second, ClockDrift: 50 * time.Millisecond}}},
 		{"short fence_after: drift at its floor, fence limit at half", config.Timing{}, "interval: 1s", "failover_after: 3s, fence_after: 800ms",
 			&config.MarginError{FenceAfter: 800 * time.Millisecond, FailoverAfter: 3 * time.Second, Margin: config.Margin{
 				ProbeInterval: time.Second, ProbeTimeout: 800 * time.Millisecond, LeaderLease: 500 * time.Millisecond,
-				LeaseCheck: 250 * time.Millisecond, FenceLimit: 400 * time.Millisecond, ClockDrift: 10 * time.Millisecond}}},
-		{"exactly the margin is enough", config.Timing{}, "interval: 1s", "failover_after: 10s, fence_after: 5396ms", nil},
-		{"a short lease makes room", config.Timing{LeaderLease: 100 * time.Millisecond}, "interval: 1s", "failover_after: 10s, fence_after: 5.7s", nil},
+				LeaseCheck: 250 * time.Millisecond, LeaseRound: config.LeaseRoundTimeout, FenceLimit: 400 * time.Millisecond, ClockDrift: 10 * time.Millisecond}}},
+		{"exactly the margin is enough", config.Timing{}, "interval: 1s", "failover_after: 10s, fence_after: 5890ms", nil},
+		{"a short lease makes room", config.Timing{LeaderLease: 100 * time.Millisecond}, "interval: 1s", "failover_after: 10s, fence_after: 6.2s", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,13 +92,13 @@ func TestMarginOfParsedSpec(t *testing.T) {
 	}
 	want := config.Margin{
 		ProbeInterval: 2 * time.Second, ProbeTimeout: 1500 * time.Millisecond, LeaderLease: 300 * time.Millisecond,
-		LeaseCheck: config.LeaseCheckEvery, FenceLimit: 2 * time.Second, ClockDrift: 60 * time.Millisecond,
+		LeaseCheck: config.LeaseCheckEvery, LeaseRound: config.LeaseRoundTimeout, FenceLimit: time.Second, ClockDrift: 60 * time.Millisecond,
 	}
 	got := timing.Margin(specs[0])
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("margin (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(6110*time.Millisecond, got.Total()); diff != "" {
+	if diff := cmp.Diff(5610*time.Millisecond, got.Total()); diff != "" {
 		t.Errorf("total (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(6*time.Second+got.Total(), timing.FenceHold(specs[0])); diff != "" {
@@ -117,12 +117,12 @@ func TestTimingDefaults(t *testing.T) {
 		policy string
 		want   timing
 	}{
-		{"all defaults", config.Timing{}, "interval: 1s", "", timing{5 * time.Second, 2 * time.Second}},
-		{"long failover_after", config.Timing{}, "interval: 1s", "failover_after: 1m", timing{5 * time.Second, 2 * time.Second}},
-		{"failover_after 5s", config.Timing{}, "interval: 1s", "failover_after: 5s", timing{1435 * time.Millisecond, 717 * time.Millisecond}},
-		{"fast probes", config.Timing{}, "interval: 200ms, timeout: 150ms", "failover_after: 2s", timing{490 * time.Millisecond, 245 * time.Millisecond}},
-		{"node with a short lease", config.Timing{LeaderLease: 250 * time.Millisecond}, "interval: 1s", "failover_after: 5s", timing{1683 * time.Millisecond, 841 * time.Millisecond}},
-		{"fence_after given", config.Timing{}, "interval: 1s", "failover_after: 10s, fence_after: 3s", timing{3 * time.Second, 1500 * time.Millisecond}},
+		{"all defaults", config.Timing{}, "interval: 1s", "", timing{5 * time.Second, time.Second}},
+		{"long failover_after", config.Timing{}, "interval: 1s", "failover_after: 1m", timing{5 * time.Second, time.Second}},
+		{"failover_after 5s", config.Timing{}, "interval: 1s", "failover_after: 5s", timing{940 * time.Millisecond, 470 * time.Millisecond}},
+		{"fast probes", config.Timing{}, "interval: 200ms, timeout: 150ms", "failover_after: 3s", timing{790 * time.Millisecond, 395 * time.Millisecond}},
+		{"node with a short lease", config.Timing{LeaderLease: 250 * time.Millisecond}, "interval: 1s", "failover_after: 5s", timing{1188 * time.Millisecond, 594 * time.Millisecond}},
+		{"fence_after given", config.Timing{}, "interval: 1s", "failover_after: 10s, fence_after: 3s", timing{3 * time.Second, time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,10 +144,10 @@ func TestFenceTimeoutRules(t *testing.T) {
 		policy string
 		want   []string
 	}{
-		{"the derived value", "failover_after: 10s, fence_after: 5s, fence_timeout: 2s", nil},
+		{"the default", "failover_after: 10s, fence_after: 5s, fence_timeout: 1s", nil},
+		{"another value", "failover_after: 20s, fence_after: 5s, fence_timeout: 3s", nil},
 		{"not below fence_after", "failover_after: 1h, fence_after: 1s, fence_timeout: 1s", []string{"groups[0].policy.fence_timeout"}},
-		{"negative", "failover_after: 10s, fence_after: 5s, fence_timeout: -1s", []string{"groups[0].policy.fence_timeout"}},
-		{"a value the spec cannot carry", "failover_after: 10s, fence_after: 5s, fence_timeout: 1s", []string{"groups[0].policy.fence_timeout"}},
+		{"negative", "failover_after: 20s, fence_after: 5s, fence_timeout: -1s", []string{"groups[0].policy.fence_timeout"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -203,7 +203,7 @@ func (l *Leader) LeaseAsks() int {
 	return l.leaseAsks
 }
 
-func (l *Leader) SiteLeaseExpired(_ context.Context, site string, _, _ time.Duration) error {
+func (l *Leader) SiteLeaseExpired(_ context.Context, site string, _ *witnessv1.GroupSpec) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.leaseAsks++
