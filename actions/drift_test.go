@@ -66,7 +66,7 @@ func TestDNSDriftCheckOnlyOnceStableAndEveryCheckEvery(t *testing.T) {
 	l, r := setupSpec(t, spec)
 	r.Block(actions.StepSettle)
 	drifts := &driftLog{}
-	reconcileFor(t, l, r, drifts, func() bool { return r.Tries(actions.StepSettle) == 0 && len(okSteps(l, "app")) == 2 })
+	reconcileFor(t, l, r, drifts, func() bool { return r.Tries(actions.StepSettle) == 0 && len(okSteps(l, "app")) == 3 })
 	time.Sleep(100 * time.Millisecond)
 	if n := len(r.Checks()); n != 0 {
 		t.Fatalf("%d drift checks before the plan completed", n)

@@ -49,11 +49,11 @@ func TestPlanOrdersHooksByStep(t *testing.T) {
 	l, _ := setupSpec(t, hooked())
 	g, _ := l.FSM.Group("app")
 	want := []string{
-		"promote", "hook:promote:warm-cache", "hook:promote:check-replicas",
+		"fence:west", "promote", "hook:promote:warm-cache", "hook:promote:check-replicas",
 		"dns", "hook:after_switch:start-workers", "settle",
 	}
 	if diff := cmp.Diff(want, actions.Plan(g)); diff != "" {
-		t.Errorf("plan at creation: no fence, no notify (-want +got):\n%s", diff)
+		t.Errorf("plan at creation: the other site fenced, no fence hooks, no notify (-want +got):\n%s", diff)
 	}
 	failover(t, l, "west")
 	g, _ = l.FSM.Group("app")

@@ -28,6 +28,9 @@ const (
 	StepDNS     = "dns"
 	StepNotify  = "notify"
 	StepSettle  = "settle"
+	// StepCreationFence, followed by a site's name, fences that site's
+	// database when a group is created elsewhere.
+	StepCreationFence = "fence:"
 )
 
 // DefaultDNSCheckEvery is how often the records of a settled group are
@@ -285,6 +288,11 @@ func Plan(g *witnessv1.Group) []string {
 	cur := currentTransition(g)
 	from := cur.GetFromSite()
 	moved := from != "" && from != g.GetStatus().GetActiveSite()
+	if cur.GetPhase() == fsm.PhaseUnresolved {
+		// Created with no known primary: nothing is promoted or
+		// switched until an operator says where the group is.
+		return nil
+	}
 	if cur.GetPhase() == fsm.PhasePrepare {
 		// The first phase of a switchover only fences the site the group
 		// stays at; the move commits once that holds.
@@ -306,6 +314,16 @@ func Plan(g *witnessv1.Group) []string {
 			steps = append(steps, StepFence)
 		}
 		hooks(HookFence)
+	}
+	if from == "" && a.GetPostgres() != nil {
+		// A new group fences the database of every other site at its
+		// first token before it promotes: a node fenced under a group of
+		// the same name deleted before keeps a token no lower.
+		for _, site := range g.GetSpec().GetSites() {
+			if n := site.GetName(); n != g.GetStatus().GetActiveSite() && a.GetPostgres().GetDsn()[n] != "" {
+				steps = append(steps, StepCreationFence+n)
+			}
+		}
 	}
 	if a.GetPostgres() != nil {
 		steps = append(steps, StepPromote)
@@ -401,16 +419,26 @@ func bestEffort(g *witnessv1.Group, step string) bool {
 // must wait. A switchover or failback needs the old site's fence
 // confirmed; a failover takes a confirmed fence or the old site's expired
 // lease.
-func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced bool) (string, error) {
+func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced map[string]bool) (string, error) {
 	from := previousSite(g)
 	pg := g.GetSpec().GetActions().GetPostgres()
 	switch {
-	case from == "" || from == g.GetStatus().GetActiveSite():
-		return RuleNoOldSite, nil
 	case pg.GetFence() == "none":
 		return RuleNoFence, nil
+	case from == "":
+		// A new group: every creation fence must hold first.
+		for _, step := range Plan(g) {
+			if site, ok := strings.CutPrefix(step, StepCreationFence); ok {
+				if done, _ := succeeded(g, step); !done && !fenced[step] {
+					return "", fmt.Errorf("group %s created at %s: the fence of %s must succeed first: %w", g.GetSpec().GetName(), g.GetStatus().GetActiveSite(), site, ErrFenceNotConfirmed)
+				}
+			}
+		}
+		return RuleFenceConfirmed, nil
+	case from == g.GetStatus().GetActiveSite():
+		return RuleNoOldSite, nil
 	}
-	if ok, _ := succeeded(g, StepFence); ok || fenced || prepareFenced(g) {
+	if ok, _ := succeeded(g, StepFence); ok || fenced[StepFence] || prepareFenced(g) {
 		return RuleFenceConfirmed, nil
 	}
 	kind := transitionKind(g)
@@ -432,7 +460,7 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
 	r.forgetOtherTokens(name, token)
 	var switched time.Time
-	fencedNow := false
+	fencedNow := map[string]bool{} // fence steps done in this pass
 	for _, step := range Plan(g) {
 		ok, at := succeeded(g, step)
 		if step == StepDNS {
@@ -472,8 +500,8 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 			// Settle counts the TTL from here, also in this same pass.
 			switched = time.Now()
 		}
-		if step == StepFence && err == nil {
-			fencedNow = true // g was read before this pass recorded it
+		if isFence(step) && err == nil {
+			fencedNow[step] = true // g was read before this pass recorded it
 		}
 		r.mu.Lock()
 		if err != nil {
@@ -498,6 +526,19 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 	if ok, _ := succeeded(g, StepSettle); ok && g.GetSpec().GetActions().GetDns() != nil {
 		r.checkDNS(ctx, g)
 	}
+}
+
+func isFence(step string) bool {
+	return step == StepFence || strings.HasPrefix(step, StepCreationFence)
+}
+
+// siteOf is the site of a creation fence step, "" for any other step.
+func siteOf(step string) string {
+	site, _ := strings.CutPrefix(step, StepCreationFence)
+	if site == step {
+		return ""
+	}
+	return site
 }
 
 // SwitchoverFenceAttempts is how many times the first phase of a
@@ -695,6 +736,8 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	switch step {
 	case StepFence:
 		err = r.Runner.Fence(sctx, g, previousSite(g))
+	case StepCreationFence + siteOf(step):
+		err = r.Runner.Fence(sctx, g, siteOf(step))
 	case StepPromote:
 		err = r.Runner.Promote(sctx, g)
 	case StepDNS:

@@ -195,7 +195,7 @@ func TestDeposedLeaderRunsNothing(t *testing.T) {
 func TestPlan(t *testing.T) {
 	l, _ := setup(t)
 	g, _ := l.FSM.Group("app")
-	if diff := cmp.Diff([]string{"promote", "dns", "settle"}, actions.Plan(g)); diff != "" {
+	if diff := cmp.Diff([]string{"fence:west", "promote", "dns", "settle"}, actions.Plan(g)); diff != "" {
 		t.Errorf("initial plan (-want +got):\n%s", diff)
 	}
 	failover(t, l, "west")

@@ -137,7 +137,7 @@ func toStatus(err error) error {
 		code = codes.Aborted
 	case errors.Is(err, fsm.ErrNoGroup):
 		code = codes.NotFound
-	case errors.Is(err, fsm.ErrUnknownSite), errors.Is(err, fsm.ErrInvalid):
+	case errors.Is(err, fsm.ErrUnknownSite), errors.Is(err, fsm.ErrInvalid), errors.Is(err, errInvalidRequest):
 		code = codes.InvalidArgument
 	case errors.Is(err, fsm.ErrSameSite), errors.Is(err, fsm.ErrActiveSiteRemoved), errors.Is(err, fsm.ErrPending), errors.Is(err, fsm.ErrNoPending),
 		errors.Is(err, fsm.ErrDisarmed), errors.Is(err, fsm.ErrObserveOnly):
@@ -221,7 +221,13 @@ func (s *adminServer) ApplyGroups(ctx context.Context, req *witnessv1.ApplyGroup
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.ApplyGroups); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
+	// A new group starts where its database is the primary, never
+	// blindly at its first site.
+	starts, err := s.n.groupStarts(ctx, specs, req.GetActiveSites())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: nowNano(), By: by(req.GetBy()), Starts: starts}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.ApplyGroupsResponse{Changes: changes, Applied: true}, nil

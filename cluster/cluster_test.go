@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/sitewitness/witness/config"
+	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -25,6 +27,30 @@ groups:
       - {name: east, probes: [{kind: tcp, address: "127.0.0.1:4"}]}
 `
 
+// applyAtLeader applies cmd on n, or, when n no longer led before it
+// tried (an election on a loaded machine), on the running node that leads
+// now. A command that n took and lost with its leadership may have been
+// committed: it is tried again only when idempotent.
+func applyAtLeader(t *testing.T, n *Node, cmd proto.Message, idempotent bool) (fsm.Result, error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := n.Apply(context.Background(), cmd)
+		_, before := err.(*NotLeaderError)
+		var during *NotLeaderError
+		retry := before || (idempotent && errors.As(err, &during))
+		if !retry || time.Now().After(deadline) {
+			return res, err
+		}
+		time.Sleep(20 * time.Millisecond)
+		if name, _ := n.Leader(); name != "" {
+			if l, ok := running.Load(name); ok {
+				n = l.(*Node)
+			}
+		}
+	}
+}
+
 func applyDoc(t *testing.T, n *Node, doc string) {
 	t.Helper()
 	// Validated against the test nodes' own Raft timers (nodeConfig).
@@ -32,7 +58,7 @@ func applyDoc(t *testing.T, n *Node, doc string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := n.Apply(context.Background(), &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: 1, By: "test"})
+	res, err := applyAtLeader(t, n, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: 1, By: "test"}, true)
 	if err != nil || res.Err != nil {
 		t.Fatalf("apply: %v %v", err, res.Err)
 	}
@@ -44,10 +70,10 @@ func switchover(t *testing.T, n *Node, group, to string) uint64 {
 	if !ok {
 		t.Fatalf("group %s missing", group)
 	}
-	res, err := n.Apply(context.Background(), &witnessv1.TransitionCommand{
+	res, err := applyAtLeader(t, n, &witnessv1.TransitionCommand{
 		Moves: []*witnessv1.Move{{Group: group, ExpectedToken: g.GetStatus().GetToken(), ToSite: to}},
 		Kind:  witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER, AtUnixNano: 2,
-	})
+	}, false)
 	if err != nil || res.Err != nil {
 		t.Fatalf("switchover: %v %v", err, res.Err)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,10 +85,17 @@ func (tc *testCluster) start(i int) {
 		tc.t.Fatalf("start %s: %v", tc.cfgs[i].Name, err)
 	}
 	tc.nodes[i] = n
+	running.Store(n.Name(), n)
 }
+
+// running holds the nodes the tests' clusters run, by name (names differ
+// between tests: each test's nodes have their own addresses and names are
+// only reused within a test).
+var running sync.Map
 
 func (tc *testCluster) stop(i int) {
 	if tc.nodes[i] != nil {
+		running.CompareAndDelete(tc.nodes[i].Name(), tc.nodes[i])
 		tc.nodes[i].Close()
 		tc.nodes[i] = nil
 	}

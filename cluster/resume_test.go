@@ -31,6 +31,7 @@ func TestNewLeaderResumesPlanAfterLeaderDies(t *testing.T) {
 			t.Fatal(err)
 		}
 		tc.nodes[i] = n
+		running.Store(n.Name(), n)
 	}
 	li, leader := tc.leader()
 	applyDoc(t, leader, `
@@ -43,9 +44,9 @@ groups:
     actions:
       postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
 `)
-	eventually(t, "initial plan done", func() bool {
+	eventually(t, "initial plan done: west fenced, east promoted", func() bool {
 		g, _ := leader.FSM().Group("app")
-		return len(g.GetStatus().GetSteps()) == 1
+		return len(g.GetStatus().GetSteps()) == 2
 	})
 	// Add DNS to the group's actions and let the current token's plan
 	// take it in; then switch over with DNS blocked: the plan of the new

@@ -150,6 +150,9 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 		if g, ok := f.groups[spec.GetName()]; ok && siteIndex(spec, g.GetStatus().GetActiveSite()) < 0 {
 			return refuse("group %q: active site %q: %w", spec.GetName(), g.GetStatus().GetActiveSite(), ErrActiveSiteRemoved)
 		}
+		if st, ok := c.GetStarts()[spec.GetName()]; ok && st.GetSite() != "" && siteIndex(spec, st.GetSite()) < 0 {
+			return refuse("group %q starts at %q: %w", spec.GetName(), st.GetSite(), ErrUnknownSite)
+		}
 	}
 	res := Result{Tokens: make(map[string]uint64)}
 	for _, spec := range c.GetSpecs() {
@@ -157,23 +160,32 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 		g, ok := f.groups[spec.GetName()]
 		if !ok {
 			f.lastToken++
-			first := spec.GetSites()[0].GetName()
+			site, mode, phase, reason := spec.GetSites()[0].GetName(), specMode(spec), "", "group created"
+			if st, ok := c.GetStarts()[spec.GetName()]; ok {
+				reason = "group created: " + st.GetReason()
+				if st.GetSite() != "" {
+					site = st.GetSite()
+				} else {
+					mode, phase = witnessv1.Mode_MODE_OBSERVE, PhaseUnresolved
+				}
+			}
 			f.groups[spec.GetName()] = &witnessv1.Group{
 				Spec:        spec,
 				SpecVersion: 1,
 				Status: &witnessv1.GroupStatus{
-					ActiveSite:      first,
+					ActiveSite:      site,
 					Token:           f.lastToken,
-					Mode:            specMode(spec),
+					Mode:            mode,
 					Armed:           true,
 					UpdatedUnixNano: c.GetAtUnixNano(),
 					History: []*witnessv1.Transition{{
 						Token:      f.lastToken,
-						ToSite:     first,
+						ToSite:     site,
 						Kind:       witnessv1.TransitionKind_TRANSITION_KIND_INITIAL,
-						Reason:     "group created",
+						Reason:     reason,
 						AtUnixNano: c.GetAtUnixNano(),
 						By:         c.GetBy(),
+						Phase:      phase,
 					}},
 				},
 			}
@@ -201,10 +213,15 @@ func (f *FSM) deleteGroup(c *witnessv1.DeleteGroupCommand) Result {
 	return Result{}
 }
 
-// Phases of a switchover, recorded in Transition.phase.
+// Phases recorded in Transition.phase: of a switchover, and of a group
+// created without a known primary.
 const (
 	PhasePrepare = "prepare"
 	PhaseAbort   = "abort"
+	// PhaseUnresolved: the group was created with no site known to hold
+	// its primary; it starts in observe mode and nothing acts on it until
+	// an operator moves it.
+	PhaseUnresolved = "unresolved"
 )
 
 // transition moves groups, or runs a phase of a two-phase switchover:

@@ -119,8 +119,16 @@ func (r *Runner) do(ctx context.Context, step string, g *witnessv1.Group, site s
 	return nil
 }
 
+// Fence records step fence for the old site of a move, and
+// fence:SITE for a site fenced when the group was created.
 func (r *Runner) Fence(ctx context.Context, g *witnessv1.Group, from string) error {
-	return r.do(ctx, actions.StepFence, g, from)
+	step := actions.StepFence
+	for _, h := range g.GetStatus().GetHistory() {
+		if h.GetToken() == g.GetStatus().GetToken() && h.GetFromSite() == "" {
+			step = actions.StepCreationFence + from
+		}
+	}
+	return r.do(ctx, step, g, from)
 }
 
 func (r *Runner) Promote(ctx context.Context, g *witnessv1.Group) error {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -409,12 +410,38 @@ func (c *cli) group(args []string) error {
 	return nil
 }
 
+// activeSites is the repeatable --active GROUP=SITE flag.
+type activeSites map[string]string
+
+func (a activeSites) String() string {
+	var parts []string
+	for g, s := range a {
+		parts = append(parts, g+"="+s)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (a activeSites) Set(v string) error {
+	g, s, ok := strings.Cut(v, "=")
+	if !ok || g == "" || s == "" {
+		return fmt.Errorf("%q: want GROUP=SITE", v)
+	}
+	if _, dup := a[g]; dup {
+		return fmt.Errorf("group %q given twice", g)
+	}
+	a[g] = s
+	return nil
+}
+
 func (c *cli) apply(args []string) error {
 	var file string
 	var dry bool
-	if _, err := c.flags("apply", "apply -f FILE [--dry-run]", args, func(fs *flag.FlagSet) {
+	active := activeSites{}
+	if _, err := c.flags("apply", "apply -f FILE [--dry-run] [--active GROUP=SITE ...]", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&file, "f", "", "YAML `file` of groups (- for stdin)")
 		fs.BoolVar(&dry, "dry-run", false, "validate and show what would change, apply nothing")
+		fs.Var(active, "active", "for a group the file creates, the `GROUP=SITE` whose database is the primary (repeatable); by default the one site found to hold an unfenced primary")
 	}, 0); err != nil {
 		return err
 	}
@@ -434,7 +461,7 @@ func (c *cli) apply(args []string) error {
 	}
 	var resp *witnessv1.ApplyGroupsResponse
 	if err := c.call(func(ctx context.Context, cl witnessv1.AdminClient) (err error) {
-		resp, err = cl.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: doc, DryRun: dry, By: who()})
+		resp, err = cl.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: doc, DryRun: dry, By: who(), ActiveSites: active})
 		return err
 	}); err != nil {
 		return err

@@ -302,10 +302,14 @@ func (x *StatusResponse) GetLastToken() uint64 {
 }
 
 type ApplyGroupsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Document      []byte                 `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"` // YAML with a top-level "groups" list
-	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"` // who asks, for the audit history
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Document []byte                 `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"` // YAML with a top-level "groups" list
+	DryRun   bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	By       string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"` // who asks, for the audit history
+	// active_sites states, for groups the document creates, the site whose
+	// database is the primary; a new group not named here starts at the one
+	// site whose database is found to be an unfenced primary.
+	ActiveSites   map[string]string `protobuf:"bytes,4,rep,name=active_sites,json=activeSites,proto3" json:"active_sites,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +363,13 @@ func (x *ApplyGroupsRequest) GetBy() string {
 		return x.By
 	}
 	return ""
+}
+
+func (x *ApplyGroupsRequest) GetActiveSites() map[string]string {
+	if x != nil {
+		return x.ActiveSites
+	}
+	return nil
 }
 
 type GroupChange struct {
@@ -2033,11 +2044,15 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x06groups\x18\x05 \x03(\v2\x11.witness.v1.GroupR\x06groups\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x1d\n" +
 	"\n" +
-	"last_token\x18\a \x01(\x04R\tlastToken\"Y\n" +
+	"last_token\x18\a \x01(\x04R\tlastToken\"\xed\x01\n" +
 	"\x12ApplyGroupsRequest\x12\x1a\n" +
 	"\bdocument\x18\x01 \x01(\fR\bdocument\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x0e\n" +
-	"\x02by\x18\x03 \x01(\tR\x02by\"Q\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12R\n" +
+	"\factive_sites\x18\x04 \x03(\v2/.witness.v1.ApplyGroupsRequest.ActiveSitesEntryR\vactiveSites\x1a>\n" +
+	"\x10ActiveSitesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
 	"\vGroupChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x06change\x18\x02 \x01(\x0e2\x16.witness.v1.ChangeKindR\x06change\"b\n" +
@@ -2185,7 +2200,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
 	(*Member)(nil),               // 1: witness.v1.Member
@@ -2221,54 +2236,56 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*LeaseStatusResponse)(nil),  // 31: witness.v1.LeaseStatusResponse
 	(*ReadIndexRequest)(nil),     // 32: witness.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),    // 33: witness.v1.ReadIndexResponse
-	(*Group)(nil),                // 34: witness.v1.Group
-	(Mode)(0),                    // 35: witness.v1.Mode
+	nil,                          // 34: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                // 35: witness.v1.Group
+	(Mode)(0),                    // 36: witness.v1.Mode
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	34, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	0,  // 2: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
-	5,  // 3: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	34, // 4: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	34, // 5: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
-	11, // 6: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
-	12, // 7: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
-	13, // 8: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	35, // 9: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
-	1,  // 10: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	2,  // 11: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
-	4,  // 12: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
-	7,  // 13: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
-	9,  // 14: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
-	14, // 15: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
-	16, // 16: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
-	18, // 17: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
-	20, // 18: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
-	22, // 19: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
-	24, // 20: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	26, // 21: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
-	28, // 22: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
-	30, // 23: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
-	32, // 24: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
-	3,  // 25: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 26: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 27: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 28: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 29: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 30: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 31: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	21, // 32: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	23, // 33: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	25, // 34: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	27, // 35: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	29, // 36: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	31, // 37: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	33, // 38: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	25, // [25:39] is the sub-list for method output_type
-	11, // [11:25] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	35, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	34, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
+	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
+	35, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	35, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
+	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
+	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
+	36, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	1,  // 11: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
+	2,  // 12: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
+	4,  // 13: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
+	7,  // 14: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
+	9,  // 15: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
+	14, // 16: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
+	16, // 17: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
+	18, // 18: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
+	20, // 19: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
+	22, // 20: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
+	24, // 21: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
+	26, // 22: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
+	28, // 23: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
+	30, // 24: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
+	32, // 25: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
+	3,  // 26: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 27: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 28: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 29: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 30: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 31: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 32: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	21, // 33: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	23, // 34: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	25, // 35: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	27, // 36: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	29, // 37: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	31, // 38: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	33, // 39: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	26, // [26:40] is the sub-list for method output_type
+	12, // [12:26] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_admin_proto_init() }
@@ -2283,7 +2300,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1731,10 +1731,13 @@ func (x *State) GetGroups() []*Group {
 }
 
 type PutGroupsCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Specs         []*GroupSpec           `protobuf:"bytes,1,rep,name=specs,proto3" json:"specs,omitempty"`
-	AtUnixNano    int64                  `protobuf:"varint,2,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
-	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Specs      []*GroupSpec           `protobuf:"bytes,1,rep,name=specs,proto3" json:"specs,omitempty"`
+	AtUnixNano int64                  `protobuf:"varint,2,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	By         string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	// starts says, for a group created by this command, where it starts
+	// and why; a group without one starts at its first site.
+	Starts        map[string]*GroupStart `protobuf:"bytes,4,rep,name=starts,proto3" json:"starts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1790,6 +1793,68 @@ func (x *PutGroupsCommand) GetBy() string {
 	return ""
 }
 
+func (x *PutGroupsCommand) GetStarts() map[string]*GroupStart {
+	if x != nil {
+		return x.Starts
+	}
+	return nil
+}
+
+// GroupStart is where a new group starts. With no site, the group starts
+// unresolved: in observe mode at its first site, acting on nothing until
+// an operator moves it.
+type GroupStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupStart) Reset() {
+	*x = GroupStart{}
+	mi := &file_witness_v1_state_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupStart) ProtoMessage() {}
+
+func (x *GroupStart) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupStart.ProtoReflect.Descriptor instead.
+func (*GroupStart) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GroupStart) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *GroupStart) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type DeleteGroupCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1801,7 +1866,7 @@ type DeleteGroupCommand struct {
 
 func (x *DeleteGroupCommand) Reset() {
 	*x = DeleteGroupCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1878,7 @@ func (x *DeleteGroupCommand) String() string {
 func (*DeleteGroupCommand) ProtoMessage() {}
 
 func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1891,7 @@ func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupCommand.ProtoReflect.Descriptor instead.
 func (*DeleteGroupCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteGroupCommand) GetName() string {
@@ -1861,7 +1926,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +1938,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +1951,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Move) GetGroup() string {
@@ -1930,7 +1995,7 @@ type TransitionCommand struct {
 
 func (x *TransitionCommand) Reset() {
 	*x = TransitionCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2007,7 @@ func (x *TransitionCommand) String() string {
 func (*TransitionCommand) ProtoMessage() {}
 
 func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2020,7 @@ func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCommand.ProtoReflect.Descriptor instead.
 func (*TransitionCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransitionCommand) GetMoves() []*Move {
@@ -2019,7 +2084,7 @@ type SetModeCommand struct {
 
 func (x *SetModeCommand) Reset() {
 	*x = SetModeCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2096,7 @@ func (x *SetModeCommand) String() string {
 func (*SetModeCommand) ProtoMessage() {}
 
 func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2109,7 @@ func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeCommand.ProtoReflect.Descriptor instead.
 func (*SetModeCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetModeCommand) GetGroup() string {
@@ -2087,7 +2152,7 @@ type SetArmedCommand struct {
 
 func (x *SetArmedCommand) Reset() {
 	*x = SetArmedCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2164,7 @@ func (x *SetArmedCommand) String() string {
 func (*SetArmedCommand) ProtoMessage() {}
 
 func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2177,7 @@ func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedCommand.ProtoReflect.Descriptor instead.
 func (*SetArmedCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetArmedCommand) GetGroup() string {
@@ -2155,7 +2220,7 @@ type RecordProposalCommand struct {
 
 func (x *RecordProposalCommand) Reset() {
 	*x = RecordProposalCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2232,7 @@ func (x *RecordProposalCommand) String() string {
 func (*RecordProposalCommand) ProtoMessage() {}
 
 func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2245,7 @@ func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordProposalCommand.ProtoReflect.Descriptor instead.
 func (*RecordProposalCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecordProposalCommand) GetGroup() string {
@@ -2207,7 +2272,7 @@ type RecordStepCommand struct {
 
 func (x *RecordStepCommand) Reset() {
 	*x = RecordStepCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2284,7 @@ func (x *RecordStepCommand) String() string {
 func (*RecordStepCommand) ProtoMessage() {}
 
 func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2297,7 @@ func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordStepCommand.ProtoReflect.Descriptor instead.
 func (*RecordStepCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecordStepCommand) GetGroup() string {
@@ -2413,12 +2478,20 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05State\x12\x1d\n" +
 	"\n" +
 	"last_token\x18\x01 \x01(\x04R\tlastToken\x12)\n" +
-	"\x06groups\x18\x02 \x03(\v2\x11.witness.v1.GroupR\x06groups\"q\n" +
+	"\x06groups\x18\x02 \x03(\v2\x11.witness.v1.GroupR\x06groups\"\x86\x02\n" +
 	"\x10PutGroupsCommand\x12+\n" +
 	"\x05specs\x18\x01 \x03(\v2\x15.witness.v1.GroupSpecR\x05specs\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\x03 \x01(\tR\x02by\"Z\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12@\n" +
+	"\x06starts\x18\x04 \x03(\v2(.witness.v1.PutGroupsCommand.StartsEntryR\x06starts\x1aQ\n" +
+	"\vStartsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.witness.v1.GroupStartR\x05value:\x028\x01\"8\n" +
+	"\n" +
+	"GroupStart\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"Z\n" +
 	"\x12DeleteGroupCommand\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
@@ -2485,7 +2558,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                     // 0: witness.v1.Mode
 	(Rearm)(0),                    // 1: witness.v1.Rearm
@@ -2508,16 +2581,18 @@ var file_witness_v1_state_proto_goTypes = []any{
 	(*Group)(nil),                 // 18: witness.v1.Group
 	(*State)(nil),                 // 19: witness.v1.State
 	(*PutGroupsCommand)(nil),      // 20: witness.v1.PutGroupsCommand
-	(*DeleteGroupCommand)(nil),    // 21: witness.v1.DeleteGroupCommand
-	(*Move)(nil),                  // 22: witness.v1.Move
-	(*TransitionCommand)(nil),     // 23: witness.v1.TransitionCommand
-	(*SetModeCommand)(nil),        // 24: witness.v1.SetModeCommand
-	(*SetArmedCommand)(nil),       // 25: witness.v1.SetArmedCommand
-	(*RecordProposalCommand)(nil), // 26: witness.v1.RecordProposalCommand
-	(*RecordStepCommand)(nil),     // 27: witness.v1.RecordStepCommand
-	nil,                           // 28: witness.v1.DNSRecord.ValuesEntry
-	nil,                           // 29: witness.v1.PostgresAction.DsnEntry
-	nil,                           // 30: witness.v1.PostgresAction.DataDirEntry
+	(*GroupStart)(nil),            // 21: witness.v1.GroupStart
+	(*DeleteGroupCommand)(nil),    // 22: witness.v1.DeleteGroupCommand
+	(*Move)(nil),                  // 23: witness.v1.Move
+	(*TransitionCommand)(nil),     // 24: witness.v1.TransitionCommand
+	(*SetModeCommand)(nil),        // 25: witness.v1.SetModeCommand
+	(*SetArmedCommand)(nil),       // 26: witness.v1.SetArmedCommand
+	(*RecordProposalCommand)(nil), // 27: witness.v1.RecordProposalCommand
+	(*RecordStepCommand)(nil),     // 28: witness.v1.RecordStepCommand
+	nil,                           // 29: witness.v1.DNSRecord.ValuesEntry
+	nil,                           // 30: witness.v1.PostgresAction.DsnEntry
+	nil,                           // 31: witness.v1.PostgresAction.DataDirEntry
+	nil,                           // 32: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -2531,9 +2606,9 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	28, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	29, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	30, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	29, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	30, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	31, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
 	2,  // 14: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
 	0,  // 15: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
 	13, // 16: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
@@ -2544,16 +2619,18 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	15, // 21: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
 	18, // 22: witness.v1.State.groups:type_name -> witness.v1.Group
 	3,  // 23: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	22, // 24: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 25: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 26: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	17, // 27: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
-	14, // 28: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	32, // 24: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	23, // 25: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 26: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 27: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	17, // 28: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	14, // 29: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	21, // 30: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -2567,7 +2644,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
