@@ -1,6 +1,6 @@
 // Package postgres carries out the database steps of a failover on
-// PostgreSQL: Promote a standby, Fence an old primary over SQL, and read a
-// node's actual state with Status. Each
+// PostgreSQL: Promote a standby, Fence an old primary over SQL, demote a
+// node locally (Demoter), and read a node's actual state with Status. Each
 // step is idempotent and carries the group's fencing token, so the
 // reconciler can repeat it until it succeeds.
 //
@@ -100,6 +100,20 @@
 // Promote cannot block logins on a standby before it leaves recovery: a
 // session that was open on the standby and turned the read-only default
 // off for itself could write between pg_promote and the token record.
+//
+// # Local demotion
+//
+// Demoter is what the witness at the old site runs against its own
+// database host: it writes standby.signal, so that any later start comes
+// up as a standby, then stops PostgreSQL (pg_ctl stop as the data
+// directory's owner, or a configured command) and kills the postmaster if
+// it is still there when its time limit runs out (SIGSTOP, so it forks no
+// more, then SIGKILL to it and its children). It counts as done when the
+// postmaster is gone (and with it every backend) and the DSN refuses
+// connections, not when a command returned. It holds against every client, superusers included, until
+// someone starts the database again; StartAsStandby keeps it unable to
+// take writes, and StartAsPrimary is the caller's decision, to be taken
+// only after a linearizable read says the site is active.
 //
 // # Connections and errors
 //

@@ -58,6 +58,20 @@ var (
 	// witness.tokens) holds a value Witness cannot read. Witness refuses
 	// to act rather than take the node for one that holds no token.
 	ErrNodeTokens = errors.New("unreadable node token store")
+
+	// ErrStillRunning means Demote could not make the node stop: its
+	// postmaster survived SIGKILL, or a server still answers at the DSN
+	// after the postmaster of the data directory is gone (the DSN names
+	// another server, or one was started meanwhile).
+	ErrStillRunning = errors.New("database still running")
+
+	// ErrNotStandby means StartAsStandby found the node running as a
+	// primary. Demote it first.
+	ErrNotStandby = errors.New("node runs as a primary")
+
+	// ErrNotPrimary means StartAsPrimary found the node running as a
+	// standby; promoting it is Promote's job, at the group's token.
+	ErrNotPrimary = errors.New("node runs as a standby")
 )
 
 // RoleError says which role of Client.Roles Fence refused, and why. It
