@@ -43,7 +43,51 @@ var (
 	// ErrInvalid means the arguments cannot be acted on: an empty group
 	// name, or a token above 2^63-1, which PostgreSQL's bigint cannot hold.
 	ErrInvalid = errors.New("invalid action arguments")
+
+	// ErrUnknownRole means Client.Roles names a role that does not exist
+	// on the node. The error is a *RoleError; Fence changed nothing.
+	ErrUnknownRole = errors.New("application role does not exist")
+
+	// ErrUnfenceableRole means Client.Roles names a role whose logins
+	// Witness must not block: a superuser, a role with REPLICATION (the
+	// standbys' walsenders log in with it), or the role Witness itself
+	// connects as. The error is a *RoleError; Fence changed nothing.
+	ErrUnfenceableRole = errors.New("role cannot be fenced")
+
+	// ErrNodeTokens means the node's own token store (the setting
+	// witness.tokens) holds a value Witness cannot read. Witness refuses
+	// to act rather than take the node for one that holds no token.
+	ErrNodeTokens = errors.New("unreadable node token store")
+
+	// ErrStillRunning means Demote could not make the node stop: its
+	// postmaster survived SIGKILL, or a server still answers at the DSN
+	// after the postmaster of the data directory is gone (the DSN names
+	// another server, or one was started meanwhile).
+	ErrStillRunning = errors.New("database still running")
+
+	// ErrNotStandby means StartAsStandby found the node running as a
+	// primary. Demote it first.
+	ErrNotStandby = errors.New("node runs as a primary")
+
+	// ErrNotPrimary means StartAsPrimary found the node running as a
+	// standby; promoting it is Promote's job, at the group's token.
+	ErrNotPrimary = errors.New("node runs as a standby")
 )
+
+// RoleError says which role of Client.Roles Fence refused, and why. It
+// matches ErrUnknownRole or ErrUnfenceableRole with errors.Is.
+type RoleError struct {
+	Role   string
+	Reason string // "does not exist", "superuser", "replication", "witness's own role"
+	Err    error  // ErrUnknownRole or ErrUnfenceableRole
+}
+
+func (e *RoleError) Error() string {
+	return fmt.Sprintf("role %q: %s: %v", e.Role, e.Reason, e.Err)
+}
+
+// Unwrap returns ErrUnknownRole or ErrUnfenceableRole.
+func (e *RoleError) Unwrap() error { return e.Err }
 
 // HigherTokenError is returned when a node holds a higher token for a group
 // than the action carries. It matches ErrHigherToken with errors.Is.

@@ -56,15 +56,24 @@ type NodeStatus struct {
 	// Streaming is ReceiverStatus == "streaming".
 	Streaming bool
 	// Groups holds the token table by group; empty when the table does not
-	// exist yet.
+	// exist yet. On a standby these are its primary's rows, replayed.
 	Groups map[string]Record
+	// Node holds the node's own tokens by group (the setting
+	// witness.tokens, which does not replicate); Site and UpdatedAt are
+	// not kept there. Nil when the node holds none.
+	Node map[string]Record
+	// Blocked holds, by group, the application roles whose logins a
+	// Fence blocked and no Promote has given back yet, sorted. Nil when
+	// there are none.
+	Blocked map[string][]string
 }
 
-// Token returns the token the node records for group, and whether it
-// records one.
+// Token returns the token the node holds for group, the higher of the
+// token table's and the node's own, and whether it holds one.
 func (s NodeStatus) Token(group string) (uint64, bool) {
 	r, ok := s.Groups[group]
-	return r.Token, ok
+	n, nok := s.Node[group]
+	return max(r.Token, n.Token), ok || nok
 }
 
 // Client carries out the database actions. The zero value is ready to use;
@@ -72,6 +81,13 @@ func (s NodeStatus) Token(group string) (uint64, bool) {
 type Client struct {
 	// Site is written into the token table with each record.
 	Site string
+	// Roles are the group's application roles: Fence blocks their logins
+	// (ALTER ROLE … NOLOGIN) on a primary before it ends the sessions,
+	// and Promote gives back exactly the logins a Fence blocked. None of
+	// them may be a superuser, have REPLICATION, or be the role of the
+	// DSN. Without Roles, Fence still ends every session and records the
+	// token, but nothing keeps a client from logging in again.
+	Roles []string
 	// ConnectTimeout bounds a connection attempt when the DSN sets no
 	// connect_timeout; zero means DefaultConnectTimeout.
 	ConnectTimeout time.Duration
@@ -93,13 +109,6 @@ type Client struct {
 func Promote(ctx context.Context, dsn, group string, token uint64) error {
 	var c Client
 	return c.Promote(ctx, dsn, group, token)
-}
-
-// Fence makes the node at dsn read-only by default and ends its client
-// sessions, recording token for group; see the package documentation.
-func Fence(ctx context.Context, dsn, group string, token uint64) error {
-	var c Client
-	return c.Fence(ctx, dsn, group, token)
 }
 
 // Status reads the actual state of the node at dsn.
@@ -141,14 +150,14 @@ func (c *Client) withGroup(ctx context.Context, dsn, group string, token uint64,
 	if err != nil {
 		return err
 	}
-	if st.found && st.record.Token > token {
-		return &HigherTokenError{Group: group, Held: st.record.Token, Offered: token}
+	if held := st.token(); held > token {
+		return &HigherTokenError{Group: group, Held: held, Offered: token}
 	}
 	return fn(conn, st)
 }
 
 func (c *Client) promoteLocked(ctx context.Context, conn *pgx.Conn, group string, token uint64, st nodeState) error {
-	if !st.inRecovery && !st.readOnly && st.found &&
+	if !st.inRecovery && !st.readOnly && st.found && len(st.blocked) == 0 &&
 		st.record.Token == token && st.record.Role == RolePrimary {
 		return nil
 	}
@@ -178,10 +187,15 @@ func (c *Client) promoteLocked(ctx context.Context, conn *pgx.Conn, group string
 	if inRecovery {
 		return ErrStillInRecovery
 	}
-	if err := c.record(ctx, conn, group, token, RolePrimary); err != nil {
+	// The token and the logins that a Fence blocked come back in one
+	// transaction: no application role logs in before the token is there.
+	err := c.record(ctx, conn, group, token, RolePrimary, func(tx pgx.Tx) error {
+		return restoreRoles(ctx, tx, group)
+	})
+	if err != nil {
 		return err
 	}
-	// Writable only now that the token is recorded.
+	// Writable by default only now that the token is recorded.
 	var readOnly bool
 	if err := conn.QueryRow(ctx, "SELECT current_setting('default_transaction_read_only')::bool").Scan(&readOnly); err != nil {
 		return fmt.Errorf("check default_transaction_read_only: %w", contextError(ctx, err))
@@ -190,35 +204,6 @@ func (c *Client) promoteLocked(ctx context.Context, conn *pgx.Conn, group string
 		return c.setReadOnly(ctx, conn, false)
 	}
 	return nil
-}
-
-// Fence makes the node at dsn read-only by default and terminates its
-// client sessions, recording token for group.
-func (c *Client) Fence(ctx context.Context, dsn, group string, token uint64) error {
-	if err := c.fence(ctx, dsn, group, token); err != nil {
-		return fmt.Errorf("fence primary: %w", err)
-	}
-	return nil
-}
-
-func (c *Client) fence(ctx context.Context, dsn, group string, token uint64) error {
-	return c.withGroup(ctx, dsn, group, token, func(conn *pgx.Conn, st nodeState) error {
-		return c.fenceLocked(ctx, conn, group, token, st)
-	})
-}
-
-func (c *Client) fenceLocked(ctx context.Context, conn *pgx.Conn, group string, token uint64, st nodeState) error {
-	if !st.inRecovery {
-		// Record first: if a newer decision raced us, refuse before
-		// touching the node.
-		if err := c.record(ctx, conn, group, token, RoleFenced); err != nil {
-			return err
-		}
-	}
-	if err := c.setReadOnly(ctx, conn, true); err != nil {
-		return err
-	}
-	return c.terminateSessions(ctx, conn)
 }
 
 // Status reads the actual state of the node at dsn.
@@ -248,6 +233,13 @@ func (c *Client) status(ctx context.Context, dsn string) (NodeStatus, error) {
 		return NodeStatus{}, fmt.Errorf("read node state: %w", contextError(ctx, err))
 	}
 	st.Streaming = st.ReceiverStatus == "streaming"
+	node, err := readNodeTokens(ctx, conn)
+	if err != nil {
+		return NodeStatus{}, err
+	}
+	if len(node) > 0 {
+		st.Node = node
+	}
 	st.Groups = map[string]Record{}
 	if !hasTable {
 		return st, nil
@@ -269,6 +261,16 @@ func (c *Client) status(ctx context.Context, dsn string) (NodeStatus, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return NodeStatus{}, fmt.Errorf("read token table: %w", contextError(ctx, err))
+	}
+	blocked, err := readBlocked(ctx, conn, "")
+	if err != nil {
+		return NodeStatus{}, err
+	}
+	for _, b := range blocked {
+		if st.Blocked == nil {
+			st.Blocked = map[string][]string{}
+		}
+		st.Blocked[b.group] = append(st.Blocked[b.group], b.role)
 	}
 	return st, nil
 }
@@ -294,6 +296,14 @@ type nodeState struct {
 	readOnly   bool
 	found      bool // the token table has a row for the group
 	record     Record
+	node       Record   // the node's own token for the group; zero if none
+	blocked    []string // roles a Fence blocked for the group, sorted
+}
+
+// token is the token the node holds for the group: the higher of the
+// token table's and the node's own.
+func (st nodeState) token() uint64 {
+	return max(st.record.Token, st.node.Token)
 }
 
 func readNode(ctx context.Context, conn *pgx.Conn, group string) (nodeState, error) {
@@ -304,6 +314,18 @@ func readNode(ctx context.Context, conn *pgx.Conn, group string) (nodeState, err
 		to_regclass('witness.fence') IS NOT NULL`).Scan(&st.inRecovery, &st.readOnly, &hasTable)
 	if err != nil {
 		return nodeState{}, fmt.Errorf("read node state: %w", contextError(ctx, err))
+	}
+	node, err := readNodeTokens(ctx, conn)
+	if err != nil {
+		return nodeState{}, err
+	}
+	st.node = node[group]
+	blocked, err := readBlocked(ctx, conn, group)
+	if err != nil {
+		return nodeState{}, err
+	}
+	for _, b := range blocked {
+		st.blocked = append(st.blocked, b.role)
 	}
 	if !hasTable {
 		return st, nil
@@ -323,14 +345,41 @@ func readNode(ctx context.Context, conn *pgx.Conn, group string) (nodeState, err
 	return st, nil
 }
 
-const createTable = `CREATE SCHEMA IF NOT EXISTS witness;
+// createTables makes Witness's tables. witness.blocked_role came after
+// witness.fence; a node whose witness.fence an earlier version made gets
+// it the first time it is needed, since the statements are repeated
+// whenever either table is missing.
+const createTables = `CREATE SCHEMA IF NOT EXISTS witness;
 CREATE TABLE IF NOT EXISTS witness.fence (
 	group_name text PRIMARY KEY,
 	token      bigint NOT NULL CHECK (token >= 0),
 	role       text NOT NULL,
 	site       text NOT NULL,
 	updated_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS witness.blocked_role (
+	group_name text NOT NULL,
+	role_name  text NOT NULL,
+	blocked_at timestamptz NOT NULL,
+	PRIMARY KEY (group_name, role_name)
 )`
+
+// ensureTables creates Witness's tables when one is missing.
+func ensureTables(ctx context.Context, tx pgx.Tx) error {
+	var exist bool
+	err := tx.QueryRow(ctx, `SELECT to_regclass('witness.fence') IS NOT NULL
+		AND to_regclass('witness.blocked_role') IS NOT NULL`).Scan(&exist)
+	if err != nil {
+		return err
+	}
+	if exist {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, createTables); err != nil {
+		return fmt.Errorf("create tables: %w", err)
+	}
+	return nil
+}
 
 // upsertToken stores a token unless the row holds a higher one; it returns
 // no row in that case.
@@ -342,21 +391,19 @@ ON CONFLICT (group_name) DO UPDATE
 RETURNING token`
 
 // record stores token for group in the node's token table, creating the
-// table when absent, and never lowers a stored token. It works on a node
+// table when absent, and never lowers a stored token. After the token, and
+// in the same transaction, it runs then (when not nil). It works on a node
 // that is read-only by default: the transaction asks for read-write.
-func (c *Client) record(ctx context.Context, conn *pgx.Conn, group string, token uint64, role Role) error {
+func (c *Client) record(ctx context.Context, conn *pgx.Conn, group string, token uint64, role Role, then func(pgx.Tx) error) error {
 	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: pgx.ReadWrite}, func(tx pgx.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT to_regclass('witness.fence') IS NOT NULL").Scan(&exists); err != nil {
+		if err := ensureTables(ctx, tx); err != nil {
 			return err
-		}
-		if !exists {
-			if _, err := tx.Exec(ctx, createTable); err != nil {
-				return fmt.Errorf("create token table: %w", err)
-			}
 		}
 		var stored int64
 		err := tx.QueryRow(ctx, upsertToken, group, int64(token), string(role), c.Site).Scan(&stored)
+		if err == nil && then != nil {
+			return then(tx)
+		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
@@ -405,73 +452,10 @@ func (c *Client) setReadOnly(ctx context.Context, conn *pgx.Conn, on bool) error
 	return nil
 }
 
-// terminateSessions ends every client backend but conn's own and waits
-// until they are gone. Walsenders and background workers stay.
-func (c *Client) terminateSessions(ctx context.Context, conn *pgx.Conn) error {
-	rows, err := conn.Query(ctx, `SELECT pid, backend_start FROM pg_stat_activity
-		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`)
-	if err != nil {
-		return fmt.Errorf("list sessions: %w", contextError(ctx, err))
-	}
-	var pids []int32
-	var starts []time.Time
-	for rows.Next() {
-		var pid int32
-		var start time.Time
-		if err := rows.Scan(&pid, &start); err != nil {
-			rows.Close()
-			return fmt.Errorf("list sessions: %w", err)
-		}
-		pids = append(pids, pid)
-		starts = append(starts, start)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list sessions: %w", contextError(ctx, err))
-	}
-	if len(pids) == 0 {
-		return nil
-	}
-	// pg_terminate_backend returns false for a session that ended
-	// meanwhile; what counts is whether any is left afterwards.
-	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS t(pid)", pids); err != nil {
-		return fmt.Errorf("terminate sessions: %w", contextError(ctx, err))
-	}
-	var left int
-	ok, err := c.waitFor(ctx, func() (bool, error) {
-		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity a
-			JOIN unnest($1::int[], $2::timestamptz[]) AS t(pid, started)
-			ON a.pid = t.pid AND a.backend_start = t.started`, pids, starts).Scan(&left)
-		return left == 0, err
-	})
-	if err != nil {
-		return fmt.Errorf("check sessions: %w", contextError(ctx, err))
-	}
-	if !ok {
-		return fmt.Errorf("%d of %d sessions: %w", left, len(pids), ErrSessionsRemain)
-	}
-	return nil
-}
-
 // waitFor calls check until it reports true, it fails, ctx ends (error) or
 // SettleWait passes (false, nil).
 func (c *Client) waitFor(ctx context.Context, check func() (bool, error)) (bool, error) {
-	deadline := time.NewTimer(c.settleWait())
-	defer deadline.Stop()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		done, err := check()
-		if err != nil || done {
-			return done, err
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-deadline.C:
-			return false, nil
-		case <-tick.C:
-		}
-	}
+	return waitUntil(ctx, time.Now().Add(c.settleWait()), check)
 }
 
 // connect opens one connection to dsn.

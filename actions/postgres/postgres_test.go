@@ -189,7 +189,7 @@ func TestFailover(t *testing.T) {
 		wantHigher(t, east.Fence(testContext(t), primary.DSN("postgres"), group, 1), 2, 1)
 	})
 
-	t.Run("fence of a standby sets the read-only default only", func(t *testing.T) {
+	t.Run("fence of a standby records the token in the node's own store", func(t *testing.T) {
 		standby.CatchUp(t, primary)
 		if err := west.Fence(testContext(t), standby.DSN("postgres"), group, 2); err != nil {
 			t.Fatal(err)
@@ -201,6 +201,8 @@ func TestFailover(t *testing.T) {
 			Streaming:      true,
 			// Replicated from the fenced primary, not written here.
 			Groups: map[string]postgres.Record{group: {Token: 2, Role: postgres.RoleFenced, Site: "east"}},
+			// Written here, and not replicated.
+			Node: map[string]postgres.Record{group: {Token: 2, Role: postgres.RoleFenced}},
 		}
 		if diff := cmp.Diff(want, status(t, standby.DSN("postgres")), ignoreTimes); diff != "" {
 			t.Errorf("fenced standby status (-want +got):\n%s", diff)
@@ -216,6 +218,7 @@ func TestFailover(t *testing.T) {
 		t.Logf("promote took %v", time.Since(start))
 		want := postgres.NodeStatus{
 			Groups: map[string]postgres.Record{group: {Token: 2, Role: postgres.RolePrimary, Site: "west"}},
+			Node:   map[string]postgres.Record{group: {Token: 2, Role: postgres.RoleFenced}},
 		}
 		if diff := cmp.Diff(want, status(t, standby.DSN("postgres")), ignoreTimes); diff != "" {
 			t.Errorf("promoted standby status (-want +got):\n%s", diff)

@@ -9,6 +9,11 @@
 // crash; a process crash (Kill) keeps committed data, because commits still
 // reach the kernel before they are acknowledged.
 //
+// HandOver lets the code under test stop and start a server itself (pg_ctl
+// as the data directory's owner, a demote command); the harness then
+// cleans up whatever postmaster postmaster.pid names. BinDir, PostmasterPID
+// and Alive help such tests.
+//
 // A server is stopped and its directory removed at the test's cleanup; when
 // the test failed, the server's log is written to the test log. When the test
 // runs as root, the PostgreSQL programs run as the "postgres" OS user, since
