@@ -854,7 +854,7 @@ func (Targets) Fence(ctx context.Context, g *witnessv1.Group, from string) error
 	if dsn == "" || pg.GetFence() == "none" {
 		return nil
 	}
-	c := &postgres.Client{Site: from}
+	c := &postgres.Client{Site: from, Roles: pg.GetRoles()}
 	if transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
 		// A majority saw the old site down, and its own witnesses fenced
 		// it after fence_after: an old primary that cannot even be
@@ -889,7 +889,7 @@ func (Targets) Promote(ctx context.Context, g *witnessv1.Group) error {
 	if dsn == "" {
 		return nil
 	}
-	c := &postgres.Client{Site: site}
+	c := &postgres.Client{Site: site, Roles: g.GetSpec().GetActions().GetPostgres().GetRoles()}
 	return c.Promote(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 

@@ -18,23 +18,52 @@ const leaseEvery = config.LeaseCheckEvery
 // LocalFencer fences and unfences the database of a group at this
 // witness's site; nil in Options means the real one (actions/postgres).
 type LocalFencer interface {
-	// Fence makes the site's database refuse writes.
-	Fence(ctx context.Context, dsn, group string, token uint64) error
-	// Unfence lets the site's database take writes again under the same
-	// token, when no failover happened meanwhile.
-	Unfence(ctx context.Context, dsn, group string, token uint64) error
+	// Fence makes the site's database (dsn) of group g refuse writes, at
+	// g's current token.
+	Fence(ctx context.Context, g *witnessv1.Group, dsn string) error
+	// Unfence lets the site's database take writes again at g's current
+	// token, once a linearizable read showed that no failover happened.
+	Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error
 }
 
+// pgFencer is the real LocalFencer. With a data_dir for its site, it
+// demotes the database: standby.signal, then an immediate shutdown (the
+// postmaster killed at the fence's time limit), so that it takes no write
+// from any client and can start again only as a standby; unfencing starts
+// it as a primary again. Without one, it fences over SQL: the application
+// roles' logins blocked and every session ended, undone by a promote at
+// the same token.
 type pgFencer struct{ site string }
 
-func (f pgFencer) Fence(ctx context.Context, dsn, group string, token uint64) error {
-	return (&postgres.Client{Site: f.site}).Fence(ctx, dsn, group, token)
+func (f pgFencer) demoter(g *witnessv1.Group) *postgres.Demoter {
+	pg := g.GetSpec().GetActions().GetPostgres()
+	dir := pg.GetDataDir()[f.site]
+	if dir == "" {
+		return nil
+	}
+	return &postgres.Demoter{DataDir: dir, PgCtl: pg.GetPgCtl(), Command: pg.GetDemoteCommand()}
 }
 
-// Unfence promotes at the same token: on a primary that only lifts the
-// fence Witness put there.
-func (f pgFencer) Unfence(ctx context.Context, dsn, group string, token uint64) error {
-	return (&postgres.Client{Site: f.site}).Promote(ctx, dsn, group, token)
+func (f pgFencer) client(g *witnessv1.Group) *postgres.Client {
+	return &postgres.Client{Site: f.site, Roles: g.GetSpec().GetActions().GetPostgres().GetRoles()}
+}
+
+func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
+	if d := f.demoter(g); d != nil {
+		return d.Demote(ctx, dsn, postgres.StopImmediate)
+	}
+	return f.client(g).Fence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+}
+
+func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
+	if d := f.demoter(g); d != nil {
+		if err := d.StartAsPrimary(ctx, dsn); err != nil {
+			return err
+		}
+	}
+	// A promote at the same token gives back what an SQL fence took; on a
+	// node just started it records the token it already holds.
+	return f.client(g).Promote(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
 // leaseLoop is the self-fencing lease: a witness at a group's active site
@@ -198,10 +227,10 @@ func (n *Node) startLocalFenceHooks(g *witnessv1.Group, hooks []*witnessv1.HookA
 
 // localFence runs a fence or an unfence of the group's database at this
 // site, bounded by the group's fence time limit.
-func (n *Node) localFence(f func(context.Context, string, string, uint64) error, g *witnessv1.Group, dsn string) error {
+func (n *Node) localFence(f func(context.Context, *witnessv1.Group, string) error, g *witnessv1.Group, dsn string) error {
 	ctx, cancel := context.WithTimeout(n.ctx, config.FenceTimeout(g.GetSpec()))
 	defer cancel()
-	return f(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	return f(ctx, g, dsn)
 }
 
 // localDSN is the group's database at this site, if it has one.

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
 // fenceRecorder is a LocalFencer that records what it was asked.
@@ -29,12 +31,12 @@ func (r *fenceRecorder) record(what, dsn, group string, token uint64) error {
 	return nil
 }
 
-func (r *fenceRecorder) Fence(_ context.Context, dsn, group string, token uint64) error {
-	return r.record("fence", dsn, group, token)
+func (r *fenceRecorder) Fence(_ context.Context, g *witnessv1.Group, dsn string) error {
+	return r.record("fence", dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
-func (r *fenceRecorder) Unfence(_ context.Context, dsn, group string, token uint64) error {
-	return r.record("unfence", dsn, group, token)
+func (r *fenceRecorder) Unfence(_ context.Context, g *witnessv1.Group, dsn string) error {
+	return r.record("unfence", dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
 func (r *fenceRecorder) get() ([]string, []time.Time) {
