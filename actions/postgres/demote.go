@@ -481,6 +481,17 @@ func killPostmaster(pid int) error {
 	for _, c := range children {
 		_ = syscall.Kill(c, syscall.SIGKILL)
 	}
+	// SIGKILL is delivered when the process next runs; on a loaded host
+	// that takes a while. The demotion is done only when they are gone.
+	deadline := time.Now().Add(killWait)
+	for _, c := range children {
+		for alive(c) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("child %d of postmaster %d survived SIGKILL: %w", c, pid, ErrStillRunning)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
 	return nil
 }
 

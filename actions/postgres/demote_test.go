@@ -185,8 +185,19 @@ func TestDemoter(t *testing.T) {
 
 	t.Run("a stop command that does not stop the server is escalated to SIGKILL", func(t *testing.T) {
 		// A session in a long statement, as a busy backend would be.
-		busy := connect(t, dsn)
-		go func() { _, _ = busy.Exec(context.Background(), "SELECT pg_sleep(60)") }()
+		busy, err := pgx.Connect(testContext(t), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		busyDone := make(chan error)
+		go func() {
+			_, err := busy.Exec(context.Background(), "SELECT pg_sleep(60)")
+			busyDone <- err
+		}()
+		defer busy.Close(context.Background())
+		if err := waitRows(t, dsn, "SELECT count(*) > 0 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'"); err != nil {
+			t.Fatal(err)
+		}
 		pid, backends := postmasterPID(t, srv), backendPIDs(t, srv)
 		stuck := &postgres.Demoter{DataDir: srv.DataDir, Command: []string{"/bin/true"}, Timeout: time.Second}
 		start := time.Now()
@@ -199,6 +210,9 @@ func TestDemoter(t *testing.T) {
 			t.Errorf("demotion took %v: the postmaster went before the time limit, nothing was escalated", elapsed)
 		}
 		wantStopped(t, srv, pid, backends)
+		if err := <-busyDone; err == nil {
+			t.Error("a statement of the killed server finished")
+		}
 	})
 
 	t.Run("a node killed by a demotion starts as standby", func(t *testing.T) {

@@ -82,8 +82,12 @@
 // Promote refuses a lower token (of either store), does nothing when the
 // node already left recovery, records itself primary at this token and
 // has no blocked roles, and otherwise: makes the node read-only by default
-// while it leaves recovery, calls pg_promote(wait => true), checks that
-// pg_is_in_recovery() is false, records the token and, in the same
+// while it leaves recovery, calls pg_promote(wait => false) and waits until
+// pg_is_in_recovery() is false (Client.PromoteWait), reloading the
+// configuration every 100 ms meanwhile to wake the startup process (a
+// standby whose primary refuses connections can otherwise sleep out
+// wal_retrieve_retry_interval, 5 s by default, after it saw the promote
+// request), records the token and, in the same
 // transaction, gives back the logins that Fence blocked for the group
 // (ALTER ROLE … LOGIN, except a role that another group's fence still
 // holds), and lifts the read-only default last. So no application role

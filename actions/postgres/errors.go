@@ -26,8 +26,10 @@ var (
 	// (SQLSTATE class 28).
 	ErrAuth = errors.New("database authentication failed")
 
-	// ErrStillInRecovery means pg_promote returned but the node is still in
-	// recovery: the promotion did not finish within Client.PromoteWait.
+	// ErrStillInRecovery means the node was asked to promote but is still
+	// in recovery after Client.PromoteWait. The request stands: the node
+	// may leave recovery later, without the token recorded (it stays
+	// read-only by default until a Promote records it).
 	ErrStillInRecovery = errors.New("node still in recovery after promote")
 
 	// ErrNotApplied means a configuration reload did not take effect in

@@ -95,8 +95,8 @@ type Client struct {
 	// DSN or ConnectTimeout say: for an attempt that must not hold up
 	// what follows when the server is unreachable.
 	MaxConnectTimeout time.Duration
-	// PromoteWait is how long pg_promote waits for the promotion to
-	// finish; zero means DefaultPromoteWait.
+	// PromoteWait is how long Promote waits for the node to leave
+	// recovery after it asked it to; zero means DefaultPromoteWait.
 	PromoteWait time.Duration
 	// SettleWait is how long Promote and Fence wait for a configuration
 	// reload to take effect and for terminated sessions to end; zero means
@@ -129,6 +129,60 @@ func (c *Client) promote(ctx context.Context, dsn, group string, token uint64) e
 	return c.withGroup(ctx, dsn, group, token, func(conn *pgx.Conn, st nodeState) error {
 		return c.promoteLocked(ctx, conn, group, token, st)
 	})
+}
+
+// wakeInterval is how often Promote wakes the startup process while it
+// waits for the node to leave recovery.
+const wakeInterval = 100 * time.Millisecond
+
+// leaveRecovery asks the node to promote and waits until it has left
+// recovery, or PromoteWait passes (ErrStillInRecovery; the request stands
+// and the node may still leave recovery later).
+//
+// While it waits it reloads the configuration every wakeInterval: the
+// SIGHUP sets the startup process's recovery latch. A standby whose
+// primary refuses connections alternates between a WAL receiver that
+// fails at once and a sleep of wal_retrieve_retry_interval (5 s by
+// default). When the promote request is seen just as a WAL receiver is
+// being started, or its exit and the request wake recovery together,
+// the one wake-up is used up and recovery sleeps out the whole interval
+// before it ends: "received promote request" and "redo done" 5 s apart in
+// the log. Promote itself makes that likely: the reload that sets the
+// read-only default wakes recovery into a new WAL receiver attempt right
+// before pg_promote. A reload during the sleep ends it, and recovery then
+// sees the request.
+func (c *Client) leaveRecovery(ctx context.Context, conn *pgx.Conn) error {
+	var sent bool
+	err := conn.QueryRow(ctx, "SELECT pg_promote(wait => false)").Scan(&sent)
+	// 55000 (object_not_in_prerequisite_state): recovery already ended,
+	// someone else promoted the node since we looked. The check decides.
+	if err != nil && !hasCode(err, "55000") {
+		return fmt.Errorf("pg_promote: %w", contextError(ctx, err))
+	}
+	woken := time.Now()
+	ok, err := waitUntil(ctx, time.Now().Add(c.promoteWait()), func() (bool, error) {
+		var inRecovery bool
+		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return false, err
+		}
+		if !inRecovery {
+			return true, nil
+		}
+		if time.Since(woken) >= wakeInterval {
+			woken = time.Now()
+			if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for promotion: %w", contextError(ctx, err))
+	}
+	if !ok {
+		return ErrStillInRecovery
+	}
+	return nil
 }
 
 // withGroup connects to dsn, takes the group's lock, reads the node's
@@ -170,14 +224,8 @@ func (c *Client) promoteLocked(ctx context.Context, conn *pgx.Conn, group string
 				return err
 			}
 		}
-		wait := int(c.promoteWait().Round(time.Second) / time.Second)
-		var done bool
-		err := conn.QueryRow(ctx, "SELECT pg_promote(wait => true, wait_seconds => $1)", max(wait, 1)).Scan(&done)
-		// 55000 (object_not_in_prerequisite_state): recovery already
-		// ended, someone else promoted the node since we looked. The
-		// check below decides.
-		if err != nil && !hasCode(err, "55000") {
-			return fmt.Errorf("pg_promote: %w", contextError(ctx, err))
+		if err := c.leaveRecovery(ctx, conn); err != nil {
+			return err
 		}
 	}
 	var inRecovery bool
