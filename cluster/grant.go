@@ -308,6 +308,36 @@ var (
 // servers that gossip has shown at that site, plus every server whose site
 // this witness has never seen (it might be there).
 func (n *Node) SiteLeaseExpired(ctx context.Context, site string, spec *witnessv1.GroupSpec) error {
+	// Many groups of one site ask at once in a site failover: one answer
+	// serves them for a lease period.
+	key := leaseAsk{site: site, hold: n.cfg.Timing().FenceHold(spec)}
+	n.leaseAskMu.Lock()
+	if a, ok := n.leaseAsks[key]; ok && time.Since(a.at) < leaseEvery {
+		n.leaseAskMu.Unlock()
+		return a.err
+	}
+	n.leaseAskMu.Unlock()
+	err := n.siteLeaseExpired(ctx, site, key.hold)
+	n.leaseAskMu.Lock()
+	if n.leaseAsks == nil {
+		n.leaseAsks = map[leaseAsk]leaseAnswer{}
+	}
+	n.leaseAsks[key] = leaseAnswer{err: err, at: time.Now()}
+	n.leaseAskMu.Unlock()
+	return err
+}
+
+type leaseAsk struct {
+	site string
+	hold time.Duration
+}
+
+type leaseAnswer struct {
+	err error
+	at  time.Time
+}
+
+func (n *Node) siteLeaseExpired(ctx context.Context, site string, hold time.Duration) error {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("raft configuration: %w", err)
@@ -333,7 +363,6 @@ func (n *Node) SiteLeaseExpired(ctx context.Context, site string, spec *witnessv
 	if err != nil {
 		return err
 	}
-	hold := n.cfg.Timing().FenceHold(spec)
 	ctx, cancel := context.WithTimeout(ctx, leaseStatusTimeout)
 	defer cancel()
 	type answer struct {

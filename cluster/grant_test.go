@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -99,5 +101,70 @@ func TestQuorum(t *testing.T) {
 		if got := quorum(voters); got != want {
 			t.Errorf("quorum(%d) = %d, want %d", voters, got, want)
 		}
+	}
+}
+
+// The leader sees a site's lease expired only once every witness there has
+// been silent for the hold, by a quorum of voters' clocks; a running
+// witness at the site keeps it held.
+func TestSiteLeaseExpiresOnlyAfterTheHold(t *testing.T) {
+	tc := newTestCluster(t, "east", "west", "tiebreak")
+	specs, err := config.ParseGroupsWith([]byte(`
+groups:
+  - name: app
+    sites:
+      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1", interval: 200ms, timeout: 100ms}]}
+      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2", interval: 200ms, timeout: 100ms}]}
+    policy: {failover_after: 3s, fence_after: 500ms}
+`), config.Timing{LeaderLease: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := specs[0]
+	hold := tc.nodes[0].cfg.Timing().FenceHold(spec)
+	// Every witness has seen every other's site.
+	eventually(t, "sites known", func() bool {
+		for _, n := range tc.nodes {
+			if len(n.sitesSeen()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	// East runs: its lease is held, whoever asks.
+	time.Sleep(hold + 200*time.Millisecond)
+	for _, n := range tc.nodes[1:] {
+		if err := n.SiteLeaseExpired(context.Background(), "east", spec); !errors.Is(err, ErrLeaseHeld) {
+			t.Fatalf("%s: east's lease while east runs: %v, want ErrLeaseHeld", n.Name(), err)
+		}
+	}
+	east := tc.nodes[0]
+	tc.stop(0)
+	// The send time of east's last renewal that a quorum granted: east
+	// would fence at fence_after after it, and must have, by the time the
+	// others count its lease expired.
+	east.lease.mu.Lock()
+	granted := east.lease.granted
+	east.lease.mu.Unlock()
+	_, leader := tc.leader()
+	var expiredAt time.Time
+	eventually(t, "east's lease to expire", func() bool {
+		err := leader.SiteLeaseExpired(context.Background(), "east", spec)
+		if err == nil {
+			expiredAt = time.Now()
+			return true
+		}
+		if !errors.Is(err, ErrLeaseHeld) {
+			t.Fatalf("east's lease: %v", err)
+		}
+		return false
+	})
+	if took := expiredAt.Sub(granted); took < hold {
+		t.Errorf("east's lease seen expired %v after its last granted renewal, before the hold %v", took, hold)
+	}
+	t.Logf("east's lease expired %v after its last granted renewal (hold %v)", expiredAt.Sub(granted), hold)
+	// West's own lease is held by the two that run.
+	if err := leader.SiteLeaseExpired(context.Background(), "west", spec); !errors.Is(err, ErrLeaseHeld) {
+		t.Errorf("west's lease: %v, want ErrLeaseHeld", err)
 	}
 }

@@ -128,6 +128,9 @@ type Node struct {
 	sitesMu sync.Mutex
 	sites   map[string]string // witness -> site, as ever seen
 
+	leaseAskMu sync.Mutex
+	leaseAsks  map[leaseAsk]leaseAnswer // the voters' last answers, by site
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
