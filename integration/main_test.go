@@ -21,6 +21,12 @@ import (
 // bin holds witnessd, built once for every scenario.
 var bin string
 
+// patience bounds each wait of a scenario for what Witness should do. It
+// is generous because the suite must pass on a loaded machine: it only
+// bounds how long a broken run takes to fail. A scenario that measures
+// how fast something happened checks that apart from its wait.
+const patience = 2 * time.Minute
+
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "integration: the scenarios make network namespaces and need root")

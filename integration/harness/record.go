@@ -220,8 +220,8 @@ func (r *WriteRecorder) loop(ctx context.Context, site string, pg *Postgres) {
 		case <-t.C:
 		}
 		if conn == nil || conn.IsClosed() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := pgx.Connect(cctx, pg.DSN())
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c, err := pgx.Connect(cctx, pg.harnessDSN())
 			cancel()
 			if err != nil {
 				continue
@@ -229,7 +229,9 @@ func (r *WriteRecorder) loop(ctx context.Context, site string, pg *Postgres) {
 			conn = c
 		}
 		sent := time.Now()
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		// A write cut short may have committed unseen: the bound is
+		// generous so that a slow machine loses few.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		tok, err := writeOnce(wctx, conn, site)
 		cancel()
 		done := time.Now()
