@@ -112,6 +112,9 @@ type Env struct {
 	ownDir   bool
 	closers  []func() error
 
+	raftFaults map[string]bool       // sites with Raft faults (DropRaft, DelayRaft)
+	raftDelays map[string]*raftDelay // by site
+
 	DNS    *DNSRecorder
 	Writes *WriteRecorder
 }
@@ -314,7 +317,7 @@ var witnessSites = []string{"east", "west", "tiebreak"}
 func (e *Env) startWitnesses(bin string) error {
 	var voters strings.Builder
 	for _, s := range witnessSites {
-		fmt.Fprintf(&voters, "  - {name: %s-1, raft_addr: \"%s:7300\", gossip_addr: \"%s:7301\"}\n", s, siteAddr[s], siteAddr[s])
+		fmt.Fprintf(&voters, "  - {name: %s-1, raft_addr: \"%s:%s\", gossip_addr: \"%s:7301\"}\n", s, siteAddr[s], raftPort, siteAddr[s])
 	}
 	for _, s := range witnessSites {
 		name, addr := s+"-1", siteAddr[s]
@@ -326,7 +329,7 @@ func (e *Env) startWitnesses(bin string) error {
 name: %[1]s
 site: %[2]s
 data_dir: %[3]s/data
-raft_addr: %[4]s:7300
+raft_addr: %[4]s:%[9]s
 gossip_addr: %[4]s:7301
 admin_addr: %[4]s:7400
 metrics_addr: %[4]s:9400
@@ -335,7 +338,7 @@ initial_voters:
   heartbeat_timeout: %[6]s
   election_timeout: %[7]s
   leader_lease_timeout: %[8]s
-`, name, s, dir, addr, voters.String(), e.Opts.HeartbeatTimeout, e.Opts.ElectionTimeout, e.Opts.HeartbeatTimeout/2)
+`, name, s, dir, addr, voters.String(), e.Opts.HeartbeatTimeout, e.Opts.ElectionTimeout, e.Opts.HeartbeatTimeout/2, raftPort)
 		cfg := filepath.Join(dir, "witness.yaml")
 		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 			return err

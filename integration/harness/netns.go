@@ -245,10 +245,28 @@ func (n *network) down() error {
 // listenIn opens a TCP listener inside namespace ns: the socket belongs to
 // the namespace it was made in, whichever the process later runs in.
 func listenIn(ns, addr string) (net.Listener, error) {
-	var (
-		l   net.Listener
-		err error
-	)
+	var l net.Listener
+	err := inNamespace(ns, func() (err error) {
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	return l, err
+}
+
+// dialIn opens a TCP connection from inside namespace ns.
+func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNamespace(ns, func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+// inNamespace runs f on an OS thread that has entered namespace ns; the
+// sockets f makes belong to ns.
+func inNamespace(ns string, f func() error) error {
+	var err error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -271,11 +289,11 @@ func listenIn(ns, addr string) (net.Listener, error) {
 			err = fmt.Errorf("enter namespace %s: %w", ns, err)
 			return
 		}
-		l, err = net.Listen("tcp", addr)
+		err = f()
 		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); serr == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
 	<-done
-	return l, err
+	return err
 }
