@@ -44,7 +44,13 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		return m.Run()
+		code := m.Run()
+		// Every scenario closed its environment: nothing may be left.
+		if left, err := harness.Leftovers(); err != nil || len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "integration: left behind after the scenarios: %v %v\n", left, err)
+			code = 1
+		}
+		return code
 	}()
 	os.Exit(code)
 }

@@ -50,13 +50,18 @@ func inNS(ns string, args ...string) error {
 // a loaded machine runs late.
 const teardownTimeout = 2 * time.Minute
 
-// leftovers lists the namespaces and links a previous run left.
-func leftovers() (namespaces []string, links []string, err error) {
-	namespaces, err = harnessNamespaces()
+// Leftovers lists what of the harness's network is still there: after
+// every environment was closed, nothing should be.
+func Leftovers() ([]string, error) {
+	namespaces, err := harnessNamespaces()
+	var left []string
 	if linkExists(hostLink) {
-		links = append(links, hostLink)
+		left = append(left, "link "+hostLink)
 	}
-	return namespaces, links, err
+	for _, ns := range namespaces {
+		left = append(left, "namespace "+ns)
+	}
+	return left, err
 }
 
 // harnessNamespaces lists the named namespaces that start with prefix.
@@ -121,16 +126,9 @@ func RemoveLeftovers() ([]string, error) {
 		removed = append(removed, "namespace "+ns)
 	}
 	if err := waitFor(teardownTimeout, "the harness's network to be gone", func() error {
-		var left []string
-		if linkExists(hostLink) {
-			left = append(left, "link "+hostLink)
-		}
-		ns, err := harnessNamespaces()
+		left, err := Leftovers()
 		if err != nil {
 			return err
-		}
-		for _, n := range ns {
-			left = append(left, "namespace "+n)
 		}
 		if len(left) > 0 {
 			return fmt.Errorf("still there: %s", strings.Join(left, ", "))
