@@ -5,8 +5,9 @@ LDFLAGS   := -s -w -X github.com/sitewitness/witness/cmd/internal/buildinfo.Vers
 PKGS      := ./...
 
 RUNS      ?= 10
+LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration bench bench-failover proto dev deps clean
+.PHONY: all build test check integration integration-loaded bench bench-failover proto dev deps clean
 
 all: build
 
@@ -25,6 +26,19 @@ check:
 ## integration: the failure scenarios on real processes in network namespaces (root; make deps)
 integration:
 	$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
+
+## integration-loaded: the scenarios LOADED_RUNS times (3) in a row while stress-ng keeps every core busy, as a slow machine would (root; make deps; stress-ng)
+integration-loaded:
+	@command -v stress-ng >/dev/null || { echo "integration-loaded needs stress-ng (apt-get install stress-ng)"; exit 1; }
+	@stress-ng --cpu $$(nproc) --timeout 0 >/dev/null 2>&1 & hog=$$!; \
+	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT INT TERM; \
+	rc=0; summary=""; \
+	for i in $$(seq $(LOADED_RUNS)); do \
+		start=$$(date +%s); \
+		if $(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...; then r=pass; else r=FAIL; rc=1; fi; \
+		summary="$$summary loaded run $$i: $$r in $$(( $$(date +%s) - start ))s\n"; \
+	done; \
+	printf "$$summary"; exit $$rc
 
 ## bench-failover: time to fail over a lost site, RUNS times per variant (root; make deps)
 bench-failover:

@@ -21,6 +21,12 @@ import (
 // bin holds witnessd, built once for every scenario.
 var bin string
 
+// patience bounds each wait of a scenario for what Witness should do. It
+// is generous because the suite must pass on a loaded machine: it only
+// bounds how long a broken run takes to fail. A scenario that measures
+// how fast something happened checks that apart from its wait.
+const patience = 2 * time.Minute
+
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "integration: the scenarios make network namespaces and need root")
@@ -38,7 +44,13 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		return m.Run()
+		code := m.Run()
+		// Every scenario closed its environment: nothing may be left.
+		if left, err := harness.Leftovers(); err != nil || len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "integration: left behind after the scenarios: %v %v\n", left, err)
+			code = 1
+		}
+		return code
 	}()
 	os.Exit(code)
 }

@@ -26,7 +26,7 @@ func TestEastSiteLost(t *testing.T) {
 	must(t, env.Witness("east-1").Proc.Kill())
 	must(t, env.PG["east"].Kill())
 
-	must(t, env.WaitStable(60*time.Second, "west", before+1))
+	must(t, env.WaitStable(patience, "west", before+1))
 	fo := theFailover(t, env, before)
 	committed := time.Unix(0, fo.GetAtUnixNano())
 	switched, ok := env.DNS.FirstAt("west", outage)
@@ -49,12 +49,12 @@ func TestEastSiteLost(t *testing.T) {
 	// must not wait for the next retry: it fences east as soon as a probe
 	// sees east again.
 	time.Sleep(25 * time.Second)
-	back := time.Now()
 	must(t, env.Heal())
 	must(t, env.PG["east"].Start())
+	back := time.Now() // east's database takes connections
 	must(t, env.Witness("east-1").Proc.Start())
 	var fencedAt time.Time
-	must(t, waitUntil(60*time.Second, "east's database fenced", func() (bool, error) {
+	must(t, waitUntil(patience, "east's database fenced", func() (bool, error) {
 		st, err := dbState(env, "east")
 		if err != nil {
 			return false, nil
@@ -82,7 +82,7 @@ func TestEastSiteLost(t *testing.T) {
 
 // dbState asks site's database whether it is a standby and read-only.
 func dbState(env *harness.Env, site string) (harness.NodeState, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return env.PG[site].State(ctx)
 }
@@ -160,11 +160,11 @@ func TestTiebreakIsolated(t *testing.T) {
 	before := group(t, env).GetStatus().GetToken()
 	must(t, env.Isolate("tiebreak"))
 	stays(t, env, 3*env.Opts.FailoverAfter)
-	l, err := env.WaitLeader(10*time.Second, func(w *harness.Witness) bool { return w.Site == "tiebreak" })
+	l, err := env.WaitLeader(patience, func(w *harness.Witness) bool { return w.Site == "tiebreak" })
 	must(t, err)
 	st, err := l.Status()
 	must(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := l.Admin.SetArmed(ctx, &witnessv1.SetArmedRequest{Group: harness.Group, Armed: false, By: "harness"}); err != nil {
 		t.Fatalf("a write without the tiebreaker: %v", err)
@@ -182,13 +182,13 @@ func TestTiebreakIsolated(t *testing.T) {
 // leader, which fails the group over and carries out the plan.
 func TestLeaderSiteLost(t *testing.T) {
 	env := start(t, harness.Options{})
-	_, err := env.LeadFrom("east", 60*time.Second)
+	_, err := env.LeadFrom("east", patience)
 	must(t, err)
-	must(t, env.WaitHealthy(30*time.Second))
+	must(t, env.WaitHealthy(patience))
 	before := group(t, env).GetStatus().GetToken()
 	outage := time.Now()
 	must(t, env.Isolate("east"))
-	must(t, env.WaitStable(60*time.Second, "west", before+1))
+	must(t, env.WaitStable(patience, "west", before+1))
 	fo := theFailover(t, env, before)
 	if by := fo.GetBy(); by == "east-1" {
 		t.Errorf("the failover was committed by %s, the cut-off leader", by)
@@ -210,13 +210,13 @@ func TestLeaderKilledBetweenPromoteAndDNS(t *testing.T) {
 	must(t, env.Cut(l.Site, "dns")) // its DNS step cannot finish
 	tok, err := env.Switchover("west")
 	must(t, err)
-	must(t, waitUntil(30*time.Second, "the promote step", func() (bool, error) {
+	must(t, waitUntil(patience, "the promote step", func() (bool, error) {
 		g, err := env.Group()
 		return err == nil && g.GetStatus().GetToken() == tok && harness.StepResult(g, "promote") != nil, nil
 	}))
 	must(t, l.Proc.Kill())
 	must(t, env.Heal())
-	must(t, env.WaitStable(60*time.Second, "west", tok))
+	must(t, env.WaitStable(patience, "west", tok))
 	g := group(t, env)
 	var promotes, dnsBy []string
 	for _, s := range g.GetStatus().GetSteps() {
@@ -256,14 +256,14 @@ func TestStaleLeaderUpdateRefusedByBIND(t *testing.T) {
 	must(t, err)
 	select {
 	case <-hold.Held():
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("the leader sent no DNS update")
 	}
 	must(t, l.Proc.Signal(syscall.SIGSTOP))
 	stoppedAt := time.Now()
-	next, err := env.WaitLeader(10*time.Second, func(w *harness.Witness) bool { return w == l })
+	next, err := env.WaitLeader(patience, func(w *harness.Witness) bool { return w == l })
 	must(t, err)
-	must(t, waitUntil(10*time.Second, "the next leader's DNS switch", func() (bool, error) {
+	must(t, waitUntil(patience, "the next leader's DNS switch", func() (bool, error) {
 		for _, a := range env.DNS.Changes() {
 			if a.Token == tok && a.Site == "west" {
 				return true, nil
@@ -271,19 +271,28 @@ func TestStaleLeaderUpdateRefusedByBIND(t *testing.T) {
 		}
 		return false, nil
 	}))
+	// The held update reaches BIND while its sender is still stopped.
+	refusals := strings.Count(env.NamedLog(), refused)
 	hold.Release()
-	time.Sleep(200 * time.Millisecond)
+	if err := waitUntil(patience, "BIND to refuse the held update", func() (bool, error) {
+		return strings.Count(env.NamedLog(), refused) > refusals, nil
+	}); err != nil {
+		t.Errorf("%v; BIND's log:\n%s", err, env.NamedLog())
+	}
 	must(t, l.Proc.Signal(syscall.SIGCONT))
 	t.Logf("%s stopped %s; %s led and switched DNS meanwhile", l.Name, ms(time.Since(stoppedAt)), next.Name)
-	must(t, env.WaitStable(30*time.Second, "west", tok))
-	must(t, waitUntil(10*time.Second, "the stale leader's refused step in its log", func() (bool, error) {
+	must(t, env.WaitStable(patience, "west", tok))
+	must(t, waitUntil(patience, "the stale leader's refused step in its log", func() (bool, error) {
 		return strings.Contains(l.Proc.Tail(1<<20), "step=dns") && strings.Contains(l.Proc.Tail(1<<20), "NXRRSET"), nil
 	}))
-	if !strings.Contains(env.NamedLog(), "prerequisite not satisfied") {
+	if !strings.Contains(env.NamedLog(), refused) {
 		t.Errorf("BIND's log shows no refused prerequisite:\n%s", env.NamedLog())
 	}
 	checkInvariants(t, env, before, 1, true)
 }
+
+// refused is what BIND logs when an update's prerequisite does not hold.
+const refused = "prerequisite not satisfied"
 
 // Scenario 7: east is cut off from everyone while its PostgreSQL keeps
 // running. The east witness loses the majority and fences its database
@@ -293,7 +302,7 @@ func TestIsolatedSiteFencesItself(t *testing.T) {
 	before := group(t, env).GetStatus().GetToken()
 	outage := time.Now()
 	must(t, env.Isolate("east"))
-	must(t, env.WaitStable(60*time.Second, "west", before+1))
+	must(t, env.WaitStable(patience, "west", before+1))
 	fo := theFailover(t, env, before)
 	committed := time.Unix(0, fo.GetAtUnixNano())
 	last, ok := env.Writes.LastAt("east")

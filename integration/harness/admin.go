@@ -13,8 +13,8 @@ import (
 )
 
 // callTimeout bounds one admin call: a stopped or cut-off witness must not
-// hold the harness up.
-const callTimeout = 2 * time.Second
+// hold the harness up, and a loaded machine may be slow to answer.
+const callTimeout = 5 * time.Second
 
 // Witness returns the witness named name.
 func (e *Env) Witness(name string) *Witness {
@@ -154,11 +154,11 @@ func (e *Env) Switchover(site string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	l, err := e.Leader()
+	l, err := e.WaitLeader(time.Minute, nil)
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := l.Admin.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: Group, ToSite: site, ExpectedToken: g.GetStatus().GetToken(), Reason: "harness", By: "harness"})
 	if err != nil {

@@ -1,9 +1,13 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // faultChain is the iptables chain, in every site's namespace, that holds
@@ -26,7 +30,9 @@ func (e *Env) ensureChain(site string) error {
 }
 
 // Cut drops all traffic between sites a and b, both ways, in both
-// namespaces. The host keeps its link to both.
+// namespaces; each still reaches every other site (Cut("east", "west")
+// leaves both in contact with tiebreak and DNS). The host keeps its link
+// to both. Uncut undoes it.
 func (e *Env) Cut(a, b string) error {
 	for _, pair := range [][2]string{{a, b}, {b, a}} {
 		if err := e.ensureChain(pair[0]); err != nil {
@@ -54,8 +60,74 @@ func (e *Env) Isolate(site string) error {
 	return nil
 }
 
-// Heal removes every fault of every site.
+// Uncut lets traffic between sites a and b through again, however many
+// times Cut or Isolate dropped it; every other fault stays (a Raft delay,
+// other sites' cuts).
+func (e *Env) Uncut(a, b string) error {
+	for _, pair := range [][2]string{{a, b}, {b, a}} {
+		ns, peer := netnsName(pair[0]), siteAddr[pair[1]]
+		for _, dir := range []string{"-s", "-d"} {
+			rule := []string{faultChain, dir, peer, "-j", "DROP"}
+			for inNS(ns, append([]string{"iptables", "-w", "-C"}, rule...)...) == nil {
+				if err := inNS(ns, append([]string{"iptables", "-w", "-D"}, rule...)...); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Reconnect undoes Isolate: site reaches every other site again, while
+// its Raft faults stay. With DelayRaft or DropRaft set first, the link
+// comes back with log replication to site still held back.
+func (e *Env) Reconnect(site string) error {
+	for _, other := range e.otherSites(site) {
+		if err := e.Uncut(site, other); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Freeze stops w's process with SIGSTOP, as a VM pause or a long GC
+// would: it keeps its sockets and state and does nothing until Thaw. The
+// harness's Leader skips a frozen witness; Close resumes it to stop it.
+func (w *Witness) Freeze() error { return w.Proc.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen witness (SIGCONT).
+func (w *Witness) Thaw() error { return w.Proc.Signal(syscall.SIGCONT) }
+
+// KillSite SIGKILLs every process of site that the harness runs (its
+// witnesses and its database), as a watchdog that resets the site's host
+// would; a test's stand-in for a hardware watchdog, which must never be
+// loaded on a test machine. The site's network, faults and HTTP service
+// stay (ServiceDown takes the service down). Start them again with
+// Proc.Start and Postgres.Start.
+func (e *Env) KillSite(site string) error {
+	var errs []error
+	for _, w := range e.Witnesses {
+		if w.Site == site {
+			if err := w.Proc.Kill(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if pg := e.PG[site]; pg != nil {
+		if err := pg.Kill(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Heal removes every fault of every site: cuts and Raft faults.
 func (e *Env) Heal() error {
+	for s := range e.raftFaults {
+		if err := e.HealRaft(s); err != nil {
+			return err
+		}
+	}
 	for s := range siteAddr {
 		if err := e.ensureChain(s); err != nil {
 			return err
@@ -93,3 +165,15 @@ func Addr(site string) string { return siteAddr[site] }
 
 // RecordValue is the record's answer for site.
 func RecordValue(site string) string { return recordValue[site] }
+
+// CanReach reports whether a TCP connection from site from to port on
+// site to opens within two seconds: a check that a fault cuts what it
+// should and no more.
+func (e *Env) CanReach(from, to, port string) bool {
+	c, err := dialIn(netnsName(from), net.JoinHostPort(siteAddr[to], port), 2*time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}

@@ -114,9 +114,22 @@ type Env struct {
 	ownDir   bool
 	closers  []func() error
 
+	raftFaults map[string]bool       // sites with Raft faults (DropRaft, DelayRaft)
+	raftDelays map[string]*raftDelay // by site
+
 	DNS    *DNSRecorder
 	Writes *WriteRecorder
 }
+
+// Deadlines for what only takes long on a slow machine: they bound how
+// long a broken environment takes to report, not how fast Witness must be.
+const (
+	// startTimeout bounds each step of bringing a part up (a server
+	// answering, a leader elected, the group stable).
+	startTimeout = 3 * time.Minute
+	// stopTimeout bounds a process's orderly stop before it is killed.
+	stopTimeout = time.Minute
+)
 
 // Witness is one witnessd process.
 type Witness struct {
@@ -214,7 +227,7 @@ func Start(opts Options) (env *Env, err error) {
 	if err := e.applyGroup(); err != nil {
 		return nil, err
 	}
-	if err := e.WaitHealthy(30 * time.Second); err != nil {
+	if err := e.WaitHealthy(startTimeout); err != nil {
 		return nil, err
 	}
 	opts.Logf("group %s stable at east, every site seen healthy, in %s", Group, time.Since(start).Round(time.Millisecond))
@@ -276,7 +289,7 @@ func (e *Env) startDatabases() error {
 	if err := east.Start(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := east.Exec(ctx, writesTable); err != nil {
 		return fmt.Errorf("create the writes table: %w", err)
@@ -287,7 +300,9 @@ func (e *Env) startDatabases() error {
 	if err := west.Start(); err != nil {
 		return err
 	}
-	return waitFor(60*time.Second, "west to stream from east", func() error {
+	return waitFor(startTimeout, "west to stream from east", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		var n int
 		if err := east.Query(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", &n); err != nil {
 			return err
@@ -304,7 +319,7 @@ var witnessSites = []string{"east", "west", "tiebreak"}
 func (e *Env) startWitnesses(bin string) error {
 	var voters strings.Builder
 	for _, s := range witnessSites {
-		fmt.Fprintf(&voters, "  - {name: %s-1, raft_addr: \"%s:7300\", gossip_addr: \"%s:7301\"}\n", s, siteAddr[s], siteAddr[s])
+		fmt.Fprintf(&voters, "  - {name: %s-1, raft_addr: \"%s:%s\", gossip_addr: \"%s:7301\"}\n", s, siteAddr[s], raftPort, siteAddr[s])
 	}
 	for _, s := range witnessSites {
 		name, addr := s+"-1", siteAddr[s]
@@ -316,7 +331,7 @@ func (e *Env) startWitnesses(bin string) error {
 name: %[1]s
 site: %[2]s
 data_dir: %[3]s/data
-raft_addr: %[4]s:7300
+raft_addr: %[4]s:%[9]s
 gossip_addr: %[4]s:7301
 admin_addr: %[4]s:7400
 metrics_addr: %[4]s:9400
@@ -325,7 +340,7 @@ initial_voters:
   heartbeat_timeout: %[6]s
   election_timeout: %[7]s
   leader_lease_timeout: %[8]s
-`, name, s, dir, addr, voters.String(), e.Opts.HeartbeatTimeout, e.Opts.ElectionTimeout, e.Opts.HeartbeatTimeout/2)
+`, name, s, dir, addr, voters.String(), e.Opts.HeartbeatTimeout, e.Opts.ElectionTimeout, e.Opts.HeartbeatTimeout/2, raftPort)
 		cfg := filepath.Join(dir, "witness.yaml")
 		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 			return err
@@ -342,7 +357,7 @@ initial_voters:
 		}
 		e.Witnesses = append(e.Witnesses, w)
 	}
-	_, err := e.WaitLeader(30*time.Second, nil)
+	_, err := e.WaitLeader(startTimeout, nil)
 	return err
 }
 
@@ -384,20 +399,22 @@ func (e *Env) groupYAML() string {
 }
 
 func (e *Env) applyGroup() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	w, err := e.Leader()
+	w, err := e.WaitLeader(startTimeout, nil)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	if _, err := w.Admin.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: []byte(e.groupYAML()), By: "harness"}); err != nil {
 		return fmt.Errorf("apply the group: %w", err)
 	}
-	return e.WaitStable(60*time.Second, "east", 0)
+	return e.WaitStable(startTimeout, "east", 0)
 }
 
-// Close stops and removes everything. It is safe to call more than once
-// and on a half-built environment.
+// Close stops and removes everything: processes, the network (and the
+// faults in it), the directory unless kept. Every part is removed even
+// when an earlier one fails; the errors are joined. It is safe to call
+// more than once and on a half-built environment.
 func (e *Env) Close() error {
 	var errs []error
 	if e.DNS != nil {
@@ -414,26 +431,24 @@ func (e *Env) Close() error {
 	e.closers = nil
 	for _, w := range e.Witnesses {
 		began := time.Now()
-		if err := w.Proc.Terminate(syscall.SIGTERM, 10*time.Second); err != nil {
+		if err := w.Proc.Terminate(syscall.SIGTERM, stopTimeout); err != nil {
 			errs = append(errs, err)
 		}
 		e.Opts.Logf("%s stopped in %s", w.Name, time.Since(began).Round(time.Millisecond))
 		w.conn.Close()
 	}
 	for _, p := range e.PG {
-		if err := p.proc.Terminate(syscall.SIGQUIT, 10*time.Second); err != nil {
+		if err := p.proc.Terminate(syscall.SIGQUIT, stopTimeout); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if e.named != nil {
-		if err := e.named.proc.Terminate(syscall.SIGTERM, 10*time.Second); err != nil {
+		if err := e.named.proc.Terminate(syscall.SIGTERM, stopTimeout); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, s := range e.services {
-		if err := s.close(); err != nil {
-			errs = append(errs, err)
-		}
+		s.close()
 	}
 	e.services = nil
 	if e.net != nil {

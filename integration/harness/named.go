@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // Zone is the harness's dynamic zone, served by BIND in the dns site.
@@ -87,7 +86,7 @@ func (n *named) start() error {
 	if err := n.proc.Start(); err != nil {
 		return err
 	}
-	return waitFor(20*time.Second, "named to answer", func() error {
+	return waitFor(startTimeout, "named to answer", func() error {
 		_, err := querySOA(n.addr + ":53")
 		if err != nil && !n.proc.Running() {
 			return fmt.Errorf("named exited: %s", n.proc.Tail(2000))

@@ -2,12 +2,14 @@ package harness
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,56 +45,127 @@ func inNS(ns string, args ...string) error {
 	return run("ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
-// leftovers lists the namespaces and links a previous run left.
-func leftovers() (namespaces []string, links []string, err error) {
+// teardownTimeout bounds how long removing the network may take: the
+// kernel frees a deleted namespace's devices later, in a work queue that
+// a loaded machine runs late.
+const teardownTimeout = 2 * time.Minute
+
+// Leftovers lists what of the harness's network is still there: after
+// every environment was closed, nothing should be.
+func Leftovers() ([]string, error) {
+	namespaces, err := harnessNamespaces()
+	var left []string
+	if linkExists(hostLink) {
+		left = append(left, "link "+hostLink)
+	}
+	for _, ns := range namespaces {
+		left = append(left, "namespace "+ns)
+	}
+	return left, err
+}
+
+// harnessNamespaces lists the named namespaces that start with prefix.
+func harnessNamespaces() ([]string, error) {
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
-		return nil, nil, fmt.Errorf("ip netns list: %w", err)
+		return nil, fmt.Errorf("ip netns list: %w", err)
 	}
+	var namespaces []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
 			namespaces = append(namespaces, f[0])
 		}
 	}
-	if _, err := net.InterfaceByName(hostLink); err == nil {
-		links = append(links, hostLink)
-	}
-	return namespaces, links, nil
+	return namespaces, nil
+}
+
+// linkExists reports whether the host's namespace has a link named name.
+func linkExists(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+// namespaceExists reports whether the named namespace ns is still mounted.
+func namespaceExists(ns string) bool {
+	_, err := os.Stat("/run/netns/" + ns)
+	return err == nil
 }
 
 // RemoveLeftovers kills every process inside the harness's namespaces and
-// deletes the namespaces and the host link. It reports what it removed.
+// deletes the host link and the namespaces. Something already gone is
+// not an error (deleting a veth deletes its peer, and deleting a
+// namespace deletes its veths, some time later); one removal that fails
+// does not stop the others. It returns once nothing of the harness's
+// network is left, or says what is.
 func RemoveLeftovers() ([]string, error) {
-	namespaces, links, err := leftovers()
+	var (
+		removed []string
+		errs    []error
+	)
+	namespaces, err := harnessNamespaces()
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
-	var removed []string
+	// The host link first: it is the one thing of the harness in the
+	// host's namespace, and the next run's subnet check looks for it.
+	if linkExists(hostLink) {
+		if err := ip("link", "del", hostLink); err != nil && linkExists(hostLink) {
+			errs = append(errs, err)
+		} else {
+			removed = append(removed, "link "+hostLink)
+		}
+	}
 	for _, ns := range namespaces {
-		killNamespace(ns)
-		if err := ip("netns", "del", ns); err != nil {
-			return removed, err
+		if err := killNamespace(ns); err != nil {
+			errs = append(errs, err)
+		}
+		if err := ip("netns", "del", ns); err != nil && namespaceExists(ns) {
+			errs = append(errs, err)
+			continue
 		}
 		removed = append(removed, "namespace "+ns)
 	}
-	for _, l := range links {
-		if err := ip("link", "del", l); err != nil {
-			return removed, err
+	if err := waitFor(teardownTimeout, "the harness's network to be gone", func() error {
+		left, err := Leftovers()
+		if err != nil {
+			return err
 		}
-		removed = append(removed, "link "+l)
+		if len(left) > 0 {
+			return fmt.Errorf("still there: %s", strings.Join(left, ", "))
+		}
+		return nil
+	}); err != nil {
+		errs = append(errs, err)
 	}
-	return removed, nil
+	return removed, errors.Join(errs...)
 }
 
-// killNamespace SIGKILLs every process that lives in ns.
-func killNamespace(ns string) {
-	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
-	for _, f := range strings.Fields(string(out)) {
-		var pid int
-		if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
-			_ = unix.Kill(pid, unix.SIGKILL)
+// killNamespace SIGKILLs every process that lives in ns and waits until
+// none is left (a process that has exited but not been reaped no longer
+// counts).
+func killNamespace(ns string) error {
+	return waitFor(teardownTimeout, "the processes in "+ns+" to end", func() error {
+		out, err := exec.Command("ip", "netns", "pids", ns).Output()
+		if err != nil {
+			if !namespaceExists(ns) {
+				return nil
+			}
+			return fmt.Errorf("ip netns pids %s: %w", ns, err)
 		}
-	}
+		var left []string
+		for _, f := range strings.Fields(string(out)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+				if err := unix.Kill(pid, unix.SIGKILL); err == nil {
+					left = append(left, f)
+				}
+			}
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("still running: %s", strings.Join(left, " "))
+		}
+		return nil
+	})
 }
 
 // checkSubnet refuses to build the network when the harness's subnet is
@@ -170,10 +243,28 @@ func (n *network) down() error {
 // listenIn opens a TCP listener inside namespace ns: the socket belongs to
 // the namespace it was made in, whichever the process later runs in.
 func listenIn(ns, addr string) (net.Listener, error) {
-	var (
-		l   net.Listener
-		err error
-	)
+	var l net.Listener
+	err := inNamespace(ns, func() (err error) {
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	return l, err
+}
+
+// dialIn opens a TCP connection from inside namespace ns.
+func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := inNamespace(ns, func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+// inNamespace runs f on an OS thread that has entered namespace ns; the
+// sockets f makes belong to ns.
+func inNamespace(ns string, f func() error) error {
+	var err error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -196,11 +287,11 @@ func listenIn(ns, addr string) (net.Listener, error) {
 			err = fmt.Errorf("enter namespace %s: %w", ns, err)
 			return
 		}
-		l, err = net.Listen("tcp", addr)
+		err = f()
 		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); serr == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
 	<-done
-	return l, err
+	return err
 }

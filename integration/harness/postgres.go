@@ -51,6 +51,13 @@ func (p *Postgres) DSN() string {
 	return fmt.Sprintf("postgres://postgres@%s:5432/postgres?sslmode=disable&connect_timeout=2", p.Addr)
 }
 
+// harnessDSN is DSN with a connect timeout long enough for a loaded
+// machine, for the harness's own queries; the caller's context bounds
+// them. Witness's probes and actions keep DSN.
+func (p *Postgres) harnessDSN() string {
+	return fmt.Sprintf("postgres://postgres@%s:5432/postgres?sslmode=disable&connect_timeout=15", p.Addr)
+}
+
 func newPostgres(dir, site, addr string) (*Postgres, error) {
 	uid, gid, err := userIDs("postgres")
 	if err != nil {
@@ -125,10 +132,10 @@ func (p *Postgres) Start() error {
 	if err := p.proc.Start(); err != nil {
 		return err
 	}
-	return waitFor(60*time.Second, "postgres at "+p.Site, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	return waitFor(startTimeout, "postgres at "+p.Site, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := pgx.Connect(ctx, p.DSN())
+		c, err := pgx.Connect(ctx, p.harnessDSN())
 		if err != nil {
 			if !p.proc.Running() {
 				return fmt.Errorf("postgres exited: %s", p.proc.Tail(2000))
@@ -146,7 +153,7 @@ func (p *Postgres) Kill() error {
 	}
 	// The backends notice the postmaster's death and exit; wait for the
 	// data directory's lock to be released so that Start works.
-	return waitFor(30*time.Second, "postgres backends at "+p.Site+" to exit", func() error {
+	return waitFor(stopTimeout, "postgres backends at "+p.Site+" to exit", func() error {
 		out, _ := exec.Command("pgrep", "-u", "postgres", "-f", p.Data).Output()
 		if len(strings.TrimSpace(string(out))) > 0 {
 			return fmt.Errorf("still running: %s", out)
@@ -156,11 +163,11 @@ func (p *Postgres) Kill() error {
 }
 
 // Stop shuts the server down fast.
-func (p *Postgres) Stop() error { return p.proc.Terminate(syscall.SIGINT, 30*time.Second) }
+func (p *Postgres) Stop() error { return p.proc.Terminate(syscall.SIGINT, stopTimeout) }
 
 // Query runs one statement and scans its single row into dest.
 func (p *Postgres) Query(ctx context.Context, sql string, dest ...any) error {
-	c, err := pgx.Connect(ctx, p.DSN())
+	c, err := pgx.Connect(ctx, p.harnessDSN())
 	if err != nil {
 		return err
 	}
@@ -170,7 +177,7 @@ func (p *Postgres) Query(ctx context.Context, sql string, dest ...any) error {
 
 // Exec runs statements.
 func (p *Postgres) Exec(ctx context.Context, sql string) error {
-	c, err := pgx.Connect(ctx, p.DSN())
+	c, err := pgx.Connect(ctx, p.harnessDSN())
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,7 @@ func (p *Process) Kill() error {
 	if err := p.Signal(syscall.SIGKILL); err != nil && p.Running() {
 		return err
 	}
-	return p.Wait(30 * time.Second)
+	return p.Wait(stopTimeout)
 }
 
 // Terminate sends sig (SIGTERM, SIGINT) and waits up to timeout, then
@@ -153,7 +153,7 @@ func (p *Process) Terminate(sig syscall.Signal, timeout time.Duration) error {
 		// A Go program prints every goroutine's stack on SIGQUIT: the
 		// log then tells where it hung.
 		_ = p.Signal(syscall.SIGQUIT)
-		if err := p.Wait(5 * time.Second); err == nil {
+		if err := p.Wait(30 * time.Second); err == nil {
 			return fmt.Errorf("%s did not stop within %s after %s; its goroutines are in %s", p.Name, timeout, sig, p.Log)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -220,8 +221,8 @@ func (r *WriteRecorder) loop(ctx context.Context, site string, pg *Postgres) {
 		case <-t.C:
 		}
 		if conn == nil || conn.IsClosed() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := pgx.Connect(cctx, pg.DSN())
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c, err := pgx.Connect(cctx, pg.harnessDSN())
 			cancel()
 			if err != nil {
 				continue
@@ -229,7 +230,9 @@ func (r *WriteRecorder) loop(ctx context.Context, site string, pg *Postgres) {
 			conn = c
 		}
 		sent := time.Now()
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		// A write cut short may have committed unseen: the bound is
+		// generous so that a slow machine loses few.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		tok, err := writeOnce(wctx, conn, site)
 		cancel()
 		done := time.Now()
@@ -314,13 +317,37 @@ func (r *WriteRecorder) FirstAt(site string, after time.Time) (Write, bool) {
 func (r *WriteRecorder) Check() []string {
 	ws := r.Writes()
 	var bad []string
-	owner := map[uint64]string{}
+	// One line per token that more than one node took writes for: each
+	// node's first such write and how many it took.
+	type taken struct {
+		token uint64
+		site  string
+	}
+	var tokens []uint64
+	sites := map[uint64][]string{}
+	first := map[taken]Write{}
+	count := map[taken]int{}
 	for _, w := range ws {
-		if o, ok := owner[w.Token]; ok && o != w.Site {
-			bad = append(bad, fmt.Sprintf("token %d accepted writes at both %s and %s (at %s)", w.Token, o, w.Site, w.Sent.Format(time.StampMilli)))
+		k := taken{w.Token, w.Site}
+		if count[k] == 0 {
+			if len(sites[w.Token]) == 0 {
+				tokens = append(tokens, w.Token)
+			}
+			sites[w.Token] = append(sites[w.Token], w.Site)
+			first[k] = w
+		}
+		count[k]++
+	}
+	for _, tok := range tokens {
+		if len(sites[tok]) < 2 {
 			continue
 		}
-		owner[w.Token] = w.Site
+		var each []string
+		for _, site := range sites[tok] {
+			k := taken{tok, site}
+			each = append(each, fmt.Sprintf("%s: %d, the first sent at %s", site, count[k], first[k].Sent.Format(time.StampMilli)))
+		}
+		bad = append(bad, fmt.Sprintf("token %d accepted writes at both %s (%s)", tok, strings.Join(sites[tok], " and "), strings.Join(each, "; ")))
 	}
 	for i, a := range ws {
 		for _, b := range ws[i+1:] {

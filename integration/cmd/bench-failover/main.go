@@ -85,26 +85,30 @@ func main() {
 }
 
 // once runs one failover and returns its timings.
-func once(opts harness.Options, leaderAtEast bool) (sample, harness.Options, error) {
+func once(opts harness.Options, leaderAtEast bool) (s sample, o harness.Options, err error) {
 	env, err := harness.Start(opts)
 	if err != nil {
 		return sample{}, opts, err
 	}
-	defer env.Close()
+	defer func() {
+		if cerr := env.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close the environment: %w", cerr)
+		}
+	}()
 	if leaderAtEast {
-		if _, err := env.LeadFrom("east", time.Minute); err != nil {
+		if _, err := env.LeadFrom("east", 2*time.Minute); err != nil {
 			return sample{}, env.Opts, err
 		}
-		if err := env.WaitHealthy(30 * time.Second); err != nil {
+		if err := env.WaitHealthy(2 * time.Minute); err != nil {
 			return sample{}, env.Opts, err
 		}
 	} else if l, err := env.Leader(); err != nil {
 		return sample{}, env.Opts, err
 	} else if l.Site == "east" {
-		if _, err := env.LeadFrom("west", time.Minute); err != nil {
+		if _, err := env.LeadFrom("west", 2*time.Minute); err != nil {
 			return sample{}, env.Opts, err
 		}
-		if err := env.WaitHealthy(30 * time.Second); err != nil {
+		if err := env.WaitHealthy(2 * time.Minute); err != nil {
 			return sample{}, env.Opts, err
 		}
 	}
@@ -117,7 +121,7 @@ func once(opts harness.Options, leaderAtEast bool) (sample, harness.Options, err
 	if err := env.Isolate("east"); err != nil {
 		return sample{}, env.Opts, err
 	}
-	if err := env.WaitStable(time.Minute, "west", before+1); err != nil {
+	if err := env.WaitStable(2*time.Minute, "west", before+1); err != nil {
 		return sample{}, env.Opts, err
 	}
 	if g, err = env.Group(); err != nil {
