@@ -148,7 +148,9 @@ func (e *Env) WaitStable(timeout time.Duration, site string, minToken uint64) er
 }
 
 // Switchover asks the leader to move the group to site at its current
-// token and returns the new token.
+// token, waits until the move commits (its first phase fences the old site
+// at one token, the move takes the next) and returns the token of the
+// move. A switchover that ends in an abort is an error.
 func (e *Env) Switchover(site string) (uint64, error) {
 	g, err := e.Group()
 	if err != nil {
@@ -164,7 +166,28 @@ func (e *Env) Switchover(site string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return resp.GetToken(), nil
+	prepared := resp.GetToken()
+	var moved *witnessv1.Transition
+	err = waitFor(time.Minute, "the switchover's move", func() error {
+		g, err := e.Group()
+		if err != nil {
+			return err
+		}
+		for _, t := range g.GetStatus().GetHistory() {
+			if t.GetToken() == prepared+1 {
+				moved = t
+				return nil
+			}
+		}
+		return fmt.Errorf("group at token %d, pending %v", g.GetStatus().GetToken(), g.GetStatus().GetPending())
+	})
+	if err != nil {
+		return 0, err
+	}
+	if moved.GetPhase() != "" || moved.GetToSite() != site {
+		return 0, fmt.Errorf("switchover to %s ended at token %d, %s at %s: %s", site, moved.GetToken(), moved.GetPhase(), moved.GetToSite(), moved.GetReason())
+	}
+	return moved.GetToken(), nil
 }
 
 // Failovers lists the group's failover transitions after token after.
@@ -178,11 +201,12 @@ func Failovers(g *witnessv1.Group, after uint64) []*witnessv1.Transition {
 	return out
 }
 
-// Transitions lists every transition after token after.
+// Transitions lists every transition after token after that moved the
+// group: the first phase of a switchover and an abort keep it where it was.
 func Transitions(g *witnessv1.Group, after uint64) []*witnessv1.Transition {
 	var out []*witnessv1.Transition
 	for _, t := range g.GetStatus().GetHistory() {
-		if t.GetToken() > after {
+		if t.GetToken() > after && t.GetPhase() == "" {
 			out = append(out, t)
 		}
 	}

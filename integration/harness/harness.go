@@ -60,8 +60,8 @@ type Options struct {
 	// ProbeInterval (1s) and FailThreshold (3) of every probe.
 	ProbeInterval time.Duration
 	FailThreshold int
-	// FailoverAfter (5s) and FenceAfter (1.4s) of the group. FenceAfter
-	// must leave the group's margin before FailoverAfter (about 3.3s with
+	// FailoverAfter (5s) and FenceAfter (1s) of the group. FenceAfter
+	// must leave the group's margin before FailoverAfter (about 3.6s with
 	// 1s probes: see docs/config-reference.md, "The fence margin").
 	FailoverAfter time.Duration
 	FenceAfter    time.Duration
@@ -83,7 +83,7 @@ func (o *Options) defaults() {
 		o.FailoverAfter = 5 * time.Second
 	}
 	if o.FenceAfter == 0 {
-		o.FenceAfter = 1400 * time.Millisecond
+		o.FenceAfter = time.Second
 	}
 	if o.TTL == 0 {
 		o.TTL = 1
@@ -392,10 +392,10 @@ func (e *Env) groupYAML() string {
         dsn:
           east: "%[14]s"
           west: "%[15]s"
-        roles: [harness_app]
+        roles: [%[16]s]
 `, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
-		e.PG["east"].DSN(), e.PG["west"].DSN())
+		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole)
 }
 
 func (e *Env) applyGroup() error {

@@ -51,6 +51,12 @@ func (p *Postgres) DSN() string {
 	return fmt.Sprintf("postgres://postgres@%s:5432/postgres?sslmode=disable&connect_timeout=2", p.Addr)
 }
 
+// appDSN is how the application (the write recorder) connects: as the
+// group's application role, which the fence blocks.
+func (p *Postgres) appDSN() string {
+	return fmt.Sprintf("postgres://%s@%s:5432/postgres?sslmode=disable&connect_timeout=15", AppRole, p.Addr)
+}
+
 // harnessDSN is DSN with a connect timeout long enough for a loaded
 // machine, for the harness's own queries; the caller's context bounds
 // them. Witness's probes and actions keep DSN.

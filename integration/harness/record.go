@@ -165,14 +165,32 @@ func (r *DNSRecorder) Check() []string {
 	return bad
 }
 
-// writesTable is where the write recorder writes; made on the primary
-// before the standby is cloned.
+// AppRole is the application role the write recorder logs in as, and the
+// group's fenced role: a fence must keep it from writing whatever it does.
+const AppRole = "harness_app"
+
+// writesTable is where the write recorder writes, and the application role
+// it writes as; made on the primary before the standby is cloned. The role
+// reads the node's token through harness_token, which runs as its owner:
+// Witness's token table is not the application's to read.
 const writesTable = `CREATE TABLE harness_writes (
 	id bigserial PRIMARY KEY,
 	node text NOT NULL,
 	token bigint NOT NULL,
 	at timestamptz NOT NULL DEFAULT clock_timestamp()
-)`
+);
+CREATE ROLE ` + AppRole + ` LOGIN;
+GRANT SELECT, INSERT ON harness_writes TO ` + AppRole + `;
+GRANT USAGE ON SEQUENCE harness_writes_id_seq TO ` + AppRole + `;
+CREATE FUNCTION harness_token(g text) RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+DECLARE t bigint := 0;
+BEGIN
+	IF to_regclass('witness.fence') IS NOT NULL THEN
+		EXECUTE 'SELECT coalesce(max(token), 0) FROM witness.fence WHERE group_name = $1' INTO t USING g;
+	END IF;
+	RETURN t;
+END $fn$;
+GRANT EXECUTE ON FUNCTION harness_token(text) TO ` + AppRole
 
 // Write is one write a database accepted.
 type Write struct {
@@ -222,7 +240,7 @@ func (r *WriteRecorder) loop(ctx context.Context, site string, pg *Postgres) {
 		}
 		if conn == nil || conn.IsClosed() {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			c, err := pgx.Connect(cctx, pg.harnessDSN())
+			c, err := pgx.Connect(cctx, pg.appDSN())
 			cancel()
 			if err != nil {
 				continue
@@ -261,15 +279,9 @@ func writeOnce(ctx context.Context, c *pgx.Conn, site string) (uint64, error) {
 		return 0, err
 	}
 	defer tx.Rollback(context.Background())
-	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT to_regclass('witness.fence') IS NOT NULL").Scan(&exists); err != nil {
-		return 0, err
-	}
 	var tok int64
-	if exists {
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(token), 0) FROM witness.fence WHERE group_name = $1", Group).Scan(&tok); err != nil {
-			return 0, err
-		}
+	if err := tx.QueryRow(ctx, "SELECT harness_token($1)", Group).Scan(&tok); err != nil {
+		return 0, err
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO harness_writes (node, token) VALUES ($1, $2)", site, tok); err != nil {
 		return 0, err
