@@ -2,8 +2,13 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -103,11 +108,63 @@ type members struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	peers map[string]peer
+	sites map[string]string // every witness ever seen, by name: its site
+	dirty bool              // sites changed since last saved
+}
+
+// sitesFile, in data_dir, keeps the sites of the witnesses this node has
+// seen across restarts: a leader judges a site's lease by the witnesses
+// there, also those gossip no longer shows.
+const sitesFile = "sites.json"
+
+// loadSites reads what saveSites wrote; a missing file is no error.
+func (m *members) loadSites(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, sitesFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", sitesFile, err)
+	}
+	var sites map[string]string
+	if err := json.Unmarshal(b, &sites); err != nil {
+		return fmt.Errorf("read %s: %w", sitesFile, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range sites {
+		if _, ok := m.sites[k]; !ok {
+			m.sites[k] = v
+		}
+	}
+	return nil
+}
+
+// saveSites writes the sites when they changed since the last save.
+func (m *members) saveSites(dir string) error {
+	m.mu.Lock()
+	if !m.dirty {
+		m.mu.Unlock()
+		return nil
+	}
+	b, err := json.Marshal(m.sites)
+	m.dirty = false
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, sitesFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", sitesFile, err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, sitesFile))
 }
 
 var _ memberlist.EventDelegate = (*members)(nil)
 
-func newMembers(log *slog.Logger) *members { return &members{log: log, peers: map[string]peer{}} }
+func newMembers(log *slog.Logger) *members {
+	return &members{log: log, peers: map[string]peer{}, sites: map[string]string{}}
+}
 
 func (m *members) NotifyJoin(n *memberlist.Node)   { m.set(n) }
 func (m *members) NotifyUpdate(n *memberlist.Node) { m.set(n) }
@@ -127,6 +184,22 @@ func (m *members) set(n *memberlist.Node) {
 		return
 	}
 	m.peers[n.Name] = peer{Name: n.Name, GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), Meta: meta}
+	if meta.Site != "" && m.sites[n.Name] != meta.Site {
+		m.sites[n.Name] = meta.Site
+		m.dirty = true
+	}
+}
+
+// seenSites is the site of every witness gossip has ever shown, also of
+// those it no longer sees.
+func (m *members) seenSites() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.sites))
+	for k, v := range m.sites {
+		out[k] = v
+	}
+	return out
 }
 
 func (m *members) alive() map[string]peer {

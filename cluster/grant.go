@@ -421,25 +421,14 @@ func (n *Node) siteLeaseExpired(ctx context.Context, site string, hold time.Dura
 }
 
 // sitesSeen is the site of every witness this node has seen, in gossip or
-// itself. A witness that gossip no longer sees keeps the site it had.
+// itself, since it started; a witness that gossip no longer sees keeps the
+// site it had.
 func (n *Node) sitesSeen() map[string]string {
-	n.sitesMu.Lock()
-	defer n.sitesMu.Unlock()
-	if n.sites == nil {
-		n.sites = map[string]string{}
-	}
-	n.sites[n.cfg.Name] = n.cfg.Site
+	out := map[string]string{}
 	if n.gossip != nil {
-		for name, p := range n.gossip.alive() {
-			if p.Meta.Site != "" {
-				n.sites[name] = p.Meta.Site
-			}
-		}
+		out = n.gossip.members.seenSites()
 	}
-	out := make(map[string]string, len(n.sites))
-	for k, v := range n.sites {
-		out[k] = v
-	}
+	out[n.cfg.Name] = n.cfg.Site
 	return out
 }
 

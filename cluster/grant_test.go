@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -166,5 +168,23 @@ groups:
 	// West's own lease is held by the two that run.
 	if err := leader.SiteLeaseExpired(context.Background(), "west", spec); !errors.Is(err, ErrLeaseHeld) {
 		t.Errorf("west's lease: %v, want ErrLeaseHeld", err)
+	}
+}
+
+// A witness remembers across a restart the sites of the witnesses it saw,
+// so that as leader it can judge the lease of a site whose witnesses went
+// before it started.
+func TestSitesSeenSurviveARestart(t *testing.T) {
+	tc := newTestCluster(t, "east", "west", "tiebreak")
+	eventually(t, "west to see every site", func() bool { return len(tc.nodes[1].sitesSeen()) == 3 })
+	eventually(t, "west to save them", func() bool {
+		_, err := os.Stat(filepath.Join(tc.cfgs[1].DataDir, sitesFile))
+		return err == nil
+	})
+	tc.stop(0)
+	tc.stop(1)
+	tc.start(1)
+	if got := tc.nodes[1].sitesSeen()["east-1"]; got != "east" {
+		t.Errorf("after a restart without east, west knows east-1 at %q, want east", got)
 	}
 }

@@ -123,11 +123,8 @@ type Node struct {
 	hookRuns hookRuns
 	metrics  *nodeMetrics
 
-	grants  *grants // lease renewals this witness granted as a voter
-	lease   *holder // this witness's own lease
-	sitesMu sync.Mutex
-	sites   map[string]string // witness -> site, as ever seen
-
+	grants     *grants // lease renewals this witness granted as a voter
+	lease      *holder // this witness's own lease
 	leaseAskMu sync.Mutex
 	leaseAsks  map[leaseAsk]leaseAnswer // the voters' last answers, by site
 
@@ -325,6 +322,9 @@ func (n *Node) startGossip() error {
 	mc.Delegate = d
 	mc.Conflict = d
 	seen := newMembers(n.log.With(keyComponent, "gossip"))
+	if err := seen.loadSites(n.cfg.DataDir); err != nil {
+		n.log.Warn("sites of witnesses seen before not loaded", keyErr, err)
+	}
 	mc.Events = seen
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -360,6 +360,9 @@ func (n *Node) rejoinLoop() {
 	defer tick.Stop()
 	for {
 		n.gossip.rejoin(n.cfg.GossipAddr)
+		if err := n.gossip.members.saveSites(n.cfg.DataDir); err != nil {
+			n.log.Warn("sites of the witnesses seen not saved", keyErr, err)
+		}
 		select {
 		case <-n.ctx.Done():
 			return

@@ -318,7 +318,7 @@ func TestIsolatedSiteFencesItself(t *testing.T) {
 	if !st.ReadOnly {
 		t.Errorf("east's database after the failover: %+v, want read-only", st)
 	}
-	if !strings.Contains(env.Witness("east-1").Proc.Tail(1<<20), "lost the Raft majority while active") {
+	if !strings.Contains(env.Witness("east-1").Proc.Tail(1<<20), "lease with the voters lost while active") {
 		t.Error("the east witness's log does not show the self-fence")
 	}
 	// Contact returns: east stays fenced and the group stays at west.

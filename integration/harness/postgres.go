@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,4 +207,36 @@ func (p *Postgres) State(ctx context.Context) (NodeState, error) {
 	err := p.Query(ctx, "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')", &st.InRecovery, &ro)
 	st.ReadOnly = ro == "on"
 	return st, err
+}
+
+// AppWrite connects to the site's database as the application role, with
+// the given run-time options (a connection string's options=, such as
+// "-c default_transaction_read_only=off"), runs each statement of setup in
+// its own round trip, then tries one write in a transaction that begins
+// with begin ("BEGIN" or "BEGIN READ WRITE"). It returns nil only when the
+// write committed: what a fence must never let through.
+func (p *Postgres) AppWrite(ctx context.Context, options string, setup []string, begin string) error {
+	dsn := p.appDSN()
+	if options != "" {
+		dsn += "&options=" + url.QueryEscape(options)
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect as %s: %w", AppRole, err)
+	}
+	defer c.Close(context.Background())
+	for _, stmt := range setup {
+		if _, err := c.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	if _, err := c.Exec(ctx, begin); err != nil {
+		return fmt.Errorf("%s: %w", begin, err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO harness_writes (node, token) VALUES ('bypass', 0)"); err != nil {
+		_, _ = c.Exec(ctx, "ROLLBACK")
+		return fmt.Errorf("insert: %w", err)
+	}
+	_, err = c.Exec(ctx, "COMMIT")
+	return err
 }

@@ -1,0 +1,208 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sitewitness/witness/integration/harness"
+)
+
+// bypass is one way an ordinary client of the application role turns a
+// read-only default off for itself.
+type bypass struct {
+	name, options string
+	setup         []string
+	begin         string
+}
+
+var bypasses = []bypass{
+	{name: "plain write", begin: "BEGIN"},
+	{name: "SET default_transaction_read_only = off", setup: []string{"SET default_transaction_read_only = off"}, begin: "BEGIN"},
+	{name: "SET SESSION CHARACTERISTICS … READ WRITE", setup: []string{"SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"}, begin: "BEGIN"},
+	{name: "BEGIN READ WRITE", begin: "BEGIN READ WRITE"},
+	{name: "connection option", options: "-c default_transaction_read_only=off", begin: "BEGIN"},
+	// The role's own setting (ALTER ROLE … SET, made at the start of the
+	// scenario) applies to every plain write above.
+}
+
+// allBypasses tries every bypass twice at site (the second time is a
+// reconnect) and returns the ones whose write committed.
+func allBypasses(t *testing.T, env *harness.Env, site string) []string {
+	t.Helper()
+	var through []string
+	for _, b := range bypasses {
+		for range 2 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := env.PG[site].AppWrite(ctx, b.options, b.setup, b.begin)
+			cancel()
+			if err == nil {
+				through = append(through, b.name)
+			}
+		}
+	}
+	return through
+}
+
+// roleSetting gives the application role its own read-only-off default,
+// the bypass that needs no change in the client.
+func roleSetting(t *testing.T, env *harness.Env) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" SET default_transaction_read_only = off"))
+}
+
+// Scenario 9a: after a switchover, a client of the application role at the
+// old primary is refused whatever it tries, and however often it
+// reconnects; at the new primary it writes.
+func TestSwitchedOverPrimaryRefusesEveryClient(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	roleSetting(t, env)
+	if got := allBypasses(t, env, "east"); len(got) != 2*len(bypasses) {
+		t.Fatalf("before the switchover only %d of %d writes went through at east: the test cannot tell a fence from a broken client", len(got), 2*len(bypasses))
+	}
+	tok, err := env.Switchover("west")
+	must(t, err)
+	must(t, env.WaitStable(patience, "west", tok))
+	if got := allBypasses(t, env, "east"); len(got) > 0 {
+		t.Errorf("writes at the fenced old primary east: %q", got)
+	}
+	// The fence's role changes replicated to west; its promote gave the
+	// logins back there.
+	if got := allBypasses(t, env, "west"); len(got) != 2*len(bypasses) {
+		t.Errorf("at the new primary west only %d of %d writes went through: %q", len(got), 2*len(bypasses), got)
+	}
+	g := group(t, env)
+	if r := harness.StepResult(g, "promote"); r.GetRule() != "fence_confirmed" {
+		t.Errorf("promote recorded with rule %q, want fence_confirmed", r.GetRule())
+	}
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 9b: after east is cut off and failed over, and comes back, no
+// client of the application role writes at east again.
+func TestFailedOverPrimaryRefusesEveryClient(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	roleSetting(t, env)
+	must(t, env.Isolate("east"))
+	must(t, env.WaitStable(patience, "west", before+1))
+	g := group(t, env)
+	rule := harness.StepResult(g, "promote").GetRule()
+	t.Logf("west promoted by rule %s", rule)
+	if rule != "lease_expired" && rule != "fence_confirmed" {
+		t.Errorf("promote recorded with rule %q", rule)
+	}
+	must(t, env.Heal())
+	// The leader's fence at the new token reaches east once it is back.
+	must(t, waitUntil(patience, "the leader's fence of east", func() (bool, error) {
+		g, err := env.Group()
+		return err == nil && harness.StepResult(g, "fence").GetOk(), nil
+	}))
+	if got := allBypasses(t, env, "east"); len(got) > 0 {
+		t.Errorf("writes at the failed-over old primary east: %q", got)
+	}
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 10: east is cut off and failed over; the link comes back while
+// Raft traffic to east is held back, so that east's witness renews its
+// lease with the voters before its replica hears of the failover. It must
+// not lift its fence on what its stale replica says.
+func TestFenceNotLiftedOnAStaleReplica(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	must(t, env.Isolate("east"))
+	must(t, env.WaitStable(patience, "west", before+1))
+	must(t, env.DelayRaft("east", 4*time.Second))
+	must(t, env.Reconnect("east"))
+	reconnected := time.Now()
+	// For a while after the link is back, east is never writable.
+	for time.Since(reconnected) < 3*env.Opts.FailoverAfter {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := env.PG["east"].AppWrite(ctx, "", nil, "BEGIN")
+		cancel()
+		if err == nil {
+			t.Fatalf("east took an application write %s after the link came back", ms(time.Since(reconnected)))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	log := env.Witness("east-1").Proc.Tail(1 << 20)
+	if strings.Contains(log, "lifted the self-fence") {
+		t.Errorf("east's witness lifted its self-fence:\n%s", log)
+	}
+	must(t, env.HealRaft("east"))
+	stays(t, env, env.Opts.FailoverAfter)
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 11: a switchover whose fence fails (the application role has
+// become a superuser at east, which a fence cannot lock out) promotes
+// nothing and switches nothing: the switchover ends at a new token at east,
+// with the fence's error as its reason, and east keeps taking writes.
+func TestSwitchoverWhoseFenceFailsStaysAtEast(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" SUPERUSER"))
+	_, err := env.Switchover("west")
+	if err == nil {
+		t.Fatal("the switchover moved although its fence cannot hold")
+	}
+	t.Logf("switchover: %v", err)
+	g := group(t, env)
+	st := g.GetStatus()
+	last := st.GetHistory()[len(st.GetHistory())-1]
+	if st.GetActiveSite() != "east" || last.GetPhase() != "abort" || !strings.Contains(last.GetReason(), "superuser") {
+		t.Errorf("after the failed fence: active at %s, last transition %v; want an abort at east saying why", st.GetActiveSite(), last)
+	}
+	must(t, env.WaitStable(patience, "east", last.GetToken()))
+	west, err := dbState(env, "west")
+	must(t, err)
+	if !west.InRecovery {
+		t.Error("west was promoted although east's fence failed")
+	}
+	for _, a := range env.DNS.Changes() {
+		if a.Site == "west" {
+			t.Errorf("DNS pointed at west at %s", a.At.Format(time.StampMilli))
+		}
+	}
+	if err := env.PG["east"].AppWrite(ctx, "", nil, "BEGIN"); err != nil {
+		t.Errorf("east does not take writes after the abort: %v", err)
+	}
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" NOSUPERUSER"))
+	checkInvariants(t, env, before, 0, true)
+}
+
+// Scenario 12: only the east–west link is cut, with the leader at west.
+// East's witness keeps its lease through the tiebreaker, so it does not
+// fence itself, and the tiebreaker still sees east healthy, so nothing
+// fails over: the service stays up at east.
+func TestEastWestCutKeepsTheServiceUp(t *testing.T) {
+	env := start(t, harness.Options{})
+	before := group(t, env).GetStatus().GetToken()
+	_, err := env.LeadFrom("west", patience)
+	must(t, err)
+	cut := time.Now()
+	must(t, env.Cut("east", "west"))
+	stays(t, env, 3*env.Opts.FailoverAfter)
+	if last, ok := env.Writes.LastAt("east"); !ok || time.Since(last.Done) > 2*time.Second {
+		t.Errorf("east stopped taking writes during the cut (last %v, cut %s ago)", last.Done.Format(time.StampMilli), ms(time.Since(cut)))
+	}
+	if strings.Contains(env.Witness("east-1").Proc.Tail(1<<20), "lease with the voters lost while active") {
+		t.Error("east's witness fenced itself although the tiebreaker granted its lease")
+	}
+	st, err := dbState(env, "east")
+	must(t, err)
+	if st.ReadOnly || st.InRecovery {
+		t.Errorf("east's database during the cut: %+v, want a writable primary", st)
+	}
+	must(t, env.Heal())
+	checkInvariants(t, env, before, 0, true)
+}
