@@ -268,12 +268,13 @@ func (s *adminServer) LeaseStatus(_ context.Context, req *witnessv1.LeaseStatusR
 }
 
 // ReadIndex serves a linearizable read point: the leader verifies its
-// leadership with a quorum, then returns its commit index.
-func (s *adminServer) ReadIndex(_ context.Context, _ *witnessv1.ReadIndexRequest) (*witnessv1.ReadIndexResponse, error) {
+// leadership with a quorum, then returns its commit index. A follower
+// forwards the call to the leader once, so that a witness cut off from the
+// leader alone (an east–west cut) still gets its read through another.
+func (s *adminServer) ReadIndex(ctx context.Context, req *witnessv1.ReadIndexRequest) (*witnessv1.ReadIndexResponse, error) {
 	n := s.n
-	if n.raft.State() != raft.Leader {
-		name, admin := n.Leader()
-		return nil, status.Error(codes.Unavailable, (&NotLeaderError{Leader: name, LeaderAdmin: admin}).Error())
+	if resp, handled, err := forward(ctx, n, req, witnessv1.AdminClient.ReadIndex); handled {
+		return resp, err
 	}
 	index := n.raft.CommitIndex()
 	if err := n.VerifyLeader(); err != nil {
@@ -432,6 +433,45 @@ func (n *Node) sitesSeen() map[string]string {
 	return out
 }
 
+// askReadIndex asks the leader for its read index, directly when this
+// witness knows where it is, else through each other voter in turn, which
+// forwards the question to the leader it follows.
+func (n *Node) askReadIndex(ctx context.Context) (uint64, error) {
+	var via []string
+	if _, admin := n.Leader(); admin != "" {
+		via = append(via, admin)
+	}
+	if vs, err := n.voters(); err == nil {
+		for _, v := range vs {
+			if v.name != n.cfg.Name && v.admin != "" && !slices.Contains(via, v.admin) {
+				via = append(via, v.admin)
+			}
+		}
+	}
+	if len(via) == 0 {
+		return 0, fmt.Errorf("read index: %w", ErrNoLeader)
+	}
+	var errs []error
+	for _, addr := range via {
+		c, err := n.client(addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, leaseRenewTimeout/2)
+		resp, err := c.ReadIndex(actx, &witnessv1.ReadIndexRequest{})
+		cancel()
+		if err == nil {
+			return resp.GetIndex(), nil
+		}
+		errs = append(errs, fmt.Errorf("via %s: %w", addr, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return 0, fmt.Errorf("read index: %w", errors.Join(errs...))
+}
+
 // readIndex asks the leader for a linearizable read point and waits until
 // this witness's replica has applied it, so that what it reads next is at
 // least as new as anything committed before the call.
@@ -443,19 +483,10 @@ func (n *Node) readIndex(ctx context.Context) error {
 			return err
 		}
 	} else {
-		_, admin := n.Leader()
-		if admin == "" {
-			return fmt.Errorf("read index: %w", ErrNoLeader)
-		}
-		c, err := n.client(admin)
-		if err != nil {
+		var err error
+		if index, err = n.askReadIndex(ctx); err != nil {
 			return err
 		}
-		resp, err := c.ReadIndex(ctx, &witnessv1.ReadIndexRequest{})
-		if err != nil {
-			return fmt.Errorf("read index: %w", err)
-		}
-		index = resp.GetIndex()
 	}
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()

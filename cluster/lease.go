@@ -92,6 +92,7 @@ func (n *Node) leaseLoop() {
 	case <-n.lease.judged:
 	}
 	fenced := map[string]*selfFence{} // group -> this episode of fencing
+	kept := map[string]string{}       // group -> why its fence was last kept, as logged
 	t := time.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
@@ -128,13 +129,18 @@ func (n *Node) leaseLoop() {
 			case f != nil && held && since < fenceAfter/2:
 				if f.database {
 					if err := n.liftSelfFence(fencer, name, dsn, f.token); err != nil {
-						n.log.Warn("self-fence kept", "group", name, "token", f.token, "why", err)
+						// Said once per reason, not at every check.
+						if why := err.Error(); kept[name] != why {
+							kept[name] = why
+							n.log.Warn("self-fence kept", "group", name, "token", f.token, "why", err)
+						}
 						if !errors.Is(err, errMovedOn) {
 							continue
 						}
 					}
 				}
 				delete(fenced, name)
+				delete(kept, name)
 			}
 		}
 		// A group that moved away while fenced stays fenced: the new
@@ -142,6 +148,7 @@ func (n *Node) leaseLoop() {
 		for name, f := range fenced {
 			if g, ok := n.fsm.Group(name); !ok || g.GetStatus().GetToken() != f.token {
 				delete(fenced, name)
+				delete(kept, name)
 			}
 		}
 		select {
@@ -158,7 +165,9 @@ var errMovedOn = errors.New("the group moved on since the fence")
 // liftSelfFence lifts a self-fence of group at token once a linearizable
 // read shows the group still active at this site at that token.
 func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64) error {
-	ctx, cancel := context.WithTimeout(n.ctx, leaseRenewTimeout)
+	// The leader directly, or through another voter; then the replica
+	// catches up to what it said.
+	ctx, cancel := context.WithTimeout(n.ctx, 3*leaseRenewTimeout)
 	err := n.readIndex(ctx)
 	cancel()
 	if err != nil {

@@ -218,7 +218,7 @@ func (p *Postgres) State(ctx context.Context) (NodeState, error) {
 func (p *Postgres) AppWrite(ctx context.Context, options string, setup []string, begin string) error {
 	dsn := p.appDSN()
 	if options != "" {
-		dsn += "&options=" + url.QueryEscape(options)
+		dsn += "&options=" + strings.ReplaceAll(url.QueryEscape(options), "+", "%20")
 	}
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {

@@ -8,7 +8,9 @@
 // and max of both, and of both minus failover_after (what Witness adds).
 //
 // Variants: "leader survives" (the leader is at west or tiebreak) and
-// "leader's site lost" (the leader is moved to east first).
+// "leader's site lost" (the leader is moved to east first), both by a
+// network cut, and "old primary killed": east's witness and postmaster
+// SIGKILLed and its service down, the leader elsewhere.
 //
 // Needs root and `make deps`; run with `make bench-failover` (RUNS=N).
 package main
@@ -24,11 +26,14 @@ import (
 	"github.com/sitewitness/witness/integration/harness"
 )
 
-type sample struct{ commit, dns time.Duration }
+type sample struct {
+	commit, dns time.Duration
+	rule        string // what allowed the promotion
+}
 
 func main() {
 	runs := flag.Int("runs", 10, "runs per variant")
-	variants := flag.String("variants", "survives,lost", "comma-separated: survives (leader outside east), lost (leader at east)")
+	variants := flag.String("variants", "survives,lost,killed", "comma-separated: survives (leader outside east), lost (leader at east), killed (east's witness and database SIGKILLed)")
 	verbose := flag.Bool("v", false, "print the harness's progress")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: bench-failover [flags]\n\nMeasures outage → failover committed and outage → DNS switched at BIND\non real witnessd, BIND and PostgreSQL in network namespaces (root).\n\nFlags:\n")
@@ -51,17 +56,17 @@ func main() {
 	results := map[string][]sample{}
 	names := strings.Split(*variants, ",")
 	for _, v := range names {
-		if v != "survives" && v != "lost" {
+		if v != "survives" && v != "lost" && v != "killed" {
 			fail(fmt.Errorf("unknown variant %q", v))
 		}
 		for i := range *runs {
-			s, o, err := once(opts, v == "lost")
+			s, o, err := once(opts, v)
 			if err != nil {
 				fail(fmt.Errorf("%s run %d: %w", v, i+1, err))
 			}
 			settings = fmt.Sprintf("probe interval %s, fail_threshold %d, failover_after %s, fence_after %s, raft heartbeat/election %s/%s, DNS TTL %ds",
 				o.ProbeInterval, o.FailThreshold, o.FailoverAfter, o.FenceAfter, o.HeartbeatTimeout, o.ElectionTimeout, o.TTL)
-			fmt.Fprintf(os.Stderr, "%s run %d: committed %s, DNS %s\n", v, i+1, ms(s.commit), ms(s.dns))
+			fmt.Fprintf(os.Stderr, "%s run %d: committed %s, DNS %s, promoted by %s\n", v, i+1, ms(s.commit), ms(s.dns), s.rule)
 			results[v] = append(results[v], s)
 		}
 	}
@@ -72,11 +77,14 @@ func main() {
 		after = 5 * time.Second
 	}
 	for _, v := range names {
-		label := map[string]string{"survives": "leader survives", "lost": "leader's site lost"}[v]
+		label := map[string]string{"survives": "leader survives", "lost": "leader's site lost", "killed": "old primary killed"}[v]
 		var commit, dns []time.Duration
+		rules := map[string]int{}
 		for _, s := range results[v] {
 			commit, dns = append(commit, s.commit), append(dns, s.dns)
+			rules[s.rule]++
 		}
+		defer fmt.Printf("%-20s promoted by: %v\n", label, rules)
 		row(label, "outage → committed", commit, 0)
 		row(label, "  minus failover_after", commit, after)
 		row(label, "outage → DNS at BIND", dns, 0)
@@ -85,7 +93,8 @@ func main() {
 }
 
 // once runs one failover and returns its timings.
-func once(opts harness.Options, leaderAtEast bool) (s sample, o harness.Options, err error) {
+func once(opts harness.Options, variant string) (s sample, o harness.Options, err error) {
+	leaderAtEast := variant == "lost"
 	env, err := harness.Start(opts)
 	if err != nil {
 		return sample{}, opts, err
@@ -118,7 +127,15 @@ func once(opts harness.Options, leaderAtEast bool) (s sample, o harness.Options,
 	}
 	before := g.GetStatus().GetToken()
 	outage := time.Now()
-	if err := env.Isolate("east"); err != nil {
+	if variant == "killed" {
+		if err := env.ServiceDown("east", true); err != nil {
+			return sample{}, env.Opts, err
+		}
+		err = env.KillSite("east")
+	} else {
+		err = env.Isolate("east")
+	}
+	if err != nil {
 		return sample{}, env.Opts, err
 	}
 	if err := env.WaitStable(2*time.Minute, "west", before+1); err != nil {
@@ -138,7 +155,8 @@ func once(opts harness.Options, leaderAtEast bool) (s sample, o harness.Options,
 	if bad := append(env.DNS.Check(), env.Writes.Check()...); len(bad) > 0 {
 		return sample{}, env.Opts, fmt.Errorf("invariants: %s", strings.Join(bad, "; "))
 	}
-	return sample{commit: time.Unix(0, fo[0].GetAtUnixNano()).Sub(outage), dns: switched.Sub(outage)}, env.Opts, nil
+	return sample{commit: time.Unix(0, fo[0].GetAtUnixNano()).Sub(outage), dns: switched.Sub(outage),
+		rule: harness.StepResult(g, "promote").GetRule()}, env.Opts, nil
 }
 
 func row(variant, measure string, ds []time.Duration, minus time.Duration) {
