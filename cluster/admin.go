@@ -246,6 +246,14 @@ func (s *adminServer) ListGroups(ctx context.Context, _ *witnessv1.ListGroupsReq
 }
 
 func (s *adminServer) GetGroup(ctx context.Context, req *witnessv1.GetGroupRequest) (*witnessv1.GetGroupResponse, error) {
+	if req.GetLinearizable() {
+		rctx, cancel := context.WithTimeout(ctx, leaderWait)
+		err := s.n.readIndex(rctx)
+		cancel()
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "no linearizable read: %v", err)
+		}
+	}
 	g, ok := s.n.fsm.Group(req.GetName())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetName())

@@ -45,29 +45,32 @@ func TestEastSiteLost(t *testing.T) {
 
 	// East stays away long enough for the leader's retries of the fence
 	// step to back off to many seconds apart, then comes back: its
-	// database first, as after a power cut, then its witness. The leader
-	// must not wait for the next retry: it fences east as soon as a probe
-	// sees east again.
+	// database first, as after a power cut, through its unit's
+	// prepare-start, then its witness. The database must come back as a
+	// standby, never writable; and the leader must not wait for the next
+	// retry: it fences east as soon as a probe sees east again.
 	time.Sleep(25 * time.Second)
 	must(t, env.Heal())
-	must(t, env.PG["east"].Start())
+	said, err := env.RestartDatabase("east")
+	must(t, err)
+	t.Logf("prepare-start: %s", strings.TrimSpace(said))
 	back := time.Now() // east's database takes connections
+	if st, err := dbState(env, "east"); err != nil || !st.InRecovery {
+		t.Errorf("east's database came back as %+v (%v), want a standby", st, err)
+	}
 	must(t, env.Witness("east-1").Proc.Start())
 	var fencedAt time.Time
-	must(t, waitUntil(patience, "east's database fenced", func() (bool, error) {
-		st, err := dbState(env, "east")
-		if err != nil {
-			return false, nil
-		}
-		if st.ReadOnly {
+	must(t, waitUntil(patience, "the leader's fence of east", func() (bool, error) {
+		g, err := env.Group()
+		if err == nil && harness.StepResult(g, "fence") != nil {
 			fencedAt = time.Now()
 			return true, nil
 		}
 		return false, nil
 	}))
-	t.Logf("east back → its database fenced read-only in %s", ms(fencedAt.Sub(back)))
+	t.Logf("east back → its database fenced at token %d in %s", fo.GetToken(), ms(fencedAt.Sub(back)))
 	if took := fencedAt.Sub(back); took > env.Opts.FailoverAfter {
-		t.Errorf("east's returning database stayed writable for %s, more than failover_after", took)
+		t.Errorf("east's returning database waited %s for its fence, more than failover_after", took)
 	}
 	time.Sleep(2 * env.Opts.FailoverAfter) // long enough for a wrong move
 	g := group(t, env)
@@ -75,9 +78,9 @@ func TestEastSiteLost(t *testing.T) {
 		t.Errorf("after east returned: active %s token %d, want west at %d", g.GetStatus().GetActiveSite(), g.GetStatus().GetToken(), fo.GetToken())
 	}
 	if w, ok := env.Writes.Overlap("east", "west"); ok {
-		t.Logf("measured: returning east accepted writes (stamped %d) until it was fenced, first at %s", w.Token, w.Sent.Format(time.StampMilli))
+		t.Errorf("returning east accepted writes (stamped %d), first at %s", w.Token, w.Sent.Format(time.StampMilli))
 	}
-	checkInvariants(t, env, before, 1, false)
+	checkInvariants(t, env, before, 1, true)
 }
 
 // dbState asks site's database whether it is a standby and read-only.

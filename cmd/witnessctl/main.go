@@ -34,15 +34,21 @@ Commands:
   status                          leader, members and every group
   groups                          list groups
   group NAME                      one group in detail: status, history, steps
-  apply -f FILE [--dry-run]       create or update the groups in a YAML file (- for stdin)
+  apply -f FILE [--dry-run] [--active GROUP=SITE]
+                                  create or update the groups in a YAML file (- for stdin)
   delete NAME                     delete a group
-  switchover GROUP SITE [--token N] [--reason TEXT]
-                                  planned move of GROUP to SITE; refused if the token moved
+  switchover GROUP SITE [--token N] [--reason TEXT] [--wait D]
+                                  planned move of GROUP to SITE: fences the old site first,
+                                  then moves; refused if the token moved
   mode GROUP auto|manual|observe  set a group's mode
   arm GROUP | disarm GROUP        allow or stop automatic failover of a group
   members                         list members
   members add NAME --raft-addr ADDR [--site SITE] [--gossip-addr ADDR]
   members remove NAME
+  prepare-start GROUP SITE --data-dir DIR
+                                  before PostgreSQL at SITE starts: make it start as a
+                                  standby unless a linearizable read says SITE is active
+                                  (--addr may list several witnesses, comma-separated)
   version                         print the version
 
 Global flags (also accepted after the command):
@@ -203,6 +209,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.arm(cmd, args)
 	case "members":
 		return c.members(args)
+	case "prepare-start":
+		return c.prepareStart(args)
 	case "version":
 		fmt.Fprintln(c.stdout, "witnessctl", buildinfo.String())
 		return nil

@@ -103,6 +103,7 @@ func (o *Options) defaults() {
 type Env struct {
 	Opts Options
 	Dir  string
+	bin  string // witnessd and witnessctl
 
 	Witnesses []*Witness
 	PG        map[string]*Postgres // east (primary at start), west (standby)
@@ -191,6 +192,7 @@ func Start(opts Options) (env *Env, err error) {
 			return nil, err
 		}
 	}
+	e.bin = bin
 
 	start := time.Now()
 	e.net = newNetwork()

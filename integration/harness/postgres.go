@@ -240,3 +240,23 @@ func (p *Postgres) AppWrite(ctx context.Context, options string, setup []string,
 	_, err = c.Exec(ctx, "COMMIT")
 	return err
 }
+
+// RestartDatabase starts site's database again as its service unit would
+// after a power cut: first `witnessctl prepare-start` (the unit's
+// ExecStartPre), which leaves it to start as a standby unless a
+// linearizable read says site is the group's active site; then the server.
+// It returns what prepare-start printed.
+func (e *Env) RestartDatabase(site string) (string, error) {
+	pg := e.PG[site]
+	var addrs []string
+	for _, w := range e.Witnesses {
+		addrs = append(addrs, w.AdminAddr())
+	}
+	cmd := exec.Command(filepath.Join(e.bin, "witnessctl"), "--addr", strings.Join(addrs, ","), "--timeout", "5s",
+		"prepare-start", Group, site, "--data-dir", pg.Data)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("prepare-start: %v: %s", err, out)
+	}
+	return string(out), pg.Start()
+}

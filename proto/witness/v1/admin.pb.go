@@ -557,8 +557,12 @@ func (x *ListGroupsResponse) GetGroups() []*Group {
 }
 
 type GetGroupRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// linearizable reads the group as of now, not from the answering
+	// witness's replica alone: the leader's commit index, after it verified
+	// its leadership, is applied first. Unavailable when no leader answers.
+	Linearizable  bool `protobuf:"varint,2,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -598,6 +602,13 @@ func (x *GetGroupRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *GetGroupRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
 }
 
 type GetGroupResponse struct {
@@ -2061,9 +2072,10 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\aapplied\x18\x02 \x01(\bR\aapplied\"\x13\n" +
 	"\x11ListGroupsRequest\"?\n" +
 	"\x12ListGroupsResponse\x12)\n" +
-	"\x06groups\x18\x01 \x03(\v2\x11.witness.v1.GroupR\x06groups\"%\n" +
+	"\x06groups\x18\x01 \x03(\v2\x11.witness.v1.GroupR\x06groups\"I\n" +
 	"\x0fGetGroupRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"v\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
+	"\flinearizable\x18\x02 \x01(\bR\flinearizable\"v\n" +
 	"\x10GetGroupResponse\x12'\n" +
 	"\x05group\x18\x01 \x01(\v2\x11.witness.v1.GroupR\x05group\x129\n" +
 	"\vexplanation\x18\x02 \x01(\v2\x17.witness.v1.ExplanationR\vexplanation\"\xe4\x01\n" +

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// standbySignal is the file that makes PostgreSQL start in recovery.
+const standbySignal = "standby.signal"
+
+// prepareStart readies a PostgreSQL data directory to start: as a standby
+// (standby.signal written) unless a linearizable read of the group says
+// that site is active, in which case a standby.signal that Witness's
+// demotion left is removed. Meant for the database unit's ExecStartPre, so
+// that a primary cut off and failed over, or restarted after a power cut,
+// never comes back writable on its own. When no witness answers, it starts
+// as a standby: the safe side; an operator can remove the file by hand.
+func (c *cli) prepareStart(args []string) error {
+	var dataDir string
+	pos, err := c.flags("prepare-start", "prepare-start GROUP SITE --data-dir DIR", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&dataDir, "data-dir", "", "the database's data `directory`")
+	}, 2)
+	if err != nil {
+		return err
+	}
+	if dataDir == "" || !filepath.IsAbs(dataDir) {
+		fmt.Fprintln(c.stderr, "witnessctl prepare-start: --data-dir must be an absolute path")
+		return errUsage
+	}
+	group, site := pos[0], pos[1]
+	active, token, err := c.activeSite(group)
+	signal := filepath.Join(dataDir, standbySignal)
+	switch {
+	case err != nil:
+		fmt.Fprintf(c.stderr, "witnessctl prepare-start: no linearizable read of group %s (%v): starting as a standby\n", group, err)
+		return writeSignal(signal, dataDir)
+	case active != site:
+		if err := writeSignal(signal, dataDir); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "group %s is active at %s (token %d), not %s: %s starts as a standby\n", group, active, token, site, dataDir)
+		return nil
+	}
+	if err := os.Remove(signal); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", signal, err)
+	}
+	fmt.Fprintf(c.stdout, "group %s is active at %s (token %d): %s starts as it is configured\n", group, site, token, dataDir)
+	return nil
+}
+
+// activeSite reads the group linearizably from the first of the
+// comma-separated --addr witnesses that can give such a read.
+func (c *cli) activeSite(group string) (string, uint64, error) {
+	var errs []error
+	for _, addr := range strings.Split(c.g.addr, ",") {
+		conn, err := grpc.NewClient(strings.TrimSpace(addr), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ctx, cancel := c.ctx()
+		resp, err := witnessv1.NewAdminClient(conn).GetGroup(ctx, &witnessv1.GetGroupRequest{Name: group, Linearizable: true})
+		cancel()
+		conn.Close()
+		if err == nil {
+			st := resp.GetGroup().GetStatus()
+			return st.GetActiveSite(), st.GetToken(), nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	return "", 0, errors.Join(errs...)
+}
+
+// writeSignal writes standby.signal, owned like the data directory.
+func writeSignal(signal, dataDir string) error {
+	info, err := os.Stat(dataDir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.WriteFile(signal, nil, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", signal, err)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		if err := os.Chown(signal, int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("chown %s: %w", signal, err)
+		}
+	}
+	return nil
+}
