@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -195,21 +196,13 @@ func (m *members) set(n *memberlist.Node) {
 func (m *members) seenSites() map[string]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]string, len(m.sites))
-	for k, v := range m.sites {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.sites)
 }
 
 func (m *members) alive() map[string]peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]peer, len(m.peers))
-	for k, v := range m.peers {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.peers)
 }
 
 func (g *gossip) addPeers(addrs ...string) {

@@ -535,31 +535,32 @@ func (c *cli) switchover(args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, done, err := c.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	ctx, cancel := c.ctx()
-	defer cancel()
+	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+		return c.switchoverAndWait(ctx, cl, pos[0], pos[1], token, reason, wait)
+	})
+}
+
+// switchoverAndWait starts a switchover and, unless wait is zero, waits
+// for its move or its abort.
+func (c *cli) switchoverAndWait(ctx context.Context, cl witnessv1.AdminClient, group, to string, token uint64, reason string, wait time.Duration) error {
 	if token == 0 {
-		g, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: pos[0]})
+		g, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: group})
 		if err != nil {
 			return err
 		}
 		token = g.GetGroup().GetStatus().GetToken()
 	}
-	resp, err := cl.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: pos[0], ToSite: pos[1], ExpectedToken: token, Reason: reason, By: who()})
+	resp, err := cl.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: group, ToSite: to, ExpectedToken: token, Reason: reason, By: who()})
 	if err != nil {
 		return err
 	}
 	from, started := resp.GetFromSite(), resp.GetToken()
 	if c.g.output != "json" {
-		fmt.Fprintf(c.stdout, "group %s: switchover %s -> %s started at token %d: fencing %s first\n", pos[0], from, pos[1], started, from)
+		fmt.Fprintf(c.stdout, "group %s: switchover %s -> %s started at token %d: fencing %s first\n", group, from, to, started, from)
 	}
 	if wait <= 0 {
 		if c.g.output == "json" {
-			return c.printJSON(map[string]any{"group": pos[0], "from_site": from, "to_site": pos[1], "token": started, "state": "started"})
+			return c.printJSON(map[string]any{"group": group, "from_site": from, "to_site": to, "token": started, "state": "started"})
 		}
 		return nil
 	}
@@ -568,7 +569,7 @@ func (c *cli) switchover(args []string) error {
 	wctx, wcancel := context.WithTimeout(context.Background(), wait)
 	defer wcancel()
 	for {
-		g, err := cl.GetGroup(wctx, &witnessv1.GetGroupRequest{Name: pos[0]})
+		g, err := cl.GetGroup(wctx, &witnessv1.GetGroupRequest{Name: group})
 		if err != nil {
 			return fmt.Errorf("wait for the switchover: %w", err)
 		}
@@ -580,26 +581,26 @@ func (c *cli) switchover(args []string) error {
 					last = h
 				}
 			}
-			state, moved := "moved", last.GetPhase() == "" && last.GetToSite() == pos[1]
+			state, moved := "moved", last.GetPhase() == "" && last.GetToSite() == to
 			if !moved {
 				state = "not moved"
 			}
 			if c.g.output == "json" {
-				if err := c.printJSON(map[string]any{"group": pos[0], "from_site": from, "to_site": pos[1], "token": started + 1,
+				if err := c.printJSON(map[string]any{"group": group, "from_site": from, "to_site": to, "token": started + 1,
 					"state": state, "active_site": last.GetToSite(), "reason": last.GetReason()}); err != nil {
 					return err
 				}
 			} else if moved {
-				fmt.Fprintf(c.stdout, "group %s: %s -> %s, token %d\n", pos[0], from, pos[1], started+1)
+				fmt.Fprintf(c.stdout, "group %s: %s -> %s, token %d\n", group, from, to, started+1)
 			}
 			if !moved {
-				return fmt.Errorf("group %s: %s: now active at %s, token %d: %s", pos[0], state, last.GetToSite(), started+1, last.GetReason())
+				return fmt.Errorf("group %s: %s: now active at %s, token %d: %s", group, state, last.GetToSite(), started+1, last.GetReason())
 			}
 			return nil
 		}
 		select {
 		case <-wctx.Done():
-			return fmt.Errorf("group %s: switchover started at token %d still waits for the fence of %s after %s (see witnessctl group %s)", pos[0], started, from, wait, pos[0])
+			return fmt.Errorf("group %s: switchover started at token %d still waits for the fence of %s after %s (see witnessctl group %s)", group, started, from, wait, group)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
