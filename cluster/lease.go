@@ -24,6 +24,10 @@ type LocalFencer interface {
 	// Unfence lets the site's database take writes again at g's current
 	// token, once a linearizable read showed that no failover happened.
 	Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error
+	// Fenced reports whether the site's database holds a fence of g at
+	// g's current token that an earlier run of this witness may have left
+	// (a restart in the middle of an episode).
+	Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error)
 }
 
 // pgFencer is the real LocalFencer. With a data_dir for its site, it
@@ -53,6 +57,21 @@ func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) err
 		return d.Demote(ctx, dsn, postgres.StopImmediate)
 	}
 	return f.client(g).Fence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+}
+
+// Fenced reports an SQL fence of g at its current token. A demoted
+// database is not looked at: whether it starts again is prepare-start's
+// and the operator's call, not a restarted witness's.
+func (f pgFencer) Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error) {
+	if f.demoter(g) != nil {
+		return false, nil
+	}
+	st, err := f.client(g).Status(ctx, dsn)
+	if err != nil {
+		return false, err
+	}
+	r, ok := st.Groups[g.GetSpec().GetName()]
+	return ok && r.Role == postgres.RoleFenced && r.Token == g.GetStatus().GetToken() && !st.InRecovery, nil
 }
 
 func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
@@ -93,6 +112,11 @@ func (n *Node) leaseLoop() {
 	}
 	fenced := map[string]*selfFence{} // group -> this episode of fencing
 	kept := map[string]string{}       // group -> why its fence was last kept, as logged
+	// A fence that an earlier run of this witness left at the current
+	// token is this run's to lift, by the same rule: each group active
+	// here is looked at once, when this run first sees it (the replica
+	// may fill only after the start).
+	looked := map[string]uint64{} // group -> token looked at
 	t := time.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
@@ -104,6 +128,12 @@ func (n *Node) leaseLoop() {
 				continue
 			}
 			fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
+			if looked[name] != st.GetToken() && dsn != "" {
+				looked[name] = st.GetToken()
+				if fenced[name] == nil && n.leftFenced(fencer, g, dsn) {
+					fenced[name] = &selfFence{token: st.GetToken(), database: true}
+				}
+			}
 			f := fenced[name]
 			switch {
 			case fenceAfter > 0 && (!held || since >= fenceAfter):
@@ -157,6 +187,24 @@ func (n *Node) leaseLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+// leftFenced reports whether the group's database here holds a fence at
+// the current token that an earlier run of this witness left.
+func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) bool {
+	var on bool
+	err := n.localFence(func(ctx context.Context, g *witnessv1.Group, dsn string) (err error) {
+		on, err = fencer.Fenced(ctx, g, dsn)
+		return err
+	}, g, dsn)
+	if err != nil {
+		n.log.Warn("could not tell whether an earlier run left a self-fence", "group", g.GetSpec().GetName(), keyErr, err)
+		return false
+	}
+	if on {
+		n.log.Warn("found a self-fence left by an earlier run; lifting it by the same rule", "group", g.GetSpec().GetName(), "token", g.GetStatus().GetToken())
+	}
+	return on
 }
 
 // errMovedOn: the group is no longer active here at the fence's token.
