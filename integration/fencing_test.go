@@ -49,13 +49,16 @@ func allBypasses(t *testing.T, env *harness.Env, site string) (through, refused 
 	return through, refused
 }
 
-// roleSetting gives the application role its own read-only-off default,
-// the bypass that needs no change in the client.
+// roleSetting gives the bypassing application role its own read-only-off
+// default, the bypass that needs no change in the client. (Not the write
+// recorder's role: at a standby being promoted, such a role can write in
+// the moment between the end of recovery and the new token's record,
+// stamped with the old token; see actions/postgres.)
 func roleSetting(t *testing.T, env *harness.Env) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" SET default_transaction_read_only = off"))
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.BypassRole+" SET default_transaction_read_only = off"))
 }
 
 // Scenario 9a: after a switchover, a client of the application role at the

@@ -394,10 +394,10 @@ func (e *Env) groupYAML() string {
         dsn:
           east: "%[14]s"
           west: "%[15]s"
-        roles: [%[16]s]
+        roles: [%[16]s, %[17]s]
 `, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
-		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole)
+		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole)
 }
 
 func (e *Env) applyGroup() error {

@@ -55,7 +55,11 @@ func (p *Postgres) DSN() string {
 // appDSN is how the application (the write recorder) connects: as the
 // group's application role, which the fence blocks.
 func (p *Postgres) appDSN() string {
-	return fmt.Sprintf("postgres://%s@%s:5432/postgres?sslmode=disable&connect_timeout=15", AppRole, p.Addr)
+	return p.roleDSN(AppRole)
+}
+
+func (p *Postgres) roleDSN(role string) string {
+	return fmt.Sprintf("postgres://%s@%s:5432/postgres?sslmode=disable&connect_timeout=15", role, p.Addr)
 }
 
 // harnessDSN is DSN with a connect timeout long enough for a loaded
@@ -209,20 +213,21 @@ func (p *Postgres) State(ctx context.Context) (NodeState, error) {
 	return st, err
 }
 
-// AppWrite connects to the site's database as the application role, with
+// AppWrite connects to the site's database as the bypassing application
+// role (BypassRole), with
 // the given run-time options (a connection string's options=, such as
 // "-c default_transaction_read_only=off"), runs each statement of setup in
 // its own round trip, then tries one write in a transaction that begins
 // with begin ("BEGIN" or "BEGIN READ WRITE"). It returns nil only when the
 // write committed: what a fence must never let through.
 func (p *Postgres) AppWrite(ctx context.Context, options string, setup []string, begin string) error {
-	dsn := p.appDSN()
+	dsn := p.roleDSN(BypassRole)
 	if options != "" {
 		dsn += "&options=" + strings.ReplaceAll(url.QueryEscape(options), "+", "%20")
 	}
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("connect as %s: %w", AppRole, err)
+		return fmt.Errorf("connect as %s: %w", BypassRole, err)
 	}
 	defer c.Close(context.Background())
 	for _, stmt := range setup {

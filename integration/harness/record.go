@@ -169,6 +169,12 @@ func (r *DNSRecorder) Check() []string {
 // group's fenced role: a fence must keep it from writing whatever it does.
 const AppRole = "harness_app"
 
+// BypassRole is a second application role of the group, the one a
+// scenario's client tries every way around a read-only default with
+// (AppWrite), so that the write recorder keeps writing as an ordinary
+// client.
+const BypassRole = "harness_bypass"
+
 // writesTable is where the write recorder writes, and the application role
 // it writes as; made on the primary before the standby is cloned. The role
 // reads the node's token through harness_token, which runs as its owner:
@@ -180,6 +186,7 @@ const writesTable = `CREATE TABLE harness_writes (
 	at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE ROLE ` + AppRole + ` LOGIN;
+CREATE ROLE ` + BypassRole + ` LOGIN IN ROLE ` + AppRole + `;
 GRANT SELECT, INSERT ON harness_writes TO ` + AppRole + `;
 GRANT USAGE ON SEQUENCE harness_writes_id_seq TO ` + AppRole + `;
 CREATE FUNCTION harness_token(g text) RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER AS $fn$
