@@ -304,10 +304,11 @@ var (
 
 // SiteLeaseExpired asks the voters whether every witness of site has gone
 // without a renewal for the group's fence hold (fence_after plus the
-// margin, config.Timing.FenceHold) by their own clocks. It returns nil when a quorum says so, and otherwise an error
-// saying what each voter answered. The witnesses of a site are the Raft
-// servers that gossip has shown at that site, plus every server whose site
-// this witness has never seen (it might be there).
+// margin, config.Timing.FenceHold) by their own clocks. It returns nil
+// when a quorum says so, and otherwise an error saying what each voter
+// answered. The witnesses of a site are the Raft servers that gossip has
+// shown at that site, plus every server whose site this witness has never
+// seen (it might be there).
 func (n *Node) SiteLeaseExpired(ctx context.Context, site string, spec *witnessv1.GroupSpec) error {
 	// Many groups of one site ask at once in a site failover: one answer
 	// serves them for a lease period.
