@@ -247,7 +247,7 @@ func (r *Reconciler) Poke() {
 func (r *Reconciler) RetryNow() int {
 	r.mu.Lock()
 	waiting := 0
-	now := time.Now()
+	now := r.now()
 	for k, rs := range r.retry {
 		if rs.next.After(now) {
 			waiting++
@@ -476,7 +476,7 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		if rs.token != token {
 			rs = retryState{token: token}
 		}
-		if time.Now().Before(rs.next) {
+		if r.now().Before(rs.next) {
 			if bestEffort(g, step) {
 				continue
 			}
@@ -498,14 +498,14 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		}
 		if step == StepDNS && err == nil {
 			// Settle counts the TTL from here, also in this same pass.
-			switched = time.Now()
+			switched = r.now()
 		}
 		if isFence(step) && err == nil {
 			fencedNow[step] = true // g was read before this pass recorded it
 		}
 		r.mu.Lock()
 		if err != nil {
-			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: time.Now().Add(r.backoff(rs.attempt + 1))}
+			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: r.now().Add(r.backoff(rs.attempt + 1))}
 		} else {
 			delete(r.retry, key)
 		}
@@ -603,7 +603,7 @@ func (r *Reconciler) checkDNS(ctx context.Context, g *witnessv1.Group) {
 	r.mu.Lock()
 	last := r.checked[name]
 	r.mu.Unlock()
-	if last.token == token && time.Since(last.at) < every {
+	if last.token == token && r.now().Sub(last.at) < every {
 		return
 	}
 	if err := r.Leader.VerifyLeader(); err != nil {
@@ -616,7 +616,7 @@ func (r *Reconciler) checkDNS(ctx context.Context, g *witnessv1.Group) {
 		return
 	}
 	r.mu.Lock()
-	r.checked[name] = dnsCheck{token: token, at: time.Now()}
+	r.checked[name] = dnsCheck{token: token, at: r.now()}
 	r.mu.Unlock()
 	for _, d := range drifts {
 		if d.Err == nil {
@@ -726,7 +726,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	start := time.Now()
+	start := r.now()
 	if since := r.now().Sub(verified); since > r.leaderLease() {
 		r.Log.Warn("step not started: leadership was verified too long ago", "group", g.GetSpec().GetName(),
 			"token", g.GetStatus().GetToken(), "step", step, "since_verified", since, "leader_lease", r.leaderLease())
@@ -769,7 +769,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		return ctx.Err()
 	}
 	res := &witnessv1.StepResult{Token: g.GetStatus().GetToken(), Step: step, Ok: err == nil, StartedUnixNano: start.UnixNano(),
-		DurationMs: time.Since(start).Milliseconds(), Attempt: int32(attempt), Node: r.Node, Rule: rule}
+		DurationMs: r.now().Sub(start).Milliseconds(), Attempt: int32(attempt), Node: r.Node, Rule: rule}
 	if errors.Is(err, ErrBestEffort) {
 		// Done, with what did not work written down.
 		res.Ok, res.Error, err = true, err.Error(), nil
@@ -785,7 +785,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 			return err
 		}
 	} else {
-		r.Log.Info("step done", "group", g.GetSpec().GetName(), "token", res.Token, "step", step, "took", time.Since(start))
+		r.Log.Info("step done", "group", g.GetSpec().GetName(), "token", res.Token, "step", step, "took", r.now().Sub(start))
 	}
 	out, aerr := r.Leader.Apply(ctx, &witnessv1.RecordStepCommand{Group: g.GetSpec().GetName(), Result: res})
 	if aerr == nil {

@@ -276,11 +276,21 @@ func (s *adminServer) ReadIndex(ctx context.Context, req *witnessv1.ReadIndexReq
 	if resp, handled, err := forward(ctx, n, req, witnessv1.AdminClient.ReadIndex); handled {
 		return resp, err
 	}
-	index := n.raft.CommitIndex()
-	if err := n.VerifyLeader(); err != nil {
+	index, err := n.leaderReadIndex()
+	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &witnessv1.ReadIndexResponse{Index: index, Leader: n.cfg.Name}, nil
+}
+
+// leaderReadIndex is the read index of this node as leader: its commit
+// index, taken before it verifies with a quorum that it still leads.
+func (n *Node) leaderReadIndex() (uint64, error) {
+	index := n.raft.CommitIndex()
+	if err := n.VerifyLeader(); err != nil {
+		return 0, err
+	}
+	return index, nil
 }
 
 func (n *Node) isVoter() bool {
@@ -479,8 +489,8 @@ func (n *Node) askReadIndex(ctx context.Context) (uint64, error) {
 func (n *Node) readIndex(ctx context.Context) error {
 	var index uint64
 	if n.raft.State() == raft.Leader {
-		index = n.raft.CommitIndex()
-		if err := n.VerifyLeader(); err != nil {
+		var err error
+		if index, err = n.leaderReadIndex(); err != nil {
 			return err
 		}
 	} else {

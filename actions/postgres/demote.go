@@ -580,23 +580,8 @@ func waitGone(ctx context.Context, pid int, deadline time.Time) bool {
 	return gone
 }
 
-func (d *Demoter) timeout() time.Duration {
-	if d.Timeout > 0 {
-		return d.Timeout
-	}
-	return DefaultDemoteTimeout
-}
-
-func (d *Demoter) startTimeout() time.Duration {
-	if d.StartTimeout > 0 {
-		return d.StartTimeout
-	}
-	return DefaultStartTimeout
-}
-
+func (d *Demoter) timeout() time.Duration      { return orDefault(d.Timeout, DefaultDemoteTimeout) }
+func (d *Demoter) startTimeout() time.Duration { return orDefault(d.StartTimeout, DefaultStartTimeout) }
 func (d *Demoter) connectTimeout() time.Duration {
-	if d.ConnectTimeout > 0 {
-		return d.ConnectTimeout
-	}
-	return time.Second
+	return orDefault(d.ConnectTimeout, time.Second)
 }

@@ -550,22 +550,15 @@ func hasCode(err error, code string) bool {
 }
 
 func (c *Client) connectTimeout() time.Duration {
-	if c.ConnectTimeout > 0 {
-		return c.ConnectTimeout
-	}
-	return DefaultConnectTimeout
+	return orDefault(c.ConnectTimeout, DefaultConnectTimeout)
 }
+func (c *Client) promoteWait() time.Duration { return orDefault(c.PromoteWait, DefaultPromoteWait) }
+func (c *Client) settleWait() time.Duration  { return orDefault(c.SettleWait, DefaultSettleWait) }
 
-func (c *Client) promoteWait() time.Duration {
-	if c.PromoteWait > 0 {
-		return c.PromoteWait
+// orDefault is d when it is set (above zero), else def.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	return DefaultPromoteWait
-}
-
-func (c *Client) settleWait() time.Duration {
-	if c.SettleWait > 0 {
-		return c.SettleWait
-	}
-	return DefaultSettleWait
+	return def
 }
