@@ -27,9 +27,9 @@ check:
 integration:
 	$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/...
 
-## integration-loaded: the scenarios LOADED_RUNS times (3) in a row while stress-ng keeps every core busy, as a slow machine would (root; make deps; stress-ng)
+## integration-loaded: the scenarios LOADED_RUNS times (3) in a row while stress-ng keeps every core busy, as a slow machine would (root; make deps)
 integration-loaded:
-	@command -v stress-ng >/dev/null || { echo "integration-loaded needs stress-ng (apt-get install stress-ng)"; exit 1; }
+	@command -v stress-ng >/dev/null || { echo "integration-loaded needs stress-ng: make deps"; exit 1; }
 	@stress-ng --cpu $$(nproc) --timeout 0 >/dev/null 2>&1 & hog=$$!; \
 	trap 'kill $$hog 2>/dev/null; wait $$hog 2>/dev/null' EXIT INT TERM; \
 	rc=0; summary=""; \
