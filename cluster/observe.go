@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -430,7 +431,21 @@ func (n *Node) live() []policy.Witness {
 	return out
 }
 
+// observerSites are the sites of every witness this one has seen, also
+// those gone now (kept in data_dir): the configured observer sites over
+// which the policy counts its majorities.
+func (n *Node) observerSites() []string {
+	var out []string
+	for _, site := range n.sitesSeen() {
+		if site != "" && !slices.Contains(out, site) {
+			out = append(out, site)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // evaluate runs the policy on what this witness sees now.
 func (n *Node) evaluate(now time.Time) policy.Output {
-	return policy.Evaluate(policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live()})
+	return policy.Evaluate(policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live(), ObserverSites: n.observerSites()})
 }
