@@ -168,9 +168,6 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	if n.obs.inc, err = nextIncarnation(cfg.DataDir, time.Now()); err != nil {
-		return nil, err
-	}
 	id, haveID, err := readIdentity(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -227,6 +224,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		return nil, err
 	}
 
+	if n.obs.inc, err = nextIncarnation(cfg.DataDir, time.Now()); err != nil {
+		return nil, err
+	}
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
