@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,4 +147,13 @@ groups:
 	if got := e.GetReason(); !strings.Contains(got, "of 2 sites") {
 		t.Errorf("reason %q does not count the tiebreaker among the 2 sites that judge east", got)
 	}
+
+	// Removed from the cluster, the tiebreaker no longer counts.
+	_, leader = tc.leader()
+	if err := leader.removeServer(tc.cfgs[2].Name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "east to count east and west only", func() bool {
+		return slices.Equal(tc.nodes[0].observerSites(), []string{"east", "west"})
+	})
 }

@@ -431,13 +431,20 @@ func (n *Node) live() []policy.Witness {
 	return out
 }
 
-// observerSites are the sites of every witness this one has seen, also
-// those gone now (kept in data_dir): the configured observer sites over
-// which the policy counts its majorities.
+// observerSites are the configured observer sites over which the policy
+// counts its majorities: the sites of the witnesses in the Raft
+// configuration, also those gone now (their sites are kept in data_dir).
+// A witness removed from the cluster no longer counts.
 func (n *Node) observerSites() []string {
+	members := map[string]bool{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			members[string(s.ID)] = true
+		}
+	}
 	var out []string
-	for _, site := range n.sitesSeen() {
-		if site != "" && !slices.Contains(out, site) {
+	for name, site := range n.sitesSeen() {
+		if (len(members) == 0 || members[name]) && site != "" && !slices.Contains(out, site) {
 			out = append(out, site)
 		}
 	}
