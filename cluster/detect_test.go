@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,4 +101,59 @@ groups:
 	} else {
 		t.Logf("why nothing happens now: %s", e.GetReason())
 	}
+}
+
+// A site whose witnesses are gone still counts among the observer sites:
+// with the tiebreaker stopped, its vote is missing, not dropped from the
+// count, and west alone cannot take east down.
+func TestStoppedSiteStillCountsAsObserver(t *testing.T) {
+	tc := newTestCluster(t, "east", "west", "tiebreak")
+	east, west := newSiteEndpoint(t), newSiteEndpoint(t)
+	doc := fmt.Sprintf(`
+groups:
+  - name: app
+    sites:
+      - {name: east, probes: [{kind: http, url: "%s/health", interval: 200ms, timeout: 150ms}]}
+      - {name: west, probes: [{kind: http, url: "%s/health", interval: 200ms, timeout: 150ms}]}
+    policy: {failover_after: 2s, fence_after: 500ms}
+`, east.srv.URL, west.srv.URL)
+	_, leader := tc.leader()
+	applyDoc(t, leader, doc)
+	eventually(t, "east to see every site, and west see east healthy", func() bool {
+		e := tc.nodes[0].explain("app")
+		return len(tc.nodes[0].observerSites()) == 3 && e != nil && strings.Contains(e.GetReason(), "east healthy")
+	})
+
+	tc.stop(2)
+	eventually(t, "gossip at east to see the tiebreaker gone", func() bool {
+		_, alive := tc.nodes[0].gossip.alive()[tc.cfgs[2].Name]
+		return !alive
+	})
+	e := tc.nodes[0].explain("app")
+	if e == nil {
+		t.Fatal("no explanation of app")
+	}
+	for _, s := range e.GetSites() {
+		var tiebreak *witnessv1.ObserverView
+		for _, o := range s.GetObservers() {
+			if o.GetSite() == "tiebreak" {
+				tiebreak = o
+			}
+		}
+		if tiebreak == nil || tiebreak.GetWitnesses() != 0 || tiebreak.GetState() != "unknown" {
+			t.Errorf("site %s: tiebreak's view %v, want unknown from 0 witnesses", s.GetSite(), tiebreak)
+		}
+	}
+	if got := e.GetReason(); !strings.Contains(got, "of 2 sites") {
+		t.Errorf("reason %q does not count the tiebreaker among the 2 sites that judge east", got)
+	}
+
+	// Removed from the cluster, the tiebreaker no longer counts.
+	_, leader = tc.leader()
+	if err := leader.removeServer(tc.cfgs[2].Name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "east to count east and west only", func() bool {
+		return slices.Equal(tc.nodes[0].observerSites(), []string{"east", "west"})
+	})
 }

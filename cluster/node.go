@@ -90,6 +90,10 @@ type Options struct {
 	LocalFencer LocalFencer
 	// JoinTimeout bounds joining a running cluster; zero means 30s.
 	JoinTimeout time.Duration
+
+	// barrier, if set, stands in for Raft's barrier of a new leader, so
+	// tests can make it fail.
+	barrier func(timeout time.Duration) error
 }
 
 // Node is one witness: its Raft replica, gossip membership and admin API.
@@ -220,6 +224,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		return nil, err
 	}
 
+	if n.obs.inc, err = nextIncarnation(cfg.DataDir, time.Now()); err != nil {
+		return nil, err
+	}
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
@@ -415,8 +422,8 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	// Apply everything the previous leader committed before acting on the
 	// state.
-	if err := n.raft.Barrier(n.cfg.Raft.ElectionTimeout.D() * 5).Error(); err != nil {
-		n.log.Warn("leader barrier", keyErr, err)
+	barrier := func() error { return n.barrier(n.cfg.Raft.ElectionTimeout.D() * 5) }
+	if !awaitBarrier(ctx, barrier, time.After, n.log) {
 		return
 	}
 	var wg sync.WaitGroup

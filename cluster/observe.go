@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -32,10 +33,17 @@ const maxDetail = 160
 // observations as refreshed; one that missed a delta lets them go stale
 // (unknown, which never causes a failover) until the next push/pull sync
 // repairs its copy.
+//
+// Versions count from 0 again when a witness restarts, so every run of a
+// witness has its own incarnation (Inc), larger than its earlier runs'. A
+// receiver takes a larger incarnation as a new run that starts empty at
+// version 0 and drops what the earlier run said; messages of an earlier
+// run, arriving late, are ignored.
 type obsMsg struct {
 	V       int       `json:"v"`
 	Node    string    `json:"node"`
 	Site    string    `json:"site"`
+	Inc     uint64    `json:"inc,omitempty"`
 	Ver     uint64    `json:"ver"`
 	Full    bool      `json:"full,omitempty"`
 	Beat    bool      `json:"beat,omitempty"`
@@ -70,6 +78,8 @@ type observations struct {
 	// recovered, if set, is told when an observation of a site (this
 	// witness's or another's) turns healthy after it was not.
 	recovered func(site string)
+	// inc is this run's incarnation, carried in every message it sends.
+	inc uint64
 
 	mu      sync.Mutex
 	byOf    map[string]map[obsKey]wireObs // observer -> observations
@@ -77,6 +87,7 @@ type observations struct {
 	ver     map[string]uint64             // observer -> version applied here (own: current)
 	inSync  map[string]bool               // observer -> every change up to ver applied
 	freshAt map[string]int64              // observer -> freshness vouched by its last heartbeat
+	incOf   map[string]uint64             // observer -> incarnation applied here
 }
 
 func newObservations(self, site string, log *slog.Logger) *observations {
@@ -88,6 +99,7 @@ func newObservations(self, site string, log *slog.Logger) *observations {
 		ver:     map[string]uint64{},
 		inSync:  map[string]bool{},
 		freshAt: map[string]int64{},
+		incOf:   map[string]uint64{},
 	}
 }
 
@@ -134,7 +146,7 @@ func (s *observations) local(o probes.Observation) {
 		s.tellRecovered([]string{w.Site})
 	}
 	if s.queue != nil && changed {
-		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Ver: ver, Obs: []wireObs{w}})
+		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Obs: []wireObs{w}})
 		if err == nil {
 			s.queue.QueueBroadcast(broadcast(b))
 		}
@@ -155,7 +167,7 @@ func (s *observations) heartbeat(now time.Time) {
 	if s.queue == nil {
 		return
 	}
-	b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Ver: ver, Beat: true, FreshAt: fresh})
+	b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Beat: true, FreshAt: fresh})
 	if err == nil {
 		s.queue.QueueBroadcast(broadcast(b))
 	}
@@ -181,7 +193,7 @@ func (s *observations) setTargets(ts []probes.Target) {
 // full encodes this witness's whole vector for push/pull.
 func (s *observations) full() []byte {
 	s.mu.Lock()
-	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Ver: s.ver[s.self], Full: true}
+	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: s.ver[s.self], Full: true}
 	for _, w := range s.byOf[s.self] {
 		msg.Obs = append(msg.Obs, w)
 	}
@@ -246,6 +258,17 @@ func (s *observations) apply(b []byte) (recovered []string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	switch inc := s.incOf[msg.Node]; {
+	case msg.Inc < inc:
+		return // from an earlier run of that witness
+	case msg.Inc > inc:
+		// A new run starts empty at version 0: what the earlier run said
+		// no longer counts, and every change from version 1 on applies.
+		s.incOf[msg.Node] = msg.Inc
+		delete(s.byOf, msg.Node)
+		delete(s.freshAt, msg.Node)
+		s.ver[msg.Node], s.inSync[msg.Node] = 0, true
+	}
 	s.sites[msg.Node] = msg.Site
 	prev := s.byOf[msg.Node] // a full state replaces it below
 	switch {
@@ -408,7 +431,28 @@ func (n *Node) live() []policy.Witness {
 	return out
 }
 
+// observerSites are the configured observer sites over which the policy
+// counts its majorities: the sites of the witnesses in the Raft
+// configuration, also those gone now (their sites are kept in data_dir).
+// A witness removed from the cluster no longer counts.
+func (n *Node) observerSites() []string {
+	members := map[string]bool{}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			members[string(s.ID)] = true
+		}
+	}
+	var out []string
+	for name, site := range n.sitesSeen() {
+		if (len(members) == 0 || members[name]) && site != "" && !slices.Contains(out, site) {
+			out = append(out, site)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // evaluate runs the policy on what this witness sees now.
 func (n *Node) evaluate(now time.Time) policy.Output {
-	return policy.Evaluate(policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live()})
+	return policy.Evaluate(policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live(), ObserverSites: n.observerSites()})
 }

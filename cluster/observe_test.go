@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/sitewitness/witness/policy"
 	"github.com/sitewitness/witness/probes"
 )
@@ -96,4 +98,118 @@ func TestRecoveredSitesAreReported(t *testing.T) {
 	if want := []string{"east", "east", "east"}; !slices.Equal(got, want) {
 		t.Errorf("recovered %v, want %v (local, delta, full sync)", got, want)
 	}
+}
+
+// A restarted witness numbers its changes from 0 again. Its peers must take
+// the new run's full sync and heartbeats although they applied a higher
+// version of the earlier run, and ignore what the earlier run still says.
+func TestRestartedWitnessIsHeard(t *testing.T) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	peer := newObservations("tiebreak-1", "tiebreak", discard)
+	t0 := time.Unix(1000, 0)
+	east := func(run *observations, st probes.State, d time.Duration) {
+		run.local(probes.Observation{Group: "app", Site: "east", Name: "web", State: st, Since: t0, CheckedAt: t0.Add(d)})
+	}
+	beat := func(run *observations, d time.Duration) []byte {
+		run.mu.Lock()
+		defer run.mu.Unlock()
+		return msg(t, obsMsg{V: gossipVersion, Node: run.self, Site: run.site, Inc: run.inc, Ver: run.ver[run.self], Beat: true, FreshAt: t0.Add(d).UnixNano()})
+	}
+	seen := func() (policy.State, time.Time) {
+		for _, o := range peer.snapshot() {
+			if o.Observer == "west-1" {
+				return o.State, o.CheckedAt
+			}
+		}
+		return policy.Unknown, time.Time{}
+	}
+
+	// The first run flaps a few times: the peer applies its version 6.
+	first := newObservations("west-1", "west", discard)
+	first.inc = 100
+	for i := range 6 {
+		east(first, []probes.State{probes.StateHealthy, probes.StateFailing}[i%2], time.Duration(i)*time.Second)
+	}
+	peer.merge(first.full())
+	peer.merge(beat(first, 6*time.Second))
+	if st, at := seen(); st != policy.Failing || !at.Equal(t0.Add(6*time.Second)) {
+		t.Fatalf("first run: west-1 sees east %v checked at %v", st, at)
+	}
+
+	// The witness restarts: the new run is at version 1 and sees east
+	// healthy. Its full sync and heartbeat are taken.
+	second := newObservations("west-1", "west", discard)
+	second.inc = 200
+	east(second, probes.StateHealthy, 10*time.Second)
+	peer.merge(second.full())
+	peer.merge(beat(second, 12*time.Second))
+	if st, at := seen(); st != policy.Healthy || !at.Equal(t0.Add(12*time.Second)) {
+		t.Fatalf("after restart: west-1 sees east %v checked at %v, want healthy at %v", st, at, t0.Add(12*time.Second))
+	}
+
+	// Late messages of the first run change nothing.
+	east(first, probes.StateFailing, 13*time.Second)
+	peer.merge(first.full())
+	peer.merge(beat(first, 14*time.Second))
+	if st, at := seen(); st != policy.Healthy || !at.Equal(t0.Add(12*time.Second)) {
+		t.Fatalf("after a late message of the first run: west-1 sees east %v checked at %v", st, at)
+	}
+
+	// The new run's next change arrives as a delta and is applied in order.
+	second.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return 2 }, RetransmitMult: 1}
+	east(second, probes.StateFailing, 15*time.Second)
+	for _, b := range second.queue.GetBroadcasts(0, 1<<16) {
+		peer.merge(b)
+	}
+	peer.merge(beat(second, 16*time.Second))
+	if st, at := seen(); st != policy.Failing || !at.Equal(t0.Add(16*time.Second)) {
+		t.Fatalf("after the new run's delta: west-1 sees east %v checked at %v", st, at)
+	}
+}
+
+// Every run's incarnation is larger than the last, also when the clock
+// went back between runs, and a lost data_dir falls back to the clock.
+func TestIncarnationGrows(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Unix(1000, 0)
+	var got []uint64
+	for _, now := range []time.Time{t0, t0, t0.Add(-time.Hour), t0.Add(time.Hour)} {
+		inc, err := nextIncarnation(dir, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, inc)
+	}
+	want := []uint64{uint64(t0.UnixNano()), uint64(t0.UnixNano()) + 1, uint64(t0.UnixNano()) + 2, uint64(t0.Add(time.Hour).UnixNano())}
+	if !slices.Equal(got, want) {
+		t.Errorf("incarnations %v, want %v", got, want)
+	}
+	lost, err := nextIncarnation(t.TempDir(), t0.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost != uint64(t0.Add(2*time.Hour).UnixNano()) {
+		t.Errorf("with a new data_dir: %d, want the clock's %d", lost, t0.Add(2*time.Hour).UnixNano())
+	}
+}
+
+// A witness's peers learn each run's incarnation through gossip: after a
+// restart they follow the new run.
+func TestRestartGossipsANewIncarnation(t *testing.T) {
+	tc := newTestCluster(t, "east", "west", "tiebreak")
+	heard := func() uint64 {
+		o := tc.nodes[2].obs
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.incOf[tc.cfgs[1].Name]
+	}
+	first := tc.nodes[1].obs.inc
+	eventually(t, "tiebreak to hear west's first run", func() bool { return heard() == first })
+	tc.stop(1)
+	tc.start(1)
+	second := tc.nodes[1].obs.inc
+	if second <= first {
+		t.Fatalf("incarnation after restart %d, not above %d", second, first)
+	}
+	eventually(t, "tiebreak to hear west's second run", func() bool { return heard() == second })
 }

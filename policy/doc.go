@@ -18,14 +18,20 @@
 //     older than StaleAfter, or from a witness that is not live, is left
 //     out. Several observations of one witness on one (group, site), one
 //     per probe, combine: Failing if any probe fails, Healthy if all pass.
-//   - S is down when a strict majority of the live witness sites other than
-//     S see it Failing, and that majority has held for the group's
+//   - The observer sites are the configured ones (Input.ObserverSites:
+//     every site of the cluster that runs witnesses) and those of the live
+//     witnesses. Every count below is over them, by one rule (majority.go):
+//     a verdict wins when more than half of the observer sites report it,
+//     and never on the word of one site alone. A site none of whose
+//     witnesses reports is a vote not given, not a smaller electorate.
+//   - S is down when a majority of the observer sites other than S see it
+//     Failing, and that majority has held for the group's
 //     failover_after. The time it has held is computed from the Since
 //     values alone (the need-th earliest), never remembered. Since comes
 //     from each observer's clock, so clock skew between witnesses shifts
 //     that time by as much.
-//   - A target T is eligible when a strict majority of the live witness
-//     sites, at least one of them other than T, see it Healthy, and the
+//   - A target T is eligible when a majority of the observer sites, T
+//     included (so one at least other than T), see it Healthy, and the
 //     data-loss guard holds: when T has a postgres probe or database
 //     observations, the standby at T no longer streams from a primary, and
 //     when max_lag_bytes or max_lag_ms is set its worst reported lag is

@@ -92,8 +92,10 @@ func proposals(bySite map[string][]pending, now time.Time) []*witnessv1.Transiti
 // sites, the observations bucketed by group, and scratch space reused for
 // every group so that a group costs a handful of allocations.
 type evaluator struct {
-	now   time.Time
-	sites []string // live witness sites, sorted
+	now time.Time
+	// sites are the observer sites, sorted: the configured ones and those
+	// of the live witnesses.
+	sites []string
 	// witnessSite maps a live witness (by index) to its site's index.
 	witnessSite []int
 	obs         []Observation
@@ -177,6 +179,11 @@ func newEvaluator(in Input) *evaluator {
 		witnessSiteName = append(witnessSiteName, w.Site)
 		if !slices.Contains(e.sites, w.Site) {
 			e.sites = append(e.sites, w.Site)
+		}
+	}
+	for _, s := range in.ObserverSites {
+		if s != "" && !slices.Contains(e.sites, s) {
+			e.sites = append(e.sites, s)
 		}
 	}
 	slices.Sort(e.sites)
@@ -553,13 +560,13 @@ func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, string
 		}
 	}
 	if voters == 0 {
-		return false, fmt.Sprintf("no live witness site other than %s to judge it", site)
+		return false, fmt.Sprintf("no observer site other than %s to judge it", site)
 	}
-	need := voters/2 + 1
+	need := votesNeeded(voters)
 	failing := len(e.fs)
-	if failing < need {
-		if failing == 0 && countState(gv.sites[a].Observers, Healthy, true) == voters {
-			return false, fmt.Sprintf("%s healthy, seen by %d of %d sites", site, voters, voters)
+	if !wins(failing, voters) {
+		if healthy := countState(gv.sites[a].Observers, Healthy, true); failing == 0 && healthy > 0 {
+			return false, fmt.Sprintf("%s healthy, seen by %d of %d sites", site, healthy, voters)
 		}
 		return false, fmt.Sprintf("%s seen failing by %d of %d sites (need %d)", site, failing, voters, need)
 	}
@@ -585,35 +592,33 @@ func countState(ovs []ObserverView, s State, skipOwn bool) int {
 	return n
 }
 
-// health is how the live sites see one site of a group.
+// health is how the observer sites see one site of a group.
 type health struct {
-	sites, need, healthy, failing int
-	byOther                       bool // a site other than the one judged sees it healthy
+	sites, healthy, failing int
 }
 
-func (h health) ok() bool { return h.sites > 0 && h.healthy >= h.need && h.byOther }
+// ok: a majority of the observer sites, t itself included, sees it
+// healthy. A majority is two sites at the least, so one of them is not t.
+func (h health) ok() bool { return wins(h.healthy, h.sites) }
 
 func (h health) describe(site string, asTarget bool) string {
 	switch {
 	case h.sites == 0:
-		return "no live witness sites"
-	case h.healthy >= h.need && !h.byOther:
-		return fmt.Sprintf("%s seen healthy only by itself", site)
+		return "no observer sites"
 	case asTarget && h.failing > 0:
 		return fmt.Sprintf("%s failing too", site)
 	}
-	return fmt.Sprintf("%s seen healthy by %d of %d sites (need %d)", site, h.healthy, h.sites, h.need)
+	return fmt.Sprintf("%s seen healthy by %d of %d sites (need %d)", site, h.healthy, h.sites, votesNeeded(h.sites))
 }
 
-// healthy counts, over every live site including t itself, who sees site t
-// healthy.
+// healthy counts, over every observer site including t itself, who sees
+// site t healthy.
 func (e *evaluator) healthy(gv groupView, t int) health {
-	h := health{sites: len(e.sites), need: len(e.sites)/2 + 1}
+	h := health{sites: len(e.sites)}
 	for _, ov := range gv.sites[t].Observers {
 		switch ov.State {
 		case Healthy:
 			h.healthy++
-			h.byOther = h.byOther || !ov.Own
 		case Failing:
 			h.failing++
 		}

@@ -9,6 +9,11 @@ import (
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
+var (
+	ew  = []string{"east", "west"}
+	ewn = []string{"east", "west", "north"}
+)
+
 // now is the fake clock of every scenario: evaluations are handed it.
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -65,16 +70,8 @@ func db(observer, group, site string, lagBytes int64, lagSeconds float64, stream
 var (
 	eastW = []string{"e1", "e2"}
 	westW = []string{"w1", "w2"}
-	tieW  = []string{"t1"}
 	all   = []string{"e1", "e2", "w1", "w2", "t1"}
 )
-
-// dbPrimary is a database observation of a node that is a primary.
-func dbPrimary(observer, group, site string) policy.Observation {
-	o := db(observer, group, site, 0, 0, false)
-	o.Role = "primary"
-	return o
-}
 
 func cat(parts ...[]policy.Observation) []policy.Observation {
 	var out []policy.Observation

@@ -69,6 +69,12 @@ type Input struct {
 	// Live is the set of witnesses memberlist sees alive, the leader
 	// included.
 	Live []Witness
+	// ObserverSites are the configured observer sites: every site of the
+	// cluster that runs witnesses, also those none of whose witnesses is
+	// live now. Majorities are counted over these and the sites of the
+	// live witnesses, so a site that stops reporting is a vote not given,
+	// never a smaller electorate.
+	ObserverSites []string
 	// StaleAfter is how old an observation's CheckedAt may be before it
 	// counts as Unknown; not positive means DefaultStaleAfter.
 	StaleAfter time.Duration
@@ -125,7 +131,8 @@ type Decision struct {
 type SiteView struct {
 	Site   string
 	Active bool
-	// Observers has one entry per live witness site, sorted by name.
+	// Observers has one entry per observer site (configured, or with a
+	// live witness), sorted by name.
 	Observers []ObserverView
 	// Database is set when fresh database observations of this site exist;
 	// the values are the worst among them (largest lag, any streaming).
@@ -143,7 +150,7 @@ type ObserverView struct {
 	// Since is when the verdict began (zero when Unknown).
 	Since time.Time
 	// Witnesses counts the live witnesses of the site with a fresh
-	// observation.
+	// observation; 0 for a site none of whose witnesses reports.
 	Witnesses int
 	// Own marks the site judging itself: shown, never counted for "down".
 	Own bool
