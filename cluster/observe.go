@@ -70,6 +70,8 @@ type observations struct {
 	// recovered, if set, is told when an observation of a site (this
 	// witness's or another's) turns healthy after it was not.
 	recovered func(site string)
+	// dropped, if set, is told of each message dropped on a full inbox.
+	dropped func()
 
 	mu      sync.Mutex
 	byOf    map[string]map[obsKey]wireObs // observer -> observations
@@ -195,6 +197,9 @@ func (s *observations) receive(b []byte) {
 	select {
 	case s.inbox <- append([]byte(nil), b...):
 	default:
+		if s.dropped != nil {
+			s.dropped()
+		}
 		s.log.Warn("observation inbox full: dropping a gossip message; push/pull will repair it")
 	}
 }

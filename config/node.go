@@ -28,6 +28,11 @@ type Node struct {
 	GossipAddr  string `yaml:"gossip_addr"`
 	AdminAddr   string `yaml:"admin_addr"`
 	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsGroupObservations exports each observer site's verdict on
+	// every site of every group (witness_observation_state); off, the
+	// verdicts are counted by site and observer site only, which stays
+	// cheap with thousands of groups.
+	MetricsGroupObservations bool `yaml:"metrics_group_observations"`
 
 	// InitialVoters bootstraps a new cluster: every founding node lists the
 	// same voters, itself included. Ignored once data_dir holds a cluster.

@@ -150,7 +150,7 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(stderr, cfg.LogLevel).With("component", "witnessd")
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), cluster.NewBuildInfoCollector(buildinfo.String()))
 	node, err := cluster.Start(ctx, cluster.Options{Config: cfg, Logger: log, Registerer: reg, Gatherer: reg, OnLeader: leaderLoop(log)})
 	if err != nil {
 		return err
