@@ -161,8 +161,11 @@ func newNodeMetrics() *nodeMetrics {
 // changes from Raft's observations.
 func (n *Node) registerMetrics(reg prometheus.Registerer) {
 	m := n.metrics
-	reg.MustRegister(&collector{n: n}, m.localFenceHookFailures, m.leaseRenewals, m.leaderChanges, m.gossipDropped,
-		m.applyDuration, m.stepDuration, m.verdictToCommit, m.commitToSettled, m.probeDuration, m.probeFailures, m.grpc)
+	reg.MustRegister(m.collectors(n)...)
+	if n.grpcSrv != nil {
+		// Every method has its series from the start, at zero.
+		m.grpc.InitializeMetrics(n.grpcSrv)
+	}
 	// The filter runs on Raft's goroutine and never blocks; with no
 	// channel nothing is sent.
 	n.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
@@ -173,6 +176,12 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 		}
 		return false
 	}))
+}
+
+// collectors are every collector of a node's metrics.
+func (m *nodeMetrics) collectors(n *Node) []prometheus.Collector {
+	return []prometheus.Collector{&collector{n: n}, m.localFenceHookFailures, m.leaseRenewals, m.leaderChanges, m.gossipDropped,
+		m.applyDuration, m.stepDuration, m.verdictToCommit, m.commitToSettled, m.probeDuration, m.probeFailures, m.grpc}
 }
 
 // grpcServerOptions instrument the admin API: requests, codes and latency
@@ -398,9 +407,22 @@ func (c *collector) collectGroup(ch chan<- prometheus.Metric, gauge func(*promet
 	for _, site := range g.GetSpec().GetSites() {
 		gauge(descActive, b2f(site.GetName() == s.GetActiveSite()), name, site.GetName())
 	}
+	// A failover between every two sites is counted from zero, so that an
+	// alert on its increase sees the first one.
+	type moveKey struct{ kind, from, to string }
+	moves := map[moveKey]uint64{}
+	for _, a := range g.GetSpec().GetSites() {
+		for _, b := range g.GetSpec().GetSites() {
+			if a != b {
+				moves[moveKey{"failover", a.GetName(), b.GetName()}] = 0
+			}
+		}
+	}
 	for _, t := range s.GetTransitionCounts() {
-		ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(t.GetCount()),
-			name, kindLabel(t.GetKind(), t.GetPhase()), t.GetFromSite(), t.GetToSite())
+		moves[moveKey{kindLabel(t.GetKind(), t.GetPhase()), t.GetFromSite(), t.GetToSite()}] += t.GetCount()
+	}
+	for k, v := range moves {
+		ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(v), name, k.kind, k.from, k.to)
 	}
 	if h := s.GetHistory(); len(h) > 0 {
 		gauge(descLastMove, float64(h[len(h)-1].GetAtUnixNano())/1e9, name)
