@@ -51,7 +51,7 @@ var (
 	descToken       = desc("witness_group_token", "Current fencing token of a group.", "group")
 	descActive      = desc("witness_group_active_site", "1 for the site that is active for a group, 0 for its other sites.", "group", "site")
 	descArmed       = desc("witness_group_armed", "1 while the group may fail over automatically.", "group")
-	descMode        = desc("witness_group_mode", "1 for the group's current mode (auto, manual, observe).", "group", "mode")
+	descMode        = desc("witness_group_mode", "Always 1; the mode label is the group's current mode (auto, manual, observe).", "group", "mode")
 	descPending     = desc("witness_group_switchover_pending", "1 while a two-phase switchover of the group waits for its old site's fence.", "group")
 	descTransitions = desc("witness_transitions_total", "Transitions of a group's active site since it was created, from the replicated state: kind is initial, failover, switchover or failback, with _prepare or _abort for the phases of a two-phase switchover.", "group", "kind", "from_site", "to_site")
 	descLastMove    = desc("witness_group_last_transition_timestamp_seconds", "When the group's latest transition was decided (Unix seconds).", "group")
@@ -401,9 +401,7 @@ func (c *collector) collectGroup(ch chan<- prometheus.Metric, gauge func(*promet
 	if mode == witnessv1.Mode_MODE_UNSPECIFIED {
 		mode = witnessv1.Mode_MODE_AUTO
 	}
-	for _, m := range []witnessv1.Mode{witnessv1.Mode_MODE_AUTO, witnessv1.Mode_MODE_MANUAL, witnessv1.Mode_MODE_OBSERVE} {
-		gauge(descMode, b2f(m == mode), name, strings.ToLower(strings.TrimPrefix(m.String(), "MODE_")))
-	}
+	gauge(descMode, 1, name, strings.ToLower(strings.TrimPrefix(mode.String(), "MODE_")))
 	for _, site := range g.GetSpec().GetSites() {
 		gauge(descActive, b2f(site.GetName() == s.GetActiveSite()), name, site.GetName())
 	}
