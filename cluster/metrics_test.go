@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,6 +127,15 @@ groups:
 		return ok && v == 1
 	})
 
+	term := func() float64 {
+		var max float64
+		for i := range tc.nodes {
+			v, _ := sample(t, reg(i), "witness_raft_term", nil)
+			max = math.Max(max, v)
+		}
+		return max
+	}
+	termBefore := term()
 	east.down.Store(true)
 	eventually(t, "the failover committed and its DNS step failing", func() bool {
 		v, _ := sample(t, reg(li), "witness_group_steps_failing", map[string]string{"group": "app"})
@@ -163,7 +173,13 @@ groups:
 	}
 	// Leader-only durations are observed by whichever witness led (the
 	// leader may change under a loaded machine): summed over all.
-	if v := total(t, regs, "witness_failover_commit_seconds", nil); v != 1 {
+	// The leader that proposed observes it; one that lost its leadership
+	// while the entry committed (a loaded machine) has no answer to time.
+	switch v := total(t, regs, "witness_failover_commit_seconds", nil); {
+	case v == 1:
+	case v == 0 && term() > termBefore:
+		t.Logf("verdict to commit not observed: the leader changed during the failover (term %v → %v)", termBefore, term())
+	default:
 		t.Errorf("verdict to commit observed %v times, want 1", v)
 	}
 	if v := total(t, regs, "witness_step_duration_seconds", map[string]string{"step": "dns", "result": "failed"}); v < 1 {
