@@ -81,7 +81,7 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		lv = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+	return slog.New(&onceHandler{next: slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv})})
 }
 
 func agent(ctx context.Context, args []string, stderr io.Writer) error {
