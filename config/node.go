@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -106,6 +107,9 @@ func LoadNode(path string) (Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&n); err != nil {
+		if es := decodeErrors(data, reflect.TypeFor[Node]()); len(es) > 0 {
+			return n, fmt.Errorf("%s:\n%w", path, es)
+		}
 		return n, Errors{{Field: path, Err: fmt.Errorf("%w: %s", ErrSyntax, err)}}
 	}
 	return n, nil
