@@ -7,7 +7,7 @@ PKGS      := ./...
 RUNS      ?= 10
 LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration integration-loaded bench bench-failover proto dev deps clean
+.PHONY: all build test check integration integration-loaded bench bench-failover dashboards-check proto dev deps clean
 
 all: build
 
@@ -43,6 +43,10 @@ integration-loaded:
 ## bench-failover: time to fail over a lost site, RUNS times per variant (root; make deps)
 bench-failover:
 	$(GO) run ./integration/cmd/bench-failover -runs $(RUNS)
+
+## dashboards-check: every dashboard query and alert expression against a real Prometheus scraping `witnessd dev` through a failover (make deps)
+dashboards-check: build
+	$(GO) run ./integration/cmd/dashboards-check -witnessd $(BIN)/witnessd
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)

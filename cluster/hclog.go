@@ -3,12 +3,14 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hclogAdapter is the one boundary where Raft's and memberlist's logging
@@ -44,7 +46,46 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		return
 	}
 	all := append(append([]any{keyComponent, h.name}, h.args...), args...)
+	for i := 1; i < len(all); i += 2 {
+		all[i] = hcValue(all[i])
+	}
 	h.l.Log(ctx, lv, msg, all...)
+}
+
+// hcValue renders what Raft logs as text an operator reads: hclog.Fmt
+// values formatted, servers as "name address suffrage".
+func hcValue(v any) any {
+	switch x := v.(type) {
+	case hclog.Format:
+		if len(x) == 2 {
+			if s, ok := x[1].([]raft.Server); ok {
+				return servers(s)
+			}
+		}
+		if len(x) > 0 {
+			if f, ok := x[0].(string); ok {
+				return fmt.Sprintf(f, x[1:]...)
+			}
+		}
+		return fmt.Sprint(x...)
+	case []raft.Server:
+		return servers(x)
+	case raft.Server:
+		return server(x)
+	}
+	return v
+}
+
+func servers(ss []raft.Server) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = server(s)
+	}
+	return strings.Join(out, ", ")
+}
+
+func server(s raft.Server) string {
+	return fmt.Sprintf("%s %s %s", s.ID, s.Address, strings.ToLower(s.Suffrage.String()))
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

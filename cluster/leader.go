@@ -33,6 +33,7 @@ func (n *Node) decide(ctx context.Context) {
 		}
 		now := time.Now()
 		out := n.evaluate(now)
+		n.metrics.decided(out)
 		for _, p := range out.Proposals {
 			n.propose(ctx, p)
 		}

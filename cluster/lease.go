@@ -181,6 +181,7 @@ func (n *Node) leaseLoop() {
 				delete(kept, name)
 			}
 		}
+		n.metrics.selfFenced(time.Now(), fenced)
 		select {
 		case <-n.ctx.Done():
 			return

@@ -157,7 +157,8 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		grants: newGrants(time.Now()), lease: newHolder()}
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
 	n.obs.recovered = n.siteRecovered
-	n.sched = probes.NewScheduler(probes.Config{OnObservation: n.obs.local, Logger: log.With(keyComponent, "probes")})
+	n.obs.dropped = n.metrics.gossipDropped.Inc
+	n.sched = probes.NewScheduler(probes.Config{OnObservation: n.metrics.probeObserver(n.obs.local), Logger: log.With(keyComponent, "probes")})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -482,7 +483,7 @@ func (n *Node) Groups() []*witnessv1.Group { return n.fsm.Groups() }
 
 func (n *Node) startMetrics() {
 	if n.opts.Registerer != nil {
-		n.opts.Registerer.MustRegister(&collector{n: n}, n.metrics.dnsDrift, n.metrics.localFenceHookFailures, n.metrics.leaseRenewals)
+		n.registerMetrics(n.opts.Registerer)
 	}
 	if n.cfg.MetricsAddr == "" || n.opts.Gatherer == nil {
 		return
@@ -641,6 +642,7 @@ func (n *Node) Apply(ctx context.Context, cmd proto.Message) (fsm.Result, error)
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	began := time.Now()
 	f := n.raft.Apply(entry, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
@@ -653,6 +655,7 @@ func (n *Node) Apply(ctx context.Context, cmd proto.Message) (fsm.Result, error)
 		return fsm.Result{}, fmt.Errorf("apply: %w", err)
 	}
 	res, _ := f.Response().(fsm.Result)
+	n.applied(cmd, time.Since(began))
 	n.pokeReconciler()
 	return res, nil
 }

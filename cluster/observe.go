@@ -80,6 +80,8 @@ type observations struct {
 	recovered func(site string)
 	// inc is this run's incarnation, carried in every message it sends.
 	inc uint64
+	// dropped, if set, is told of each message dropped on a full inbox.
+	dropped func()
 
 	mu      sync.Mutex
 	byOf    map[string]map[obsKey]wireObs // observer -> observations
@@ -207,6 +209,9 @@ func (s *observations) receive(b []byte) {
 	select {
 	case s.inbox <- append([]byte(nil), b...):
 	default:
+		if s.dropped != nil {
+			s.dropped()
+		}
 		s.log.Warn("observation inbox full: dropping a gossip message; push/pull will repair it")
 	}
 }

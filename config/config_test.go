@@ -211,13 +211,13 @@ groups:
 groups:
   - name: app
     sitez: []
-`, []string{""}},
+`, []string{"groups[0].sitez"}},
 		{"empty", ``, []string{"groups"}},
 		{"bad duration", `
 groups:
   - name: app
     policy: {failover_after: soon}
-`, []string{""}},
+`, []string{"groups[0].policy.failover_after"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -196,6 +197,9 @@ func ParseGroupsWith(data []byte, t Timing) ([]*witnessv1.GroupSpec, error) {
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{Field: "groups", Err: fmt.Errorf("%w: the document is empty", ErrRequired)}}
+		}
+		if es := decodeErrors(data, reflect.TypeFor[GroupsDoc]()); len(es) > 0 {
+			return nil, es
 		}
 		return nil, Errors{{Err: fmt.Errorf("%w: %s", ErrSyntax, err)}}
 	}

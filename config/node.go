@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -28,6 +29,11 @@ type Node struct {
 	GossipAddr  string `yaml:"gossip_addr"`
 	AdminAddr   string `yaml:"admin_addr"`
 	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsGroupObservations exports each observer site's verdict on
+	// every site of every group (witness_observation_state); off, the
+	// verdicts are counted by site and observer site only, which stays
+	// cheap with thousands of groups.
+	MetricsGroupObservations bool `yaml:"metrics_group_observations"`
 
 	// InitialVoters bootstraps a new cluster: every founding node lists the
 	// same voters, itself included. Ignored once data_dir holds a cluster.
@@ -101,6 +107,9 @@ func LoadNode(path string) (Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&n); err != nil {
+		if es := decodeErrors(data, reflect.TypeFor[Node]()); len(es) > 0 {
+			return n, fmt.Errorf("%s:\n%w", path, es)
+		}
 		return n, Errors{{Field: path, Err: fmt.Errorf("%w: %s", ErrSyntax, err)}}
 	}
 	return n, nil

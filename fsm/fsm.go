@@ -169,7 +169,7 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 					mode, phase = witnessv1.Mode_MODE_OBSERVE, PhaseUnresolved
 				}
 			}
-			f.groups[spec.GetName()] = &witnessv1.Group{
+			g = &witnessv1.Group{
 				Spec:        spec,
 				SpecVersion: 1,
 				Status: &witnessv1.GroupStatus{
@@ -189,6 +189,8 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 					}},
 				},
 			}
+			countTransition(g.Status, g.Status.History[0])
+			f.groups[spec.GetName()] = g
 			res.Tokens[spec.GetName()] = f.lastToken
 			continue
 		}
@@ -308,6 +310,7 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 			st.Pending = nil
 		}
 		st.History = appendBounded(st.History, t, HistoryLimit)
+		countTransition(st, t)
 		st.Token = f.lastToken
 		st.Proposal = nil
 		st.UpdatedUnixNano = c.GetAtUnixNano()
@@ -379,6 +382,17 @@ func (f *FSM) recordProposal(c *witnessv1.RecordProposalCommand) Result {
 	}
 	g.Status.Proposal = proto.Clone(p).(*witnessv1.Proposal)
 	return Result{}
+}
+
+// countTransition adds t to the group's transition counts.
+func countTransition(st *witnessv1.GroupStatus, t *witnessv1.Transition) {
+	for _, c := range st.GetTransitionCounts() {
+		if c.GetKind() == t.GetKind() && c.GetPhase() == t.GetPhase() && c.GetFromSite() == t.GetFromSite() && c.GetToSite() == t.GetToSite() {
+			c.Count++
+			return
+		}
+	}
+	st.TransitionCounts = append(st.TransitionCounts, &witnessv1.TransitionCount{Kind: t.GetKind(), Phase: t.GetPhase(), FromSite: t.GetFromSite(), ToSite: t.GetToSite(), Count: 1})
 }
 
 func appendBounded[T any](s []T, v T, limit int) []T {

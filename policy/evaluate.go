@@ -118,6 +118,9 @@ type evaluator struct {
 	// wake is the earliest time (Unix nanos, 0 for none) at which a site
 	// that is failing but not yet for failover_after will have been.
 	wake int64
+	// due is, for the group evaluated last, when its active site's
+	// verdict held failover_after (Unix nanos).
+	due int64
 }
 
 // rec is the part of an Observation that the verdicts need, small enough
@@ -372,7 +375,7 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 	spec, st := g.GetSpec(), g.GetStatus()
 	gv := e.view(spec, recs)
 	active := siteIndex(spec, st.GetActiveSite())
-	d := Decision{From: st.GetActiveSite(), Sites: gv.sites}
+	d := Decision{From: st.GetActiveSite(), Sites: gv.sites, State: DecisionInvalid}
 	if active < 0 {
 		d.Reason = fmt.Sprintf("active site %q is not a site of the group", st.GetActiveSite())
 		return d
@@ -382,18 +385,23 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		return e.disarmed(gv, st, active, d)
 	}
 
-	down, why := e.down(gv, active, spec.GetPolicy())
+	down, state, why := e.down(gv, active, spec.GetPolicy())
 	if !down {
-		d.Reason = why
+		d.Reason, d.State = why, state
 		return d
 	}
+	d.Due = fromNanos(e.due)
 	target := -1
 	var refused []string
+	d.State = DecisionNoTarget
 	for t := range spec.GetSites() {
 		if t == active {
 			continue
 		}
 		if ok, why := e.eligible(gv, t, spec.GetPolicy()); !ok {
+			if e.healthy(gv, t).ok() {
+				d.State = DecisionBlockedByDataLossGuard
+			}
 			refused = append(refused, why)
 			continue
 		}
@@ -411,13 +419,13 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 	d.ExpectedToken = st.GetToken()
 	switch mode(g) {
 	case witnessv1.Mode_MODE_OBSERVE:
-		d.Action = ActionWouldFailover
+		d.Action, d.State = ActionWouldFailover, DecisionWouldFailover
 		d.Reason = fmt.Sprintf("observe mode: would fail over %s→%s; %s", d.From, d.To, why)
 	case witnessv1.Mode_MODE_MANUAL:
-		d.Action = ActionPending
+		d.Action, d.State = ActionPending, DecisionAwaitingApproval
 		d.Reason = fmt.Sprintf("manual mode: failover %s→%s awaits approval; %s", d.From, d.To, why)
 	default:
-		d.Action = ActionFailover
+		d.Action, d.State = ActionFailover, DecisionFailingOver
 		d.Reason = fmt.Sprintf("%s; fail over to %s", why, d.To)
 	}
 	return d
@@ -436,6 +444,7 @@ func mode(g *witnessv1.Group) witnessv1.Mode {
 
 func (e *evaluator) disarmed(gv groupView, st *witnessv1.GroupStatus, active int, d Decision) Decision {
 	tok := st.GetDisarmedAtToken()
+	d.State = DecisionDisarmed
 	i := slices.IndexFunc(st.GetHistory(), func(t *witnessv1.Transition) bool { return t.GetToken() == tok })
 	byFailover := i >= 0 && st.GetHistory()[i].GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER
 	if !byFailover {
@@ -461,7 +470,7 @@ func (e *evaluator) disarmed(gv groupView, st *witnessv1.GroupStatus, active int
 		d.Reason += fmt.Sprintf("; re-arm waits for %s: %s", site, h.describe(site, false))
 		return d
 	}
-	d.Action = ActionRearm
+	d.Action, d.State = ActionRearm, DecisionRearm
 	d.Reason += fmt.Sprintf("; hold_down %s passed and %s is healthy: re-arm", fmtDuration(holdDown), site)
 	return d
 }
@@ -546,7 +555,7 @@ func (e *evaluator) view(spec *witnessv1.GroupSpec, recs []rec) groupView {
 }
 
 // down reports whether the group's site a is down, and why (or why not).
-func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, string) {
+func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, DecisionState, string) {
 	site := gv.sites[a].Site
 	voters := 0
 	e.fs = e.fs[:0]
@@ -560,15 +569,15 @@ func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, string
 		}
 	}
 	if voters == 0 {
-		return false, fmt.Sprintf("no observer site other than %s to judge it", site)
+		return false, DecisionNoJudge, fmt.Sprintf("no observer site other than %s to judge it", site)
 	}
 	need := votesNeeded(voters)
 	failing := len(e.fs)
 	if !wins(failing, voters) {
 		if healthy := countState(gv.sites[a].Observers, Healthy, true); failing == 0 && healthy > 0 {
-			return false, fmt.Sprintf("%s healthy, seen by %d of %d sites", site, healthy, voters)
+			return false, DecisionHealthy, fmt.Sprintf("%s healthy, seen by %d of %d sites", site, healthy, voters)
 		}
-		return false, fmt.Sprintf("%s seen failing by %d of %d sites (need %d)", site, failing, voters, need)
+		return false, DecisionHealthy, fmt.Sprintf("%s seen failing by %d of %d sites (need %d)", site, failing, voters, need)
 	}
 	slices.Sort(e.fs)
 	held := max(e.now.Sub(fromNanos(e.fs[need-1])), 0)
@@ -577,9 +586,10 @@ func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, string
 		if due := e.fs[need-1] + after.Nanoseconds(); e.wake == 0 || due < e.wake {
 			e.wake = due
 		}
-		return false, fmt.Sprintf("%s failing for %s of %s (seen by %d of %d sites)", site, fmtDuration(held), fmtDuration(after), failing, voters)
+		return false, DecisionWaiting, fmt.Sprintf("%s failing for %s of %s (seen by %d of %d sites)", site, fmtDuration(held), fmtDuration(after), failing, voters)
 	}
-	return true, fmt.Sprintf("%s down: seen failing by %d of %d sites for %s (failover_after %s)", site, failing, voters, fmtDuration(held), fmtDuration(after))
+	e.due = e.fs[need-1] + after.Nanoseconds()
+	return true, DecisionFailingOver, fmt.Sprintf("%s down: seen failing by %d of %d sites for %s (failover_after %s)", site, failing, voters, fmtDuration(held), fmtDuration(after))
 }
 
 func countState(ovs []ObserverView, s State, skipOwn bool) int {

@@ -91,7 +91,7 @@ func TestSiteLossThroughTheFSM(t *testing.T) {
 			}
 			for name, tok := range map[string]uint64{"api": 4, "web": 5} {
 				d := out.Decisions[name]
-				want := policy.Decision{Action: policy.ActionNone, From: "west", Reason: "disarmed after failover at token " + strconv.FormatUint(tok, 10)}
+				want := policy.Decision{Action: policy.ActionNone, From: "west", Reason: "disarmed after failover at token " + strconv.FormatUint(tok, 10), State: policy.DecisionDisarmed}
 				if diff := cmp.Diff(want, d, cmpIgnoreSites); diff != "" {
 					t.Errorf("%s (-want +got):\n%s", name, diff)
 				}

@@ -125,7 +125,50 @@ type Decision struct {
 	Reason string
 	// Sites has one view per site of the group, in priority order.
 	Sites []SiteView
+	// State names the decision for graphs and alerts: why the group moves
+	// or does not.
+	State DecisionState
+	// Due is when the verdict on the active site held for failover_after
+	// (zero unless the active site is down).
+	Due time.Time
 }
+
+// DecisionState is a decision as one of a fixed set of words, so that "why
+// not?" can be graphed: Reason says the same for a person, with numbers.
+type DecisionState string
+
+// The decision states.
+const (
+	// DecisionHealthy: the active site is seen healthy, or failing by too
+	// few sites to count.
+	DecisionHealthy DecisionState = "healthy"
+	// DecisionWaiting: a majority sees the active site failing, not yet
+	// for failover_after.
+	DecisionWaiting DecisionState = "waiting"
+	// DecisionFailingOver: the site is down and a failover is proposed.
+	DecisionFailingOver DecisionState = "failing_over"
+	// DecisionWouldFailover: observe mode; a failover would be proposed.
+	DecisionWouldFailover DecisionState = "would_failover"
+	// DecisionAwaitingApproval: manual mode; an operator may approve.
+	DecisionAwaitingApproval DecisionState = "awaiting_approval"
+	// DecisionDisarmed: the group does not fail over until re-armed.
+	DecisionDisarmed DecisionState = "disarmed"
+	// DecisionRearm: the group is re-armed now (rearm auto).
+	DecisionRearm DecisionState = "rearm"
+	// DecisionBlockedByDataLossGuard: the site is down and a healthy target
+	// exists, but its database does not pass the data-loss guard.
+	DecisionBlockedByDataLossGuard DecisionState = "blocked_by_data_loss_guard"
+	// DecisionNoTarget: the site is down and no other site is healthy.
+	DecisionNoTarget DecisionState = "no_eligible_target"
+	// DecisionNoJudge: no live witness site other than the active one.
+	DecisionNoJudge DecisionState = "no_judge"
+	// DecisionInvalid: the active site is not a site of the group.
+	DecisionInvalid DecisionState = "invalid"
+)
+
+// DecisionStates lists every decision state, in a fixed order.
+var DecisionStates = []DecisionState{DecisionHealthy, DecisionWaiting, DecisionFailingOver, DecisionWouldFailover, DecisionAwaitingApproval,
+	DecisionDisarmed, DecisionRearm, DecisionBlockedByDataLossGuard, DecisionNoTarget, DecisionNoJudge, DecisionInvalid}
 
 // SiteView is who sees one site of a group how.
 type SiteView struct {

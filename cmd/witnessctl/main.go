@@ -49,6 +49,10 @@ Commands:
                                   before PostgreSQL at SITE starts: make it start as a
                                   standby unless a linearizable read says SITE is active
                                   (--addr may list several witnesses, comma-separated)
+  watch [GROUP]                   stream, live, verdicts, decisions, transitions and step
+                                  results as the witness asked sees them change (-o json:
+                                  one object per line); until interrupted
+  history GROUP                   the group's transitions, newest first, each with its steps
   version                         print the version
 
 Global flags (also accepted after the command):
@@ -211,6 +215,10 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.members(args)
 	case "prepare-start":
 		return c.prepareStart(args)
+	case "watch":
+		return c.watch(args)
+	case "history":
+		return c.history(args)
 	case "version":
 		fmt.Fprintln(c.stdout, "witnessctl", buildinfo.String())
 		return nil
@@ -401,17 +409,7 @@ func (c *cli) group(args []string) error {
 		fmt.Fprintln(c.stdout, "\nsteps:")
 		var rows [][]string
 		for _, s := range d.Steps {
-			res := "ok"
-			if s.Rule != "" {
-				res += " (" + s.Rule + ")"
-			}
-			switch {
-			case !s.OK && s.Attempt == 0:
-				res = "waits: " + s.Error // not run: what it waits for
-			case !s.OK:
-				res = "failed: " + s.Error
-			}
-			rows = append(rows, []string{strconv.FormatUint(s.Token, 10), s.Step, strconv.Itoa(int(s.Attempt)), fmt.Sprintf("%dms", s.DurationMS), dash(s.Node), res})
+			rows = append(rows, []string{strconv.FormatUint(s.Token, 10), s.Step, strconv.Itoa(int(s.Attempt)), fmt.Sprintf("%dms", s.DurationMS), dash(s.Node), stepResult(s)})
 		}
 		c.table("TOKEN\tSTEP\tATTEMPT\tTOOK\tNODE\tRESULT", rows)
 	}

@@ -159,12 +159,34 @@ func toDetail(g *witnessv1.Group) groupDetail {
 		d.Pending = &pendingJSON{To: p.GetToSite(), Reason: p.GetReason(), By: p.GetBy(), Since: time.Unix(0, p.GetAtUnixNano()).UTC()}
 	}
 	for _, h := range s.GetHistory() {
-		d.History = append(d.History, transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(), Phase: h.GetPhase(),
-			Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy()})
+		d.History = append(d.History, toTransition(h))
 	}
 	for _, st := range s.GetSteps() {
-		d.Steps = append(d.Steps, stepJSON{Token: st.GetToken(), Step: st.GetStep(), OK: st.GetOk(), Error: st.GetError(),
-			Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule()})
+		d.Steps = append(d.Steps, toStep(st))
 	}
 	return d
+}
+
+func toTransition(h *witnessv1.Transition) transitionJSON {
+	return transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(), Phase: h.GetPhase(),
+		Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy()}
+}
+
+func toStep(st *witnessv1.StepResult) stepJSON {
+	return stepJSON{Token: st.GetToken(), Step: st.GetStep(), OK: st.GetOk(), Error: st.GetError(),
+		Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule()}
+}
+
+// stepResult is a step's outcome in words: ok (with the rule that allowed
+// it), failed: why, or waits: for what (a step not run).
+func stepResult(s stepJSON) string {
+	switch {
+	case !s.OK && s.Attempt == 0:
+		return "waits: " + s.Error
+	case !s.OK:
+		return "failed: " + s.Error
+	case s.Rule != "":
+		return "ok (" + s.Rule + ")"
+	}
+	return "ok"
 }

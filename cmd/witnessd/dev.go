@@ -22,6 +22,7 @@ import (
 
 	"github.com/sitewitness/witness/actions/dns/zoneserver"
 	"github.com/sitewitness/witness/cluster"
+	"github.com/sitewitness/witness/cmd/internal/buildinfo"
 	"github.com/sitewitness/witness/config"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -152,11 +153,13 @@ func startDevCluster(ctx context.Context, f devFlags, dir string, log *slog.Logg
 		c.DataDir = filepath.Join(dir, c.Name)
 		c.RaftAddr, c.GossipAddr, c.AdminAddr, c.MetricsAddr = raftAddrs[i], gossipAddrs[i], admin[i], metrics[i]
 		c.InitialVoters = voters
+		c.MetricsGroupObservations = true
 		c.Raft.HeartbeatTimeout = config.Duration(500 * time.Millisecond)
 		c.Raft.ElectionTimeout = config.Duration(500 * time.Millisecond)
 		c.Raft.LeaderLeaseTimeout = config.Duration(250 * time.Millisecond)
 		c.Gossip.ProbeInterval = config.Duration(250 * time.Millisecond)
 		reg := prometheus.NewRegistry()
+		reg.MustRegister(cluster.NewBuildInfoCollector(buildinfo.String()))
 		n, err := cluster.Start(ctx, cluster.Options{Config: c, Logger: log, Registerer: reg, Gatherer: reg, OnLeader: leaderLoop(log)})
 		if err != nil {
 			return nodes, fmt.Errorf("start witness %s: %w", c.Name, err)

@@ -81,7 +81,7 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		lv = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv}))
+	return slog.New(&onceHandler{next: slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv})})
 }
 
 func agent(ctx context.Context, args []string, stderr io.Writer) error {
@@ -150,7 +150,7 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(stderr, cfg.LogLevel).With("component", "witnessd")
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), cluster.NewBuildInfoCollector(buildinfo.String()))
 	node, err := cluster.Start(ctx, cluster.Options{Config: cfg, Logger: log, Registerer: reg, Gatherer: reg, OnLeader: leaderLoop(log)})
 	if err != nil {
 		return err

@@ -2030,6 +2030,173 @@ func (x *ReadIndexResponse) GetLeader() string {
 	return ""
 }
 
+type WatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"` // empty: every group
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WatchRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// WatchEvent is one change. kind says which fields are set:
+//
+//	observation: site, observer_site, state (healthy, failing, unknown)
+//	decision:    state (the policy's decision state: healthy, waiting,
+//	             failing_over, disarmed, ...), reason
+//	transition:  transition
+//	step:        step
+type WatchEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtUnixNano    int64                  `protobuf:"varint,1,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Site          string                 `protobuf:"bytes,4,opt,name=site,proto3" json:"site,omitempty"`
+	ObserverSite  string                 `protobuf:"bytes,5,opt,name=observer_site,json=observerSite,proto3" json:"observer_site,omitempty"`
+	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Transition    *Transition            `protobuf:"bytes,8,opt,name=transition,proto3" json:"transition,omitempty"`
+	Step          *StepResult            `protobuf:"bytes,9,opt,name=step,proto3" json:"step,omitempty"`
+	Node          string                 `protobuf:"bytes,10,opt,name=node,proto3" json:"node,omitempty"` // the witness that saw it (the one asked)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *WatchEvent) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *WatchEvent) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetObserverSite() string {
+	if x != nil {
+		return x.ObserverSite
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WatchEvent) GetTransition() *Transition {
+	if x != nil {
+		return x.Transition
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetStep() *StepResult {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
 
 const file_witness_v1_admin_proto_rawDesc = "" +
@@ -2173,13 +2340,31 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x10ReadIndexRequest\"A\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
-	"\x06leader\x18\x02 \x01(\tR\x06leader*t\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\"$\n" +
+	"\fWatchRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"\xb7\x02\n" +
+	"\n" +
+	"WatchEvent\x12 \n" +
+	"\fat_unix_nano\x18\x01 \x01(\x03R\n" +
+	"atUnixNano\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04site\x18\x04 \x01(\tR\x04site\x12#\n" +
+	"\robserver_site\x18\x05 \x01(\tR\fobserverSite\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x126\n" +
+	"\n" +
+	"transition\x18\b \x01(\v2\x16.witness.v1.TransitionR\n" +
+	"transition\x12*\n" +
+	"\x04step\x18\t \x01(\v2\x16.witness.v1.StepResultR\x04step\x12\x12\n" +
+	"\x04node\x18\n" +
+	" \x01(\tR\x04node*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\x9c\b\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xd9\b\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -2192,7 +2377,8 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\aSetMode\x12\x1a.witness.v1.SetModeRequest\x1a\x1b.witness.v1.SetModeResponse\x12E\n" +
 	"\bSetArmed\x12\x1b.witness.v1.SetArmedRequest\x1a\x1c.witness.v1.SetArmedResponse\x12H\n" +
 	"\tAddMember\x12\x1c.witness.v1.AddMemberRequest\x1a\x1d.witness.v1.AddMemberResponse\x12Q\n" +
-	"\fRemoveMember\x12\x1f.witness.v1.RemoveMemberRequest\x1a .witness.v1.RemoveMemberResponse\x12B\n" +
+	"\fRemoveMember\x12\x1f.witness.v1.RemoveMemberRequest\x1a .witness.v1.RemoveMemberResponse\x12;\n" +
+	"\x05Watch\x12\x18.witness.v1.WatchRequest\x1a\x16.witness.v1.WatchEvent0\x01\x12B\n" +
 	"\aRunHook\x12\x1a.witness.v1.RunHookRequest\x1a\x1b.witness.v1.RunHookResponse\x12K\n" +
 	"\n" +
 	"RenewLease\x12\x1d.witness.v1.RenewLeaseRequest\x1a\x1e.witness.v1.RenewLeaseResponse\x12N\n" +
@@ -2212,7 +2398,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
 	(*Member)(nil),               // 1: witness.v1.Member
@@ -2248,56 +2434,64 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*LeaseStatusResponse)(nil),  // 31: witness.v1.LeaseStatusResponse
 	(*ReadIndexRequest)(nil),     // 32: witness.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),    // 33: witness.v1.ReadIndexResponse
-	nil,                          // 34: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
-	(*Group)(nil),                // 35: witness.v1.Group
-	(Mode)(0),                    // 36: witness.v1.Mode
+	(*WatchRequest)(nil),         // 34: witness.v1.WatchRequest
+	(*WatchEvent)(nil),           // 35: witness.v1.WatchEvent
+	nil,                          // 36: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                // 37: witness.v1.Group
+	(Mode)(0),                    // 38: witness.v1.Mode
+	(*Transition)(nil),           // 39: witness.v1.Transition
+	(*StepResult)(nil),           // 40: witness.v1.StepResult
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	35, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	34, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	37, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	36, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
 	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	35, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	35, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	37, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	37, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	36, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	38, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
 	1,  // 11: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	2,  // 12: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
-	4,  // 13: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
-	7,  // 14: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
-	9,  // 15: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
-	14, // 16: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
-	16, // 17: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
-	18, // 18: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
-	20, // 19: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
-	22, // 20: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
-	24, // 21: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	26, // 22: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
-	28, // 23: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
-	30, // 24: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
-	32, // 25: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
-	3,  // 26: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 27: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 28: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 29: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 30: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 31: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 32: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	21, // 33: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	23, // 34: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	25, // 35: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	27, // 36: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	29, // 37: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	31, // 38: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	33, // 39: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	26, // [26:40] is the sub-list for method output_type
-	12, // [12:26] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	39, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
+	40, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
+	2,  // 14: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
+	4,  // 15: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
+	7,  // 16: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
+	9,  // 17: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
+	14, // 18: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
+	16, // 19: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
+	18, // 20: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
+	20, // 21: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
+	22, // 22: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
+	24, // 23: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
+	34, // 24: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
+	26, // 25: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
+	28, // 26: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
+	30, // 27: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
+	32, // 28: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
+	3,  // 29: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 30: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 31: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 32: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 33: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 34: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 35: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	21, // 36: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	23, // 37: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	25, // 38: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	35, // 39: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
+	27, // 40: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	29, // 41: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	31, // 42: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	33, // 43: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	29, // [29:44] is the sub-list for method output_type
+	14, // [14:29] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_admin_proto_init() }
@@ -2312,7 +2506,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Admin_SetArmed_FullMethodName     = "/witness.v1.Admin/SetArmed"
 	Admin_AddMember_FullMethodName    = "/witness.v1.Admin/AddMember"
 	Admin_RemoveMember_FullMethodName = "/witness.v1.Admin/RemoveMember"
+	Admin_Watch_FullMethodName        = "/witness.v1.Admin/Watch"
 	Admin_RunHook_FullMethodName      = "/witness.v1.Admin/RunHook"
 	Admin_RenewLease_FullMethodName   = "/witness.v1.Admin/RenewLease"
 	Admin_LeaseStatus_FullMethodName  = "/witness.v1.Admin/LeaseStatus"
@@ -63,6 +64,11 @@ type AdminClient interface {
 	SetArmed(ctx context.Context, in *SetArmedRequest, opts ...grpc.CallOption) (*SetArmedResponse, error)
 	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
+	// Watch streams, live, what the witness asked sees change, for one group
+	// or all: each observer site's verdict on each site, the policy's
+	// decision, committed transitions and recorded step results. It starts
+	// with the current verdicts and decisions, then sends changes only.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
 	// RunHook is internal, between witnesses; operators do not call it. The
 	// leader asks a witness at a hook's run_on site to run that hook. The
 	// witness takes the command from the group spec in its own replica (the
@@ -194,6 +200,25 @@ func (c *adminClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest,
 	return out, nil
 }
 
+func (c *adminClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Admin_ServiceDesc.Streams[0], Admin_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_WatchClient = grpc.ServerStreamingClient[WatchEvent]
+
 func (c *adminClient) RunHook(ctx context.Context, in *RunHookRequest, opts ...grpc.CallOption) (*RunHookResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RunHookResponse)
@@ -262,6 +287,11 @@ type AdminServer interface {
 	SetArmed(context.Context, *SetArmedRequest) (*SetArmedResponse, error)
 	AddMember(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
 	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
+	// Watch streams, live, what the witness asked sees change, for one group
+	// or all: each observer site's verdict on each site, the policy's
+	// decision, committed transitions and recorded step results. It starts
+	// with the current verdicts and decisions, then sends changes only.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error
 	// RunHook is internal, between witnesses; operators do not call it. The
 	// leader asks a witness at a hook's run_on site to run that hook. The
 	// witness takes the command from the group spec in its own replica (the
@@ -322,6 +352,9 @@ func (UnimplementedAdminServer) AddMember(context.Context, *AddMemberRequest) (*
 }
 func (UnimplementedAdminServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
+}
+func (UnimplementedAdminServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedAdminServer) RunHook(context.Context, *RunHookRequest) (*RunHookResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RunHook not implemented")
@@ -536,6 +569,17 @@ func _Admin_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AdminServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Admin_WatchServer = grpc.ServerStreamingServer[WatchEvent]
+
 func _Admin_RunHook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RunHookRequest)
 	if err := dec(in); err != nil {
@@ -672,6 +716,12 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_ReadIndex_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _Admin_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "witness/v1/admin.proto",
 }

@@ -1349,9 +1349,13 @@ type GroupStatus struct {
 	// pending is a switchover in its first phase: the group stays active at
 	// active_site while that site is fenced at token; the move commits only
 	// once the fence is confirmed.
-	Pending       *PendingSwitchover `protobuf:"bytes,10,opt,name=pending,proto3" json:"pending,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pending *PendingSwitchover `protobuf:"bytes,10,opt,name=pending,proto3" json:"pending,omitempty"`
+	// transition_counts counts every transition the group has had, by kind,
+	// phase and sites, beyond the bounded history: the replicated source of
+	// the transitions counter, so it survives a leader change or a restart.
+	TransitionCounts []*TransitionCount `protobuf:"bytes,20,rep,name=transition_counts,json=transitionCounts,proto3" json:"transition_counts,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GroupStatus) Reset() {
@@ -1454,6 +1458,89 @@ func (x *GroupStatus) GetPending() *PendingSwitchover {
 	return nil
 }
 
+func (x *GroupStatus) GetTransitionCounts() []*TransitionCount {
+	if x != nil {
+		return x.TransitionCounts
+	}
+	return nil
+}
+
+type TransitionCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          TransitionKind         `protobuf:"varint,1,opt,name=kind,proto3,enum=witness.v1.TransitionKind" json:"kind,omitempty"`
+	Phase         string                 `protobuf:"bytes,2,opt,name=phase,proto3" json:"phase,omitempty"`
+	FromSite      string                 `protobuf:"bytes,3,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	ToSite        string                 `protobuf:"bytes,4,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	Count         uint64                 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitionCount) Reset() {
+	*x = TransitionCount{}
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitionCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitionCount) ProtoMessage() {}
+
+func (x *TransitionCount) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitionCount.ProtoReflect.Descriptor instead.
+func (*TransitionCount) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TransitionCount) GetKind() TransitionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TransitionKind_TRANSITION_KIND_UNSPECIFIED
+}
+
+func (x *TransitionCount) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *TransitionCount) GetFromSite() string {
+	if x != nil {
+		return x.FromSite
+	}
+	return ""
+}
+
+func (x *TransitionCount) GetToSite() string {
+	if x != nil {
+		return x.ToSite
+	}
+	return ""
+}
+
+func (x *TransitionCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type PendingSwitchover struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ToSite        string                 `protobuf:"bytes,1,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
@@ -1466,7 +1553,7 @@ type PendingSwitchover struct {
 
 func (x *PendingSwitchover) Reset() {
 	*x = PendingSwitchover{}
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1565,7 @@ func (x *PendingSwitchover) String() string {
 func (*PendingSwitchover) ProtoMessage() {}
 
 func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1578,7 @@ func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSwitchover.ProtoReflect.Descriptor instead.
 func (*PendingSwitchover) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PendingSwitchover) GetToSite() string {
@@ -1537,7 +1624,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1636,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1649,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Proposal) GetAction() string {
@@ -1626,7 +1713,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1725,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1738,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Group) GetSpec() *GroupSpec {
@@ -1688,7 +1775,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1787,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1800,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *State) GetLastToken() uint64 {
@@ -1744,7 +1831,7 @@ type PutGroupsCommand struct {
 
 func (x *PutGroupsCommand) Reset() {
 	*x = PutGroupsCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1843,7 @@ func (x *PutGroupsCommand) String() string {
 func (*PutGroupsCommand) ProtoMessage() {}
 
 func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1856,7 @@ func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupsCommand.ProtoReflect.Descriptor instead.
 func (*PutGroupsCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PutGroupsCommand) GetSpecs() []*GroupSpec {
@@ -1813,7 +1900,7 @@ type GroupStart struct {
 
 func (x *GroupStart) Reset() {
 	*x = GroupStart{}
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1912,7 @@ func (x *GroupStart) String() string {
 func (*GroupStart) ProtoMessage() {}
 
 func (x *GroupStart) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1925,7 @@ func (x *GroupStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStart.ProtoReflect.Descriptor instead.
 func (*GroupStart) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GroupStart) GetSite() string {
@@ -1866,7 +1953,7 @@ type DeleteGroupCommand struct {
 
 func (x *DeleteGroupCommand) Reset() {
 	*x = DeleteGroupCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1965,7 @@ func (x *DeleteGroupCommand) String() string {
 func (*DeleteGroupCommand) ProtoMessage() {}
 
 func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +1978,7 @@ func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupCommand.ProtoReflect.Descriptor instead.
 func (*DeleteGroupCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteGroupCommand) GetName() string {
@@ -1926,7 +2013,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2025,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2038,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Move) GetGroup() string {
@@ -1995,7 +2082,7 @@ type TransitionCommand struct {
 
 func (x *TransitionCommand) Reset() {
 	*x = TransitionCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2094,7 @@ func (x *TransitionCommand) String() string {
 func (*TransitionCommand) ProtoMessage() {}
 
 func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2107,7 @@ func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCommand.ProtoReflect.Descriptor instead.
 func (*TransitionCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransitionCommand) GetMoves() []*Move {
@@ -2084,7 +2171,7 @@ type SetModeCommand struct {
 
 func (x *SetModeCommand) Reset() {
 	*x = SetModeCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2183,7 @@ func (x *SetModeCommand) String() string {
 func (*SetModeCommand) ProtoMessage() {}
 
 func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2196,7 @@ func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeCommand.ProtoReflect.Descriptor instead.
 func (*SetModeCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetModeCommand) GetGroup() string {
@@ -2152,7 +2239,7 @@ type SetArmedCommand struct {
 
 func (x *SetArmedCommand) Reset() {
 	*x = SetArmedCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2251,7 @@ func (x *SetArmedCommand) String() string {
 func (*SetArmedCommand) ProtoMessage() {}
 
 func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2264,7 @@ func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedCommand.ProtoReflect.Descriptor instead.
 func (*SetArmedCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetArmedCommand) GetGroup() string {
@@ -2220,7 +2307,7 @@ type RecordProposalCommand struct {
 
 func (x *RecordProposalCommand) Reset() {
 	*x = RecordProposalCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2319,7 @@ func (x *RecordProposalCommand) String() string {
 func (*RecordProposalCommand) ProtoMessage() {}
 
 func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2332,7 @@ func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordProposalCommand.ProtoReflect.Descriptor instead.
 func (*RecordProposalCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecordProposalCommand) GetGroup() string {
@@ -2272,7 +2359,7 @@ type RecordStepCommand struct {
 
 func (x *RecordStepCommand) Reset() {
 	*x = RecordStepCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2371,7 @@ func (x *RecordStepCommand) String() string {
 func (*RecordStepCommand) ProtoMessage() {}
 
 func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2384,7 @@ func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordStepCommand.ProtoReflect.Descriptor instead.
 func (*RecordStepCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RecordStepCommand) GetGroup() string {
@@ -2442,7 +2529,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"durationMs\x12\x18\n" +
 	"\aattempt\x18\a \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04node\x18\b \x01(\tR\x04node\x12\x12\n" +
-	"\x04rule\x18\t \x01(\tR\x04rule\"\xa3\x03\n" +
+	"\x04rule\x18\t \x01(\tR\x04rule\"\xed\x03\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2455,7 +2542,14 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05steps\x18\b \x03(\v2\x16.witness.v1.StepResultR\x05steps\x120\n" +
 	"\bproposal\x18\t \x01(\v2\x14.witness.v1.ProposalR\bproposal\x127\n" +
 	"\apending\x18\n" +
-	" \x01(\v2\x1d.witness.v1.PendingSwitchoverR\apending\"v\n" +
+	" \x01(\v2\x1d.witness.v1.PendingSwitchoverR\apending\x12H\n" +
+	"\x11transition_counts\x18\x14 \x03(\v2\x1b.witness.v1.TransitionCountR\x10transitionCounts\"\xa3\x01\n" +
+	"\x0fTransitionCount\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x1b\n" +
+	"\tfrom_site\x18\x03 \x01(\tR\bfromSite\x12\x17\n" +
+	"\ato_site\x18\x04 \x01(\tR\x06toSite\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x04R\x05count\"v\n" +
 	"\x11PendingSwitchover\x12\x17\n" +
 	"\ato_site\x18\x01 \x01(\tR\x06toSite\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x0e\n" +
@@ -2558,7 +2652,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                     // 0: witness.v1.Mode
 	(Rearm)(0),                    // 1: witness.v1.Rearm
@@ -2576,23 +2670,24 @@ var file_witness_v1_state_proto_goTypes = []any{
 	(*Transition)(nil),            // 13: witness.v1.Transition
 	(*StepResult)(nil),            // 14: witness.v1.StepResult
 	(*GroupStatus)(nil),           // 15: witness.v1.GroupStatus
-	(*PendingSwitchover)(nil),     // 16: witness.v1.PendingSwitchover
-	(*Proposal)(nil),              // 17: witness.v1.Proposal
-	(*Group)(nil),                 // 18: witness.v1.Group
-	(*State)(nil),                 // 19: witness.v1.State
-	(*PutGroupsCommand)(nil),      // 20: witness.v1.PutGroupsCommand
-	(*GroupStart)(nil),            // 21: witness.v1.GroupStart
-	(*DeleteGroupCommand)(nil),    // 22: witness.v1.DeleteGroupCommand
-	(*Move)(nil),                  // 23: witness.v1.Move
-	(*TransitionCommand)(nil),     // 24: witness.v1.TransitionCommand
-	(*SetModeCommand)(nil),        // 25: witness.v1.SetModeCommand
-	(*SetArmedCommand)(nil),       // 26: witness.v1.SetArmedCommand
-	(*RecordProposalCommand)(nil), // 27: witness.v1.RecordProposalCommand
-	(*RecordStepCommand)(nil),     // 28: witness.v1.RecordStepCommand
-	nil,                           // 29: witness.v1.DNSRecord.ValuesEntry
-	nil,                           // 30: witness.v1.PostgresAction.DsnEntry
-	nil,                           // 31: witness.v1.PostgresAction.DataDirEntry
-	nil,                           // 32: witness.v1.PutGroupsCommand.StartsEntry
+	(*TransitionCount)(nil),       // 16: witness.v1.TransitionCount
+	(*PendingSwitchover)(nil),     // 17: witness.v1.PendingSwitchover
+	(*Proposal)(nil),              // 18: witness.v1.Proposal
+	(*Group)(nil),                 // 19: witness.v1.Group
+	(*State)(nil),                 // 20: witness.v1.State
+	(*PutGroupsCommand)(nil),      // 21: witness.v1.PutGroupsCommand
+	(*GroupStart)(nil),            // 22: witness.v1.GroupStart
+	(*DeleteGroupCommand)(nil),    // 23: witness.v1.DeleteGroupCommand
+	(*Move)(nil),                  // 24: witness.v1.Move
+	(*TransitionCommand)(nil),     // 25: witness.v1.TransitionCommand
+	(*SetModeCommand)(nil),        // 26: witness.v1.SetModeCommand
+	(*SetArmedCommand)(nil),       // 27: witness.v1.SetArmedCommand
+	(*RecordProposalCommand)(nil), // 28: witness.v1.RecordProposalCommand
+	(*RecordStepCommand)(nil),     // 29: witness.v1.RecordStepCommand
+	nil,                           // 30: witness.v1.DNSRecord.ValuesEntry
+	nil,                           // 31: witness.v1.PostgresAction.DsnEntry
+	nil,                           // 32: witness.v1.PostgresAction.DataDirEntry
+	nil,                           // 33: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -2606,31 +2701,33 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	29, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	30, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	31, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	30, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	31, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	32, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
 	2,  // 14: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
 	0,  // 15: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
 	13, // 16: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
 	14, // 17: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
-	17, // 18: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
-	16, // 19: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
-	3,  // 20: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
-	15, // 21: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
-	18, // 22: witness.v1.State.groups:type_name -> witness.v1.Group
-	3,  // 23: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	32, // 24: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
-	23, // 25: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 26: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 27: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	17, // 28: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
-	14, // 29: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	21, // 30: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	18, // 18: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
+	17, // 19: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
+	16, // 20: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
+	2,  // 21: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
+	3,  // 22: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
+	15, // 23: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
+	19, // 24: witness.v1.State.groups:type_name -> witness.v1.Group
+	3,  // 25: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
+	33, // 26: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	24, // 27: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 28: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 29: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	18, // 30: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	14, // 31: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	22, // 32: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -2644,7 +2741,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
