@@ -28,6 +28,10 @@ type LocalFencer interface {
 	// g's current token that an earlier run of this witness may have left
 	// (a restart in the middle of an episode).
 	Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error)
+	// Demote stops the site's database (dsn) of group g with mode and
+	// leaves it able to start only as a standby, for the leader's fence of
+	// an old site; it needs the group's data_dir for this site.
+	Demote(ctx context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error
 }
 
 // pgFencer is the real LocalFencer. With a data_dir for its site, it
@@ -50,6 +54,15 @@ func (f pgFencer) demoter(g *witnessv1.Group) *postgres.Demoter {
 
 func (f pgFencer) client(g *witnessv1.Group) *postgres.Client {
 	return &postgres.Client{Site: f.site, Roles: g.GetSpec().GetActions().GetPostgres().GetRoles()}
+}
+
+func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error {
+	d := f.demoter(g)
+	if d == nil {
+		return fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
+	}
+	d.Timeout = demoteTimeout(g, mode)
+	return d.Demote(ctx, dsn, mode)
 }
 
 func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
@@ -101,10 +114,7 @@ func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) e
 // not undone.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
-	fencer := n.opts.LocalFencer
-	if fencer == nil {
-		fencer = pgFencer{site: n.cfg.Site}
-	}
+	fencer := n.localFencer()
 	select {
 	case <-n.ctx.Done():
 		return

@@ -426,7 +426,7 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	}
 	runner := n.opts.Runner
 	if runner == nil {
-		runner = actions.Targets{Sites: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}}
+		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}}
 	}
 	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(),
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
