@@ -46,6 +46,8 @@ type transitionJSON struct {
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
 	By     string    `json:"by"`
+	// OldSiteDown: by attested the old site down (an operator failover).
+	OldSiteDown bool `json:"old_site_down,omitempty"`
 }
 
 type stepJSON struct {
@@ -58,6 +60,7 @@ type stepJSON struct {
 	Attempt    int32     `json:"attempt"`
 	Node       string    `json:"node"`
 	Rule       string    `json:"rule,omitempty"`
+	FencedBy   string    `json:"fenced_by,omitempty"`
 }
 
 type groupDetail struct {
@@ -160,11 +163,11 @@ func toDetail(g *witnessv1.Group) groupDetail {
 	}
 	for _, h := range s.GetHistory() {
 		d.History = append(d.History, transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(), Phase: h.GetPhase(),
-			Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy()})
+			Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy(), OldSiteDown: h.GetOldSiteDown()})
 	}
 	for _, st := range s.GetSteps() {
 		d.Steps = append(d.Steps, stepJSON{Token: st.GetToken(), Step: st.GetStep(), OK: st.GetOk(), Error: st.GetError(),
-			Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule()})
+			Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule(), FencedBy: st.GetFencedBy()})
 	}
 	return d
 }
