@@ -88,6 +88,9 @@ type Options struct {
 	// LocalFencer fences this site's databases when the witness loses the
 	// Raft majority; nil means PostgreSQL through actions/postgres.
 	LocalFencer LocalFencer
+	// Watchdog is fed by the lease loop while this witness's lease holds;
+	// nil means the device of the config's watchdog setting, if any.
+	Watchdog Watchdog
 	// JoinTimeout bounds joining a running cluster; zero means 30s.
 	JoinTimeout time.Duration
 }
