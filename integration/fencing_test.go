@@ -226,3 +226,61 @@ func TestEastWestCutKeepsTheServiceUp(t *testing.T) {
 	must(t, env.Heal())
 	checkInvariants(t, env, before, 0, true)
 }
+
+// Scenario 13: east's witness is frozen (SIGSTOP), then east is cut off.
+// The voters see its lease expire all the same, but a frozen witness
+// demotes nothing: its watchdog, no longer fed, resets the host (the
+// harness's stand-in SIGKILLs east's postmaster) before west is promoted,
+// and east takes no write from then on. After the thaw and the heal east's
+// database, started again as its unit would, comes back as a standby.
+func TestFrozenWitnessIsCoveredByItsWatchdog(t *testing.T) {
+	// fence_after must hold the watchdog timeout plus a lease check and a
+	// round (2.75s); failover_after the margin above it.
+	env := start(t, harness.Options{FailoverAfter: 8 * time.Second, FenceAfter: 3 * time.Second, Watchdog: 2 * time.Second})
+	before := group(t, env).GetStatus().GetToken()
+	if env.Watchdog.LastFeed().IsZero() {
+		t.Fatal("east's witness never fed its watchdog")
+	}
+	if _, _, fired, _ := env.Watchdog.Fired(); fired {
+		t.Fatal("the watchdog fired before the fault")
+	}
+	must(t, env.Witness("east-1").Freeze())
+	frozen := time.Now()
+	must(t, env.Isolate("east"))
+	must(t, env.WaitStable(patience, "west", before+1))
+	firedAt, resetAt, fired, err := env.Watchdog.Fired()
+	if !fired {
+		t.Fatalf("west promoted and east's watchdog never fired (last fed %s before the freeze)", ms(frozen.Sub(env.Watchdog.LastFeed())))
+	}
+	must(t, err)
+	g := group(t, env)
+	promote := harness.StepResult(g, "promote")
+	promotedAt := time.Unix(0, promote.GetStartedUnixNano())
+	t.Logf("freeze → watchdog fired %s (timeout %s), → east's postmaster dead %s, → west promoted %s by rule %s",
+		ms(firedAt.Sub(frozen)), env.Opts.Watchdog, ms(resetAt.Sub(frozen)), ms(promotedAt.Sub(frozen)), promote.GetRule())
+	if !firedAt.Before(promotedAt) {
+		t.Errorf("west promoted at %s, before east's watchdog fired at %s", promotedAt.Format(time.StampMilli), firedAt.Format(time.StampMilli))
+	}
+	if !resetAt.Before(promotedAt) {
+		t.Errorf("west promoted at %s, before east's database was dead at %s", promotedAt.Format(time.StampMilli), resetAt.Format(time.StampMilli))
+	}
+	if last, ok := env.Writes.LastAt("east"); ok && last.Done.After(resetAt) {
+		t.Errorf("east took a write at %s, after its watchdog reset it at %s", last.Done.Format(time.StampMilli), resetAt.Format(time.StampMilli))
+	}
+
+	must(t, env.Witness("east-1").Thaw())
+	must(t, env.Heal())
+	said, err := env.RestartDatabase("east")
+	must(t, err)
+	t.Logf("prepare-start: %s", strings.TrimSpace(said))
+	st, err := dbState(env, "east")
+	must(t, err)
+	if !st.InRecovery {
+		t.Errorf("east's database came back as %+v, want a standby", st)
+	}
+	stays(t, env, env.Opts.FailoverAfter)
+	if w, ok := env.Writes.FirstAt("east", resetAt); ok {
+		t.Errorf("east took a write stamped %d at %s after its reset", w.Token, w.Done.Format(time.StampMilli))
+	}
+	checkInvariants(t, env, before, 1, true)
+}

@@ -70,6 +70,10 @@ type Options struct {
 	// HeartbeatTimeout and ElectionTimeout of Raft (500ms each).
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
+	// Watchdog, when set, gives east's witness a watchdog of this timeout:
+	// a file that a StandInWatchdog (Env.Watchdog) watches. FenceAfter
+	// must hold it plus 750ms.
+	Watchdog time.Duration
 }
 
 func (o *Options) defaults() {
@@ -120,6 +124,8 @@ type Env struct {
 
 	DNS    *DNSRecorder
 	Writes *WriteRecorder
+	// Watchdog is east's stand-in watchdog when Options.Watchdog is set.
+	Watchdog *StandInWatchdog
 }
 
 // Deadlines for what only takes long on a slow machine: they bound how
@@ -343,6 +349,16 @@ initial_voters:
   election_timeout: %[7]s
   leader_lease_timeout: %[8]s
 `, name, s, dir, addr, voters.String(), e.Opts.HeartbeatTimeout, e.Opts.ElectionTimeout, e.Opts.HeartbeatTimeout/2, raftPort)
+		if e.Opts.Watchdog > 0 && s == "east" {
+			device := filepath.Join(dir, "watchdog")
+			dog, err := newStandInWatchdog(device, s, e.Opts.Watchdog, e.PG[s].Kill)
+			if err != nil {
+				return err
+			}
+			e.Watchdog = dog
+			e.closers = append(e.closers, dog.close)
+			conf += fmt.Sprintf("watchdog:\n  device: %s\n  timeout: %s\n", device, e.Opts.Watchdog)
+		}
 		cfg := filepath.Join(dir, "witness.yaml")
 		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 			return err
