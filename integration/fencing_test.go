@@ -4,11 +4,14 @@ package integration
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sitewitness/witness/integration/harness"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
 // bypass is one way an ordinary client of the application role turns a
@@ -281,6 +284,55 @@ func TestFrozenWitnessIsCoveredByItsWatchdog(t *testing.T) {
 	stays(t, env, env.Opts.FailoverAfter)
 	if w, ok := env.Writes.FirstAt("east", resetAt); ok {
 		t.Errorf("east took a write stamped %d at %s after its reset", w.Token, w.Done.Format(time.StampMilli))
+	}
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 9c: with the databases' data_dir in the group, a switchover
+// asks east's witness to demote east's database: it holds even where the
+// SQL fence cannot (the application role has become a superuser at east).
+// The fence step records that layer; east refuses connections, keeps a
+// standby.signal, takes no write, and starts again as a standby; west
+// takes writes.
+func TestSwitchoverDemotesTheOldPrimaryThroughItsWitness(t *testing.T) {
+	env := start(t, harness.Options{DataDirs: true})
+	before := group(t, env).GetStatus().GetToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" SUPERUSER"))
+	tok, err := env.Switchover("west")
+	must(t, err)
+	must(t, env.WaitStable(patience, "west", tok))
+	g := group(t, env)
+	var fence *witnessv1.StepResult
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetToken() == tok-1 && s.GetStep() == "fence" && s.GetOk() {
+			fence = s
+		}
+	}
+	if fence.GetFencedBy() != "demote" {
+		t.Fatalf("the switchover's fence at token %d: %v, want one confirmed by demote", tok-1, fence)
+	}
+	t.Logf("east demoted by its witness in %dms", fence.GetDurationMs())
+	if err := env.PG["east"].AppWrite(ctx, "", nil, "BEGIN"); err == nil {
+		t.Error("the demoted east took an application write")
+	}
+	if _, err := os.Stat(filepath.Join(env.PG["east"].Data, "standby.signal")); err != nil {
+		t.Errorf("east's data directory has no standby.signal: %v", err)
+	}
+	if err := env.PG["west"].AppWrite(ctx, "", nil, "BEGIN"); err != nil {
+		t.Errorf("west does not take writes after the switchover: %v", err)
+	}
+	demoted := time.Unix(0, fence.GetStartedUnixNano()).Add(time.Duration(fence.GetDurationMs()) * time.Millisecond)
+	if w, ok := env.Writes.FirstAt("east", demoted); ok {
+		t.Errorf("east took a write stamped %d at %s, after its demotion ended at %s", w.Token, w.Done.Format(time.StampMilli), demoted.Format(time.StampMilli))
+	}
+	_, err = env.RestartDatabase("east")
+	must(t, err)
+	st, err := dbState(env, "east")
+	must(t, err)
+	if !st.InRecovery {
+		t.Errorf("east's database came back as %+v, want a standby", st)
 	}
 	checkInvariants(t, env, before, 1, true)
 }

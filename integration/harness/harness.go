@@ -74,6 +74,10 @@ type Options struct {
 	// a file that a StandInWatchdog (Env.Watchdog) watches. FenceAfter
 	// must hold it plus 750ms.
 	Watchdog time.Duration
+	// DataDirs gives the group the data_dir of each site's database, so
+	// that the witnesses there demote it (the self-fence, and the leader's
+	// fence of an old site) rather than fence it over SQL.
+	DataDirs bool
 }
 
 func (o *Options) defaults() {
@@ -383,6 +387,10 @@ initial_voters:
 // PostgreSQL probes; DNS and PostgreSQL actions.
 func (e *Env) groupYAML() string {
 	o := e.Opts
+	dataDirs := ""
+	if o.DataDirs {
+		dataDirs = fmt.Sprintf("        data_dir: {east: %s, west: %s}\n", e.PG["east"].Data, e.PG["west"].Data)
+	}
 	probes := func(site string) string {
 		return fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}
           - {kind: postgres, dsn: "%[5]s", interval: %[3]s, fail_threshold: %[4]d}
@@ -411,9 +419,9 @@ func (e *Env) groupYAML() string {
           east: "%[14]s"
           west: "%[15]s"
         roles: [%[16]s, %[17]s]
-`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
+%[18]s`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
-		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole)
+		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole, dataDirs)
 }
 
 func (e *Env) applyGroup() error {
