@@ -29,7 +29,9 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -425,17 +427,39 @@ func (e *Env) groupYAML() string {
 }
 
 func (e *Env) applyGroup() error {
-	w, err := e.WaitLeader(startTimeout, nil)
-	if err != nil {
-		return err
+	// On a loaded machine the first leader may step down right after its
+	// election: the apply is then refused as Unavailable, and is asked
+	// again of whoever leads next.
+	err := waitFor(startTimeout, "the group applied", func() error {
+		w, err := e.WaitLeader(startTimeout, nil)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err = w.Admin.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: []byte(e.groupYAML()), By: "harness"})
+		if status.Code(err) == codes.Unavailable {
+			return err
+		}
+		if err != nil {
+			return backoffStop{err}
+		}
+		return nil
+	})
+	var stop backoffStop
+	if errors.As(err, &stop) {
+		err = stop.err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := w.Admin.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: []byte(e.groupYAML()), By: "harness"}); err != nil {
+	if err != nil {
 		return fmt.Errorf("apply the group: %w", err)
 	}
 	return e.WaitStable(startTimeout, "east", 0)
 }
+
+// backoffStop ends a waitFor at once with err.
+type backoffStop struct{ err error }
+
+func (b backoffStop) Error() string { return b.err.Error() }
 
 // Close stops and removes everything: processes, the network (and the
 // faults in it), the directory unless kept. Every part is removed even
@@ -527,13 +551,18 @@ func (e *Env) Logs(n int64) string {
 	return b.String()
 }
 
-// waitFor calls f every 50 ms until it returns nil or timeout passes.
+// waitFor calls f every 50 ms until it returns nil or timeout passes, or
+// a backoffStop.
 func waitFor(timeout time.Duration, what string, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		var stop backoffStop
+		if errors.As(err, &stop) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("waiting %s for %s: %w", timeout, what, err)
