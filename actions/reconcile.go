@@ -73,7 +73,26 @@ const (
 	RuleNoFence = "fence_none"
 	// RuleNoOldSite: the token did not move the group from another site.
 	RuleNoOldSite = "no_old_site"
+	// RuleOldSiteDown: an operator's failover whose caller attested that
+	// the old site is down, and the old site could be neither fenced nor
+	// shown to have fenced itself.
+	RuleOldSiteDown = "old_site_down"
 )
+
+// Layers that confirm the fence of an old site, recorded in the fence
+// step's result (StepResult.fenced_by).
+const (
+	// FencedByDemote: a witness at the old site stopped its database and
+	// left it able to start only as a standby.
+	FencedByDemote = "demote"
+	// FencedBySQL: the leader's SQL fence of the old primary.
+	FencedBySQL = "sql"
+)
+
+// ErrNoLocalDemotion: the old site's database cannot be demoted by a
+// witness there (no data_dir for that site in the group's spec); the SQL
+// fence is the only layer.
+var ErrNoLocalDemotion = errors.New("no local demotion at the site")
 
 // Leader is what the reconciler needs of the node it runs on.
 type Leader interface {
@@ -91,7 +110,13 @@ type Leader interface {
 
 // Runner runs the actions of one kind; tests swap in recorders.
 type Runner interface {
-	// Fence fences the old active site of a group.
+	// Demote asks a witness at site to demote the group's database there
+	// at the group's current token, stopping it with mode, and returns
+	// once the database refuses connections. It returns
+	// ErrNoLocalDemotion when the site's database cannot be demoted
+	// locally, else an error when no witness there answered or it refused.
+	Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) error
+	// Fence fences the old active site of a group over SQL.
 	Fence(ctx context.Context, g *witnessv1.Group, from string) error
 	// Promote promotes the group's database at the active site.
 	Promote(ctx context.Context, g *witnessv1.Group) error
@@ -446,10 +471,18 @@ func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced
 		return "", fmt.Errorf("%s of %s: the fence of %s must succeed first: %w", kindName(kind), g.GetSpec().GetName(), from, ErrFenceNotConfirmed)
 	}
 	err := r.Leader.SiteLeaseExpired(ctx, from, g.GetSpec())
-	if err != nil {
-		return "", fmt.Errorf("fence of %s not confirmed, and %w: %w", from, err, ErrFenceNotConfirmed)
+	if err == nil {
+		return RuleLeaseExpired, nil
 	}
-	return RuleLeaseExpired, nil
+	if cur := currentTransition(g); cur.GetOldSiteDown() {
+		// The fence step ran first and failed (this rule is only asked
+		// once it did), and the site's lease proves nothing: the
+		// operator's word is what allows it.
+		r.Log.Warn("promoting on an operator's word that the old site is down", "group", g.GetSpec().GetName(),
+			"token", g.GetStatus().GetToken(), "old_site", from, "attested_by", cur.GetBy(), "reason", cur.GetReason(), "lease", err)
+		return RuleOldSiteDown, nil
+	}
+	return "", fmt.Errorf("fence of %s not confirmed, and %w: %w", from, err, ErrFenceNotConfirmed)
 }
 
 func kindName(k witnessv1.TransitionKind) string {
@@ -733,9 +766,10 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		return fmt.Errorf("%w: %s since, lease %s: %w", ErrNotLeader, since, r.leaderLease(), ErrLeaseRunOut)
 	}
 	var err error
+	var fencedBy string
 	switch step {
 	case StepFence:
-		err = r.Runner.Fence(sctx, g, previousSite(g))
+		fencedBy, err = r.fenceOldSite(sctx, g, previousSite(g))
 	case StepCreationFence + siteOf(step):
 		err = r.Runner.Fence(sctx, g, siteOf(step))
 	case StepPromote:
@@ -770,6 +804,9 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	}
 	res := &witnessv1.StepResult{Token: g.GetStatus().GetToken(), Step: step, Ok: err == nil, StartedUnixNano: start.UnixNano(),
 		DurationMs: r.now().Sub(start).Milliseconds(), Attempt: int32(attempt), Node: r.Node, Rule: rule}
+	if err == nil {
+		res.FencedBy = fencedBy
+	}
 	if errors.Is(err, ErrBestEffort) {
 		// Done, with what did not work written down.
 		res.Ok, res.Error, err = true, err.Error(), nil
@@ -795,6 +832,51 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		return fmt.Errorf("record step %s: %w", step, aerr)
 	}
 	return err
+}
+
+// fenceOldSite fences the group's old site: first by asking a witness
+// there to demote the database (fast stop in a switchover, which ships
+// the final WAL to the standby; immediate in a failover), then, if that is
+// not possible or fails, with the leader's SQL fence. Either confirms the
+// fence; it returns the layer that did.
+func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from string) (string, error) {
+	mode := postgres.StopFast
+	dctx, cancel := ctx, context.CancelFunc(func() {})
+	if transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+		// The old site is likely gone: an unanswered ask must leave the
+		// SQL fence its time within the step.
+		mode = postgres.StopImmediate
+		dctx, cancel = context.WithTimeout(ctx, FailoverFenceConnectTimeout+demoteLimit(g))
+	}
+	derr := r.Runner.Demote(dctx, g, from, mode)
+	cancel()
+	if derr == nil {
+		return FencedByDemote, nil
+	}
+	if ctx.Err() != nil {
+		return "", derr
+	}
+	if !errors.Is(derr, ErrNoLocalDemotion) {
+		r.Log.Warn("local demotion of the old site failed; fencing over SQL", "group", g.GetSpec().GetName(),
+			"token", g.GetStatus().GetToken(), "site", from, keyErrLog, derr)
+	}
+	if err := r.Runner.Fence(ctx, g, from); err != nil {
+		if errors.Is(derr, ErrNoLocalDemotion) {
+			return "", err
+		}
+		return "", fmt.Errorf("%w; and %w", err, derr)
+	}
+	return FencedBySQL, nil
+}
+
+// demoteLimit is how long the old site's witness may take to demote its
+// database: the group's fence_timeout (validation fills it in), else a
+// second.
+func demoteLimit(g *witnessv1.Group) time.Duration {
+	if ms := g.GetSpec().GetPolicy().GetFenceTimeoutMs(); ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return time.Second
 }
 
 // roomForFailure reports whether one more failed result of group can be
@@ -830,6 +912,9 @@ func (r *Reconciler) roomForFailure(group string) bool {
 type Targets struct {
 	// Sites runs hooks whose run_on names a site; nil refuses them.
 	Sites SiteHooks
+	// Demoter asks a witness at a site to demote its database; nil leaves
+	// the SQL fence as the only layer.
+	Demoter SiteDemoter
 	// Witness is this node, told to the hooks it runs itself.
 	Witness Witness
 }
@@ -845,6 +930,35 @@ func dnsClient(a *witnessv1.DNSAction) (*dns.Client, error) {
 
 func record(r *witnessv1.DNSRecord) dns.Record {
 	return dns.Record{Name: r.GetName(), Type: r.GetType(), TTL: r.GetTtl(), Values: r.GetValues()}
+}
+
+// SiteDemoter asks a witness at a named site to demote a group's database
+// there; the cluster provides it. DemoteLocal returns nil once that
+// witness reports the database demoted, and otherwise an error saying
+// which witness refused (a stale token, …) or that none answered.
+type SiteDemoter interface {
+	DemoteLocal(ctx context.Context, site string, req DemoteRequest) error
+}
+
+// DemoteRequest asks a witness to demote its site's database of a group
+// at a token. The witness takes the data directory from its own replica.
+type DemoteRequest struct {
+	Group string
+	Token uint64
+	Mode  postgres.StopMode
+}
+
+// Demote asks a witness at site to demote the group's database there,
+// when the spec names a data_dir for that site.
+func (t Targets) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) error {
+	pg := g.GetSpec().GetActions().GetPostgres()
+	if pg.GetDataDir()[site] == "" || pg.GetDsn()[site] == "" || pg.GetFence() == "none" {
+		return fmt.Errorf("site %s: no data_dir: %w", site, ErrNoLocalDemotion)
+	}
+	if t.Demoter == nil {
+		return fmt.Errorf("site %s: this runner cannot reach other witnesses: %w", site, ErrNoLocalDemotion)
+	}
+	return t.Demoter.DemoteLocal(ctx, site, DemoteRequest{Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(), Mode: mode})
 }
 
 // Fence makes the old site's database read-only, if it can be reached.

@@ -300,6 +300,59 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 	return &witnessv1.SwitchoverResponse{Token: res.Tokens[req.GetGroup()], FromSite: g.GetStatus().GetActiveSite()}, nil
 }
 
+// Failover moves a group to another site at once, for an operator whose
+// active site is lost. See the Failover RPC.
+func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverRequest) (*witnessv1.FailoverResponse, error) {
+	if req.GetGroup() == "" || req.GetToSite() == "" {
+		return nil, status.Error(codes.InvalidArgument, "group and to_site are required")
+	}
+	if req.GetOldSiteDown() && req.GetReason() == "" {
+		return nil, status.Error(codes.InvalidArgument, "old_site_down needs a reason: say how you know the old site is down")
+	}
+	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.Failover); handled {
+		return resp, err
+	}
+	g, ok := s.n.fsm.Group(req.GetGroup())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetGroup())
+	}
+	st := g.GetStatus()
+	known := false
+	for _, site := range g.GetSpec().GetSites() {
+		known = known || site.GetName() == req.GetToSite()
+	}
+	switch {
+	case !known:
+		return nil, status.Errorf(codes.InvalidArgument, "%q is not a site of group %q", req.GetToSite(), req.GetGroup())
+	case req.GetToSite() == st.GetActiveSite():
+		return nil, status.Errorf(codes.FailedPrecondition, "group %q is already active at %s", req.GetGroup(), req.GetToSite())
+	case st.GetPending() != nil:
+		return nil, status.Errorf(codes.FailedPrecondition, "group %q is in the middle of a switchover to %s: wait for it to move or abort", req.GetGroup(), st.GetPending().GetToSite())
+	}
+	expected := req.GetExpectedToken()
+	if expected == 0 {
+		expected = st.GetToken()
+	}
+	reason := req.GetReason()
+	if reason == "" {
+		reason = "failover asked by operator"
+	}
+	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
+		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: expected, ToSite: req.GetToSite()}},
+		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
+		Reason: reason, AtUnixNano: nowNano(), By: by(req.GetBy()),
+		Operator: true, OldSiteDown: req.GetOldSiteDown(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if req.GetOldSiteDown() {
+		s.n.log.Warn("operator failover: the old site is attested down", "group", req.GetGroup(), "from", st.GetActiveSite(), "to", req.GetToSite(),
+			"token", res.Tokens[req.GetGroup()], "by", by(req.GetBy()), "reason", reason)
+	}
+	return &witnessv1.FailoverResponse{Token: res.Tokens[req.GetGroup()], FromSite: st.GetActiveSite()}, nil
+}
+
 func (s *adminServer) SetMode(ctx context.Context, req *witnessv1.SetModeRequest) (*witnessv1.SetModeResponse, error) {
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.SetMode); handled {
 		return resp, err

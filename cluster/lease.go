@@ -28,6 +28,10 @@ type LocalFencer interface {
 	// g's current token that an earlier run of this witness may have left
 	// (a restart in the middle of an episode).
 	Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error)
+	// Demote stops the site's database (dsn) of group g with mode and
+	// leaves it able to start only as a standby, for the leader's fence of
+	// an old site; it needs the group's data_dir for this site.
+	Demote(ctx context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error
 }
 
 // pgFencer is the real LocalFencer. With a data_dir for its site, it
@@ -50,6 +54,15 @@ func (f pgFencer) demoter(g *witnessv1.Group) *postgres.Demoter {
 
 func (f pgFencer) client(g *witnessv1.Group) *postgres.Client {
 	return &postgres.Client{Site: f.site, Roles: g.GetSpec().GetActions().GetPostgres().GetRoles()}
+}
+
+func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error {
+	d := f.demoter(g)
+	if d == nil {
+		return fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
+	}
+	d.Timeout = demoteTimeout(g, mode)
+	return d.Demote(ctx, dsn, mode)
 }
 
 func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
@@ -101,15 +114,22 @@ func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) e
 // not undone.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
-	fencer := n.opts.LocalFencer
-	if fencer == nil {
-		fencer = pgFencer{site: n.cfg.Site}
-	}
+	fencer := n.localFencer()
 	select {
 	case <-n.ctx.Done():
 		return
 	case <-n.lease.judged:
 	}
+	dog, dogTimeout := n.watchdog()
+	if dog != nil {
+		defer func() {
+			if err := dog.Disarm(); err != nil {
+				n.log.Error("watchdog not disarmed at stop: the host may reset", keyErr, err)
+			}
+		}()
+	}
+	fed := false                      // whether the last check fed the watchdog
+	warned := map[string]bool{}       // groups warned about running without a watchdog
 	fenced := map[string]*selfFence{} // group -> this episode of fencing
 	kept := map[string]string{}       // group -> why its fence was last kept, as logged
 	// A fence that an earlier run of this witness left at the current
@@ -121,13 +141,23 @@ func (n *Node) leaseLoop() {
 	defer t.Stop()
 	for {
 		since, held := n.lease.since(time.Now())
+		var protected []time.Duration // fence_after of each group fenced here
 		for _, g := range n.fsm.Groups() {
 			name, st := g.GetSpec().GetName(), g.GetStatus()
 			dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
+			if n.cfg.Watchdog == nil && !warned[name] && dsn != "" && g.GetSpec().GetActions().GetPostgres().GetDataDir()[n.cfg.Site] != "" {
+				warned[name] = true
+				n.log.Warn("no watchdog configured: a witness frozen or wedged while this site is cut off cannot demote its database, "+
+					"and the voters will count the site fenced all the same; set watchdog.device and watchdog.timeout, or watchdog.disabled: true",
+					"group", name, "site", n.cfg.Site)
+			}
 			if (dsn == "" && len(hooks) == 0) || st.GetActiveSite() != n.cfg.Site {
 				continue
 			}
 			fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
+			if fenceAfter > 0 {
+				protected = append(protected, fenceAfter)
+			}
 			if looked[name] != st.GetToken() && dsn != "" {
 				looked[name] = st.GetToken()
 				if fenced[name] == nil && n.leftFenced(fencer, g, dsn) {
@@ -173,6 +203,20 @@ func (n *Node) leaseLoop() {
 				delete(kept, name)
 			}
 		}
+		if dog != nil {
+			feed := watchdogFeeds(held, since, dogTimeout, protected)
+			if feed {
+				if err := dog.Feed(); err != nil {
+					n.log.Error("watchdog not fed", keyErr, err)
+					feed = false
+				}
+			}
+			if fed && !feed {
+				n.log.Error("watchdog no longer fed: the lease has less than the watchdog timeout left; the host resets unless it is renewed",
+					"since_grant", since.Round(time.Millisecond), "watchdog_timeout", dogTimeout)
+			}
+			fed = feed
+		}
 		// A group that moved away while fenced stays fenced: the new
 		// active site's leader fences it too, at the new token.
 		for name, f := range fenced {
@@ -188,6 +232,19 @@ func (n *Node) leaseLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+// watchdog is the watchdog the lease loop feeds, and its timeout; nil
+// when there is none.
+func (n *Node) watchdog() (Watchdog, time.Duration) {
+	w := n.cfg.Watchdog
+	if !w.Enabled() {
+		return nil, 0
+	}
+	if n.opts.Watchdog != nil {
+		return n.opts.Watchdog, w.Timeout.D()
+	}
+	return &deviceWatchdog{path: w.Device}, w.Timeout.D()
 }
 
 // leftFenced reports whether the group's database here holds a fence at

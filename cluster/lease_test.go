@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sitewitness/witness/actions/postgres"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -42,6 +43,10 @@ func (r *fenceRecorder) Unfence(_ context.Context, g *witnessv1.Group, dsn strin
 // Fenced says no: the recorder fences nothing for real.
 func (r *fenceRecorder) Fenced(context.Context, *witnessv1.Group, string) (bool, error) {
 	return false, nil
+}
+
+func (r *fenceRecorder) Demote(_ context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error {
+	return r.record("demote "+string(mode), dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
 func (r *fenceRecorder) get() ([]string, []time.Time) {

@@ -88,6 +88,9 @@ type Options struct {
 	// LocalFencer fences this site's databases when the witness loses the
 	// Raft majority; nil means PostgreSQL through actions/postgres.
 	LocalFencer LocalFencer
+	// Watchdog is fed by the lease loop while this witness's lease holds;
+	// nil means the device of the config's watchdog setting, if any.
+	Watchdog Watchdog
 	// JoinTimeout bounds joining a running cluster; zero means 30s.
 	JoinTimeout time.Duration
 
@@ -434,7 +437,7 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	}
 	runner := n.opts.Runner
 	if runner == nil {
-		runner = actions.Targets{Sites: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}}
+		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}}
 	}
 	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(),
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}

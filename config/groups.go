@@ -524,6 +524,9 @@ func (g *Group) validateMargin(p *problems, f string, t Timing) {
 	if failoverAfter-fenceAfter < m.Total() {
 		p.add(f+".fence_after", "", &MarginError{FenceAfter: fenceAfter, FailoverAfter: failoverAfter, Margin: m})
 	}
+	if fit := t.WatchdogFit(); fit.Total() > 0 && fenceAfter < fit.Total() {
+		p.add(f+".fence_after", "", &WatchdogError{FenceAfter: fenceAfter, Fit: fit})
+	}
 }
 
 func (d *DNS) validate(p *problems, f string, sites map[string]bool) {

@@ -45,7 +45,43 @@ type Node struct {
 	Raft     RaftTuning `yaml:"raft"`
 	Gossip   Gossip     `yaml:"gossip"`
 	LogLevel string     `yaml:"log_level"`
+
+	// Watchdog is the host's watchdog device, which the witness keeps fed
+	// only while its lease with the voters holds; nil is not set (a
+	// warning at start when a group demotes a database here).
+	Watchdog *Watchdog `yaml:"watchdog"`
 }
+
+// Watchdog configures the watchdog a witness feeds. Either Device and
+// Timeout, or Disabled.
+//
+// A witness that is frozen (SIGSTOP, a paused VM) or wedged while its site
+// is cut off renews no lease and demotes nothing; the watchdog device,
+// unfed, then resets the host, and with it the database. The witness
+// writes to the device at each lease check while its lease holds with
+// more than Timeout left, so the device fires before the lease runs out:
+// before any quorum of voters may report the site's lease expired. It
+// does not set the device's timeout: configure the device (the driver's
+// module option, or systemd's RuntimeWatchdogSec left off) to the same
+// Timeout. On a clean stop the witness writes the magic 'V' that disarms
+// the device.
+type Watchdog struct {
+	// Device is the watchdog device, /dev/watchdog.
+	Device string `yaml:"device"`
+	// Timeout is the device's timeout: how long after the last write the
+	// host resets.
+	Timeout Duration `yaml:"timeout"`
+	// Disabled states that this witness runs without a watchdog, and
+	// silences the warning.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Enabled reports whether a watchdog device is to be fed.
+func (w *Watchdog) Enabled() bool { return w != nil && !w.Disabled && w.Device != "" }
+
+// MinWatchdogTimeout is the least watchdog timeout: Linux watchdog drivers
+// count whole seconds.
+const MinWatchdogTimeout = time.Second
 
 // Voter is one founding member of a cluster.
 type Voter struct {
@@ -253,6 +289,22 @@ func (n *Node) Validate() error {
 	}
 	if n.Gossip.ProbeInterval.D() < 10*time.Millisecond {
 		p.addf("gossip.probe_interval", n.Gossip.ProbeInterval.String(), ErrInvalid, "at least 10ms")
+	}
+	if w := n.Watchdog; w != nil {
+		switch {
+		case w.Disabled && (w.Device != "" || w.Timeout != 0):
+			p.addf("watchdog.disabled", "true", ErrConflict, "set device and timeout, or disabled, not both")
+		case w.Disabled:
+		case w.Device == "":
+			p.addf("watchdog.device", "", ErrRequired, "the watchdog device (/dev/watchdog), or disabled: true")
+		default:
+			if !strings.HasPrefix(w.Device, "/") {
+				p.addf("watchdog.device", w.Device, ErrInvalid, "an absolute path")
+			}
+			if t := w.Timeout.D(); t < MinWatchdogTimeout || t%time.Second != 0 {
+				p.addf("watchdog.timeout", w.Timeout.String(), ErrInvalid, "whole seconds, at least 1s: the device counts seconds")
+			}
+		}
 	}
 	switch n.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -40,6 +40,8 @@ type Timing struct {
 	LeaderLease time.Duration
 	// LeaseCheck is the period of the fence lease check.
 	LeaseCheck time.Duration
+	// Watchdog is the node's watchdog timeout; zero when it feeds none.
+	Watchdog time.Duration
 }
 
 // DefaultTiming is the timing of a node with the default configuration,
@@ -51,7 +53,11 @@ func DefaultTiming() Timing {
 // Timing returns the node's timing, to validate groups against
 // (ParseGroupsWith) and to compute their margins (Timing.Margin).
 func (n *Node) Timing() Timing {
-	return Timing{LeaderLease: n.Raft.LeaderLeaseTimeout.D(), LeaseCheck: LeaseCheckEvery}
+	t := Timing{LeaderLease: n.Raft.LeaderLeaseTimeout.D(), LeaseCheck: LeaseCheckEvery}
+	if n.Watchdog.Enabled() {
+		t.Watchdog = n.Watchdog.Timeout.D()
+	}
+	return t
 }
 
 func (t Timing) orDefaults() Timing {
@@ -193,3 +199,47 @@ func (e *MarginError) Error() string {
 }
 
 func (e *MarginError) Unwrap() error { return ErrConflict }
+
+// WatchdogFit is the least fence_after a group needs on a witness that
+// feeds a watchdog, term by term. The witness feeds the device only while
+// its lease has more than the watchdog timeout left, so that an unfed
+// device fires before the lease runs out, and so before any quorum of
+// voters may report the site's lease expired; a lease renewed every lease
+// check, each round taking up to the lease round, must leave that room.
+type WatchdogFit struct {
+	Watchdog   time.Duration
+	LeaseCheck time.Duration
+	LeaseRound time.Duration
+}
+
+// Total is the sum of the terms.
+func (w WatchdogFit) Total() time.Duration { return w.Watchdog + w.LeaseCheck + w.LeaseRound }
+
+func (w WatchdogFit) String() string {
+	return fmt.Sprintf("watchdog timeout %s + lease check %s + lease round %s", w.Watchdog, w.LeaseCheck, w.LeaseRound)
+}
+
+// WatchdogFit returns the fit under this timing; its Total is zero when
+// the node feeds no watchdog.
+func (t Timing) WatchdogFit() WatchdogFit {
+	if t.Watchdog <= 0 {
+		return WatchdogFit{}
+	}
+	t = t.orDefaults()
+	return WatchdogFit{Watchdog: t.Watchdog, LeaseCheck: t.LeaseCheck, LeaseRound: LeaseRoundTimeout}
+}
+
+// WatchdogError is the reason a fence_after is refused on a witness with a
+// watchdog: it is shorter than the watchdog timeout plus the lease check
+// and round. It wraps ErrConflict.
+type WatchdogError struct {
+	FenceAfter time.Duration
+	Fit        WatchdogFit
+}
+
+func (e *WatchdogError) Error() string {
+	return fmt.Sprintf("%s is too short for this witness's watchdog; needs ≥ %s (%s) so the watchdog fires before the lease runs out",
+		e.FenceAfter, e.Fit.Total(), e.Fit)
+}
+
+func (e *WatchdogError) Unwrap() error { return ErrConflict }

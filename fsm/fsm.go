@@ -242,6 +242,12 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 	if failover && (c.GetPrepare() || c.GetAbort()) {
 		return refuse("a failover has no phases: %w", ErrInvalid)
 	}
+	if (c.GetOperator() || c.GetOldSiteDown()) && !failover {
+		return refuse("only a failover is marked as an operator's: %w", ErrInvalid)
+	}
+	if c.GetOldSiteDown() && (!c.GetOperator() || c.GetReason() == "") {
+		return refuse("old site down is an operator's attestation, with a reason: %w", ErrInvalid)
+	}
 	seen := make(map[string]bool, len(c.GetMoves()))
 	for _, m := range c.GetMoves() {
 		if seen[m.GetGroup()] {
@@ -276,7 +282,10 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 		case !c.GetPrepare() && !failover && pending != nil && pending.GetToSite() != m.GetToSite():
 			return refuse("move %q to %q: %w (pending to %q)", m.GetGroup(), m.GetToSite(), ErrNoPending, pending.GetToSite())
 		}
-		if failover {
+		if c.GetOperator() && pending != nil {
+			return refuse("failover of %q: %w (to %q): let it end first", m.GetGroup(), ErrPending, pending.GetToSite())
+		}
+		if failover && !c.GetOperator() {
 			if !st.GetArmed() {
 				return refuse("failover %q: %w since token %d", m.GetGroup(), ErrDisarmed, st.GetDisarmedAtToken())
 			}
@@ -290,13 +299,14 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 		f.lastToken++
 		st := f.groups[m.GetGroup()].Status
 		t := &witnessv1.Transition{
-			Token:      f.lastToken,
-			FromSite:   st.GetActiveSite(),
-			ToSite:     m.GetToSite(),
-			Kind:       c.GetKind(),
-			Reason:     c.GetReason(),
-			AtUnixNano: c.GetAtUnixNano(),
-			By:         c.GetBy(),
+			Token:       f.lastToken,
+			FromSite:    st.GetActiveSite(),
+			ToSite:      m.GetToSite(),
+			Kind:        c.GetKind(),
+			Reason:      c.GetReason(),
+			AtUnixNano:  c.GetAtUnixNano(),
+			By:          c.GetBy(),
+			OldSiteDown: c.GetOldSiteDown(),
 		}
 		switch {
 		case c.GetPrepare():
@@ -314,7 +324,9 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 		st.Token = f.lastToken
 		st.Proposal = nil
 		st.UpdatedUnixNano = c.GetAtUnixNano()
-		if failover {
+		if failover && !c.GetOperator() {
+			// An operator's failover, like a switchover, leaves arming
+			// as it is: disarming guards against the policy flapping.
 			st.Armed = false
 			st.DisarmedAtToken = f.lastToken
 		}

@@ -93,6 +93,10 @@ func TestCommandsRefused(t *testing.T) {
 		{"site twice", &witnessv1.PutGroupsCommand{Specs: []*witnessv1.GroupSpec{spec("x", "east", "east")}}, fsm.ErrInvalid},
 		{"delete unknown", &witnessv1.DeleteGroupCommand{Name: "nope"}, fsm.ErrNoGroup},
 		{"mode unspecified", &witnessv1.SetModeCommand{Group: "app"}, fsm.ErrInvalid},
+		{"old site down without a reason", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: failover, Operator: true, OldSiteDown: true}, fsm.ErrInvalid},
+		{"old site down not by an operator", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: failover, OldSiteDown: true, Reason: "r"}, fsm.ErrInvalid},
+		{"operator switchover flag", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: switchover, Operator: true}, fsm.ErrInvalid},
+		{"operator failover to the active site", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "east"}}, Kind: failover, Operator: true}, fsm.ErrSameSite},
 		{"step of old token", &witnessv1.RecordStepCommand{Group: "app", Result: &witnessv1.StepResult{Token: 0, Step: "dns", Ok: true}}, fsm.ErrStaleToken},
 	}
 	for _, tt := range tests {
@@ -154,6 +158,37 @@ func TestFailoverDisarmsAndRefusesPingPong(t *testing.T) {
 	mustApply(t, f, &witnessv1.SetArmedCommand{Group: "app", Armed: true})
 	if r := move(t, f, failover, &witnessv1.Move{Group: "app", ExpectedToken: 3, ToSite: "west"}); !errors.Is(r.Err, fsm.ErrObserveOnly) {
 		t.Fatalf("failover in observe mode: err = %v, want ErrObserveOnly", r.Err)
+	}
+}
+
+// An operator's failover is allowed while the group is disarmed or in
+// observe mode, leaves arming as it is, records who attested the old site
+// down and why, and is refused while a switchover is pending.
+func TestOperatorFailover(t *testing.T) {
+	f := fsm.New()
+	put(t, f, spec("app", "east", "west"))
+	mustApply(t, f, &witnessv1.SetArmedCommand{Group: "app", Armed: false})
+	mustApply(t, f, &witnessv1.SetModeCommand{Group: "app", Mode: witnessv1.Mode_MODE_OBSERVE})
+	r := mustApply(t, f, &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}},
+		Kind: failover, Operator: true, OldSiteDown: true, Reason: "east flooded, power off confirmed by facilities", By: "alice", AtUnixNano: 5})
+	if r.Err != nil {
+		t.Fatalf("operator failover of a disarmed group in observe mode: %v", r.Err)
+	}
+	g, _ := f.Group("app")
+	want := &witnessv1.Transition{Token: 2, FromSite: "east", ToSite: "west", Kind: failover, Reason: "east flooded, power off confirmed by facilities",
+		AtUnixNano: 5, By: "alice", OldSiteDown: true}
+	h := g.GetStatus().GetHistory()
+	if diff := cmp.Diff(want, h[len(h)-1], protocmp.Transform()); diff != "" {
+		t.Errorf("recorded transition (-want +got):\n%s", diff)
+	}
+	if g.GetStatus().GetArmed() || g.GetStatus().GetDisarmedAtToken() != 1 {
+		t.Errorf("arming changed: armed %v disarmed at %d", g.GetStatus().GetArmed(), g.GetStatus().GetDisarmedAtToken())
+	}
+	// A pending switchover refuses an operator's failover.
+	mustApply(t, f, &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 2, ToSite: "east"}}, Kind: switchover, Prepare: true, Reason: "back"})
+	r = mustApply(t, f, &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 3, ToSite: "east"}}, Kind: failover, Operator: true})
+	if !errors.Is(r.Err, fsm.ErrPending) {
+		t.Errorf("operator failover during a switchover: err = %v, want ErrPending", r.Err)
 	}
 }
 

@@ -4,11 +4,14 @@ package integration
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sitewitness/witness/integration/harness"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
 // bypass is one way an ordinary client of the application role turns a
@@ -225,4 +228,111 @@ func TestEastWestCutKeepsTheServiceUp(t *testing.T) {
 	}
 	must(t, env.Heal())
 	checkInvariants(t, env, before, 0, true)
+}
+
+// Scenario 13: east's witness is frozen (SIGSTOP), then east is cut off.
+// The voters see its lease expire all the same, but a frozen witness
+// demotes nothing: its watchdog, no longer fed, resets the host (the
+// harness's stand-in SIGKILLs east's postmaster) before west is promoted,
+// and east takes no write from then on. After the thaw and the heal east's
+// database, started again as its unit would, comes back as a standby.
+func TestFrozenWitnessIsCoveredByItsWatchdog(t *testing.T) {
+	// fence_after must hold the watchdog timeout plus a lease check and a
+	// round (2.75s); failover_after the margin above it.
+	env := start(t, harness.Options{FailoverAfter: 8 * time.Second, FenceAfter: 3 * time.Second, Watchdog: 2 * time.Second})
+	before := group(t, env).GetStatus().GetToken()
+	if env.Watchdog.LastFeed().IsZero() {
+		t.Fatal("east's witness never fed its watchdog")
+	}
+	if _, _, fired, _ := env.Watchdog.Fired(); fired {
+		t.Fatal("the watchdog fired before the fault")
+	}
+	must(t, env.Witness("east-1").Freeze())
+	frozen := time.Now()
+	must(t, env.Isolate("east"))
+	must(t, env.WaitStable(patience, "west", before+1))
+	firedAt, resetAt, fired, err := env.Watchdog.Fired()
+	if !fired {
+		t.Fatalf("west promoted and east's watchdog never fired (last fed %s before the freeze)", ms(frozen.Sub(env.Watchdog.LastFeed())))
+	}
+	must(t, err)
+	g := group(t, env)
+	promote := harness.StepResult(g, "promote")
+	promotedAt := time.Unix(0, promote.GetStartedUnixNano())
+	t.Logf("freeze → watchdog fired %s (timeout %s), → east's postmaster dead %s, → west promoted %s by rule %s",
+		ms(firedAt.Sub(frozen)), env.Opts.Watchdog, ms(resetAt.Sub(frozen)), ms(promotedAt.Sub(frozen)), promote.GetRule())
+	if !firedAt.Before(promotedAt) {
+		t.Errorf("west promoted at %s, before east's watchdog fired at %s", promotedAt.Format(time.StampMilli), firedAt.Format(time.StampMilli))
+	}
+	if !resetAt.Before(promotedAt) {
+		t.Errorf("west promoted at %s, before east's database was dead at %s", promotedAt.Format(time.StampMilli), resetAt.Format(time.StampMilli))
+	}
+	if last, ok := env.Writes.LastAt("east"); ok && last.Done.After(resetAt) {
+		t.Errorf("east took a write at %s, after its watchdog reset it at %s", last.Done.Format(time.StampMilli), resetAt.Format(time.StampMilli))
+	}
+
+	must(t, env.Witness("east-1").Thaw())
+	must(t, env.Heal())
+	said, err := env.RestartDatabase("east")
+	must(t, err)
+	t.Logf("prepare-start: %s", strings.TrimSpace(said))
+	st, err := dbState(env, "east")
+	must(t, err)
+	if !st.InRecovery {
+		t.Errorf("east's database came back as %+v, want a standby", st)
+	}
+	stays(t, env, env.Opts.FailoverAfter)
+	if w, ok := env.Writes.FirstAt("east", resetAt); ok {
+		t.Errorf("east took a write stamped %d at %s after its reset", w.Token, w.Done.Format(time.StampMilli))
+	}
+	checkInvariants(t, env, before, 1, true)
+}
+
+// Scenario 9c: with the databases' data_dir in the group, a switchover
+// asks east's witness to demote east's database: it holds even where the
+// SQL fence cannot (the application role has become a superuser at east).
+// The fence step records that layer; east refuses connections, keeps a
+// standby.signal, takes no write, and starts again as a standby; west
+// takes writes.
+func TestSwitchoverDemotesTheOldPrimaryThroughItsWitness(t *testing.T) {
+	env := start(t, harness.Options{DataDirs: true})
+	before := group(t, env).GetStatus().GetToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" SUPERUSER"))
+	tok, err := env.Switchover("west")
+	must(t, err)
+	must(t, env.WaitStable(patience, "west", tok))
+	g := group(t, env)
+	var fence *witnessv1.StepResult
+	for _, s := range g.GetStatus().GetSteps() {
+		if s.GetToken() == tok-1 && s.GetStep() == "fence" && s.GetOk() {
+			fence = s
+		}
+	}
+	if fence.GetFencedBy() != "demote" {
+		t.Fatalf("the switchover's fence at token %d: %v, want one confirmed by demote", tok-1, fence)
+	}
+	t.Logf("east demoted by its witness in %dms", fence.GetDurationMs())
+	if err := env.PG["east"].AppWrite(ctx, "", nil, "BEGIN"); err == nil {
+		t.Error("the demoted east took an application write")
+	}
+	if _, err := os.Stat(filepath.Join(env.PG["east"].Data, "standby.signal")); err != nil {
+		t.Errorf("east's data directory has no standby.signal: %v", err)
+	}
+	if err := env.PG["west"].AppWrite(ctx, "", nil, "BEGIN"); err != nil {
+		t.Errorf("west does not take writes after the switchover: %v", err)
+	}
+	demoted := time.Unix(0, fence.GetStartedUnixNano()).Add(time.Duration(fence.GetDurationMs()) * time.Millisecond)
+	if w, ok := env.Writes.FirstAt("east", demoted); ok {
+		t.Errorf("east took a write stamped %d at %s, after its demotion ended at %s", w.Token, w.Done.Format(time.StampMilli), demoted.Format(time.StampMilli))
+	}
+	_, err = env.RestartDatabase("east")
+	must(t, err)
+	st, err := dbState(env, "east")
+	must(t, err)
+	if !st.InRecovery {
+		t.Errorf("east's database came back as %+v, want a standby", st)
+	}
+	checkInvariants(t, env, before, 1, true)
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/actions/postgres"
 	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -23,9 +24,19 @@ type Call struct {
 	Group string
 	Token uint64
 	Site  string // the site acted on
+	// Mode is the stop mode of a demotion, empty for other steps.
+	Mode postgres.StopMode
 }
 
-func (c Call) String() string { return fmt.Sprintf("%s %s@%d %s", c.Step, c.Group, c.Token, c.Site) }
+func (c Call) String() string {
+	if c.Mode != "" {
+		return fmt.Sprintf("%s %s@%d %s %s", c.Step, c.Group, c.Token, c.Site, c.Mode)
+	}
+	return fmt.Sprintf("%s %s@%d %s", c.Step, c.Group, c.Token, c.Site)
+}
+
+// StepDemote names the calls of Runner.Demote, in Calls, Fail and Tries.
+const StepDemote = "demote"
 
 // Runner records calls. Fail makes a step fail; Block makes it wait until
 // its context ends or Release is called. Hook steps are named as in the
@@ -39,6 +50,7 @@ type Runner struct {
 	drift  []actions.DNSDrift
 	fail   map[string]error
 	block  map[string]chan struct{}
+	sites  map[string]uint64 // site -> the group token its witness holds
 	// Entered receives a step's name when it starts, if set.
 	Entered chan string
 }
@@ -93,6 +105,10 @@ func (r *Runner) Calls() []Call {
 }
 
 func (r *Runner) do(ctx context.Context, step string, g *witnessv1.Group, site string) error {
+	return r.doMode(ctx, step, g, site, "")
+}
+
+func (r *Runner) doMode(ctx context.Context, step string, g *witnessv1.Group, site string, mode postgres.StopMode) error {
 	if r.Entered != nil {
 		select {
 		case r.Entered <- step:
@@ -115,8 +131,43 @@ func (r *Runner) do(ctx context.Context, step string, g *witnessv1.Group, site s
 	if err := r.fail[step]; err != nil {
 		return err
 	}
-	r.calls = append(r.calls, Call{Step: step, Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(), Site: site})
+	r.calls = append(r.calls, Call{Step: step, Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(), Site: site, Mode: mode})
 	return nil
+}
+
+// ErrStaleDemote is what Demote returns when the witness at the site holds
+// the group at a higher token than the request's (SetSiteToken).
+var ErrStaleDemote = errors.New("stale token refused by the site's witness")
+
+// SetSiteToken plays the replica of the witness at site: it holds every
+// group at token, and refuses a demotion at a lower one.
+func (r *Runner) SetSiteToken(site string, token uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sites == nil {
+		r.sites = map[string]uint64{}
+	}
+	r.sites[site] = token
+}
+
+// Demote plays the witness at site: like actions.Targets it returns
+// actions.ErrNoLocalDemotion when the spec has no data_dir for site; it
+// refuses a token lower than SetSiteToken's, and otherwise records a
+// "demote" call with the stop mode (Fail("demote", …) makes it fail).
+func (r *Runner) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) error {
+	if g.GetSpec().GetActions().GetPostgres().GetDataDir()[site] == "" {
+		return fmt.Errorf("site %s: %w", site, actions.ErrNoLocalDemotion)
+	}
+	r.mu.Lock()
+	held := r.sites[site]
+	r.mu.Unlock()
+	if tok := g.GetStatus().GetToken(); tok < held {
+		r.mu.Lock()
+		r.tries[StepDemote]++
+		r.mu.Unlock()
+		return fmt.Errorf("token %d, the witness at %s holds %d: %w", tok, site, held, ErrStaleDemote)
+	}
+	return r.doMode(ctx, StepDemote, g, site, mode)
 }
 
 // Fence records step fence for the old site of a move, and

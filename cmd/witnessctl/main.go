@@ -40,6 +40,10 @@ Commands:
   switchover GROUP SITE [--token N] [--reason TEXT] [--wait D]
                                   planned move of GROUP to SITE: fences the old site first,
                                   then moves; refused if the token moved
+  failover GROUP SITE [--old-site-down --reason TEXT] [--token N] [--wait D]
+                                  unplanned move of GROUP to SITE when its active site is
+                                  lost: promoted once the old site is fenced or its lease
+                                  has expired, or on your word with --old-site-down
   mode GROUP auto|manual|observe  set a group's mode
   arm GROUP | disarm GROUP        allow or stop automatic failover of a group
   members                         list members
@@ -207,6 +211,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.delete(args)
 	case "switchover":
 		return c.switchover(args)
+	case "failover":
+		return c.failover(args)
 	case "mode":
 		return c.mode(args)
 	case "arm", "disarm":
@@ -400,6 +406,9 @@ func (c *cli) group(args []string) error {
 			kind := h.Kind
 			if h.Phase != "" {
 				kind += " (" + h.Phase + ")"
+			}
+			if h.OldSiteDown {
+				kind += " (old site attested down)"
 			}
 			rows = append(rows, []string{h.At.Format(time.RFC3339), strconv.FormatUint(h.Token, 10), kind, dash(h.From) + " -> " + h.To, dash(h.By), h.Reason})
 		}
@@ -599,6 +608,117 @@ func (c *cli) switchoverAndWait(ctx context.Context, cl witnessv1.AdminClient, g
 		select {
 		case <-wctx.Done():
 			return fmt.Errorf("group %s: switchover started at token %d still waits for the fence of %s after %s (see witnessctl group %s)", group, started, from, wait, group)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// failoverHelp is the long help of witnessctl failover.
+const failoverHelp = `failover GROUP SITE [--old-site-down --reason TEXT] [--token N] [--wait D]
+
+Moves GROUP to SITE at once, for when its active site is lost. Unlike a
+switchover, which fences the old site while the group stays there and
+gives up when the fence fails, a failover moves first and then decides
+when SITE may be promoted:
+
+  - once the old site's database is fenced (demoted by a witness there,
+    or fenced over SQL by the leader), or
+  - once a quorum of voters reports that every witness of the old site
+    has gone without a lease for fence_after plus the margin, so the site
+    has fenced itself.
+
+A site with no witness of its own has no lease to prove anything. When
+it cannot be fenced either (it is unreachable), only an operator who knows
+it is down (powered off, its network cut at the switch) can let SITE be
+promoted: --old-site-down, with --reason saying how you know. The
+attestation, who made it and when are kept in the group's history
+(witnessctl group GROUP); the promote step then shows the rule
+old_site_down. If the old site is in fact still up and writable, both
+sites take writes: be sure.
+
+Without --old-site-down the move waits at the promote step until a fence
+or the lease allows it (witnessctl group shows why). Refused for the
+active site, a site not of the group, and while a switchover is pending.
+The group's arming and mode are left as they are.`
+
+func (c *cli) failover(args []string) error {
+	var token uint64
+	var reason string
+	var oldSiteDown bool
+	var wait time.Duration
+	pos, err := c.flags("failover", failoverHelp, args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&oldSiteDown, "old-site-down", false, "attest that the old site is down: SITE may be promoted without a confirmed fence (needs --reason)")
+		fs.StringVar(&reason, "reason", "", "why, for the history; with --old-site-down, how you know the old site is down")
+		fs.Uint64Var(&token, "token", 0, "the token you expect the group to hold (default: its current token)")
+		fs.DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for SITE to be promoted (0: return once the move is committed)")
+	}, 2)
+	if err != nil {
+		return err
+	}
+	if oldSiteDown && strings.TrimSpace(reason) == "" {
+		fmt.Fprintln(c.stderr, "witnessctl failover: --old-site-down needs --reason: say how you know the old site is down")
+		return errUsage
+	}
+	group, to := pos[0], pos[1]
+	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+		resp, err := cl.Failover(ctx, &witnessv1.FailoverRequest{Group: group, ToSite: to, ExpectedToken: token, Reason: reason, By: who(), OldSiteDown: oldSiteDown})
+		if err != nil {
+			return err
+		}
+		from, moved := resp.GetFromSite(), resp.GetToken()
+		if c.g.output != "json" {
+			attested := ""
+			if oldSiteDown {
+				attested = " (old site attested down)"
+			}
+			fmt.Fprintf(c.stdout, "group %s: failover %s -> %s at token %d%s\n", group, from, to, moved, attested)
+		}
+		promoted, rule, err := c.waitPromoted(cl, group, moved, wait)
+		if c.g.output == "json" {
+			if jerr := c.printJSON(map[string]any{"group": group, "from_site": from, "to_site": to, "token": moved,
+				"old_site_down": oldSiteDown, "promoted": promoted, "rule": rule}); jerr != nil {
+				return jerr
+			}
+		} else if promoted {
+			fmt.Fprintf(c.stdout, "group %s: %s promoted (%s)\n", group, to, rule)
+		}
+		return err
+	})
+}
+
+// waitPromoted waits, up to wait, until the promote step of group at token
+// succeeds (or the group has no promote step), and says by which rule.
+func (c *cli) waitPromoted(cl witnessv1.AdminClient, group string, token uint64, wait time.Duration) (bool, string, error) {
+	if wait <= 0 {
+		return false, "", nil
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	why := ""
+	for {
+		g, err := cl.GetGroup(wctx, &witnessv1.GetGroupRequest{Name: group})
+		if err != nil {
+			return false, "", fmt.Errorf("wait for the promotion: %w", err)
+		}
+		st := g.GetGroup().GetStatus()
+		if st.GetToken() != token {
+			return false, "", fmt.Errorf("group %s moved on to token %d while waiting", group, st.GetToken())
+		}
+		if g.GetGroup().GetSpec().GetActions().GetPostgres() == nil {
+			return true, "no database", nil
+		}
+		for _, s := range st.GetSteps() {
+			if s.GetToken() != token || s.GetStep() != "promote" {
+				continue
+			}
+			if s.GetOk() {
+				return true, s.GetRule(), nil
+			}
+			why = s.GetError()
+		}
+		select {
+		case <-wctx.Done():
+			return false, "", fmt.Errorf("group %s: not promoted after %s: %s (see witnessctl group %s)", group, wait, dash(why), group)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -109,6 +109,12 @@ func TestCommandsAndExitCodes(t *testing.T) {
 		{"disarm", []string{"disarm", "app"}, 0, "disarmed"},
 		{"mode", []string{"mode", "app", "observe"}, 0, "mode observe"},
 		{"bad mode", []string{"mode", "app", "sometimes"}, 2, ""},
+		// A disarmed group in observe mode still takes an operator's failover.
+		{"old site down needs a reason", []string{"failover", "app", "east", "--old-site-down"}, 2, ""},
+		{"failover to the active site", []string{"failover", "app", "west"}, 1, ""},
+		{"failover to a site not of the group", []string{"failover", "app", "north"}, 1, ""},
+		{"failover attesting the old site down", []string{"failover", "app", "east", "--old-site-down", "--reason", "west flooded"}, 0, "west -> east at token 4 (old site attested down)"},
+		{"history shows the attestation", []string{"group", "app"}, 0, "failover (old site attested down)"},
 		{"unknown group", []string{"group", "nope"}, 1, ""},
 		{"missing argument", []string{"group"}, 2, ""},
 		{"unknown command", []string{"frobnicate"}, 2, ""},

@@ -46,6 +46,8 @@ type transitionJSON struct {
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
 	By     string    `json:"by"`
+	// OldSiteDown: by attested the old site down (an operator failover).
+	OldSiteDown bool `json:"old_site_down,omitempty"`
 }
 
 type stepJSON struct {
@@ -58,6 +60,7 @@ type stepJSON struct {
 	Attempt    int32     `json:"attempt"`
 	Node       string    `json:"node"`
 	Rule       string    `json:"rule,omitempty"`
+	FencedBy   string    `json:"fenced_by,omitempty"`
 }
 
 type groupDetail struct {
@@ -169,12 +172,12 @@ func toDetail(g *witnessv1.Group) groupDetail {
 
 func toTransition(h *witnessv1.Transition) transitionJSON {
 	return transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(), Phase: h.GetPhase(),
-		Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy()}
+		Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy(), OldSiteDown: h.GetOldSiteDown()}
 }
 
 func toStep(st *witnessv1.StepResult) stepJSON {
 	return stepJSON{Token: st.GetToken(), Step: st.GetStep(), OK: st.GetOk(), Error: st.GetError(),
-		Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule()}
+		Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule(), FencedBy: st.GetFencedBy()}
 }
 
 // stepResult is a step's outcome in words: ok (with the rule that allowed
@@ -185,8 +188,13 @@ func stepResult(s stepJSON) string {
 		return "waits: " + s.Error
 	case !s.OK:
 		return "failed: " + s.Error
-	case s.Rule != "":
-		return "ok (" + s.Rule + ")"
 	}
-	return "ok"
+	res := "ok"
+	if s.Rule != "" {
+		res += " (" + s.Rule + ")"
+	}
+	if s.FencedBy != "" {
+		res += " (by " + s.FencedBy + ")"
+	}
+	return res
 }

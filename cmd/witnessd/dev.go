@@ -158,6 +158,8 @@ func startDevCluster(ctx context.Context, f devFlags, dir string, log *slog.Logg
 		c.Raft.ElectionTimeout = config.Duration(500 * time.Millisecond)
 		c.Raft.LeaderLeaseTimeout = config.Duration(250 * time.Millisecond)
 		c.Gossip.ProbeInterval = config.Duration(250 * time.Millisecond)
+		// Three witnesses share one host and nothing real to protect.
+		c.Watchdog = &config.Watchdog{Disabled: true}
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(cluster.NewBuildInfoCollector(buildinfo.String()))
 		n, err := cluster.Start(ctx, cluster.Options{Config: c, Logger: log, Registerer: reg, Gatherer: reg, OnLeader: leaderLoop(log)})

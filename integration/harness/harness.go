@@ -29,7 +29,9 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -70,6 +72,14 @@ type Options struct {
 	// HeartbeatTimeout and ElectionTimeout of Raft (500ms each).
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
+	// Watchdog, when set, gives east's witness a watchdog of this timeout:
+	// a file that a StandInWatchdog (Env.Watchdog) watches. FenceAfter
+	// must hold it plus 750ms.
+	Watchdog time.Duration
+	// DataDirs gives the group the data_dir of each site's database, so
+	// that the witnesses there demote it (the self-fence, and the leader's
+	// fence of an old site) rather than fence it over SQL.
+	DataDirs bool
 }
 
 func (o *Options) defaults() {
@@ -120,6 +130,8 @@ type Env struct {
 
 	DNS    *DNSRecorder
 	Writes *WriteRecorder
+	// Watchdog is east's stand-in watchdog when Options.Watchdog is set.
+	Watchdog *StandInWatchdog
 }
 
 // Deadlines for what only takes long on a slow machine: they bound how
@@ -343,6 +355,16 @@ initial_voters:
   election_timeout: %[7]s
   leader_lease_timeout: %[8]s
 `, name, s, dir, addr, voters.String(), e.Opts.HeartbeatTimeout, e.Opts.ElectionTimeout, e.Opts.HeartbeatTimeout/2, raftPort)
+		if e.Opts.Watchdog > 0 && s == "east" {
+			device := filepath.Join(dir, "watchdog")
+			dog, err := newStandInWatchdog(device, s, e.Opts.Watchdog, e.PG[s].Kill)
+			if err != nil {
+				return err
+			}
+			e.Watchdog = dog
+			e.closers = append(e.closers, dog.close)
+			conf += fmt.Sprintf("watchdog:\n  device: %s\n  timeout: %s\n", device, e.Opts.Watchdog)
+		}
 		cfg := filepath.Join(dir, "witness.yaml")
 		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 			return err
@@ -367,6 +389,10 @@ initial_voters:
 // PostgreSQL probes; DNS and PostgreSQL actions.
 func (e *Env) groupYAML() string {
 	o := e.Opts
+	dataDirs := ""
+	if o.DataDirs {
+		dataDirs = fmt.Sprintf("        data_dir: {east: %s, west: %s}\n", e.PG["east"].Data, e.PG["west"].Data)
+	}
 	probes := func(site string) string {
 		return fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}
           - {kind: postgres, dsn: "%[5]s", interval: %[3]s, fail_threshold: %[4]d}
@@ -395,23 +421,45 @@ func (e *Env) groupYAML() string {
           east: "%[14]s"
           west: "%[15]s"
         roles: [%[16]s, %[17]s]
-`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
+%[18]s`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
-		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole)
+		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole, dataDirs)
 }
 
 func (e *Env) applyGroup() error {
-	w, err := e.WaitLeader(startTimeout, nil)
-	if err != nil {
-		return err
+	// On a loaded machine the first leader may step down right after its
+	// election: the apply is then refused as Unavailable, and is asked
+	// again of whoever leads next.
+	err := waitFor(startTimeout, "the group applied", func() error {
+		w, err := e.WaitLeader(startTimeout, nil)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err = w.Admin.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: []byte(e.groupYAML()), By: "harness"})
+		if status.Code(err) == codes.Unavailable {
+			return err
+		}
+		if err != nil {
+			return backoffStop{err}
+		}
+		return nil
+	})
+	var stop backoffStop
+	if errors.As(err, &stop) {
+		err = stop.err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := w.Admin.ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: []byte(e.groupYAML()), By: "harness"}); err != nil {
+	if err != nil {
 		return fmt.Errorf("apply the group: %w", err)
 	}
 	return e.WaitStable(startTimeout, "east", 0)
 }
+
+// backoffStop ends a waitFor at once with err.
+type backoffStop struct{ err error }
+
+func (b backoffStop) Error() string { return b.err.Error() }
 
 // Close stops and removes everything: processes, the network (and the
 // faults in it), the directory unless kept. Every part is removed even
@@ -503,13 +551,18 @@ func (e *Env) Logs(n int64) string {
 	return b.String()
 }
 
-// waitFor calls f every 50 ms until it returns nil or timeout passes.
+// waitFor calls f every 50 ms until it returns nil or timeout passes, or
+// a backoffStop.
 func waitFor(timeout time.Duration, what string, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		var stop backoffStop
+		if errors.As(err, &stop) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("waiting %s for %s: %w", timeout, what, err)

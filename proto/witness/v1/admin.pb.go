@@ -1141,6 +1141,144 @@ func (x *SwitchoverResponse) GetFromSite() string {
 	return ""
 }
 
+type FailoverRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	ToSite        string                 `protobuf:"bytes,2,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	ExpectedToken uint64                 `protobuf:"varint,3,opt,name=expected_token,json=expectedToken,proto3" json:"expected_token,omitempty"` // zero: the group's current token
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`                                     // required with old_site_down
+	By            string                 `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
+	// old_site_down: the caller attests that the old site is down, so the
+	// new site may be promoted without a confirmed fence.
+	OldSiteDown   bool `protobuf:"varint,6,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverRequest) Reset() {
+	*x = FailoverRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverRequest) ProtoMessage() {}
+
+func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
+func (*FailoverRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FailoverRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetToSite() string {
+	if x != nil {
+		return x.ToSite
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetExpectedToken() uint64 {
+	if x != nil {
+		return x.ExpectedToken
+	}
+	return 0
+}
+
+func (x *FailoverRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetOldSiteDown() bool {
+	if x != nil {
+		return x.OldSiteDown
+	}
+	return false
+}
+
+type FailoverResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	FromSite      string                 `protobuf:"bytes,2,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverResponse) Reset() {
+	*x = FailoverResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverResponse) ProtoMessage() {}
+
+func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
+func (*FailoverResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FailoverResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *FailoverResponse) GetFromSite() string {
+	if x != nil {
+		return x.FromSite
+	}
+	return ""
+}
+
 type SetModeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -1152,7 +1290,7 @@ type SetModeRequest struct {
 
 func (x *SetModeRequest) Reset() {
 	*x = SetModeRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1302,7 @@ func (x *SetModeRequest) String() string {
 func (*SetModeRequest) ProtoMessage() {}
 
 func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1315,7 @@ func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeRequest.ProtoReflect.Descriptor instead.
 func (*SetModeRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetModeRequest) GetGroup() string {
@@ -1209,7 +1347,7 @@ type SetModeResponse struct {
 
 func (x *SetModeResponse) Reset() {
 	*x = SetModeResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1359,7 @@ func (x *SetModeResponse) String() string {
 func (*SetModeResponse) ProtoMessage() {}
 
 func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1372,7 @@ func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeResponse.ProtoReflect.Descriptor instead.
 func (*SetModeResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 type SetArmedRequest struct {
@@ -1248,7 +1386,7 @@ type SetArmedRequest struct {
 
 func (x *SetArmedRequest) Reset() {
 	*x = SetArmedRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1398,7 @@ func (x *SetArmedRequest) String() string {
 func (*SetArmedRequest) ProtoMessage() {}
 
 func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1411,7 @@ func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedRequest.ProtoReflect.Descriptor instead.
 func (*SetArmedRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetArmedRequest) GetGroup() string {
@@ -1305,7 +1443,7 @@ type SetArmedResponse struct {
 
 func (x *SetArmedResponse) Reset() {
 	*x = SetArmedResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1455,7 @@ func (x *SetArmedResponse) String() string {
 func (*SetArmedResponse) ProtoMessage() {}
 
 func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1468,7 @@ func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedResponse.ProtoReflect.Descriptor instead.
 func (*SetArmedResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type AddMemberRequest struct {
@@ -1346,7 +1484,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1496,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1509,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -1419,7 +1557,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[22]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1569,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[22]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1582,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AddMemberResponse) GetClusterId() string {
@@ -1470,7 +1608,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[23]
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1620,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[23]
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1633,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -1513,7 +1651,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[24]
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1663,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[24]
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1676,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 // RunHookRequest names one hook of a group's spec. Internal.
@@ -1555,7 +1693,7 @@ type RunHookRequest struct {
 
 func (x *RunHookRequest) Reset() {
 	*x = RunHookRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1705,7 @@ func (x *RunHookRequest) String() string {
 func (*RunHookRequest) ProtoMessage() {}
 
 func (x *RunHookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1718,7 @@ func (x *RunHookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHookRequest.ProtoReflect.Descriptor instead.
 func (*RunHookRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RunHookRequest) GetGroup() string {
@@ -1634,7 +1772,7 @@ type RunHookResponse struct {
 
 func (x *RunHookResponse) Reset() {
 	*x = RunHookResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1784,7 @@ func (x *RunHookResponse) String() string {
 func (*RunHookResponse) ProtoMessage() {}
 
 func (x *RunHookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1797,7 @@ func (x *RunHookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHookResponse.ProtoReflect.Descriptor instead.
 func (*RunHookResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RunHookResponse) GetNode() string {
@@ -1723,7 +1861,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1873,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1886,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RenewLeaseRequest) GetNode() string {
@@ -1782,7 +1920,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1932,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1945,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RenewLeaseResponse) GetNode() string {
@@ -1829,7 +1967,7 @@ type LeaseStatusRequest struct {
 
 func (x *LeaseStatusRequest) Reset() {
 	*x = LeaseStatusRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1979,7 @@ func (x *LeaseStatusRequest) String() string {
 func (*LeaseStatusRequest) ProtoMessage() {}
 
 func (x *LeaseStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1992,7 @@ func (x *LeaseStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseStatusRequest.ProtoReflect.Descriptor instead.
 func (*LeaseStatusRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LeaseStatusRequest) GetSite() string {
@@ -1890,7 +2028,7 @@ type LeaseStatusResponse struct {
 
 func (x *LeaseStatusResponse) Reset() {
 	*x = LeaseStatusResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2040,7 @@ func (x *LeaseStatusResponse) String() string {
 func (*LeaseStatusResponse) ProtoMessage() {}
 
 func (x *LeaseStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2053,7 @@ func (x *LeaseStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseStatusResponse.ProtoReflect.Descriptor instead.
 func (*LeaseStatusResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaseStatusResponse) GetNode() string {
@@ -1948,7 +2086,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2098,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2111,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 // ReadIndexResponse is the leader's commit index after it verified its
@@ -1988,7 +2126,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2138,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2151,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -2039,7 +2177,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	mi := &file_witness_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2189,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	mi := &file_witness_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2202,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchRequest) GetGroup() string {
@@ -2099,7 +2237,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	mi := &file_witness_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2249,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	mi := &file_witness_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2262,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchEvent) GetAtUnixNano() int64 {
@@ -2195,6 +2333,137 @@ func (x *WatchEvent) GetNode() string {
 		return x.Node
 	}
 	return ""
+}
+
+// DemoteLocalRequest asks a witness to demote its site's database of a
+// group. Internal.
+type DemoteLocalRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the demotion is for
+	Mode          string                 `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`     // pg_ctl stop mode: "fast" (switchover) or "immediate"
+	Leader        string                 `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemoteLocalRequest) Reset() {
+	*x = DemoteLocalRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemoteLocalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemoteLocalRequest) ProtoMessage() {}
+
+func (x *DemoteLocalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemoteLocalRequest.ProtoReflect.Descriptor instead.
+func (*DemoteLocalRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DemoteLocalRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *DemoteLocalRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *DemoteLocalRequest) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *DemoteLocalRequest) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+// DemoteLocalResponse: the database is demoted. Internal.
+type DemoteLocalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the witness that demoted it
+	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	DurationMs    int64                  `protobuf:"varint,3,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemoteLocalResponse) Reset() {
+	*x = DemoteLocalResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemoteLocalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemoteLocalResponse) ProtoMessage() {}
+
+func (x *DemoteLocalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemoteLocalResponse.ProtoReflect.Descriptor instead.
+func (*DemoteLocalResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DemoteLocalResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DemoteLocalResponse) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *DemoteLocalResponse) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
 }
 
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
@@ -2282,6 +2551,16 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x02by\x18\x05 \x01(\tR\x02by\"G\n" +
 	"\x12SwitchoverResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
+	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\"\xb3\x01\n" +
+	"\x0fFailoverRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
+	"\ato_site\x18\x02 \x01(\tR\x06toSite\x12%\n" +
+	"\x0eexpected_token\x18\x03 \x01(\x04R\rexpectedToken\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x05 \x01(\tR\x02by\x12\"\n" +
+	"\rold_site_down\x18\x06 \x01(\bR\voldSiteDown\"E\n" +
+	"\x10FailoverResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
 	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\"\\\n" +
 	"\x0eSetModeRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12$\n" +
@@ -2358,13 +2637,23 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"transition\x12*\n" +
 	"\x04step\x18\t \x01(\v2\x16.witness.v1.StepResultR\x04step\x12\x12\n" +
 	"\x04node\x18\n" +
-	" \x01(\tR\x04node*t\n" +
+	" \x01(\tR\x04node\"l\n" +
+	"\x12DemoteLocalRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06leader\x18\x04 \x01(\tR\x06leader\"^\n" +
+	"\x13DemoteLocalResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1f\n" +
+	"\vduration_ms\x18\x03 \x01(\x03R\n" +
+	"durationMs*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xd9\b\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xf0\t\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -2373,7 +2662,8 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\bGetGroup\x12\x1b.witness.v1.GetGroupRequest\x1a\x1c.witness.v1.GetGroupResponse\x12N\n" +
 	"\vDeleteGroup\x12\x1e.witness.v1.DeleteGroupRequest\x1a\x1f.witness.v1.DeleteGroupResponse\x12K\n" +
 	"\n" +
-	"Switchover\x12\x1d.witness.v1.SwitchoverRequest\x1a\x1e.witness.v1.SwitchoverResponse\x12B\n" +
+	"Switchover\x12\x1d.witness.v1.SwitchoverRequest\x1a\x1e.witness.v1.SwitchoverResponse\x12E\n" +
+	"\bFailover\x12\x1b.witness.v1.FailoverRequest\x1a\x1c.witness.v1.FailoverResponse\x12B\n" +
 	"\aSetMode\x12\x1a.witness.v1.SetModeRequest\x1a\x1b.witness.v1.SetModeResponse\x12E\n" +
 	"\bSetArmed\x12\x1b.witness.v1.SetArmedRequest\x1a\x1c.witness.v1.SetArmedResponse\x12H\n" +
 	"\tAddMember\x12\x1c.witness.v1.AddMemberRequest\x1a\x1d.witness.v1.AddMemberResponse\x12Q\n" +
@@ -2383,7 +2673,8 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"RenewLease\x12\x1d.witness.v1.RenewLeaseRequest\x1a\x1e.witness.v1.RenewLeaseResponse\x12N\n" +
 	"\vLeaseStatus\x12\x1e.witness.v1.LeaseStatusRequest\x1a\x1f.witness.v1.LeaseStatusResponse\x12H\n" +
-	"\tReadIndex\x12\x1c.witness.v1.ReadIndexRequest\x1a\x1d.witness.v1.ReadIndexResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
+	"\tReadIndex\x12\x1c.witness.v1.ReadIndexRequest\x1a\x1d.witness.v1.ReadIndexResponse\x12N\n" +
+	"\vDemoteLocal\x12\x1e.witness.v1.DemoteLocalRequest\x1a\x1f.witness.v1.DemoteLocalResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
 
 var (
 	file_witness_v1_admin_proto_rawDescOnce sync.Once
@@ -2398,7 +2689,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
 	(*Member)(nil),               // 1: witness.v1.Member
@@ -2418,77 +2709,85 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*DeleteGroupResponse)(nil),  // 15: witness.v1.DeleteGroupResponse
 	(*SwitchoverRequest)(nil),    // 16: witness.v1.SwitchoverRequest
 	(*SwitchoverResponse)(nil),   // 17: witness.v1.SwitchoverResponse
-	(*SetModeRequest)(nil),       // 18: witness.v1.SetModeRequest
-	(*SetModeResponse)(nil),      // 19: witness.v1.SetModeResponse
-	(*SetArmedRequest)(nil),      // 20: witness.v1.SetArmedRequest
-	(*SetArmedResponse)(nil),     // 21: witness.v1.SetArmedResponse
-	(*AddMemberRequest)(nil),     // 22: witness.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),    // 23: witness.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),  // 24: witness.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil), // 25: witness.v1.RemoveMemberResponse
-	(*RunHookRequest)(nil),       // 26: witness.v1.RunHookRequest
-	(*RunHookResponse)(nil),      // 27: witness.v1.RunHookResponse
-	(*RenewLeaseRequest)(nil),    // 28: witness.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),   // 29: witness.v1.RenewLeaseResponse
-	(*LeaseStatusRequest)(nil),   // 30: witness.v1.LeaseStatusRequest
-	(*LeaseStatusResponse)(nil),  // 31: witness.v1.LeaseStatusResponse
-	(*ReadIndexRequest)(nil),     // 32: witness.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),    // 33: witness.v1.ReadIndexResponse
-	(*WatchRequest)(nil),         // 34: witness.v1.WatchRequest
-	(*WatchEvent)(nil),           // 35: witness.v1.WatchEvent
-	nil,                          // 36: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
-	(*Group)(nil),                // 37: witness.v1.Group
-	(Mode)(0),                    // 38: witness.v1.Mode
-	(*Transition)(nil),           // 39: witness.v1.Transition
-	(*StepResult)(nil),           // 40: witness.v1.StepResult
+	(*FailoverRequest)(nil),      // 18: witness.v1.FailoverRequest
+	(*FailoverResponse)(nil),     // 19: witness.v1.FailoverResponse
+	(*SetModeRequest)(nil),       // 20: witness.v1.SetModeRequest
+	(*SetModeResponse)(nil),      // 21: witness.v1.SetModeResponse
+	(*SetArmedRequest)(nil),      // 22: witness.v1.SetArmedRequest
+	(*SetArmedResponse)(nil),     // 23: witness.v1.SetArmedResponse
+	(*AddMemberRequest)(nil),     // 24: witness.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),    // 25: witness.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),  // 26: witness.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil), // 27: witness.v1.RemoveMemberResponse
+	(*RunHookRequest)(nil),       // 28: witness.v1.RunHookRequest
+	(*RunHookResponse)(nil),      // 29: witness.v1.RunHookResponse
+	(*RenewLeaseRequest)(nil),    // 30: witness.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),   // 31: witness.v1.RenewLeaseResponse
+	(*LeaseStatusRequest)(nil),   // 32: witness.v1.LeaseStatusRequest
+	(*LeaseStatusResponse)(nil),  // 33: witness.v1.LeaseStatusResponse
+	(*ReadIndexRequest)(nil),     // 34: witness.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),    // 35: witness.v1.ReadIndexResponse
+	(*WatchRequest)(nil),         // 36: witness.v1.WatchRequest
+	(*WatchEvent)(nil),           // 37: witness.v1.WatchEvent
+	(*DemoteLocalRequest)(nil),   // 38: witness.v1.DemoteLocalRequest
+	(*DemoteLocalResponse)(nil),  // 39: witness.v1.DemoteLocalResponse
+	nil,                          // 40: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                // 41: witness.v1.Group
+	(Mode)(0),                    // 42: witness.v1.Mode
+	(*Transition)(nil),           // 43: witness.v1.Transition
+	(*StepResult)(nil),           // 44: witness.v1.StepResult
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	37, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	36, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	41, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	40, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
 	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	37, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	37, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	41, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	41, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	38, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	42, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
 	1,  // 11: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	39, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
-	40, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
+	43, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
+	44, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
 	2,  // 14: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
 	4,  // 15: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
 	7,  // 16: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
 	9,  // 17: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
 	14, // 18: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
 	16, // 19: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
-	18, // 20: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
-	20, // 21: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
-	22, // 22: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
-	24, // 23: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	34, // 24: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
-	26, // 25: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
-	28, // 26: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
-	30, // 27: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
-	32, // 28: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
-	3,  // 29: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 30: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 31: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 32: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 33: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 34: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 35: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	21, // 36: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	23, // 37: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	25, // 38: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	35, // 39: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
-	27, // 40: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	29, // 41: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	31, // 42: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	33, // 43: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	29, // [29:44] is the sub-list for method output_type
-	14, // [14:29] is the sub-list for method input_type
+	18, // 20: witness.v1.Admin.Failover:input_type -> witness.v1.FailoverRequest
+	20, // 21: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
+	22, // 22: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
+	24, // 23: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
+	26, // 24: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
+	36, // 25: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
+	28, // 26: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
+	30, // 27: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
+	32, // 28: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
+	34, // 29: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
+	38, // 30: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
+	3,  // 31: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 32: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 33: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 34: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 35: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 36: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 37: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
+	21, // 38: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	23, // 39: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	25, // 40: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	27, // 41: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	37, // 42: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
+	29, // 43: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	31, // 44: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	33, // 45: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	35, // 46: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	39, // 47: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
+	31, // [31:48] is the sub-list for method output_type
+	14, // [14:31] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -2506,7 +2805,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	Admin_GetGroup_FullMethodName     = "/witness.v1.Admin/GetGroup"
 	Admin_DeleteGroup_FullMethodName  = "/witness.v1.Admin/DeleteGroup"
 	Admin_Switchover_FullMethodName   = "/witness.v1.Admin/Switchover"
+	Admin_Failover_FullMethodName     = "/witness.v1.Admin/Failover"
 	Admin_SetMode_FullMethodName      = "/witness.v1.Admin/SetMode"
 	Admin_SetArmed_FullMethodName     = "/witness.v1.Admin/SetArmed"
 	Admin_AddMember_FullMethodName    = "/witness.v1.Admin/AddMember"
@@ -34,6 +35,7 @@ const (
 	Admin_RenewLease_FullMethodName   = "/witness.v1.Admin/RenewLease"
 	Admin_LeaseStatus_FullMethodName  = "/witness.v1.Admin/LeaseStatus"
 	Admin_ReadIndex_FullMethodName    = "/witness.v1.Admin/ReadIndex"
+	Admin_DemoteLocal_FullMethodName  = "/witness.v1.Admin/DemoteLocal"
 )
 
 // AdminClient is the client API for Admin service.
@@ -60,6 +62,16 @@ type AdminClient interface {
 	// commits once the fence holds, or the switchover is given up at a
 	// further token (history phase "abort") when the fence keeps failing.
 	Switchover(ctx context.Context, in *SwitchoverRequest, opts ...grpc.CallOption) (*SwitchoverResponse, error)
+	// Failover moves a group to another site at once, without the two
+	// phases of a switchover: for when the active site is lost. Like an
+	// automatic failover, the new site is promoted only after the old site's
+	// fence is confirmed or its lease has provably expired, unless the
+	// caller attests with old_site_down (and a reason) that the old site is
+	// down; that attestation is recorded in the group's history. Refused
+	// (FailedPrecondition) while a switchover is pending and for the active
+	// site; InvalidArgument for a site not of the group or old_site_down
+	// without a reason.
+	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
 	SetMode(ctx context.Context, in *SetModeRequest, opts ...grpc.CallOption) (*SetModeResponse, error)
 	SetArmed(ctx context.Context, in *SetArmedRequest, opts ...grpc.CallOption) (*SetArmedResponse, error)
 	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
@@ -90,6 +102,15 @@ type AdminClient interface {
 	// quorum and returns its commit index; a follower that has applied it
 	// reads the replicated state linearizably.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// DemoteLocal is internal: the leader asks a witness at a group's old
+	// site to demote the group's database there (stop it and leave it able
+	// to start only as a standby), at the group's token. The witness reads
+	// the group linearizably first and refuses (FailedPrecondition) a token
+	// older than the group's, a group still active at its site outside a
+	// switchover's first phase, and a group with no data_dir for its site.
+	// It answers once the database refuses connections and its processes
+	// are gone.
+	DemoteLocal(ctx context.Context, in *DemoteLocalRequest, opts ...grpc.CallOption) (*DemoteLocalResponse, error)
 }
 
 type adminClient struct {
@@ -154,6 +175,16 @@ func (c *adminClient) Switchover(ctx context.Context, in *SwitchoverRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SwitchoverResponse)
 	err := c.cc.Invoke(ctx, Admin_Switchover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailoverResponse)
+	err := c.cc.Invoke(ctx, Admin_Failover_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +290,16 @@ func (c *adminClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) DemoteLocal(ctx context.Context, in *DemoteLocalRequest, opts ...grpc.CallOption) (*DemoteLocalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DemoteLocalResponse)
+	err := c.cc.Invoke(ctx, Admin_DemoteLocal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -283,6 +324,16 @@ type AdminServer interface {
 	// commits once the fence holds, or the switchover is given up at a
 	// further token (history phase "abort") when the fence keeps failing.
 	Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error)
+	// Failover moves a group to another site at once, without the two
+	// phases of a switchover: for when the active site is lost. Like an
+	// automatic failover, the new site is promoted only after the old site's
+	// fence is confirmed or its lease has provably expired, unless the
+	// caller attests with old_site_down (and a reason) that the old site is
+	// down; that attestation is recorded in the group's history. Refused
+	// (FailedPrecondition) while a switchover is pending and for the active
+	// site; InvalidArgument for a site not of the group or old_site_down
+	// without a reason.
+	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
 	SetMode(context.Context, *SetModeRequest) (*SetModeResponse, error)
 	SetArmed(context.Context, *SetArmedRequest) (*SetArmedResponse, error)
 	AddMember(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
@@ -313,6 +364,15 @@ type AdminServer interface {
 	// quorum and returns its commit index; a follower that has applied it
 	// reads the replicated state linearizably.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// DemoteLocal is internal: the leader asks a witness at a group's old
+	// site to demote the group's database there (stop it and leave it able
+	// to start only as a standby), at the group's token. The witness reads
+	// the group linearizably first and refuses (FailedPrecondition) a token
+	// older than the group's, a group still active at its site outside a
+	// switchover's first phase, and a group with no data_dir for its site.
+	// It answers once the database refuses connections and its processes
+	// are gone.
+	DemoteLocal(context.Context, *DemoteLocalRequest) (*DemoteLocalResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -341,6 +401,9 @@ func (UnimplementedAdminServer) DeleteGroup(context.Context, *DeleteGroupRequest
 func (UnimplementedAdminServer) Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Switchover not implemented")
 }
+func (UnimplementedAdminServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
+}
 func (UnimplementedAdminServer) SetMode(context.Context, *SetModeRequest) (*SetModeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetMode not implemented")
 }
@@ -367,6 +430,9 @@ func (UnimplementedAdminServer) LeaseStatus(context.Context, *LeaseStatusRequest
 }
 func (UnimplementedAdminServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedAdminServer) DemoteLocal(context.Context, *DemoteLocalRequest) (*DemoteLocalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DemoteLocal not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -493,6 +559,24 @@ func _Admin_Switchover_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).Switchover(ctx, req.(*SwitchoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_Failover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Failover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Failover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Failover(ctx, req.(*FailoverRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -652,6 +736,24 @@ func _Admin_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_DemoteLocal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DemoteLocalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DemoteLocal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DemoteLocal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DemoteLocal(ctx, req.(*DemoteLocalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -684,6 +786,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Admin_Switchover_Handler,
 		},
 		{
+			MethodName: "Failover",
+			Handler:    _Admin_Failover_Handler,
+		},
+		{
 			MethodName: "SetMode",
 			Handler:    _Admin_SetMode_Handler,
 		},
@@ -714,6 +820,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _Admin_ReadIndex_Handler,
+		},
+		{
+			MethodName: "DemoteLocal",
+			Handler:    _Admin_DemoteLocal_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

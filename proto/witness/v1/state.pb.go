@@ -1130,7 +1130,12 @@ type Transition struct {
 	// switchover (a new token, the group stays at from_site while it is
 	// fenced); "abort" for a switchover given up (a new token, back at
 	// from_site, which lifts the fence).
-	Phase         string `protobuf:"bytes,8,opt,name=phase,proto3" json:"phase,omitempty"`
+	Phase string `protobuf:"bytes,8,opt,name=phase,proto3" json:"phase,omitempty"`
+	// old_site_down: an operator failover whose caller (by) attested that
+	// the old site is down (reason says how they know), so the new site may
+	// be promoted when the old one can be neither fenced nor shown to have
+	// fenced itself (promote rule old_site_down).
+	OldSiteDown   bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1221,6 +1226,13 @@ func (x *Transition) GetPhase() string {
 	return ""
 }
 
+func (x *Transition) GetOldSiteDown() bool {
+	if x != nil {
+		return x.OldSiteDown
+	}
+	return false
+}
+
 type StepResult struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Token           uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -1232,8 +1244,13 @@ type StepResult struct {
 	Attempt         int32                  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Node            string                 `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
 	// rule says what allowed the step: for promote, fence_confirmed,
-	// lease_expired or old_site_down.
-	Rule          string `protobuf:"bytes,9,opt,name=rule,proto3" json:"rule,omitempty"`
+	// lease_expired, fence_none, no_old_site or old_site_down.
+	Rule string `protobuf:"bytes,9,opt,name=rule,proto3" json:"rule,omitempty"`
+	// fenced_by says, for a successful fence step, which layer confirmed
+	// the old site's fence: "demote" (a witness at that site stopped its
+	// database and left it able to start only as a standby) or "sql" (the
+	// leader's SQL fence).
+	FencedBy      string `protobuf:"bytes,10,opt,name=fenced_by,json=fencedBy,proto3" json:"fenced_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1327,6 +1344,13 @@ func (x *StepResult) GetNode() string {
 func (x *StepResult) GetRule() string {
 	if x != nil {
 		return x.Rule
+	}
+	return ""
+}
+
+func (x *StepResult) GetFencedBy() string {
+	if x != nil {
+		return x.FencedBy
 	}
 	return ""
 }
@@ -2075,7 +2099,14 @@ type TransitionCommand struct {
 	// gets a new token and stays at its active site, with the move pending.
 	Prepare bool `protobuf:"varint,6,opt,name=prepare,proto3" json:"prepare,omitempty"`
 	// abort gives up a pending switchover: a new token at the active site.
-	Abort         bool `protobuf:"varint,7,opt,name=abort,proto3" json:"abort,omitempty"`
+	Abort bool `protobuf:"varint,7,opt,name=abort,proto3" json:"abort,omitempty"`
+	// operator marks a failover asked by an operator: it is allowed while
+	// the group is disarmed or in observe mode, leaves arming as it is, and
+	// is refused while a switchover is pending.
+	Operator bool `protobuf:"varint,8,opt,name=operator,proto3" json:"operator,omitempty"`
+	// old_site_down records an operator's attestation that the old site is
+	// down (a failover by an operator only); see Transition.old_site_down.
+	OldSiteDown   bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2155,6 +2186,20 @@ func (x *TransitionCommand) GetPrepare() bool {
 func (x *TransitionCommand) GetAbort() bool {
 	if x != nil {
 		return x.Abort
+	}
+	return false
+}
+
+func (x *TransitionCommand) GetOperator() bool {
+	if x != nil {
+		return x.Operator
+	}
+	return false
+}
+
+func (x *TransitionCommand) GetOldSiteDown() bool {
+	if x != nil {
+		return x.OldSiteDown
 	}
 	return false
 }
@@ -2506,7 +2551,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x06 \x03(\tR\x02to\x12\x1a\n" +
 	"\busername\x18\a \x01(\tR\busername\x12#\n" +
-	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\xe8\x01\n" +
+	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\x8c\x02\n" +
 	"\n" +
 	"Transition\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
@@ -2517,7 +2562,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
 	"\x02by\x18\a \x01(\tR\x02by\x12\x14\n" +
-	"\x05phase\x18\b \x01(\tR\x05phase\"\xeb\x01\n" +
+	"\x05phase\x18\b \x01(\tR\x05phase\x12\"\n" +
+	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"\x88\x02\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2529,7 +2575,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"durationMs\x12\x18\n" +
 	"\aattempt\x18\a \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04node\x18\b \x01(\tR\x04node\x12\x12\n" +
-	"\x04rule\x18\t \x01(\tR\x04rule\"\xed\x03\n" +
+	"\x04rule\x18\t \x01(\tR\x04rule\x12\x1b\n" +
+	"\tfenced_by\x18\n" +
+	" \x01(\tR\bfencedBy\"\xed\x03\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2594,7 +2642,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04Move\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12%\n" +
 	"\x0eexpected_token\x18\x02 \x01(\x04R\rexpectedToken\x12\x17\n" +
-	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xe5\x01\n" +
+	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xa5\x02\n" +
 	"\x11TransitionCommand\x12&\n" +
 	"\x05moves\x18\x01 \x03(\v2\x10.witness.v1.MoveR\x05moves\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x16\n" +
@@ -2603,7 +2651,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"atUnixNano\x12\x0e\n" +
 	"\x02by\x18\x05 \x01(\tR\x02by\x12\x18\n" +
 	"\aprepare\x18\x06 \x01(\bR\aprepare\x12\x14\n" +
-	"\x05abort\x18\a \x01(\bR\x05abort\"~\n" +
+	"\x05abort\x18\a \x01(\bR\x05abort\x12\x1a\n" +
+	"\boperator\x18\b \x01(\bR\boperator\x12\"\n" +
+	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"~\n" +
 	"\x0eSetModeCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12$\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12 \n" +
