@@ -124,7 +124,7 @@ func TestFakeStopAndReset(t *testing.T) {
 		t.Error("Reset of a stopped timer reported it armed")
 	}
 	f.Advance(time.Second)
-	if timer.Reset(2 * time.Second) != true {
+	if !timer.Reset(2 * time.Second) {
 		t.Error("Reset of an armed timer reported it was not armed")
 	}
 	f.Advance(1500 * time.Millisecond) // 3.5s: the first Reset's 3s is gone, the second's 4s not yet
