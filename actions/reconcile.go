@@ -16,6 +16,7 @@ import (
 	"github.com/sitewitness/witness/actions/dns"
 	"github.com/sitewitness/witness/actions/notify"
 	"github.com/sitewitness/witness/actions/postgres"
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -151,8 +152,10 @@ type Reconciler struct {
 	// the VerifyLeader that allows a step and the step's start; past it
 	// the step is not started. Zero means 500ms.
 	LeaderLease time.Duration
-	// Now reads the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the time of every decision the reconciler makes: its tick,
+	// backoff, step deadlines, the leader lease since VerifyLeader,
+	// settling and the drift check's period. Nil means real time.
+	Clock clock.Clock
 
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
@@ -187,7 +190,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(tick)
+	t := r.clock().NewTicker(tick)
 	defer t.Stop()
 	for {
 		for _, g := range r.Leader.Groups() {
@@ -222,7 +225,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		case <-r.doorbell():
 		}
 	}
@@ -609,7 +612,7 @@ func (r *Reconciler) checkDNS(ctx context.Context, g *witnessv1.Group) {
 	if err := r.Leader.VerifyLeader(); err != nil {
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout())
+	sctx, cancel := clock.WithTimeout(ctx, r.clock(), r.stepTimeout())
 	drifts, err := r.Runner.CheckDNS(sctx, g)
 	cancel()
 	if ctx.Err() != nil {
@@ -692,12 +695,9 @@ func blockedKind(err error) string {
 	return msg
 }
 
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
+func (r *Reconciler) clock() clock.Clock { return clock.Or(r.Clock) }
+
+func (r *Reconciler) now() time.Time { return r.clock().Now() }
 
 func (r *Reconciler) leaderLease() time.Duration {
 	if r.LeaderLease > 0 {
@@ -724,7 +724,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		// A hook's step lasts as long as the hook may run, and a little.
 		timeout = max(timeout, hookTimeout(hook)+hookMargin)
 	}
-	sctx, cancel := context.WithTimeout(ctx, timeout)
+	sctx, cancel := clock.WithTimeout(ctx, r.clock(), timeout)
 	defer cancel()
 	start := r.now()
 	if since := r.now().Sub(verified); since > r.leaderLease() {
@@ -832,6 +832,9 @@ type Targets struct {
 	Sites SiteHooks
 	// Witness is this node, told to the hooks it runs itself.
 	Witness Witness
+	// Clock tells when a record's TTL has passed since the switch; nil
+	// means real time.
+	Clock clock.Clock
 }
 
 func dnsClient(a *witnessv1.DNSAction) (*dns.Client, error) {
@@ -1008,7 +1011,7 @@ func (Targets) CheckDNS(ctx context.Context, g *witnessv1.Group) ([]DNSDrift, er
 
 // Settled checks that the DNS server answers every record with the active
 // site's value and that the longest TTL has passed since the switch.
-func (Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
+func (t Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
 	a := g.GetSpec().GetActions().GetDns()
 	var maxTTL uint32
 	for _, rec := range a.GetRecords() {
@@ -1025,7 +1028,7 @@ func (Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.Ti
 			return fmt.Errorf("%s answers %v, want %s: %w", rec.GetName(), got, want, ErrNotSettled)
 		}
 	}
-	if wait := time.Until(switched.Add(time.Duration(maxTTL) * time.Second)); wait > 0 {
+	if wait := switched.Add(time.Duration(maxTTL) * time.Second).Sub(clock.Or(t.Clock).Now()); wait > 0 {
 		return fmt.Errorf("TTL %ds not yet passed (%s left): %w", maxTTL, wait.Round(time.Second), ErrNotSettled)
 	}
 	return nil

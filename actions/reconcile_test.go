@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/actionstest"
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -56,8 +56,14 @@ func failover(t *testing.T, l *actionstest.Leader, to string) uint64 {
 // runUntil runs a reconciler until cond holds or 5 s pass.
 func runUntil(t *testing.T, l actions.Leader, r actions.Runner, cond func() bool) {
 	t.Helper()
+	runUntilOn(t, nil, l, r, cond)
+}
+
+// runUntilOn is runUntil with the reconciler on clk.
+func runUntilOn(t *testing.T, clk clock.Clock, l actions.Leader, r actions.Runner, cond func() bool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Clock: clk}
 	done := make(chan struct{})
 	go func() { rec.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
@@ -471,23 +477,19 @@ func TestSwitchoverNeverPromotesWithoutAConfirmedFence(t *testing.T) {
 func TestStepNotStartedWhenLeadershipWasVerifiedTooLongAgo(t *testing.T) {
 	l, r := setup(t)
 	failover(t, l, "west")
-	var mu sync.Mutex
-	now := time.Unix(5000, 0)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	pause := func(d time.Duration) func() {
-		return func() { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	}
+	fake := clock.NewFake(time.Unix(5000, 0))
+	pause := func(d time.Duration) func() { return func() { fake.Advance(d) } }
 	l.AfterVerify = pause(2 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	(&actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 5 * time.Millisecond,
-		LeaderLease: time.Second, Now: clock}).Run(ctx)
+		LeaderLease: time.Second, Clock: fake}).Run(ctx)
 	if got := r.Calls(); len(got) != 0 {
 		t.Fatalf("steps started after a pause longer than the leader lease: %v", got)
 	}
 	// Within the lease, the same plan runs.
 	l.AfterVerify = pause(100 * time.Millisecond)
-	runUntil(t, l, r, func() bool { return slices.Contains(steps(l), actions.StepPromote) })
+	runUntilOn(t, fake, l, r, func() bool { return slices.Contains(steps(l), actions.StepPromote) })
 }
 
 func prepareSwitchover(t *testing.T, l *actionstest.Leader, to string) uint64 {

@@ -240,3 +240,45 @@ func TestOr(t *testing.T) {
 		t.Error("Or(nil) is not Real")
 	}
 }
+
+func TestWithTimeoutOnFake(t *testing.T) {
+	f := NewFake(t0)
+	ctx, cancel := WithTimeout(context.Background(), f, time.Second)
+	defer cancel()
+	if _, ok := ctx.Deadline(); ok {
+		t.Error("a fake-clock timeout reports a Deadline")
+	}
+	f.Advance(999 * time.Millisecond)
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("ended before its timeout: %v", err)
+	}
+	f.Advance(time.Millisecond)
+	<-ctx.Done()
+	if err := ctx.Err(); err != context.DeadlineExceeded {
+		t.Errorf("Err() = %v at its timeout, want DeadlineExceeded", err)
+	}
+
+	parent, stop := context.WithCancel(context.Background())
+	child, cancel2 := WithTimeout(parent, f, time.Second)
+	defer cancel2()
+	stop()
+	<-child.Done()
+	if n := f.Waiters(); n != 1 {
+		t.Errorf("Waiters() = %d, want 1: the timer stops at cancel", n)
+	}
+	f.Advance(time.Second)
+	if err := child.Err(); err != context.Canceled {
+		t.Errorf("Err() = %v after the parent was cancelled, want Canceled", err)
+	}
+	_, cancel4 := WithTimeout(context.Background(), f, time.Second)
+	cancel4()
+	if n := f.Waiters(); n != 0 {
+		t.Errorf("Waiters() = %d after cancel, want 0", n)
+	}
+
+	expired, cancel3 := WithTimeout(context.Background(), f, 0)
+	defer cancel3()
+	if err := expired.Err(); err != context.DeadlineExceeded {
+		t.Errorf("timeout 0: Err() = %v, want DeadlineExceeded", err)
+	}
+}
