@@ -508,7 +508,14 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		}
 		r.mu.Lock()
 		if err != nil {
-			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: r.now().Add(r.backoff(rs.attempt + 1))}
+			next := r.now().Add(r.backoff(rs.attempt + 1))
+			if step == StepSettle && errors.Is(err, ErrNotSettled) {
+				// Waiting for DNS is not a failure and does not back off:
+				// look again once the TTL has passed since the switch, then
+				// at every tick.
+				next = ttlPassed(g, switched)
+			}
+			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next}
 		} else {
 			delete(r.retry, key)
 		}
@@ -1009,13 +1016,21 @@ func (Targets) CheckDNS(ctx context.Context, g *witnessv1.Group) ([]DNSDrift, er
 	return drifts, errors.Join(errs...)
 }
 
+// ttlPassed is when the longest TTL of the group's records has passed
+// since switched.
+func ttlPassed(g *witnessv1.Group, switched time.Time) time.Time {
+	var maxTTL uint32
+	for _, rec := range g.GetSpec().GetActions().GetDns().GetRecords() {
+		maxTTL = max(maxTTL, rec.GetTtl())
+	}
+	return switched.Add(time.Duration(maxTTL) * time.Second)
+}
+
 // Settled checks that the DNS server answers every record with the active
 // site's value and that the longest TTL has passed since the switch.
 func (t Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
 	a := g.GetSpec().GetActions().GetDns()
-	var maxTTL uint32
 	for _, rec := range a.GetRecords() {
-		maxTTL = max(maxTTL, rec.GetTtl())
 		want, err := record(rec).Rdata(g.GetStatus().GetActiveSite())
 		if err != nil {
 			return err
@@ -1028,8 +1043,8 @@ func (t Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.
 			return fmt.Errorf("%s answers %v, want %s: %w", rec.GetName(), got, want, ErrNotSettled)
 		}
 	}
-	if wait := switched.Add(time.Duration(maxTTL) * time.Second).Sub(clock.Or(t.Clock).Now()); wait > 0 {
-		return fmt.Errorf("TTL %ds not yet passed (%s left): %w", maxTTL, wait.Round(time.Second), ErrNotSettled)
+	if wait := ttlPassed(g, switched).Sub(clock.Or(t.Clock).Now()); wait > 0 {
+		return fmt.Errorf("TTL not yet passed (%s left): %w", wait.Round(time.Second), ErrNotSettled)
 	}
 	return nil
 }
