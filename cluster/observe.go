@@ -41,16 +41,15 @@ const maxDetail = 160
 // (unknown, which never causes a failover) until the next push/pull sync
 // repairs its copy.
 type obsMsg struct {
-	V       int    `json:"v"`
-	Node    string `json:"node"`
-	Site    string `json:"site"`
-	Ver     uint64 `json:"ver"`
-	Full    bool   `json:"full,omitempty"`
-	Beat    bool   `json:"beat,omitempty"`
-	FreshAt int64  `json:"fresh_at,omitempty"`
-	// Sent is the sender's clock when it made the message.
-	Sent int64     `json:"sent,omitempty"`
-	Obs  []wireObs `json:"obs,omitempty"`
+	V       int       `json:"v"`
+	Node    string    `json:"node"`
+	Site    string    `json:"site"`
+	Ver     uint64    `json:"ver"`
+	Full    bool      `json:"full,omitempty"`
+	Beat    bool      `json:"beat,omitempty"`
+	FreshAt int64     `json:"fresh_at,omitempty"`
+	Sent    int64     `json:"sent,omitempty"` // the sender's clock when it made the message
+	Obs     []wireObs `json:"obs,omitempty"`
 }
 
 type wireObs struct {
