@@ -117,10 +117,10 @@ func (n *Node) leaseLoop() {
 	// here is looked at once, when this run first sees it (the replica
 	// may fill only after the start).
 	looked := map[string]uint64{} // group -> token looked at
-	t := time.NewTicker(leaseEvery)
+	t := n.clock.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
-		since, held := n.lease.since(time.Now())
+		since, held := n.lease.since(n.clock.Now())
 		for _, g := range n.fsm.Groups() {
 			name, st := g.GetSpec().GetName(), g.GetStatus()
 			dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
@@ -184,7 +184,7 @@ func (n *Node) leaseLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
