@@ -19,7 +19,7 @@ import (
 // drops ticks for a slow receiver; it stays on its grid, its next tick
 // being the first beat after the new time. AfterFunc callbacks run in
 // Advance's goroutine, in due order, with no lock held: a callback must
-// not wait for the goroutine that calls Advance.
+// not wait for the goroutine that calls Advance, nor call Advance or Set.
 //
 // Code under test usually runs in goroutines of its own: a test calls
 // BlockUntil before Advance so that it moves the clock only once that
