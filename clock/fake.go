@@ -8,10 +8,10 @@ import (
 
 // Fake is a Clock that moves only when told to. Timers and tickers fire
 // as Advance or Set passes their due times, earliest first (ties in the
-// order they were armed); at each firing Now reads the due time, so a
-// receiver or an AfterFunc callback sees the time it was due at, and a
-// timer armed by a callback fires within the same Advance if it falls
-// due there.
+// order they were armed); at each firing Now reads the due time, so the
+// value a channel receives, and Now in an AfterFunc callback, is the time
+// it was due at, and a timer armed by a callback fires within the same
+// Advance if it falls due there.
 //
 // A channel receives a firing without blocking Advance: a timer's or a
 // ticker's channel holds one value, and a ticker delivers at most one
@@ -23,7 +23,9 @@ import (
 //
 // Code under test usually runs in goroutines of its own: a test calls
 // BlockUntil before Advance so that it moves the clock only once that
-// code has armed the timers it waits on.
+// code has armed the timers it waits on. Inside a testing/synctest
+// bubble, synctest.Wait after Advance waits until that code has done
+// what the firings started.
 type Fake struct {
 	step sync.Mutex // one Advance or Set at a time
 
