@@ -172,6 +172,7 @@ type retryState struct {
 	token   uint64
 	attempt int
 	next    time.Time
+	ttl     bool // next is when the TTL has passed: settle waits, nothing failed
 }
 
 type dnsCheck struct {
@@ -252,7 +253,7 @@ func (r *Reconciler) RetryNow() int {
 	waiting := 0
 	now := r.now()
 	for k, rs := range r.retry {
-		if rs.next.After(now) {
+		if rs.next.After(now) && !rs.ttl {
 			waiting++
 			rs.next = time.Time{}
 			r.retry[k] = rs
@@ -508,14 +509,14 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		}
 		r.mu.Lock()
 		if err != nil {
-			next := r.now().Add(r.backoff(rs.attempt + 1))
+			next, ttl := r.now().Add(r.backoff(rs.attempt+1)), false
 			if step == StepSettle && errors.Is(err, ErrNotSettled) {
 				// Waiting for DNS is not a failure and does not back off:
 				// look again once the TTL has passed since the switch, then
 				// at every tick.
-				next = ttlPassed(g, switched)
+				next, ttl = ttlPassed(g, switched), true
 			}
-			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next}
+			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl}
 		} else {
 			delete(r.retry, key)
 		}

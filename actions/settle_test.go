@@ -76,9 +76,16 @@ func TestSettleFinishesWithinATickOfTheTTL(t *testing.T) {
 				go func() { rec.Run(ctx); close(done) }()
 				defer func() { cancel(); <-done }()
 				synctest.Wait()
-				for range 600 { // 60 s
+				for i := range 600 { // 60 s
 					if at, _ := sr.result(); !at.IsZero() {
 						break
+					}
+					if i == 20 {
+						// A failing site seen again cuts the backoff of
+						// failed steps short; waiting for the TTL is none.
+						if n := rec.RetryNow(); n != 0 {
+							t.Errorf("RetryNow found %d steps waiting while only settle waits for the TTL, want 0", n)
+						}
 					}
 					fake.Advance(100 * time.Millisecond)
 					synctest.Wait()
