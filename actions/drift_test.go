@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -61,46 +62,62 @@ func reconcileFor(t *testing.T, l actions.Leader, r actions.Runner, drifts *drif
 
 func TestDNSDriftCheckOnlyOnceStableAndEveryCheckEvery(t *testing.T) {
 	t.Parallel()
-	spec := pgDNSGroup("app")
-	spec.Actions.Dns.CheckEveryMs = 150
-	l, r := setupSpec(t, spec)
-	r.Block(actions.StepSettle)
-	drifts := &driftLog{}
-	reconcileFor(t, l, r, drifts, func() bool { return r.Tries(actions.StepSettle) == 0 && len(okSteps(l, "app")) == 3 })
-	time.Sleep(100 * time.Millisecond)
-	if n := len(r.Checks()); n != 0 {
-		t.Fatalf("%d drift checks before the plan completed", n)
-	}
-	r.Release(actions.StepSettle)
-	r.SetDrift(actions.DNSDrift{Record: "app.example.test. A", Found: "values [203.0.113.66]"})
-	start := time.Now()
-	reconcileFor(t, l, r, drifts, func() bool { return len(r.Checks()) >= 3 })
-	took := time.Since(start)
-	// The first check comes at once, then one every 150ms.
-	if took < 2*150*time.Millisecond {
-		t.Errorf("3 checks within %v: not spaced by check_every", took)
-	}
-	for _, c := range r.Checks() {
-		if c.Token != 1 || c.Site != "east" {
-			t.Errorf("check %v, want at token 1 for east", c)
+	synctest.Test(t, func(t *testing.T) {
+		const checkEvery = 150 * time.Millisecond
+		spec := pgDNSGroup("app")
+		spec.Actions.Dns.CheckEveryMs = checkEvery.Milliseconds()
+		l, r := setupSpec(t, spec)
+		r.Block(actions.StepSettle)
+		drifts := &driftLog{}
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, OnDrift: drifts.add})
+		defer f.stop()
+		if got := okSteps(l, "app"); r.Tries(actions.StepSettle) != 0 || len(got) != 3 {
+			t.Fatalf("waiting in settle, recorded %v", got)
 		}
-	}
-	if n := len(drifts.get()); n < 3 {
-		t.Errorf("OnDrift told of %d drifts in 3 checks", n)
-	}
+		f.advance(10 * f.rec.Tick)
+		if n := len(r.Checks()); n != 0 {
+			t.Fatalf("%d drift checks before the plan completed", n)
+		}
+		r.Release(actions.StepSettle)
+		r.SetDrift(actions.DNSDrift{Record: "app.example.test. A", Found: "values [203.0.113.66]"})
+		// The first check comes at once, then one every check_every.
+		f.until(time.Second, func() bool { return len(r.Checks()) == 1 })
+		for i := 1; i < 3; i++ {
+			for range checkEvery/f.rec.Tick - 1 {
+				f.advance(f.rec.Tick)
+			}
+			if n := len(r.Checks()); n != i {
+				t.Fatalf("%d checks a tick short of %d check_every, want %d", n, i, i)
+			}
+			f.advance(f.rec.Tick)
+			if n := len(r.Checks()); n != i+1 {
+				t.Fatalf("%d checks after %d check_every, want %d", n, i, i+1)
+			}
+		}
+		for _, c := range r.Checks() {
+			if c.Token != 1 || c.Site != "east" {
+				t.Errorf("check %v, want at token 1 for east", c)
+			}
+		}
+		if n := len(drifts.get()); n != 3 {
+			t.Errorf("OnDrift told of %d drifts in 3 checks", n)
+		}
 
-	// A new token's plan: no check until it completes again.
-	r.Block(actions.StepSettle)
-	tok := failover(t, l, "west")
-	checks := len(r.Checks())
-	reconcileFor(t, l, r, drifts, func() bool { return len(okSteps(l, "app")) == 3 })
-	time.Sleep(200 * time.Millisecond)
-	for _, c := range r.Checks()[checks:] {
-		if c.Token == tok {
-			t.Errorf("checked %v before the plan of token %d completed", c, tok)
+		// A new token's plan: no check until it completes again.
+		r.Block(actions.StepSettle)
+		tok := failover(t, l, "west")
+		checks := len(r.Checks())
+		f.until(time.Second, func() bool { return len(okSteps(l, "app")) == 3 })
+		for range 2 * checkEvery / f.rec.Tick {
+			f.advance(f.rec.Tick)
 		}
-	}
-	r.Release(actions.StepSettle)
+		for _, c := range r.Checks()[checks:] {
+			if c.Token == tok {
+				t.Errorf("checked %v before the plan of token %d completed", c, tok)
+			}
+		}
+		r.Release(actions.StepSettle)
+	})
 }
 
 // A zone served by a real DNS server, a group switching app.example.test.

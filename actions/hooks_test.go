@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -126,72 +126,67 @@ func okSteps(l *actionstest.Leader, group string) []string {
 }
 
 func TestEachHookIsRecordedAndNotRunAgainByANewLeader(t *testing.T) {
-	l, r := setupSpec(t, hooked())
-	tok := failover(t, l, "west")
-	// The first leader gets as far as the second promote hook.
-	r.Block("hook:promote:check-replicas")
-	entered := make(chan string, 64)
-	r.Entered = entered
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "old", Log: slog.New(slog.DiscardHandler), Tick: 10 * time.Millisecond}
-	done := make(chan struct{})
-	go func() { rec.Run(ctx); close(done) }()
-	for step := range entered {
-		if step == "hook:promote:check-replicas" {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setupSpec(t, hooked())
+		tok := failover(t, l, "west")
+		// The first leader gets as far as the second promote hook.
+		r.Block("hook:promote:check-replicas")
+		old := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Node: "old"})
+		old.stop() // startFake returned once it waited in that hook
+		want := []string{"fence", "hook:fence:stop-old", "promote", "hook:promote:warm-cache"}
+		if diff := cmp.Diff(want, okSteps(l, "app")); diff != "" {
+			t.Fatalf("recorded before the new leader (-want +got):\n%s", diff)
 		}
-	}
-	cancel()
-	<-done
-	want := []string{"fence", "hook:fence:stop-old", "promote", "hook:promote:warm-cache"}
-	if diff := cmp.Diff(want, okSteps(l, "app")); diff != "" {
-		t.Fatalf("recorded before the new leader (-want +got):\n%s", diff)
-	}
-	r.Release("hook:promote:check-replicas")
+		r.Release("hook:promote:check-replicas")
 
-	runUntil(t, l, r, func() bool { return len(okSteps(l, "app")) == 9 })
-	count := map[string]int{}
-	for _, c := range r.Calls() {
-		if c.Token == tok {
-			count[c.Step]++
+		runOnFake(t, l, r, func() bool { return len(okSteps(l, "app")) == 9 })
+		count := map[string]int{}
+		for _, c := range r.Calls() {
+			if c.Token == tok {
+				count[c.Step]++
+			}
 		}
-	}
-	for step, n := range count {
-		if n != 1 {
-			t.Errorf("step %s ran %d times at token %d", step, n, tok)
+		for step, n := range count {
+			if n != 1 {
+				t.Errorf("step %s ran %d times at token %d", step, n, tok)
+			}
 		}
-	}
-	if len(count) != 9 {
-		t.Errorf("ran %d distinct steps at token %d, want 9: %v", len(count), tok, count)
-	}
+		if len(count) != 9 {
+			t.Errorf("ran %d distinct steps at token %d, want 9: %v", len(count), tok, count)
+		}
+	})
 }
 
 func TestFailingHooks(t *testing.T) {
 	t.Run("a best-effort fence hook does not hold up the plan", func(t *testing.T) {
-		l, r := setupSpec(t, hooked())
-		failover(t, l, "west")
-		r.Fail("hook:fence:stop-old", errors.New("east unreachable"))
-		runUntil(t, l, r, func() bool { return len(okSteps(l, "app")) == 8 })
-		if diff := cmp.Diff([]string{"fence", "promote", "hook:promote:warm-cache", "hook:promote:check-replicas", "dns",
-			"hook:after_switch:start-workers", "notify", "settle"}, okSteps(l, "app")); diff != "" {
-			t.Errorf("recorded ok (-want +got):\n%s", diff)
-		}
-		if failed := failedAttempts(l, "hook:fence:stop-old"); failed == 0 {
-			t.Error("the failing fence hook was not recorded as failed")
-		}
+		synctest.Test(t, func(t *testing.T) {
+			l, r := setupSpec(t, hooked())
+			failover(t, l, "west")
+			r.Fail("hook:fence:stop-old", errors.New("east unreachable"))
+			runOnFake(t, l, r, func() bool { return len(okSteps(l, "app")) == 8 })
+			if diff := cmp.Diff([]string{"fence", "promote", "hook:promote:warm-cache", "hook:promote:check-replicas", "dns",
+				"hook:after_switch:start-workers", "notify", "settle"}, okSteps(l, "app")); diff != "" {
+				t.Errorf("recorded ok (-want +got):\n%s", diff)
+			}
+			if failed := failedAttempts(l, "hook:fence:stop-old"); failed == 0 {
+				t.Error("the failing fence hook was not recorded as failed")
+			}
+		})
 	})
 	t.Run("a required promote hook holds up DNS and is retried", func(t *testing.T) {
-		l, r := setupSpec(t, hooked())
-		failover(t, l, "west")
-		r.Fail("hook:promote:warm-cache", errors.New("exit status 3"))
-		runUntil(t, l, r, func() bool { return failedAttempts(l, "hook:promote:warm-cache") >= 2 })
-		for _, c := range r.Calls() {
-			if c.Token == 2 && (c.Step == actions.StepDNS || c.Step == "hook:promote:check-replicas") {
-				t.Fatalf("%v ran while the required hook before it failed", c)
+		synctest.Test(t, func(t *testing.T) {
+			l, r := setupSpec(t, hooked())
+			failover(t, l, "west")
+			r.Fail("hook:promote:warm-cache", errors.New("exit status 3"))
+			runOnFake(t, l, r, func() bool { return failedAttempts(l, "hook:promote:warm-cache") >= 2 })
+			for _, c := range r.Calls() {
+				if c.Token == 2 && (c.Step == actions.StepDNS || c.Step == "hook:promote:check-replicas") {
+					t.Fatalf("%v ran while the required hook before it failed", c)
+				}
 			}
-		}
-		r.Fail("hook:promote:warm-cache", nil)
-		runUntil(t, l, r, func() bool { return len(okSteps(l, "app")) == 9 })
+			r.Fail("hook:promote:warm-cache", nil)
+			runOnFake(t, l, r, func() bool { return len(okSteps(l, "app")) == 9 })
+		})
 	})
 }
 
@@ -211,33 +206,25 @@ func failedAttempts(l *actionstest.Leader, step string) int {
 // of the plan out of the bounded step record: the steps done would run
 // again.
 func TestEndlessFailureKeepsDoneStepsRecorded(t *testing.T) {
-	l, r := setupSpec(t, hooked())
-	tok := failover(t, l, "west")
-	r.Fail("hook:fence:stop-old", errors.New("east unreachable"))
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.DiscardHandler), Tick: 5 * time.Millisecond, MaxBackoff: time.Millisecond}
-	done := make(chan struct{})
-	go func() { rec.Run(ctx); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for r.Tries("hook:fence:stop-old") < 2*fsm.StepLimit {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d tries within 10s", r.Tries("hook:fence:stop-old"))
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setupSpec(t, hooked())
+		tok := failover(t, l, "west")
+		r.Fail("hook:fence:stop-old", errors.New("east unreachable"))
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: 5 * time.Millisecond, MaxBackoff: time.Millisecond})
+		f.until(10*time.Second, func() bool { return r.Tries("hook:fence:stop-old") >= 2*fsm.StepLimit })
+		f.stop()
+		for _, c := range r.Calls() {
+			if c.Token == tok && r.Tries(c.Step) != 1 {
+				t.Errorf("step %s ran %d times", c.Step, r.Tries(c.Step))
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	for _, c := range r.Calls() {
-		if c.Token == tok && r.Tries(c.Step) != 1 {
-			t.Errorf("step %s ran %d times", c.Step, r.Tries(c.Step))
+		if got := len(okSteps(l, "app")); got != 8 {
+			t.Errorf("%d ok steps recorded, want 8: %v", got, okSteps(l, "app"))
 		}
-	}
-	if got := len(okSteps(l, "app")); got != 8 {
-		t.Errorf("%d ok steps recorded, want 8: %v", got, okSteps(l, "app"))
-	}
-	if failedAttempts(l, "hook:fence:stop-old") == 0 {
-		t.Error("no failure of the fence hook recorded at all")
-	}
+		if failedAttempts(l, "hook:fence:stop-old") == 0 {
+			t.Error("no failure of the fence hook recorded at all")
+		}
+	})
 }
 
 // siteRecorder is an actions.SiteHooks that records the requests.

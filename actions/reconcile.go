@@ -16,6 +16,7 @@ import (
 	"github.com/sitewitness/witness/actions/dns"
 	"github.com/sitewitness/witness/actions/notify"
 	"github.com/sitewitness/witness/actions/postgres"
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -176,8 +177,10 @@ type Reconciler struct {
 	// the VerifyLeader that allows a step and the step's start; past it
 	// the step is not started. Zero means 500ms.
 	LeaderLease time.Duration
-	// Now reads the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the time of every decision the reconciler makes: its tick,
+	// backoff, step deadlines, the leader lease since VerifyLeader,
+	// settling and the drift check's period. Nil means real time.
+	Clock clock.Clock
 
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
@@ -194,6 +197,7 @@ type retryState struct {
 	token   uint64
 	attempt int
 	next    time.Time
+	ttl     bool // next is when the TTL has passed: settle waits, nothing failed
 }
 
 type dnsCheck struct {
@@ -212,7 +216,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(tick)
+	t := r.clock().NewTicker(tick)
 	defer t.Stop()
 	for {
 		for _, g := range r.Leader.Groups() {
@@ -247,7 +251,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		case <-r.doorbell():
 		}
 	}
@@ -274,7 +278,7 @@ func (r *Reconciler) RetryNow() int {
 	waiting := 0
 	now := r.now()
 	for k, rs := range r.retry {
-		if rs.next.After(now) {
+		if rs.next.After(now) && !rs.ttl {
 			waiting++
 			rs.next = time.Time{}
 			r.retry[k] = rs
@@ -538,7 +542,14 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		}
 		r.mu.Lock()
 		if err != nil {
-			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: r.now().Add(r.backoff(rs.attempt + 1))}
+			next, ttl := r.now().Add(r.backoff(rs.attempt+1)), false
+			if step == StepSettle && errors.Is(err, ErrNotSettled) {
+				// Waiting for DNS is not a failure and does not back off:
+				// look again once the TTL has passed since the switch, then
+				// at every tick.
+				next, ttl = ttlPassed(g, switched), true
+			}
+			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl}
 		} else {
 			delete(r.retry, key)
 		}
@@ -642,7 +653,7 @@ func (r *Reconciler) checkDNS(ctx context.Context, g *witnessv1.Group) {
 	if err := r.Leader.VerifyLeader(); err != nil {
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.stepTimeout())
+	sctx, cancel := clock.WithTimeout(ctx, r.clock(), r.stepTimeout())
 	drifts, err := r.Runner.CheckDNS(sctx, g)
 	cancel()
 	if ctx.Err() != nil {
@@ -725,12 +736,9 @@ func blockedKind(err error) string {
 	return msg
 }
 
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
+func (r *Reconciler) clock() clock.Clock { return clock.Or(r.Clock) }
+
+func (r *Reconciler) now() time.Time { return r.clock().Now() }
 
 func (r *Reconciler) leaderLease() time.Duration {
 	if r.LeaderLease > 0 {
@@ -757,7 +765,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		// A hook's step lasts as long as the hook may run, and a little.
 		timeout = max(timeout, hookTimeout(hook)+hookMargin)
 	}
-	sctx, cancel := context.WithTimeout(ctx, timeout)
+	sctx, cancel := clock.WithTimeout(ctx, r.clock(), timeout)
 	defer cancel()
 	start := r.now()
 	if since := r.now().Sub(verified); since > r.leaderLease() {
@@ -917,6 +925,9 @@ type Targets struct {
 	Demoter SiteDemoter
 	// Witness is this node, told to the hooks it runs itself.
 	Witness Witness
+	// Clock tells when a record's TTL has passed since the switch; nil
+	// means real time.
+	Clock clock.Clock
 }
 
 func dnsClient(a *witnessv1.DNSAction) (*dns.Client, error) {
@@ -1120,13 +1131,21 @@ func (Targets) CheckDNS(ctx context.Context, g *witnessv1.Group) ([]DNSDrift, er
 	return drifts, errors.Join(errs...)
 }
 
+// ttlPassed is when the longest TTL of the group's records has passed
+// since switched.
+func ttlPassed(g *witnessv1.Group, switched time.Time) time.Time {
+	var maxTTL uint32
+	for _, rec := range g.GetSpec().GetActions().GetDns().GetRecords() {
+		maxTTL = max(maxTTL, rec.GetTtl())
+	}
+	return switched.Add(time.Duration(maxTTL) * time.Second)
+}
+
 // Settled checks that the DNS server answers every record with the active
 // site's value and that the longest TTL has passed since the switch.
-func (Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
+func (t Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.Time) error {
 	a := g.GetSpec().GetActions().GetDns()
-	var maxTTL uint32
 	for _, rec := range a.GetRecords() {
-		maxTTL = max(maxTTL, rec.GetTtl())
 		want, err := record(rec).Rdata(g.GetStatus().GetActiveSite())
 		if err != nil {
 			return err
@@ -1139,8 +1158,8 @@ func (Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.Ti
 			return fmt.Errorf("%s answers %v, want %s: %w", rec.GetName(), got, want, ErrNotSettled)
 		}
 	}
-	if wait := time.Until(switched.Add(time.Duration(maxTTL) * time.Second)); wait > 0 {
-		return fmt.Errorf("TTL %ds not yet passed (%s left): %w", maxTTL, wait.Round(time.Second), ErrNotSettled)
+	if wait := ttlPassed(g, switched).Sub(clock.Or(t.Clock).Now()); wait > 0 {
+		return fmt.Errorf("TTL not yet passed (%s left): %w", wait.Round(time.Second), ErrNotSettled)
 	}
 	return nil
 }

@@ -8,14 +8,15 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/actionstest"
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -53,7 +54,8 @@ func failover(t *testing.T, l *actionstest.Leader, to string) uint64 {
 	return res.Tokens["app"]
 }
 
-// runUntil runs a reconciler until cond holds or 5 s pass.
+// runUntil runs a reconciler on real time until cond holds or 5 s pass,
+// for runners that reach real systems; runOnFake serves the others.
 func runUntil(t *testing.T, l actions.Leader, r actions.Runner, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,114 +84,113 @@ func steps(l *actionstest.Leader) []string {
 }
 
 func TestPlanRunsInOrderAndRecordsEveryStep(t *testing.T) {
-	l, r := setup(t)
-	tok := failover(t, l, "west")
-	runUntil(t, l, r, func() bool { return len(steps(l)) == 4 })
-	// Whether the initial token's plan ran before the failover was
-	// committed does not matter; the new token's plan must be whole and in
-	// order.
-	var got []string
-	for _, c := range r.Calls() {
-		if c.Token == tok {
-			got = append(got, c.String())
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		tok := failover(t, l, "west")
+		runOnFake(t, l, r, func() bool { return len(steps(l)) == 4 })
+		// Whether the initial token's plan ran before the failover was
+		// committed does not matter; the new token's plan must be whole and
+		// in order.
+		var got []string
+		for _, c := range r.Calls() {
+			if c.Token == tok {
+				got = append(got, c.String())
+			}
 		}
-	}
-	want := []string{"fence app@2 east", "promote app@2 west", "dns app@2 west", "settle app@2 west"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("calls (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{"fence", "promote", "dns", "settle"}, steps(l)); diff != "" {
-		t.Errorf("recorded steps at token %d (-want +got):\n%s", tok, diff)
-	}
+		want := []string{"fence app@2 east", "promote app@2 west", "dns app@2 west", "settle app@2 west"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("calls (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"fence", "promote", "dns", "settle"}, steps(l)); diff != "" {
+			t.Errorf("recorded steps at token %d (-want +got):\n%s", tok, diff)
+		}
+	})
 }
 
 func TestNewLeaderResumesWithoutRedoingSteps(t *testing.T) {
-	l, r := setup(t)
-	failover(t, l, "west")
-	// The first leader fences and promotes, then is deposed while the DNS
-	// step is in flight.
-	r.Block(actions.StepDNS)
-	entered := make(chan string, 16)
-	r.Entered = entered
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "old", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 10 * time.Millisecond}
-	done := make(chan struct{})
-	go func() { rec.Run(ctx); close(done) }()
-	for step := range entered {
-		if step == actions.StepDNS {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		failover(t, l, "west")
+		// The first leader fences and promotes, then is deposed while the
+		// DNS step is in flight.
+		r.Block(actions.StepDNS)
+		old := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Node: "old"})
+		old.stop() // startFake returned once it waited in the DNS step
+		if diff := cmp.Diff([]string{"fence", "promote"}, steps(l)); diff != "" {
+			t.Fatalf("recorded before the new leader (-want +got):\n%s", diff)
 		}
-	}
-	cancel()
-	<-done
-	if diff := cmp.Diff([]string{"fence", "promote"}, steps(l)); diff != "" {
-		t.Fatalf("recorded before the new leader (-want +got):\n%s", diff)
-	}
-	r.Release(actions.StepDNS)
+		r.Release(actions.StepDNS)
 
-	// A new leader, with no memory but the replicated state, finishes.
-	runUntil(t, l, r, func() bool { return len(steps(l)) == 4 })
-	count := map[string]int{}
-	for _, c := range r.Calls() {
-		if c.Token == 2 {
-			count[c.Step]++
+		// A new leader, with no memory but the replicated state, finishes.
+		runOnFake(t, l, r, func() bool { return len(steps(l)) == 4 })
+		count := map[string]int{}
+		for _, c := range r.Calls() {
+			if c.Token == 2 {
+				count[c.Step]++
+			}
 		}
-	}
-	if diff := cmp.Diff(map[string]int{"fence": 1, "promote": 1, "dns": 1, "settle": 1}, count); diff != "" {
-		t.Errorf("step runs at token 2 (-want +got):\n%s", diff)
-	}
+		if diff := cmp.Diff(map[string]int{"fence": 1, "promote": 1, "dns": 1, "settle": 1}, count); diff != "" {
+			t.Errorf("step runs at token 2 (-want +got):\n%s", diff)
+		}
+	})
 }
 
 func TestRequiredFailureHoldsLaterStepsAndIsRetried(t *testing.T) {
-	l, r := setup(t)
-	l.SetLeaseExpired("east", true) // the fence fails, but east has fenced itself
-	failover(t, l, "west")
-	r.Fail(actions.StepPromote, errors.New("connection refused"))
-	r.Fail(actions.StepFence, errors.New("old site unreachable"))
-	runUntil(t, l, r, func() bool {
-		g, _ := l.FSM.Group("app")
-		n := 0
-		for _, s := range g.GetStatus().GetSteps() {
-			if s.GetStep() == actions.StepPromote && !s.GetOk() && s.GetToken() == 2 {
-				n++
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		l.SetLeaseExpired("east", true) // the fence fails, but east has fenced itself
+		failover(t, l, "west")
+		r.Fail(actions.StepPromote, errors.New("connection refused"))
+		r.Fail(actions.StepFence, errors.New("old site unreachable"))
+		runOnFake(t, l, r, func() bool {
+			g, _ := l.FSM.Group("app")
+			n := 0
+			for _, s := range g.GetStatus().GetSteps() {
+				if s.GetStep() == actions.StepPromote && !s.GetOk() && s.GetToken() == 2 {
+					n++
+				}
+			}
+			return n >= 2 // retried
+		})
+		for _, c := range r.Calls() {
+			if c.Token == 2 && (c.Step == actions.StepDNS || c.Step == actions.StepSettle) {
+				t.Fatalf("%v ran while the required promote step was failing", c)
 			}
 		}
-		return n >= 2 // retried
+		g, _ := l.FSM.Group("app")
+		var last *witnessv1.StepResult
+		for _, s := range g.GetStatus().GetSteps() {
+			if s.GetStep() == actions.StepPromote {
+				last = s
+			}
+		}
+		if last.GetError() == "" || last.GetAttempt() < 2 {
+			t.Errorf("failed promote recorded as %v", last)
+		}
+		// Once it works, the plan completes even though the best-effort fence
+		// still fails.
+		r.Fail(actions.StepPromote, nil)
+		runOnFake(t, l, r, func() bool { return len(steps(l)) == 3 })
+		if diff := cmp.Diff([]string{"promote", "dns", "settle"}, steps(l)); diff != "" {
+			t.Errorf("recorded (-want +got):\n%s", diff)
+		}
 	})
-	for _, c := range r.Calls() {
-		if c.Token == 2 && (c.Step == actions.StepDNS || c.Step == actions.StepSettle) {
-			t.Fatalf("%v ran while the required promote step was failing", c)
-		}
-	}
-	g, _ := l.FSM.Group("app")
-	var last *witnessv1.StepResult
-	for _, s := range g.GetStatus().GetSteps() {
-		if s.GetStep() == actions.StepPromote {
-			last = s
-		}
-	}
-	if last.GetError() == "" || last.GetAttempt() < 2 {
-		t.Errorf("failed promote recorded as %v", last)
-	}
-	// Once it works, the plan completes even though the best-effort fence
-	// still fails.
-	r.Fail(actions.StepPromote, nil)
-	runUntil(t, l, r, func() bool { return len(steps(l)) == 3 })
-	if diff := cmp.Diff([]string{"promote", "dns", "settle"}, steps(l)); diff != "" {
-		t.Errorf("recorded (-want +got):\n%s", diff)
-	}
 }
 
 func TestDeposedLeaderRunsNothing(t *testing.T) {
-	l, r := setup(t)
-	failover(t, l, "west")
-	l.SetLeading(false)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	(&actions.Reconciler{Leader: l, Runner: r, Node: "old", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 10 * time.Millisecond}).Run(ctx)
-	if got := r.Calls(); len(got) != 0 {
-		t.Errorf("a deposed leader ran %v", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		failover(t, l, "west")
+		l.SetLeading(false)
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Node: "old"})
+		for range 20 {
+			f.advance(f.rec.Tick)
+		}
+		f.stop()
+		if got := r.Calls(); len(got) != 0 {
+			t.Errorf("a deposed leader ran %v", got)
+		}
+	})
 }
 
 func TestPlan(t *testing.T) {
@@ -244,114 +245,102 @@ func TestOutcomeAfterLeadershipEndsIsLogged(t *testing.T) {
 }
 
 // TestPokeStartsAPlanBeforeTheTick: with a tick of an hour, a committed
-// failover is carried out at once when the reconciler is poked.
+// failover is carried out at once when the reconciler is poked, with the
+// clock standing still.
 func TestPokeStartsAPlanBeforeTheTick(t *testing.T) {
-	l, r := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: time.Hour}
-	done := make(chan struct{})
-	go func() { rec.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s; calls %v", what, r.Calls())
-			}
-			time.Sleep(5 * time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: time.Hour})
+		defer f.stop()
+		if len(r.Calls()) == 0 {
+			t.Fatal("the first pass at start ran nothing")
 		}
-	}
-	waitFor("the first pass at start", func() bool { return len(r.Calls()) > 0 })
-	tok := failover(t, l, "west")
-	rec.Poke()
-	waitFor("the failover's promote after a poke", func() bool {
-		for _, c := range r.Calls() {
-			if c.Step == actions.StepPromote && c.Token == tok {
-				return true
-			}
+		tok := failover(t, l, "west")
+		f.rec.Poke()
+		synctest.Wait()
+		if !promoted(r, tok) {
+			t.Fatalf("the failover's promote did not run after a poke; calls %v", r.Calls())
 		}
-		return false
 	})
 }
 
 // A failing step waits for its backoff even when the reconciler is poked;
 // RetryNow, called when a failing site is seen again, runs it at once.
 func TestRetryNowSkipsTheBackoff(t *testing.T) {
-	l, r := setup(t)
-	l.SetLeaseExpired("east", true)
-	r.Fail(actions.StepFence, errors.New("old site unreachable"))
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Tick: time.Hour, MinBackoff: time.Hour, MaxBackoff: time.Hour}
-	done := make(chan struct{})
-	retried := make(chan struct{})
-	go func() { rec.RetryNow(); close(retried) }() // a site may recover while the reconciler starts
-	go func() { rec.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	<-retried
-	fences := func() int { return r.Tries(actions.StepFence) }
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s; calls %v", what, r.Calls())
-			}
-			time.Sleep(5 * time.Millisecond)
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		l.SetLeaseExpired("east", true)
+		r.Fail(actions.StepFence, errors.New("old site unreachable"))
+		rec := &actions.Reconciler{Leader: l, Runner: r, Tick: time.Hour, MinBackoff: time.Hour, MaxBackoff: time.Hour,
+			Clock: clock.NewFake(time.Date(2031, 5, 1, 12, 0, 0, 0, time.UTC))}
+		retried := make(chan struct{})
+		go func() { rec.RetryNow(); close(retried) }() // a site may recover while the reconciler starts
+		f := startFake(t, rec)
+		defer f.stop()
+		<-retried
+		fences := func() int { return r.Tries(actions.StepFence) }
+		failover(t, l, "west")
+		rec.Poke()
+		synctest.Wait()
+		if !slices.Contains(steps(l), actions.StepDNS) {
+			t.Fatalf("the plan did not go past the failed best-effort fence: %v", steps(l))
 		}
-	}
-	failover(t, l, "west")
-	rec.Poke()
-	waitFor("the plan past the failed best-effort fence", func() bool { return slices.Contains(steps(l), actions.StepDNS) })
-	if got := fences(); got != 1 {
-		t.Fatalf("fence ran %d times, want once", got)
-	}
-	// The old site is back; a poke alone does not cut the backoff short.
-	r.Fail(actions.StepFence, nil)
-	rec.Poke()
-	time.Sleep(200 * time.Millisecond)
-	if got := fences(); got != 1 {
-		t.Fatalf("fence ran %d times within its backoff, want once", got)
-	}
-	if waiting := rec.RetryNow(); waiting != 1 {
-		t.Errorf("RetryNow found %d waiting steps, want 1 (the fence)", waiting)
-	}
-	waitFor("the fence recorded ok after RetryNow", func() bool { return slices.Contains(steps(l), actions.StepFence) })
+		if got := fences(); got != 1 {
+			t.Fatalf("fence ran %d times, want once", got)
+		}
+		// The old site is back; neither a poke nor time short of the
+		// backoff cuts it short.
+		r.Fail(actions.StepFence, nil)
+		rec.Poke()
+		synctest.Wait()
+		f.advance(59 * time.Minute)
+		if got := fences(); got != 1 {
+			t.Fatalf("fence ran %d times within its backoff, want once", got)
+		}
+		if waiting := rec.RetryNow(); waiting != 1 {
+			t.Errorf("RetryNow found %d waiting steps, want 1 (the fence)", waiting)
+		}
+		synctest.Wait()
+		if !slices.Contains(steps(l), actions.StepFence) {
+			t.Errorf("the fence not recorded ok after RetryNow: %v", steps(l))
+		}
+	})
 }
 
 // A poke that arrives while a group's plan is running is not lost: the
 // group is looked at again as soon as that run ends.
 func TestPokeDuringARunIsNotLost(t *testing.T) {
-	l, r := setup(t)
-	r.Block(actions.StepPromote)
-	entered := make(chan string, 16)
-	r.Entered = entered
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: time.Hour}
-	done := make(chan struct{})
-	go func() { rec.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-entered: // the first run is now blocked in its promote step
-	case <-time.After(5 * time.Second):
-		t.Fatal("the first run did not start")
-	}
-	tok := failover(t, l, "west")
-	rec.Poke()
-	time.Sleep(50 * time.Millisecond) // the poke is taken while the run is busy
-	r.Release(actions.StepPromote)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		for _, c := range r.Calls() {
-			if c.Step == actions.StepPromote && c.Token == tok {
-				return
-			}
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		r.Block(actions.StepPromote)
+		entered := make(chan string, 16)
+		r.Entered = entered
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: time.Hour})
+		defer f.stop()
+		if !slices.Contains(drain(entered), actions.StepPromote) {
+			t.Fatal("the first run is not in its promote step")
 		}
-		if time.Now().After(deadline) {
+		tok := failover(t, l, "west")
+		f.rec.Poke()
+		synctest.Wait() // the poke is taken while the run is busy
+		r.Release(actions.StepPromote)
+		synctest.Wait()
+		if !promoted(r, tok) {
 			t.Fatalf("the failover's plan did not start after the busy run ended; calls %v", r.Calls())
 		}
-		time.Sleep(5 * time.Millisecond)
+	})
+}
+
+// drain returns what c holds now.
+func drain(c chan string) []string {
+	var out []string
+	for {
+		select {
+		case s := <-c:
+			out = append(out, s)
+		default:
+			return out
+		}
 	}
 }
 
@@ -394,100 +383,81 @@ func promoted(r *actionstest.Runner, token uint64) bool {
 // sees the old site's lease expired; the wait is recorded once, and the
 // promotion then records the rule that allowed it.
 func TestFailoverPromotesAfterAFailedFenceOnlyOnceTheLeaseExpired(t *testing.T) {
-	l, r := setup(t)
-	r.Fail(actions.StepFence, errors.New("old site unreachable"))
-	tok := failover(t, l, "west")
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
-	done := make(chan struct{})
-	go func() { rec.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(5 * time.Second)
-	for l.LeaseAsks() < 5 || r.Tries(actions.StepFence) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the reconciler did not look at the lease and retry the fence; asks %d", l.LeaseAsks())
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		r.Fail(actions.StepFence, errors.New("old site unreachable"))
+		tok := failover(t, l, "west")
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+		defer f.stop()
+		f.until(5*time.Second, func() bool { return l.LeaseAsks() >= 5 && r.Tries(actions.StepFence) >= 2 })
+		if promoted(r, tok) {
+			t.Fatalf("promoted after a failed fence while east's lease is held: %v", r.Calls())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if promoted(r, tok) {
-		t.Fatalf("promoted after a failed fence while east's lease is held: %v", r.Calls())
-	}
-	waits := promoteResults(l)
-	if len(waits) != 1 || !strings.Contains(waits[0], "fence of east not confirmed") {
-		t.Fatalf("recorded promote results %q, want the wait once", waits)
-	}
-	l.SetLeaseExpired("east", true)
-	for !slices.Contains(steps(l), actions.StepSettle) {
-		if time.Now().After(deadline.Add(5 * time.Second)) {
-			t.Fatalf("no promotion after the lease expired; calls %v", r.Calls())
+		waits := promoteResults(l)
+		if len(waits) != 1 || !strings.Contains(waits[0], "fence of east not confirmed") {
+			t.Fatalf("recorded promote results %q, want the wait once", waits)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	got := promoteResults(l)
-	if got[len(got)-1] != "ok "+actions.RuleLeaseExpired {
-		t.Errorf("promote results %q, want the last ok by %s", got, actions.RuleLeaseExpired)
-	}
+		l.SetLeaseExpired("east", true)
+		f.until(5*time.Second, func() bool { return slices.Contains(steps(l), actions.StepSettle) })
+		got := promoteResults(l)
+		if got[len(got)-1] != "ok "+actions.RuleLeaseExpired {
+			t.Errorf("promote results %q, want the last ok by %s", got, actions.RuleLeaseExpired)
+		}
+	})
 }
 
 // A switchover whose fence fails promotes nothing and switches nothing,
 // whatever the lease says.
 func TestSwitchoverNeverPromotesWithoutAConfirmedFence(t *testing.T) {
-	l, r := setup(t)
-	l.SetLeaseExpired("east", true)
-	r.Fail(actions.StepFence, errors.New("too many clients already"))
-	tok := switchover(t, l, "west")
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := &actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
-	done := make(chan struct{})
-	go func() { rec.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Tries(actions.StepFence) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("fence not retried")
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		l.SetLeaseExpired("east", true)
+		r.Fail(actions.StepFence, errors.New("too many clients already"))
+		tok := switchover(t, l, "west")
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+		f.until(5*time.Second, func() bool { return r.Tries(actions.StepFence) >= 3 })
+		for _, c := range r.Calls() {
+			if c.Token == tok && c.Step != actions.StepFence {
+				t.Errorf("%v ran while the switchover's fence fails", c)
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	for _, c := range r.Calls() {
-		if c.Token == tok && c.Step != actions.StepFence {
-			t.Errorf("%v ran while the switchover's fence fails", c)
+		r.Fail(actions.StepFence, nil)
+		f.until(5*time.Second, func() bool { return slices.Contains(steps(l), actions.StepSettle) })
+		f.stop()
+		if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
+			t.Errorf("promote results (-want +got):\n%s", diff)
 		}
-	}
-	r.Fail(actions.StepFence, nil)
-	for !slices.Contains(steps(l), actions.StepSettle) {
-		if time.Now().After(deadline.Add(5 * time.Second)) {
-			t.Fatalf("no promotion after the fence held; calls %v", r.Calls())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
-		t.Errorf("promote results (-want +got):\n%s", diff)
-	}
+	})
 }
 
 // A leader paused between verifying its leadership and acting does not
 // start the step when it resumes.
 func TestStepNotStartedWhenLeadershipWasVerifiedTooLongAgo(t *testing.T) {
-	l, r := setup(t)
-	failover(t, l, "west")
-	var mu sync.Mutex
-	now := time.Unix(5000, 0)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	pause := func(d time.Duration) func() {
-		return func() { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	}
-	l.AfterVerify = pause(2 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	(&actions.Reconciler{Leader: l, Runner: r, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tick: 5 * time.Millisecond,
-		LeaderLease: time.Second, Now: clock}).Run(ctx)
-	if got := r.Calls(); len(got) != 0 {
-		t.Fatalf("steps started after a pause longer than the leader lease: %v", got)
-	}
-	// Within the lease, the same plan runs.
-	l.AfterVerify = pause(100 * time.Millisecond)
-	runUntil(t, l, r, func() bool { return slices.Contains(steps(l), actions.StepPromote) })
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		failover(t, l, "west")
+		fake := clock.NewFake(time.Unix(5000, 0))
+		verified := 0
+		pause := func(d time.Duration) func() { return func() { verified++; fake.Advance(d) } }
+		l.AfterVerify = pause(2 * time.Second)
+		// A tick of an hour: the pause, which moves the clock, does not
+		// bring the next look.
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: time.Hour, LeaderLease: time.Second, Clock: fake})
+		f.stop()
+		if verified == 0 {
+			t.Fatal("leadership never verified")
+		}
+		if got := r.Calls(); len(got) != 0 {
+			t.Fatalf("steps started after a pause longer than the leader lease: %v", got)
+		}
+		// Within the lease, the same plan runs.
+		l.AfterVerify = pause(100 * time.Millisecond)
+		f = startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: time.Hour, LeaderLease: time.Second, Clock: fake})
+		f.stop()
+		if !slices.Contains(steps(l), actions.StepPromote) {
+			t.Errorf("the plan did not run with pauses within the lease: %v", steps(l))
+		}
+	})
 }
 
 func prepareSwitchover(t *testing.T, l *actionstest.Leader, to string) uint64 {
@@ -518,45 +488,49 @@ func callsFrom(r *actionstest.Runner, token uint64) []string {
 // the group stays there, and only then does the move commit and the new
 // site get promoted, without fencing again.
 func TestSwitchoverFencesBeforeTheMoveCommits(t *testing.T) {
-	l, r := setup(t)
-	prep := prepareSwitchover(t, l, "west")
-	runUntil(t, l, r, func() bool {
-		g, _ := l.FSM.Group("app")
-		return g.GetStatus().GetActiveSite() == "west" && slices.Contains(steps(l), actions.StepSettle)
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		prep := prepareSwitchover(t, l, "west")
+		runOnFake(t, l, r, func() bool {
+			g, _ := l.FSM.Group("app")
+			return g.GetStatus().GetActiveSite() == "west" && slices.Contains(steps(l), actions.StepSettle)
+		})
+		want := []string{"fence app@2 east", "promote app@3 west", "dns app@3 west", "settle app@3 west"}
+		if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
+			t.Errorf("calls (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
+			t.Errorf("promote results (-want +got):\n%s", diff)
+		}
 	})
-	want := []string{"fence app@2 east", "promote app@3 west", "dns app@3 west", "settle app@3 west"}
-	if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
-		t.Errorf("calls (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
-		t.Errorf("promote results (-want +got):\n%s", diff)
-	}
 }
 
 // A switchover whose fence keeps failing is given up: a new token at the
 // old site, whose plan lifts what the fence did; the target is never
 // promoted.
 func TestSwitchoverWhoseFenceFailsIsAbortedAtANewToken(t *testing.T) {
-	l, r := setup(t)
-	r.Fail(actions.StepFence, errors.New("password authentication failed"))
-	prep := prepareSwitchover(t, l, "west")
-	runUntil(t, l, r, func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		r.Fail(actions.StepFence, errors.New("password authentication failed"))
+		prep := prepareSwitchover(t, l, "west")
+		runOnFake(t, l, r, func() bool {
+			g, _ := l.FSM.Group("app")
+			return g.GetStatus().GetToken() == prep+1 && slices.Contains(steps(l), actions.StepSettle)
+		})
 		g, _ := l.FSM.Group("app")
-		return g.GetStatus().GetToken() == prep+1 && slices.Contains(steps(l), actions.StepSettle)
+		last := g.GetStatus().GetHistory()[len(g.GetStatus().GetHistory())-1]
+		if last.GetPhase() != fsm.PhaseAbort || g.GetStatus().GetActiveSite() != "east" || g.GetStatus().GetPending() != nil {
+			t.Fatalf("after the failed fence: active %s, pending %v, last transition %v", g.GetStatus().GetActiveSite(), g.GetStatus().GetPending(), last)
+		}
+		if !strings.Contains(last.GetReason(), "password authentication failed") {
+			t.Errorf("abort reason %q does not say why", last.GetReason())
+		}
+		if got := r.Tries(actions.StepFence); got != actions.SwitchoverFenceAttempts {
+			t.Errorf("fence tried %d times, want %d", got, actions.SwitchoverFenceAttempts)
+		}
+		want := []string{"promote app@3 east", "dns app@3 east", "settle app@3 east"}
+		if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
+			t.Errorf("calls (-want +got):\n%s", diff)
+		}
 	})
-	g, _ := l.FSM.Group("app")
-	last := g.GetStatus().GetHistory()[len(g.GetStatus().GetHistory())-1]
-	if last.GetPhase() != fsm.PhaseAbort || g.GetStatus().GetActiveSite() != "east" || g.GetStatus().GetPending() != nil {
-		t.Fatalf("after the failed fence: active %s, pending %v, last transition %v", g.GetStatus().GetActiveSite(), g.GetStatus().GetPending(), last)
-	}
-	if !strings.Contains(last.GetReason(), "password authentication failed") {
-		t.Errorf("abort reason %q does not say why", last.GetReason())
-	}
-	if got := r.Tries(actions.StepFence); got != actions.SwitchoverFenceAttempts {
-		t.Errorf("fence tried %d times, want %d", got, actions.SwitchoverFenceAttempts)
-	}
-	want := []string{"promote app@3 east", "dns app@3 east", "settle app@3 east"}
-	if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
-		t.Errorf("calls (-want +got):\n%s", diff)
-	}
 }

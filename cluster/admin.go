@@ -152,7 +152,7 @@ func toStatus(err error) error {
 	return status.Error(code, err.Error())
 }
 
-func nowNano() int64 { return time.Now().UnixNano() }
+func (n *Node) nowNano() int64 { return n.clock.Now().UnixNano() }
 
 func memberProto(m Member) *witnessv1.Member {
 	return &witnessv1.Member{Name: m.Name, Site: m.Site, Address: m.RaftAddr, Voter: m.Voter, Alive: m.Alive, Leader: m.Leader, AdminAddress: m.AdminAddr, GossipAddress: m.GossipAddr}
@@ -227,7 +227,7 @@ func (s *adminServer) ApplyGroups(ctx context.Context, req *witnessv1.ApplyGroup
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: nowNano(), By: by(req.GetBy()), Starts: starts}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: s.n.nowNano(), By: by(req.GetBy()), Starts: starts}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.ApplyGroupsResponse{Changes: changes, Applied: true}, nil
@@ -265,7 +265,7 @@ func (s *adminServer) DeleteGroup(ctx context.Context, req *witnessv1.DeleteGrou
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.DeleteGroup); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.DeleteGroupCommand{Name: req.GetName(), AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.DeleteGroupCommand{Name: req.GetName(), AtUnixNano: s.n.nowNano(), By: by(req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.DeleteGroupResponse{}, nil
@@ -289,7 +289,7 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: req.GetExpectedToken(), ToSite: req.GetToSite()}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
-		Reason: reason, AtUnixNano: nowNano(), By: by(req.GetBy()),
+		Reason: reason, AtUnixNano: s.n.nowNano(), By: by(req.GetBy()),
 		// Two phases: the group stays at its site while the leader fences
 		// it at this new token; the move commits once the fence holds.
 		Prepare: true,
@@ -340,7 +340,7 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: expected, ToSite: req.GetToSite()}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
-		Reason: reason, AtUnixNano: nowNano(), By: by(req.GetBy()),
+		Reason: reason, AtUnixNano: s.n.nowNano(), By: by(req.GetBy()),
 		Operator: true, OldSiteDown: req.GetOldSiteDown(),
 	})
 	if err != nil {
@@ -357,7 +357,7 @@ func (s *adminServer) SetMode(ctx context.Context, req *witnessv1.SetModeRequest
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.SetMode); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.SetModeCommand{Group: req.GetGroup(), Mode: req.GetMode(), AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.SetModeCommand{Group: req.GetGroup(), Mode: req.GetMode(), AtUnixNano: s.n.nowNano(), By: by(req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.SetModeResponse{}, nil
@@ -367,7 +367,7 @@ func (s *adminServer) SetArmed(ctx context.Context, req *witnessv1.SetArmedReque
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.SetArmed); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.SetArmedCommand{Group: req.GetGroup(), Armed: req.GetArmed(), AtUnixNano: nowNano(), By: by(req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.SetArmedCommand{Group: req.GetGroup(), Armed: req.GetArmed(), AtUnixNano: s.n.nowNano(), By: by(req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.SetArmedResponse{}, nil

@@ -184,7 +184,7 @@ func (n *Node) renew(ctx context.Context, sent time.Time) bool {
 
 func (n *Node) askGrant(ctx context.Context, v voter) bool {
 	if v.name == n.cfg.Name {
-		n.grants.grant(n.cfg.Name, time.Now())
+		n.grants.grant(n.cfg.Name, n.clock.Now())
 		return true
 	}
 	// Right after a start gossip may not know the voter's address yet:
@@ -216,10 +216,10 @@ func (n *Node) renewLoop() {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	first := true
-	t := time.NewTicker(leaseEvery)
+	t := n.clock.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
-		sent := time.Now()
+		sent := n.clock.Now()
 		wg.Add(1)
 		go func(first bool) {
 			defer wg.Done()
@@ -232,7 +232,7 @@ func (n *Node) renewLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
@@ -249,7 +249,7 @@ func (s *adminServer) RenewLease(_ context.Context, req *witnessv1.RenewLeaseReq
 	if !n.isVoter() {
 		return nil, status.Error(codes.FailedPrecondition, "this witness is not a voter")
 	}
-	n.grants.grant(req.GetNode(), time.Now())
+	n.grants.grant(req.GetNode(), n.clock.Now())
 	return &witnessv1.RenewLeaseResponse{Node: n.cfg.Name}, nil
 }
 
@@ -263,7 +263,7 @@ func (s *adminServer) LeaseStatus(_ context.Context, req *witnessv1.LeaseStatusR
 	if !n.isVoter() {
 		return nil, status.Error(codes.FailedPrecondition, "this witness is not a voter")
 	}
-	expired, since := n.grants.expired(req.GetNodes(), time.Duration(req.GetHoldMs())*time.Millisecond, time.Now())
+	expired, since := n.grants.expired(req.GetNodes(), time.Duration(req.GetHoldMs())*time.Millisecond, n.clock.Now())
 	return &witnessv1.LeaseStatusResponse{Node: n.cfg.Name, Expired: expired, SinceGrantMs: since.Milliseconds()}, nil
 }
 
@@ -324,7 +324,7 @@ func (n *Node) SiteLeaseExpired(ctx context.Context, site string, spec *witnessv
 	// serves them for a lease period.
 	key := leaseAsk{site: site, hold: n.cfg.Timing().FenceHold(spec)}
 	n.leaseAskMu.Lock()
-	if a, ok := n.leaseAsks[key]; ok && time.Since(a.at) < leaseEvery {
+	if a, ok := n.leaseAsks[key]; ok && n.clock.Since(a.at) < leaseEvery {
 		n.leaseAskMu.Unlock()
 		return a.err
 	}
@@ -334,7 +334,7 @@ func (n *Node) SiteLeaseExpired(ctx context.Context, site string, spec *witnessv
 	if n.leaseAsks == nil {
 		n.leaseAsks = map[leaseAsk]leaseAnswer{}
 	}
-	n.leaseAsks[key] = leaseAnswer{err: err, at: time.Now()}
+	n.leaseAsks[key] = leaseAnswer{err: err, at: n.clock.Now()}
 	n.leaseAskMu.Unlock()
 	return err
 }
@@ -388,7 +388,7 @@ func (n *Node) siteLeaseExpired(ctx context.Context, site string, hold time.Dura
 		go func() {
 			a := answer{voter: v.name}
 			if v.name == n.cfg.Name {
-				a.expired, a.since = n.grants.expired(nodes, hold, time.Now())
+				a.expired, a.since = n.grants.expired(nodes, hold, n.clock.Now())
 				answers <- a
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/config"
 )
 
@@ -108,9 +109,11 @@ func TestQuorum(t *testing.T) {
 
 // The leader sees a site's lease expired only once every witness there has
 // been silent for the hold, by a quorum of voters' clocks; a running
-// witness at the site keeps it held.
+// witness at the site keeps it held. The witnesses share a fake clock, so
+// the hold is judged to the moment.
 func TestSiteLeaseExpiresOnlyAfterTheHold(t *testing.T) {
-	tc := newTestCluster(t, "east", "west", "tiebreak")
+	fake := clock.NewFake(time.Date(2031, 5, 1, 12, 0, 0, 0, time.UTC))
+	tc := newTestClusterWith(t, func(_ int, o *Options) { o.Clock = fake }, "east", "west", "tiebreak")
 	specs, err := config.ParseGroupsWith([]byte(`
 groups:
   - name: app
@@ -133,38 +136,48 @@ groups:
 		}
 		return true
 	})
-	// East runs: its lease is held, whoever asks.
-	time.Sleep(hold + 200*time.Millisecond)
+	east := tc.nodes[0]
+	// renewed moves the clock a lease period on and waits until every
+	// voter granted east's renewal of that moment.
+	renewed := func() time.Time {
+		t.Helper()
+		fake.Advance(leaseEvery)
+		now := fake.Now()
+		eventually(t, "east's renewal granted by every voter", func() bool {
+			for _, n := range tc.nodes {
+				n.grants.mu.Lock()
+				at := n.grants.last[east.Name()]
+				n.grants.mu.Unlock()
+				if !at.Equal(now) {
+					return false
+				}
+			}
+			return true
+		})
+		return now
+	}
+	// East runs: its lease is held, whoever asks, however long it runs.
+	var last time.Time
+	for range hold/leaseEvery + 2 {
+		last = renewed()
+	}
 	for _, n := range tc.nodes[1:] {
 		if err := n.SiteLeaseExpired(context.Background(), "east", spec); !errors.Is(err, ErrLeaseHeld) {
 			t.Fatalf("%s: east's lease while east runs: %v, want ErrLeaseHeld", n.Name(), err)
 		}
 	}
-	east := tc.nodes[0]
 	tc.stop(0)
-	// The send time of east's last renewal that a quorum granted: east
-	// would fence at fence_after after it, and must have, by the time the
-	// others count its lease expired.
-	east.lease.mu.Lock()
-	granted := east.lease.granted
-	east.lease.mu.Unlock()
 	_, leader := tc.leader()
-	var expiredAt time.Time
-	eventually(t, "east's lease to expire", func() bool {
-		err := leader.SiteLeaseExpired(context.Background(), "east", spec)
-		if err == nil {
-			expiredAt = time.Now()
-			return true
-		}
-		if !errors.Is(err, ErrLeaseHeld) {
-			t.Fatalf("east's lease: %v", err)
-		}
-		return false
-	})
-	if took := expiredAt.Sub(granted); took < hold {
-		t.Errorf("east's lease seen expired %v after its last granted renewal, before the hold %v", took, hold)
+	// A lease period short of the hold since east's last grant: held.
+	fake.Advance(last.Add(hold - leaseEvery).Sub(fake.Now()))
+	if err := leader.SiteLeaseExpired(context.Background(), "east", spec); !errors.Is(err, ErrLeaseHeld) {
+		t.Fatalf("east's lease %s after its last grant (hold %s): %v, want ErrLeaseHeld", fake.Since(last), hold, err)
 	}
-	t.Logf("east's lease expired %v after its last granted renewal (hold %v)", expiredAt.Sub(granted), hold)
+	// The hold passed: expired.
+	fake.Advance(leaseEvery)
+	if err := leader.SiteLeaseExpired(context.Background(), "east", spec); err != nil {
+		t.Fatalf("east's lease %s after its last grant (hold %s): %v, want expired", fake.Since(last), hold, err)
+	}
 	// West's own lease is held by the two that run.
 	if err := leader.SiteLeaseExpired(context.Background(), "west", spec); !errors.Is(err, ErrLeaseHeld) {
 		t.Errorf("west's lease: %v, want ErrLeaseHeld", err)

@@ -23,25 +23,25 @@ const decideEvery = 250 * time.Millisecond
 // compare-and-swap is normal (someone else moved the group first) and is
 // logged, never retried blindly: the next evaluation decides afresh.
 func (n *Node) decide(ctx context.Context) {
-	t := time.NewTimer(decideEvery)
+	t := n.clock.NewTimer(decideEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
-		now := time.Now()
+		now := n.clock.Now()
 		out := n.evaluate(now)
 		n.metrics.decided(out)
 		for _, p := range out.Proposals {
 			n.propose(ctx, p)
 		}
 		for _, g := range out.Rearm {
-			n.commit(ctx, "re-arm", &witnessv1.SetArmedCommand{Group: g, Armed: true, AtUnixNano: time.Now().UnixNano(), By: n.cfg.Name + " (rearm: auto)"})
+			n.commit(ctx, "re-arm", &witnessv1.SetArmedCommand{Group: g, Armed: true, AtUnixNano: n.clock.Now().UnixNano(), By: n.cfg.Name + " (rearm: auto)"})
 		}
 		n.recordProposals(ctx, out)
-		t.Reset(nextDecision(now, time.Now(), out.Wake))
+		t.Reset(nextDecision(now, n.clock.Now(), out.Wake))
 	}
 }
 
@@ -94,7 +94,7 @@ func (n *Node) recordProposals(ctx context.Context, out policy.Output) {
 			continue
 		}
 		if want != nil {
-			want.AtUnixNano, want.By = time.Now().UnixNano(), n.cfg.Name
+			want.AtUnixNano, want.By = n.clock.Now().UnixNano(), n.cfg.Name
 			n.log.Warn("policy proposes a move it will not make itself", "group", name, "action", want.GetAction(), "to", want.GetToSite(), "reason", want.GetReason())
 		}
 		n.commit(ctx, "record proposal", &witnessv1.RecordProposalCommand{Group: name, Proposal: want})
@@ -116,7 +116,7 @@ func (n *Node) commit(ctx context.Context, what string, cmd proto.Message) bool 
 
 // explain is the policy's view of one group from this witness.
 func (n *Node) explain(group string) *witnessv1.Explanation {
-	now := time.Now()
+	now := n.clock.Now()
 	d, ok := n.evaluate(now).Decisions[group]
 	if !ok {
 		return nil

@@ -137,10 +137,10 @@ func (n *Node) leaseLoop() {
 	// here is looked at once, when this run first sees it (the replica
 	// may fill only after the start).
 	looked := map[string]uint64{} // group -> token looked at
-	t := time.NewTicker(leaseEvery)
+	t := n.clock.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
-		since, held := n.lease.since(time.Now())
+		since, held := n.lease.since(n.clock.Now())
 		var protected []time.Duration // fence_after of each group fenced here
 		for _, g := range n.fsm.Groups() {
 			name, st := g.GetSpec().GetName(), g.GetStatus()
@@ -225,11 +225,11 @@ func (n *Node) leaseLoop() {
 				delete(kept, name)
 			}
 		}
-		n.metrics.selfFenced(time.Now(), fenced)
+		n.metrics.selfFenced(n.clock.Now(), fenced)
 		select {
 		case <-n.ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

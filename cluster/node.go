@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/config"
 	"github.com/sitewitness/witness/fsm"
 	"github.com/sitewitness/witness/probes"
@@ -93,6 +94,10 @@ type Options struct {
 	Watchdog Watchdog
 	// JoinTimeout bounds joining a running cluster; zero means 30s.
 	JoinTimeout time.Duration
+	// Clock is the time of every decision the node makes: probes,
+	// gossip freshness, the leader loop, the lease and its grants, the
+	// reconciler. Nil means real time.
+	Clock clock.Clock
 
 	// barrier, if set, stands in for Raft's barrier of a new leader, so
 	// tests can make it fail.
@@ -106,6 +111,8 @@ type Node struct {
 	opts Options
 	fsm  *fsm.FSM
 	id   identity
+
+	clock clock.Clock // opts.Clock, or real time
 
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
@@ -157,11 +164,12 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	}
 	log = log.With(keyNode, cfg.Name)
 	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8), metrics: newNodeMetrics(),
-		grants: newGrants(time.Now()), lease: newHolder()}
+		clock: clock.Or(opts.Clock), lease: newHolder()}
+	n.grants = newGrants(n.clock.Now())
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
-	n.obs.recovered = n.siteRecovered
+	n.obs.recovered, n.obs.clock = n.siteRecovered, n.clock
 	n.obs.dropped = n.metrics.gossipDropped.Inc
-	n.sched = probes.NewScheduler(probes.Config{OnObservation: n.metrics.probeObserver(n.obs.local), Logger: log.With(keyComponent, "probes")})
+	n.sched = probes.NewScheduler(probes.Config{Clock: n.clock, OnObservation: n.metrics.probeObserver(n.obs.local), Logger: log.With(keyComponent, "probes")})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -350,13 +358,13 @@ func (n *Node) startGossip() error {
 // gossipLoop sends this witness's heartbeat every heartbeatEvery.
 func (n *Node) gossipLoop() {
 	defer n.wg.Done()
-	beat := time.NewTicker(heartbeatEvery)
+	beat := n.clock.NewTicker(heartbeatEvery)
 	defer beat.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case now := <-beat.C:
+		case now := <-beat.C():
 			n.obs.heartbeat(now)
 		}
 	}
@@ -427,7 +435,7 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	// Apply everything the previous leader committed before acting on the
 	// state.
 	barrier := func() error { return n.barrier(n.cfg.Raft.ElectionTimeout.D() * 5) }
-	if !awaitBarrier(ctx, barrier, time.After, n.log) {
+	if !awaitBarrier(ctx, barrier, n.clock.After, n.log) {
 		return
 	}
 	var wg sync.WaitGroup
@@ -437,9 +445,9 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	}
 	runner := n.opts.Runner
 	if runner == nil {
-		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}}
+		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}, Clock: n.clock}
 	}
-	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(),
+	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(), Clock: n.clock,
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
 	n.setReconciler(rec)
 	defer n.setReconciler(nil)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/policy"
 	"github.com/sitewitness/witness/probes"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
@@ -26,6 +27,13 @@ const maxDetail = 160
 
 // obsMsg carries observations of one witness: a delta (one or a few
 // changed observations) by broadcast, or the full vector by push/pull.
+//
+// Times are judged by the receiver's clock at receipt, not the sender's:
+// a message says when it was made (Sent), so the age the sender measured
+// (Sent - At) is taken from the time of receipt, and a sender's clock
+// that is ahead or behind neither keeps a stale observation fresh nor
+// makes a fresh one stale. Time in transit counts as fresh: a few gossip
+// intervals at most.
 //
 // Every witness numbers its changes (Ver). A heartbeat, sent every second,
 // says "all my observations are at least as fresh as FreshAt, and I am at
@@ -48,6 +56,7 @@ type obsMsg struct {
 	Full    bool      `json:"full,omitempty"`
 	Beat    bool      `json:"beat,omitempty"`
 	FreshAt int64     `json:"fresh_at,omitempty"`
+	Sent    int64     `json:"sent,omitempty"` // the sender's clock when it made the message
 	Obs     []wireObs `json:"obs,omitempty"`
 }
 
@@ -64,6 +73,9 @@ type wireObs struct {
 	LagSecond float64 `json:"ls,omitempty"`
 	Streaming bool    `json:"str,omitempty"`
 	Detail    string  `json:"d,omitempty"`
+	// At and Since on the receiver's clock, the only ones it decides
+	// with (see receipt).
+	rAt, rSince int64
 }
 
 type obsKey struct{ group, site, probe string }
@@ -73,6 +85,7 @@ type obsKey struct{ group, site, probe string }
 type observations struct {
 	self, site string
 	log        *slog.Logger
+	clock      clock.Clock // nil: real time
 	queue      *memberlist.TransmitLimitedQueue
 	inbox      chan []byte
 	// recovered, if set, is told when an observation of a site (this
@@ -111,6 +124,7 @@ func toWire(o probes.Observation) wireObs {
 	if o.CheckedAt.IsZero() {
 		w.At = 0
 	}
+	w.rAt, w.rSince = w.At, w.Since
 	if len(w.Detail) > maxDetail {
 		w.Detail = w.Detail[:maxDetail]
 	}
@@ -148,7 +162,7 @@ func (s *observations) local(o probes.Observation) {
 		s.tellRecovered([]string{w.Site})
 	}
 	if s.queue != nil && changed {
-		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Obs: []wireObs{w}})
+		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Sent: s.now().UnixNano(), Obs: []wireObs{w}})
 		if err == nil {
 			s.queue.QueueBroadcast(broadcast(b))
 		}
@@ -169,7 +183,7 @@ func (s *observations) heartbeat(now time.Time) {
 	if s.queue == nil {
 		return
 	}
-	b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Beat: true, FreshAt: fresh})
+	b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Beat: true, FreshAt: fresh, Sent: now.UnixNano()})
 	if err == nil {
 		s.queue.QueueBroadcast(broadcast(b))
 	}
@@ -195,7 +209,7 @@ func (s *observations) setTargets(ts []probes.Target) {
 // full encodes this witness's whole vector for push/pull.
 func (s *observations) full() []byte {
 	s.mu.Lock()
-	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: s.ver[s.self], Full: true}
+	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: s.ver[s.self], Full: true, Sent: s.now().UnixNano()}
 	for _, w := range s.byOf[s.self] {
 		msg.Obs = append(msg.Obs, w)
 	}
@@ -261,6 +275,7 @@ func (s *observations) apply(b []byte) (recovered []string) {
 	if msg.Node == "" || msg.Node == s.self {
 		return
 	}
+	local := receipt(msg.Sent, s.now().UnixNano())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch inc := s.incOf[msg.Node]; {
@@ -279,7 +294,7 @@ func (s *observations) apply(b []byte) (recovered []string) {
 	switch {
 	case msg.Beat:
 		if s.inSync[msg.Node] && s.ver[msg.Node] == msg.Ver {
-			s.freshAt[msg.Node] = msg.FreshAt
+			s.freshAt[msg.Node] = local(msg.FreshAt)
 		}
 		return
 	case msg.Full:
@@ -309,9 +324,26 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		if old, ok := prev[k]; ok && recovery(old, w) {
 			recovered = append(recovered, w.Site)
 		}
+		w.rAt, w.rSince = local(w.At), local(w.Since)
+		if w.At == 0 {
+			w.rAt = 0
+		}
 		m[k] = w
 	}
 	return recovered
+}
+
+func (s *observations) now() time.Time { return clock.Or(s.clock).Now() }
+
+// receipt returns what turns a time of a message made at sent, by the
+// sender's clock, into the receiver's clock, received at now: now less
+// the age the sender measured. A message that says no sent time (an
+// older witness) keeps its sender's times.
+func receipt(sent, now int64) func(t int64) int64 {
+	if sent == 0 {
+		return func(t int64) int64 { return t }
+	}
+	return func(t int64) int64 { return now - max(sent-t, 0) }
 }
 
 // snapshot returns every witness's observations in policy form.
@@ -322,8 +354,8 @@ func (s *observations) snapshot() []policy.Observation {
 	for node, m := range s.byOf {
 		for _, w := range m {
 			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
-				Since: time.Unix(0, w.Since), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming, Detail: w.Detail}
-			at := w.At
+				Since: time.Unix(0, w.rSince), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming, Detail: w.Detail}
+			at := w.rAt
 			if node != s.self && s.inSync[node] {
 				at = max(at, s.freshAt[node])
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/policy"
 	"github.com/sitewitness/witness/probes"
 )
@@ -212,4 +213,57 @@ func TestRestartGossipsANewIncarnation(t *testing.T) {
 		t.Fatalf("incarnation after restart %d, not above %d", second, first)
 	}
 	eventually(t, "tiebreak to hear west's second run", func() bool { return heard() == second })
+}
+
+// Freshness is judged by the receiver's clock at receipt: a peer whose
+// clock is 10 s ahead or behind neither keeps a stale observation fresh
+// nor makes a fresh one stale, nor moves when a site began failing.
+func TestObservationFreshnessByReceiptTime(t *testing.T) {
+	for _, skew := range []time.Duration{10 * time.Second, -10 * time.Second} {
+		t.Run("peer clock "+skew.String(), func(t *testing.T) {
+			recv := clock.NewFake(time.Unix(10000, 0))
+			s := newObservations("tiebreak-1", "tiebreak", slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s.clock = recv
+			peer := func(d time.Duration) int64 { return recv.Now().Add(skew + d).UnixNano() } // the peer's clock, d from now
+			west := func() policy.Observation {
+				t.Helper()
+				for _, o := range s.snapshot() {
+					if o.Observer == "west-1" {
+						return o
+					}
+				}
+				t.Fatal("no observation of west-1")
+				return policy.Observation{}
+			}
+			// The policy's rule: fresh unless checked more than StaleAfter ago.
+			fresh := func() bool { return !west().CheckedAt.Before(recv.Now().Add(-policy.DefaultStaleAfter)) }
+
+			// Checked just now, failing for 3 s, by the peer's clock.
+			s.merge(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 1, Full: true, Sent: peer(0),
+				Obs: []wireObs{{Group: "app", Site: "east", State: uint8(policy.Failing), Since: peer(-3 * time.Second), At: peer(0)}}}))
+			if !fresh() {
+				t.Errorf("an observation checked just now is stale: checked at %v, receiver's clock %v", west().CheckedAt, recv.Now())
+			}
+			if got := recv.Now().Sub(west().Since); got != 3*time.Second {
+				t.Errorf("failing for %s by the receiver's clock, want 3s", got)
+			}
+
+			recv.Advance(4 * time.Second)
+			// The heartbeat vouches for observations checked 1 s ago.
+			s.merge(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 1, Beat: true, Sent: peer(0), FreshAt: peer(-time.Second)}))
+			if !fresh() {
+				t.Errorf("refreshed by a heartbeat, yet stale: checked at %v, receiver's clock %v", west().CheckedAt, recv.Now())
+			}
+			recv.Advance(4500 * time.Millisecond) // 5.5 s after that check
+			if fresh() {
+				t.Errorf("an observation checked 5.5s ago is fresh: checked at %v, receiver's clock %v", west().CheckedAt, recv.Now())
+			}
+			// A peer whose probes stopped: its heartbeat vouches for a
+			// check 6 s old by its own clock.
+			s.merge(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 1, Beat: true, Sent: peer(0), FreshAt: peer(-6 * time.Second)}))
+			if fresh() {
+				t.Errorf("a heartbeat vouching for a 6s-old check made it fresh: checked at %v, receiver's clock %v", west().CheckedAt, recv.Now())
+			}
+		})
+	}
 }

@@ -50,11 +50,11 @@ type stepKey struct {
 
 // watch sends events for group ("" for all) until ctx ends or send fails.
 func (n *Node) watch(ctx context.Context, group string, send func(*witnessv1.WatchEvent) error) error {
-	t := time.NewTicker(watchEvery)
+	t := n.clock.NewTicker(watchEvery)
 	defer t.Stop()
 	var prev *watchView
 	for {
-		now := time.Now()
+		now := n.clock.Now()
 		cur, events := n.watchLook(group, prev, now)
 		for _, e := range events {
 			if err := send(e); err != nil {
@@ -67,7 +67,7 @@ func (n *Node) watch(ctx context.Context, group string, send func(*witnessv1.Wat
 			return nil
 		case <-n.ctx.Done():
 			return status.Error(codes.Unavailable, "witness shutting down")
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -14,7 +14,7 @@
 // A [Scheduler] runs every target's check every interval, spreads the start
 // times over the interval, bounds how many checks run at once, and hands
 // each [Observation] to a callback on its own goroutine so a slow consumer
-// never holds up the checks. Time comes from an injected [Clock]; nil means
+// never holds up the checks. Time comes from an injected [clock.Clock]; nil means
 // real time, and the scheduler also runs inside testing/synctest bubbles.
 //
 // Observations are soft state: they are published through gossip and read

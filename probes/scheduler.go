@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/sitewitness/witness/clock"
 )
 
 // DefaultMaxConcurrent bounds the checks that run at once when
@@ -30,7 +32,7 @@ const (
 type Config struct {
 	// Clock drives the schedule; nil means real time. Check timeouts are
 	// context deadlines, so they follow real time (or a synctest bubble's).
-	Clock Clock
+	Clock clock.Clock
 	// MaxConcurrent bounds the checks running at once; default 16.
 	MaxConcurrent int
 	// OnObservation, if set, receives an Observation after every check, on
@@ -105,7 +107,7 @@ type entry struct {
 // Scheduler runs the checks of a changing set of targets. Its methods are
 // safe for concurrent use.
 type Scheduler struct {
-	clock Clock
+	clock clock.Clock
 	sem   chan struct{}
 	onObs func(Observation)
 	log   *slog.Logger
@@ -126,10 +128,7 @@ type Scheduler struct {
 
 // NewScheduler returns a scheduler with no targets.
 func NewScheduler(cfg Config) *Scheduler {
-	clock := cfg.Clock
-	if clock == nil {
-		clock = realClock{}
-	}
+	clk := clock.Or(cfg.Clock)
 	n := cfg.MaxConcurrent
 	if n <= 0 {
 		n = DefaultMaxConcurrent
@@ -139,11 +138,11 @@ func NewScheduler(cfg Config) *Scheduler {
 		log = slog.Default()
 	}
 	return &Scheduler{
-		clock:   clock,
+		clock:   clk,
 		sem:     make(chan struct{}, n),
 		onObs:   cfg.OnObservation,
 		log:     log.With("component", "probes"),
-		epoch:   clock.Now(),
+		epoch:   clk.Now(),
 		wake:    make(chan struct{}, 1),
 		entries: make(map[targetKey]*entry),
 		pending: make(map[targetKey]Observation),
