@@ -68,6 +68,11 @@ func TestHooksOnNamedSites(t *testing.T) {
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		regs[i] = prometheus.NewRegistry()
 		o.Registerer = regs[i]
+		// The test names the leader that runs the leader's hooks: on a
+		// busy machine the default 150ms heartbeat loses it mid-test.
+		o.Config.Raft.HeartbeatTimeout = config.Duration(time.Second)
+		o.Config.Raft.ElectionTimeout = config.Duration(time.Second)
+		o.Config.Raft.LeaderLeaseTimeout = config.Duration(500 * time.Millisecond)
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()
 	// remote is a site of the group whose witness does not lead.
