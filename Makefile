@@ -7,7 +7,7 @@ PKGS      := ./...
 RUNS      ?= 10
 LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration integration-loaded bench bench-failover proto dev deps clean
+.PHONY: all build test check integration integration-loaded bench bench-failover proto dev deps clean compose-up compose-down compose-test
 
 all: build
 
@@ -56,6 +56,19 @@ deps:
 
 proto:
 	bash proto/generate.sh
+
+## compose-up: build the demo's images here (no registry needed) and start docker-compose.yml: three sites, BIND, PostgreSQL, Prometheus
+compose-up:
+	bash deploy/compose/up.sh
+
+## compose-down: stop the compose demo and remove its containers, networks and volumes
+compose-down:
+	@command -v docker-compose >/dev/null || { echo "compose-down: docker-compose not found"; exit 1; }
+	COMPOSE_PROJECT_NAME=witness-demo docker-compose down -v --remove-orphans
+
+## compose-test: build and start the demo, lose east, check west takes over and east stays fenced, tear it all down
+compose-test:
+	bash deploy/compose/test.sh
 
 clean:
 	rm -rf $(BIN)
