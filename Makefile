@@ -14,8 +14,9 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-## test: unit tests with the race detector (needs PostgreSQL 15 binaries for the database tests: make deps)
+## test: unit tests with the race detector; installs what they start (PostgreSQL 15, BIND 9, a C compiler) when run as root, or says what to run
 test:
+	@bash .ci/install-deps test
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
 check:

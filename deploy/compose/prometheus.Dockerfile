@@ -4,7 +4,7 @@ FROM witness-demo/debian:bookworm
 RUN apt-get update -qq \
  && apt-get install -y -qq prometheus >/dev/null \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
-COPY prometheus.yml /etc/prometheus/prometheus.yml
+COPY prometheus/prometheus.yml /etc/prometheus/prometheus.yml
 COPY stage/rules/ /etc/prometheus/witness-rules/
 USER prometheus
 CMD ["prometheus", "--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/var/lib/prometheus/metrics2", "--web.listen-address=0.0.0.0:9090"]
