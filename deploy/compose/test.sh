@@ -83,6 +83,10 @@ east_fenced() {
 	! app_writes "$east" && docker exec witness-demo-east test -e /var/lib/witness-pg/data/standby.signal
 }
 
+if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
+	echo "compose-test: needs a running Docker Engine and docker-compose (1.29), and there are none here" >&2
+	exit 1
+fi
 trap teardown EXIT
 docker-compose down -v --remove-orphans >/dev/null 2>&1 || true
 
