@@ -78,12 +78,14 @@ else
 	# The fencing rule: a linearizable read decides, and with no answer
 	# (no leader yet) the database starts as a standby. Ask for a minute
 	# first, since the whole demo may be starting at once.
-	for _ in $(seq 60); do
+	deadline=$((SECONDS + 60))
+	while :; do
 		out=$(witnessctl --addr "$witnesses" --timeout 3s prepare-start app "$site" --data-dir "$pgdata" 2>&1) || true
 		case $out in
-		*"no linearizable read"*) sleep 1 ;;
+		*"no linearizable read"*) [ "$SECONDS" -lt "$deadline" ] || break ;;
 		*) break ;;
 		esac
+		sleep 1
 	done
 	log "prepare-start: $out"
 fi
