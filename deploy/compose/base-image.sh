@@ -8,6 +8,7 @@
 # The mirror is the one apt uses on this machine (WITNESS_DEBIAN_MIRROR
 # overrides it). Needs root and debootstrap (installed when missing).
 set -euo pipefail
+trap 'echo "base-image: failed at line $LINENO" >&2' ERR
 image=${1:-witness-demo/debian:bookworm}
 if docker image inspect "$image" >/dev/null 2>&1; then
 	exit 0
@@ -21,7 +22,7 @@ if [ -z "$mirror" ]; then
 	# The first plain Debian archive among apt's sources, one-line or deb822.
 	mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
 		sed -n -E 's#^(deb[[:space:]]+(\[[^]]*\][[:space:]]+)?|URIs:[[:space:]]*)([a-z]+://[^[:space:]]*/debian/?)([[:space:]].*)?$#\3#p' |
-		head -n1)
+		head -n1) || true
 fi
 mirror=${mirror:-http://deb.debian.org/debian}
 if ! command -v debootstrap >/dev/null 2>&1; then

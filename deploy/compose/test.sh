@@ -79,6 +79,18 @@ app_writes() {
 	docker exec witness-demo-app psql "host=$1 user=app dbname=postgres connect_timeout=2" -XAtq -v ON_ERROR_STOP=1 \
 		-c "INSERT INTO demo_writes (n, site) VALUES (-1, 'compose-test')"
 }
+# prom_scrapes N: Prometheus has N witnesses up.
+prom_scrapes() {
+	docker exec witness-demo-prometheus promtool query instant http://127.0.0.1:9090 'count(up{job="witness"} == 1)' |
+		grep -q "=> $1 @"
+}
+# prom_rules: Prometheus loaded at least one rule group.
+prom_rules() {
+	python3 -c '
+import json, sys, urllib.request
+d = json.load(urllib.request.urlopen("http://127.0.0.1:19090/api/v1/rules", timeout=5))
+sys.exit(0 if d["data"]["groups"] else 1)'
+}
 east_fenced() {
 	! app_writes "$east" && docker exec witness-demo-east test -e /var/lib/witness-pg/data/standby.signal
 }
@@ -102,6 +114,12 @@ is_primary east || fail "east is not a primary"
 wait_for 30 "west streams from east" is_standby west
 wait_for 30 "the app writes at east" sh -c "docker logs --since 5s witness-demo-app 2>&1 | grep -q 'to east: ok'"
 echo "stable at east after $((SECONDS - start))s; fence record: $(dns_answer _witness.app.example.test TXT)"
+
+wait_for 30 "Prometheus scraping the three witnesses" prom_scrapes 3
+if ls deploy/prometheus/*.yml >/dev/null 2>&1; then
+	wait_for 30 "Prometheus loading deploy/prometheus's rules" prom_rules
+fi
+echo "Prometheus scrapes the three witnesses"
 
 step "cut east off the wan network"
 cut=$SECONDS

@@ -9,6 +9,7 @@
 # half-started stack. Running it again while the stack runs is harmless:
 # unchanged images and containers are left as they are.
 set -euo pipefail
+trap 'echo "compose-up: failed at line $LINENO of $0; nothing was started" >&2' ERR
 cd "$(dirname "$0")/../.."
 if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
 	echo "compose-up: needs a running Docker Engine, and there is none here" >&2
@@ -42,7 +43,11 @@ docker-compose build -q
 if [ "${1:-}" = --build ]; then
 	exit 0
 fi
-docker-compose up -d
+trap - ERR
+if ! docker-compose up -d; then
+	echo "compose-up: docker-compose up failed; make compose-down removes what it started" >&2
+	exit 1
+fi
 cat <<'TRY'
 
 The demo is starting: sites east (primary) and west (standby), tiebreak, BIND, Prometheus, app.
