@@ -7,15 +7,16 @@ PKGS      := ./...
 RUNS      ?= 10
 LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration integration-loaded bench bench-failover dashboards-check proto dev deps clean
+.PHONY: all build test check integration integration-loaded bench bench-failover dashboards-check proto dev deps clean compose-up compose-down compose-test
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-## test: unit tests with the race detector (needs PostgreSQL 15 binaries for the database tests: make deps)
+## test: unit tests with the race detector; installs what they start (PostgreSQL 15, BIND 9, a C compiler) when run as root, or says what to run
 test:
+	@bash .ci/install-deps test
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
 
 check:
@@ -60,6 +61,19 @@ deps:
 
 proto:
 	bash proto/generate.sh
+
+## compose-up: build the demo's images here (no registry needed) and start docker-compose.yml: three sites, BIND, PostgreSQL, Prometheus
+compose-up:
+	bash deploy/compose/up.sh
+
+## compose-down: stop the compose demo and remove its containers, networks and volumes
+compose-down:
+	@command -v docker-compose >/dev/null || { echo "compose-down: docker-compose not found"; exit 1; }
+	COMPOSE_PROJECT_NAME=witness-demo docker-compose down -v --remove-orphans
+
+## compose-test: build and start the demo, lose east, check west takes over and east stays fenced, tear it all down
+compose-test:
+	bash deploy/compose/test.sh
 
 clean:
 	rm -rf $(BIN)
