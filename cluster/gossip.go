@@ -90,7 +90,7 @@ func decodeMeta(n *memberlist.Node) (nodeMeta, bool) {
 
 // gossip wraps a memberlist instance.
 type gossip struct {
-	ml      *memberlist.Memberlist
+	ml      Gossip
 	log     *slog.Logger
 	members *members
 
