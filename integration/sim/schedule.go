@@ -212,9 +212,9 @@ func (s *Sim) apply(ctx context.Context, e event) func() {
 			s.net.mu.Unlock()
 		}
 	case evFail:
-		return s.worldFlag(func(w *world, on bool) { w.service[[2]string{theGroup, e.A}] = on })
+		return s.worldFlag(func(w *world, on bool) { w.service[[2]string{theGroup, e.A}] += count(on) })
 	case evBlind:
-		return s.worldFlag(func(w *world, on bool) { w.blind[[3]string{e.A, theGroup, e.B}] = on })
+		return s.worldFlag(func(w *world, on bool) { w.blind[[3]string{e.A, theGroup, e.B}] += count(on) })
 	case evFlap:
 		return s.worldFlag(func(w *world, on bool) {
 			if on {
@@ -242,13 +242,15 @@ func (s *Sim) apply(ctx context.Context, e event) func() {
 			s.net.mu.Unlock()
 		}
 	case evSwitchover:
-		s.operate(ctx, "switchover", func(ctx context.Context, a witnessv1.AdminServer) error {
-			_, err := a.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: theGroup, ToSite: e.A, By: "sim"})
+		s.operate(ctx, "switchover to "+e.A, func(ctx context.Context, n *simNode) error {
+			// As witnessctl: the token it expects is the one it read.
+			g, _ := n.node.FSM().Group(theGroup)
+			_, err := n.node.AdminServer().Switchover(ctx, &witnessv1.SwitchoverRequest{Group: theGroup, ToSite: e.A, ExpectedToken: g.GetStatus().GetToken(), By: "sim"})
 			return err
 		})
 	case evRearm:
-		s.operate(ctx, "rearm", func(ctx context.Context, a witnessv1.AdminServer) error {
-			_, err := a.SetArmed(ctx, &witnessv1.SetArmedRequest{Group: theGroup, Armed: true, By: "sim"})
+		s.operate(ctx, "rearm", func(ctx context.Context, n *simNode) error {
+			_, err := n.node.AdminServer().SetArmed(ctx, &witnessv1.SetArmedRequest{Group: theGroup, Armed: true, By: "sim"})
 			return err
 		})
 	case evRecreate:
@@ -305,14 +307,14 @@ func (s *Sim) worldFlag(set func(*world, bool)) func() {
 
 // operate runs an operator's request against a witness the seed picks,
 // in the background, as witnessctl would, and logs its outcome.
-func (s *Sim) operate(ctx context.Context, what string, fn func(context.Context, witnessv1.AdminServer) error) {
+func (s *Sim) operate(ctx context.Context, what string, fn func(context.Context, *simNode) error) {
 	n := s.operator()
 	if n == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := fn(ctx, n.node.AdminServer()); err != nil {
+	if err := fn(ctx, n); err != nil {
 		s.saw("%s via %s refused: %v", what, n.name, err)
 		return
 	}
@@ -361,4 +363,12 @@ func (s *Sim) recreate(ctx context.Context) {
 	s.deleted = false
 	s.mu.Unlock()
 	s.saw("re-created %s at %s", theGroup, active)
+}
+
+// count is what a fault that starts (on) or ends adds to its count.
+func count(on bool) int {
+	if on {
+		return 1
+	}
+	return -1
 }

@@ -62,8 +62,8 @@ type world struct {
 	mu      sync.Mutex
 	dbs     map[string]map[string]*db // group -> site -> node
 	dns     map[string]*record        // group -> its name
-	service map[[2]string]bool        // (group, site) -> the service there fails
-	blind   map[[3]string]bool        // (observer site, group, site) -> that observer sees it fail
+	service map[[2]string]int         // (group, site) -> the service there fails (a count of the faults that say so)
+	blind   map[[3]string]int         // (observer site, group, site) -> that observer sees it fail
 	flap    map[[2]string]time.Duration
 	fails   map[[3]string][]time.Time // (observer site, group, site) -> when a probe failed
 	stale   int                       // actions refused for a lower token
@@ -71,8 +71,8 @@ type world struct {
 }
 
 func newWorld(nw *network) *world {
-	return &world{net: nw, dbs: map[string]map[string]*db{}, dns: map[string]*record{}, service: map[[2]string]bool{},
-		blind: map[[3]string]bool{}, flap: map[[2]string]time.Duration{}, fails: map[[3]string][]time.Time{}, writes: map[string]int{}}
+	return &world{net: nw, dbs: map[string]map[string]*db{}, dns: map[string]*record{}, service: map[[2]string]int{},
+		blind: map[[3]string]int{}, flap: map[[2]string]time.Duration{}, fails: map[[3]string][]time.Time{}, writes: map[string]int{}}
 }
 
 // checkLocked checks the targets' invariants; called with mu held after
@@ -278,7 +278,7 @@ func (w *world) healthy(node, observer, group, site string) bool {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.service[[2]string{group, site}] || w.blind[[3]string{observer, group, site}] {
+	if w.service[[2]string{group, site}] > 0 || w.blind[[3]string{observer, group, site}] > 0 {
 		return false
 	}
 	if p := w.flap[[2]string{group, site}]; p > 0 {
