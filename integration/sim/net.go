@@ -34,7 +34,8 @@ type fate struct {
 const baseLatency = time.Millisecond
 
 // network is the simulated network between sites. A link is cut per
-// direction between sites; a paused or stopped witness has every link cut.
+// direction between sites; a paused witness has every link to other sites
+// cut. Within a site nothing is ever cut.
 // A message's fate is drawn from a stream of its own per (from, to,
 // kind), seeded by the schedule's seed, so the simulator's decisions do not
 // depend on how Go interleaves the senders of different links.
@@ -79,11 +80,11 @@ func (n *network) up(from, to string) bool {
 }
 
 func (n *network) upLocked(from, to string) bool {
-	if n.paused[from] || n.paused[to] {
-		return false
-	}
 	fs, ts := n.site(from), n.site(to)
-	return fs == ts || !n.cut[[2]string{fs, ts}]
+	if fs == ts {
+		return true // a site's own network: a witness always reaches its site's targets
+	}
+	return !n.paused[from] && !n.paused[to] && !n.cut[[2]string{fs, ts}]
 }
 
 func (n *network) site(x string) string {

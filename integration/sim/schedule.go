@@ -19,7 +19,7 @@ const (
 	evHeal       = "heal"       // every partition ends
 	evMessages   = "messages"   // delay, loss and duplication on every link
 	evKill       = "kill"       // a witness crashes and restarts after Dur
-	evPause      = "pause"      // a witness's network stops for Dur
+	evPause      = "pause"      // a witness's links to other sites stop for Dur
 	evFail       = "fail"       // the service at a site fails
 	evBlind      = "blind"      // observer site A sees site B fail
 	evFlap       = "flap"       // the service at a site flaps every P
@@ -130,7 +130,11 @@ func Schedule(seed uint64, span time.Duration) Sched {
 			// its site is cut off fences nothing (docs/concepts.md), and
 			// a restart judges its lease at once.
 			e.A, e.Dur = node(), dur(200*time.Millisecond, 3*time.Second)
-			if last, ok := lastKill[e.A]; ok && e.At < last+10*time.Second && e.At+10*time.Second > last {
+			if e.A == dnsSite+"-1" {
+				// No database at tiebreak: its witness may stay down long.
+				e.Dur = dur(200*time.Millisecond, 30*time.Second)
+			}
+			if last, ok := lastKill[e.A]; ok && e.At < last+40*time.Second && e.At+40*time.Second > last {
 				e.Kind, e.Dur = evPause, dur(time.Second, 10*time.Second)
 			} else {
 				lastKill[e.A] = e.At
@@ -347,13 +351,14 @@ func (s *Sim) recreate(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// A delete whose answer is lost may still have been committed.
+	s.mu.Lock()
+	s.deleted = true
+	s.mu.Unlock()
 	if _, err := n.node.AdminServer().DeleteGroup(cctx, &witnessv1.DeleteGroupRequest{Name: theGroup, By: "sim"}); err != nil {
 		s.saw("delete via %s refused: %v", n.name, err)
 		return
 	}
-	s.mu.Lock()
-	s.deleted = true
-	s.mu.Unlock()
 	s.saw("deleted %s via %s", theGroup, n.name)
 	if err := s.applyGroups(ctx, active); err != nil {
 		s.saw("re-create at %s refused: %v", active, err)
