@@ -5,9 +5,10 @@ LDFLAGS   := -s -w -X github.com/sitewitness/witness/cmd/internal/buildinfo.Vers
 PKGS      := ./...
 
 RUNS      ?= 10
+SEEDS     ?= 10000
 LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration integration-loaded bench bench-failover proto dev deps clean
+.PHONY: all build test check integration integration-loaded bench bench-failover simulate proto dev deps clean
 
 all: build
 
@@ -43,6 +44,12 @@ integration-loaded:
 ## bench-failover: time to fail over a lost site, RUNS times per variant (root; make deps)
 bench-failover:
 	$(GO) run ./integration/cmd/bench-failover -runs $(RUNS)
+
+## simulate: SEEDS (10000) seeded fault schedules of the whole cluster on fake time (integration/sim), on every core; ends with "N schedules, V violations" (V: schedules that broke an invariant)
+simulate:
+	@mkdir -p $(BIN)
+	$(GO) test -c -o $(BIN)/sim.test ./integration/sim
+	$(BIN)/sim.test -test.run '^TestSim$$' -test.timeout 0 -test.parallel $$(nproc) -seeds $(SEEDS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
