@@ -146,10 +146,11 @@ func call[R any](t *raftTransport, id raft.ServerID, target raft.ServerAddress, 
 	}
 	if f.dup {
 		// The copy is delivered too; its answer is lost.
+		c := args()
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			_, _ = peer.deliver(t.ctx, args(), data)
+			_, _ = peer.deliver(t.ctx, c, data)
 		}()
 	}
 	out, err := peer.deliver(t.ctx, args(), data)

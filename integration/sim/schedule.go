@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sitewitness/witness/cluster"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -246,19 +247,26 @@ func (s *Sim) apply(ctx context.Context, e event) func() {
 			s.net.mu.Unlock()
 		}
 	case evSwitchover:
-		s.operate(ctx, "switchover to "+e.A, func(ctx context.Context, n *simNode) error {
+		s.operate(ctx, "switchover to "+e.A, func(ctx context.Context, n *cluster.Node) error {
 			// As witnessctl: the token it expects is the one it read.
-			g, _ := n.node.FSM().Group(theGroup)
-			_, err := n.node.AdminServer().Switchover(ctx, &witnessv1.SwitchoverRequest{Group: theGroup, ToSite: e.A, ExpectedToken: g.GetStatus().GetToken(), By: "sim"})
+			g, _ := n.FSM().Group(theGroup)
+			_, err := n.AdminServer().Switchover(ctx, &witnessv1.SwitchoverRequest{Group: theGroup, ToSite: e.A, ExpectedToken: g.GetStatus().GetToken(), By: "sim"})
 			return err
 		})
 	case evRearm:
-		s.operate(ctx, "rearm", func(ctx context.Context, n *simNode) error {
-			_, err := n.node.AdminServer().SetArmed(ctx, &witnessv1.SetArmedRequest{Group: theGroup, Armed: true, By: "sim"})
+		s.operate(ctx, "rearm", func(ctx context.Context, n *cluster.Node) error {
+			_, err := n.AdminServer().SetArmed(ctx, &witnessv1.SetArmedRequest{Group: theGroup, Armed: true, By: "sim"})
 			return err
 		})
 	case evRecreate:
-		s.recreate(ctx)
+		if n := s.operator(); n != nil {
+			node := n.node
+			s.ops.Add(1)
+			go func() {
+				defer s.ops.Done()
+				s.recreate(ctx, node)
+			}()
+		}
 	}
 	return nil
 }
@@ -311,29 +319,30 @@ func (s *Sim) worldFlag(set func(*world, bool)) func() {
 
 // operate runs an operator's request against a witness the seed picks,
 // in the background, as witnessctl would, and logs its outcome.
-func (s *Sim) operate(ctx context.Context, what string, fn func(context.Context, *simNode) error) {
+func (s *Sim) operate(ctx context.Context, what string, fn func(context.Context, *cluster.Node) error) {
 	n := s.operator()
 	if n == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := fn(ctx, n); err != nil {
-		s.saw("%s via %s refused: %v", what, n.name, err)
-		return
-	}
-	s.saw("%s via %s done", what, n.name)
+	node := n.node
+	s.ops.Add(1)
+	go func() {
+		defer s.ops.Done()
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := fn(ctx, node); err != nil {
+			s.saw("%s via %s refused: %v", what, n.name, err)
+			return
+		}
+		s.saw("%s via %s done", what, n.name)
+	}()
 }
 
 // recreate deletes the group and applies it again, stating as its
 // active site the one an operator would: where the only writable
 // database is, else where the group was.
-func (s *Sim) recreate(ctx context.Context) {
-	n := s.operator()
-	if n == nil {
-		return
-	}
-	g, ok := n.node.FSM().Group(theGroup)
+func (s *Sim) recreate(ctx context.Context, n *cluster.Node) {
+	g, ok := n.FSM().Group(theGroup)
 	if !ok {
 		return
 	}
@@ -355,12 +364,12 @@ func (s *Sim) recreate(ctx context.Context) {
 	s.mu.Lock()
 	s.deleted = true
 	s.mu.Unlock()
-	if _, err := n.node.AdminServer().DeleteGroup(cctx, &witnessv1.DeleteGroupRequest{Name: theGroup, By: "sim"}); err != nil {
-		s.saw("delete via %s refused: %v", n.name, err)
+	if _, err := n.AdminServer().DeleteGroup(cctx, &witnessv1.DeleteGroupRequest{Name: theGroup, By: "sim"}); err != nil {
+		s.saw("delete via %s refused: %v", n.Name(), err)
 		return
 	}
-	s.saw("deleted %s via %s", theGroup, n.name)
-	if err := s.applyGroups(ctx, active); err != nil {
+	s.saw("deleted %s via %s", theGroup, n.Name())
+	if err := s.applyGroups(ctx, n, active); err != nil {
 		s.saw("re-create at %s refused: %v", active, err)
 		return
 	}

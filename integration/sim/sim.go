@@ -92,6 +92,8 @@ type Sim struct {
 	nodes  []*simNode
 	logger *slog.Logger
 	t0     time.Time
+	grid   time.Duration  // the grid time of the current step, from t0
+	ops    sync.WaitGroup // operator requests under way
 	// tsigFile holds the DNS key the group names; nothing reads it but
 	// the check that it exists.
 	tsigFile string
@@ -160,9 +162,9 @@ func New(cfg Config) *Sim {
 // note adds one of the simulator's own steps to its event log: these
 // depend on the seed alone.
 func (s *Sim) note(format string, args ...any) {
-	line := fmt.Sprintf("%8s  %s", s.since(), fmt.Sprintf(format, args...))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	line := fmt.Sprintf("%8s  %s", s.since(), fmt.Sprintf(format, args...))
 	s.events = append(s.events, line)
 	s.log = append(s.log, line)
 }
@@ -170,24 +172,24 @@ func (s *Sim) note(format string, args ...any) {
 // saw logs what the simulator saw the cluster do, which may differ
 // between runs of a seed.
 func (s *Sim) saw(format string, args ...any) {
-	line := fmt.Sprintf("%8s    · %s", s.since(), fmt.Sprintf(format, args...))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.log = append(s.log, line)
+	s.log = append(s.log, fmt.Sprintf("%8s    · %s", s.since(), fmt.Sprintf(format, args...)))
 }
 
+// since is the grid time of the step under way; s.mu is held.
 func (s *Sim) since() string {
 	if s.t0.IsZero() {
 		return "setup"
 	}
-	return fmt.Sprintf("%+.1fs", time.Since(s.t0).Seconds())
+	return fmt.Sprintf("%+.1fs", s.grid.Seconds())
 }
 
 // violate records a broken invariant.
 func (s *Sim) violate(format string, args ...any) {
-	msg := fmt.Sprintf("%s  %s", s.since(), fmt.Sprintf(format, args...))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	msg := fmt.Sprintf("%s  %s", s.since(), fmt.Sprintf(format, args...))
 	s.log = append(s.log, "  VIOLATION "+msg)
 	if len(s.violations) < 20 {
 		s.violations = append(s.violations, msg)
@@ -275,14 +277,10 @@ func (s *Sim) operator() *simNode {
 	return rs[s.net.pick("operator", len(rs))]
 }
 
-func (s *Sim) applyGroups(ctx context.Context, active string) error {
-	n := s.operator()
-	if n == nil {
-		return fmt.Errorf("no witness runs")
-	}
+func (s *Sim) applyGroups(ctx context.Context, n *cluster.Node, active string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := n.node.AdminServer().ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: fmt.Appendf(nil, groupsDoc, s.tsigFile), ActiveSites: map[string]string{theGroup: active}, By: "sim"})
+	_, err := n.AdminServer().ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: fmt.Appendf(nil, groupsDoc, s.tsigFile), ActiveSites: map[string]string{theGroup: active}, By: "sim"})
 	return err
 }
 
@@ -309,7 +307,7 @@ func (s *Sim) Up(ctx context.Context) bool {
 			continue
 		}
 		if _, ok := l.node.FSM().Group(theGroup); !ok {
-			if err := s.applyGroups(ctx, "east"); err != nil {
+			if err := s.applyGroups(ctx, l.node, "east"); err != nil {
 				s.saw("apply groups: %v", err)
 				continue
 			}
@@ -318,7 +316,9 @@ func (s *Sim) Up(ctx context.Context) bool {
 			break
 		}
 	}
+	s.mu.Lock()
 	s.t0 = time.Now()
+	s.mu.Unlock()
 	s.note("cluster up, %s active at east", theGroup)
 	return true
 }
@@ -342,18 +342,15 @@ func (s *Sim) Run() Result {
 	}
 	pending := slices.Clone(sched.Events)
 	var ends []ending
-	end := s.t0.Add(s.cfg.Faults)
-	for time.Now().Before(end) {
-		time.Sleep(stepEvery)
-		now := time.Since(s.t0)
-		for len(pending) > 0 && pending[0].At <= now {
+	for s.tick(); s.grid < s.cfg.Faults; s.tick() {
+		for len(pending) > 0 && pending[0].At <= s.grid {
 			e := pending[0]
 			pending = pending[1:]
 			if undo := s.apply(ctx, e); undo != nil {
 				ends = append(ends, ending{at: e.At + e.Dur, undo: undo, what: e.String()})
 			}
 		}
-		ends = s.runEnds(ends, now)
+		ends = s.runEnds(ends, s.grid)
 		s.step()
 	}
 	for _, e := range ends {
@@ -361,17 +358,29 @@ func (s *Sim) Run() Result {
 	}
 	s.healAll()
 	s.note("faults stop; all healed")
-	quietEnd := time.Now().Add(s.cfg.Quiet)
-	for time.Now().Before(quietEnd) {
-		time.Sleep(stepEvery)
+	for s.tick(); s.grid < s.cfg.Faults+s.cfg.Quiet; s.tick() {
 		s.step()
 	}
+	s.ops.Wait()
 	s.liveness()
 	return s.finish(res)
 }
 
 // stepEvery is the period of the simulator's own steps.
 const stepEvery = 100 * time.Millisecond
+
+// tick waits for the simulator's next step, on a fixed grid of stepEvery
+// from t0 whatever the steps before took, so that every step of a seed
+// happens at the same grid time in every run.
+func (s *Sim) tick() {
+	s.mu.Lock()
+	s.grid += stepEvery
+	next := s.t0.Add(s.grid)
+	s.mu.Unlock()
+	if d := time.Until(next); d > 0 {
+		time.Sleep(d)
+	}
+}
 
 type ending struct {
 	at   time.Duration
