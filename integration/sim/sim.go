@@ -70,6 +70,9 @@ type Config struct {
 	Dir string
 	// Log, if set, receives the witnesses' logs.
 	Log io.Writer
+	// Events, if set, is the schedule to run instead of the seed's (a
+	// minimised one); the seed still draws every message's fate.
+	Events []event
 }
 
 // Result is what a run found.
@@ -333,6 +336,9 @@ func (s *Sim) Stop() {
 // Run runs the schedule of the seed and returns what it found.
 func (s *Sim) Run() Result {
 	sched := Schedule(s.cfg.Seed, s.cfg.Faults)
+	if s.cfg.Events != nil {
+		sched.Events = s.cfg.Events
+	}
 	res := Result{Schedule: sched.String()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
