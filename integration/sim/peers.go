@@ -43,7 +43,6 @@ func (h *adminHub) get(addr string) (adminEnd, bool) {
 type peers struct {
 	hub  *adminHub
 	from string
-	ctx  context.Context
 }
 
 func (p *peers) Client(addr string) (witnessv1.AdminClient, error) {

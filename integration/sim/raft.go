@@ -216,7 +216,8 @@ func (t *raftTransport) deliver(ctx context.Context, cmd any, data []byte) (any,
 func heartbeat(a *raft.AppendEntriesRequest) bool {
 	leader := a.RPCHeader.Addr
 	if len(leader) == 0 {
-		leader = a.Leader //nolint:staticcheck // as the real transport does
+		//lint:ignore SA1019 the real transport falls back to it too
+		leader = a.Leader
 	}
 	return a.Term != 0 && leader != nil && a.PrevLogEntry == 0 && a.PrevLogTerm == 0 && len(a.Entries) == 0 && a.LeaderCommitIndex == 0
 }
