@@ -554,6 +554,34 @@ func (s *Sim) liveness() {
 	if why := s.carriedOut(); why != "" {
 		s.violate("liveness: after %s of quiet, %s", s.cfg.Quiet, why)
 	}
+	if why := s.seenEverywhere(l); why != "" {
+		s.violate("liveness: after %s of quiet, %s", s.cfg.Quiet, why)
+	}
+}
+
+// seenEverywhere says which site of the group the leader does not see
+// healthy from every observer site, once everything is healed and every
+// witness runs: the observations of a witness that restarted must reach
+// the others again.
+func (s *Sim) seenEverywhere(l *simNode) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := l.node.AdminServer().GetGroup(ctx, &witnessv1.GetGroupRequest{Name: theGroup})
+	if err != nil {
+		return fmt.Sprintf("the leader explains nothing: %v", err)
+	}
+	for _, sv := range resp.GetExplanation().GetSites() {
+		seen := map[string]string{}
+		for _, o := range sv.GetObservers() {
+			seen[o.GetSite()] = o.GetState()
+		}
+		for _, o := range sites {
+			if seen[o] != "healthy" {
+				return fmt.Sprintf("the leader %s sees %s from %s as %q, want healthy (observers: %v)", l.name, sv.GetSite(), o, seen[o], seen)
+			}
+		}
+	}
+	return ""
 }
 
 // carriedOut says what of the leader's current plan is not carried out
