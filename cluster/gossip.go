@@ -88,7 +88,7 @@ func decodeMeta(n *memberlist.Node) (nodeMeta, bool) {
 	return m, true
 }
 
-// gossip wraps a memberlist instance.
+// gossip wraps the gossip layer (memberlist unless Options.Gossip says).
 type gossip struct {
 	ml      Gossip
 	log     *slog.Logger
