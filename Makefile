@@ -45,11 +45,11 @@ integration-loaded:
 bench-failover:
 	$(GO) run ./integration/cmd/bench-failover -runs $(RUNS)
 
-## simulate: SEEDS (10000) seeded fault schedules of the whole cluster on fake time (integration/sim), on every core; ends with "N schedules, V violations" (V: schedules that broke an invariant)
+## simulate: SEEDS (10000) seeded fault schedules of the whole cluster on fake time (integration/sim), on every core, known defects included; ends with "N schedules, V violations" (V: schedules that broke an invariant)
 simulate:
 	@mkdir -p $(BIN)
 	$(GO) test -c -o $(BIN)/sim.test ./integration/sim
-	$(BIN)/sim.test -test.run '^TestSim$$' -test.timeout 0 -test.parallel $$(nproc) -seeds $(SEEDS)
+	$(BIN)/sim.test -test.run '^TestSim$$' -test.timeout 0 -test.parallel $$(nproc) -strict -seeds $(SEEDS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
