@@ -5,9 +5,10 @@ LDFLAGS   := -s -w -X github.com/sitewitness/witness/cmd/internal/buildinfo.Vers
 PKGS      := ./...
 
 RUNS      ?= 10
+SEEDS     ?= 10000
 LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration integration-loaded bench bench-failover dashboards-check proto dev deps clean compose-up compose-down compose-test
+.PHONY: all build test check integration integration-loaded bench bench-failover dashboards-check simulate proto dev deps clean compose-up compose-down compose-test
 
 all: build
 
@@ -48,6 +49,12 @@ bench-failover:
 ## dashboards-check: every dashboard query and alert expression against a real Prometheus scraping `witnessd dev` through a failover (make deps)
 dashboards-check: build
 	$(GO) run ./integration/cmd/dashboards-check -witnessd $(BIN)/witnessd
+
+## simulate: SEEDS (10000) seeded fault schedules of the whole cluster on fake time (integration/sim), on every core, known defects included; ends with "N schedules, V violations" (V: schedules that broke an invariant)
+simulate:
+	@mkdir -p $(BIN)
+	$(GO) test -c -o $(BIN)/sim.test ./integration/sim
+	$(BIN)/sim.test -test.run '^TestSim$$' -test.timeout 0 -test.parallel $$(nproc) -strict -seeds $(SEEDS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)

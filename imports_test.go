@@ -49,22 +49,24 @@ var rules = map[string]rule{
 	"fsm": {internal: []string{"proto/witness/v1"}, external: []string{"google.golang.org/protobuf/"}, pure: true},
 	// The decision engine: pure.
 	"policy": {internal: []string{"fsm", "proto/witness/v1"}, external: []string{"google.golang.org/protobuf/"}, pure: true},
+	// Time for every decision: a leaf, below everything that decides.
+	"clock": {internal: []string{}, external: []string{}},
 	// Probes: stdlib, pgx, miekg/dns.
-	"probes": {external: []string{"github.com/jackc/pgx/", "github.com/miekg/dns"}},
+	"probes": {internal: []string{"clock"}, external: []string{"github.com/jackc/pgx/", "github.com/miekg/dns"}},
 	// The reconciler and its targets.
-	"actions/...": {internal: []string{"fsm", "proto/witness/v1", "actions/..."}},
+	"actions/...": {internal: []string{"clock", "fsm", "proto/witness/v1", "actions/..."}},
 	"config":      {internal: []string{"fsm", "proto/witness/v1"}},
 	// One node; cluster/clustertest is its test helper.
-	"cluster/...": {internal: []string{"fsm", "policy", "probes", "actions/...", "config", "proto/witness/v1", "cluster/..."}},
+	"cluster/...": {internal: []string{"clock", "fsm", "policy", "probes", "actions/...", "config", "proto/witness/v1", "cluster/..."}},
 	// The admin CLI talks to the API only.
 	"cmd/witnessctl":   {internal: []string{"proto/witness/v1", "cmd/internal/..."}},
 	"cmd/internal/...": {internal: []string{"proto/witness/v1", "cmd/internal/..."}},
 	"cmd/witnessd":     {internal: everything},
 	// The simulator runs the cluster in one process.
-	"integration/sim/...": {internal: []string{"cluster/...", "fsm", "policy", "probes", "actions/...", "config", "proto/witness/v1", "integration/sim/..."}},
+	"integration/sim/...": {internal: []string{"clock", "cluster/...", "fsm", "policy", "probes", "actions/...", "config", "proto/witness/v1", "integration/sim/..."}},
 	// The real-process tests drive the binaries, not the packages below
 	// cmd; they may use the packages the binaries are made of.
-	"integration/...": {internal: []string{"actions/...", "fsm", "policy", "probes", "config", "proto/witness/v1", "integration/..."}},
+	"integration/...": {internal: []string{"clock", "deploy", "actions/...", "fsm", "policy", "probes", "config", "proto/witness/v1", "integration/..."}},
 	"deploy/...":      {},
 }
 

@@ -31,6 +31,9 @@ const forwardedKey = "witness-forwarded-by"
 const leaderWait = 5 * time.Second
 
 func (n *Node) startAdmin() error {
+	if n.opts.NoAdminListener {
+		return nil
+	}
 	lis, err := net.Listen("tcp", n.cfg.AdminAddr)
 	if err != nil {
 		return fmt.Errorf("admin listen %s: %w", n.cfg.AdminAddr, err)

@@ -88,9 +88,9 @@ func decodeMeta(n *memberlist.Node) (nodeMeta, bool) {
 	return m, true
 }
 
-// gossip wraps a memberlist instance.
+// gossip wraps the gossip layer (memberlist unless Options.Gossip says).
 type gossip struct {
-	ml      *memberlist.Memberlist
+	ml      Gossip
 	log     *slog.Logger
 	members *members
 

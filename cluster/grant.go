@@ -212,7 +212,6 @@ func (n *Node) askGrant(ctx context.Context, v voter) bool {
 // renewLoop renews this witness's lease every leaseEvery. Rounds overlap
 // when voters are slow to answer; each is bounded by leaseRenewTimeout.
 func (n *Node) renewLoop() {
-	defer n.wg.Done()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	first := true

@@ -113,7 +113,6 @@ func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) e
 // may be behind a failover it has not heard of yet. What the hooks did is
 // not undone.
 func (n *Node) leaseLoop() {
-	defer n.wg.Done()
 	fencer := n.localFencer()
 	select {
 	case <-n.ctx.Done():

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions"
@@ -102,6 +101,16 @@ type Options struct {
 	// barrier, if set, stands in for Raft's barrier of a new leader, so
 	// tests can make it fail.
 	barrier func(timeout time.Duration) error
+
+	// Raft, Gossip, Peers and Probe replace the node's network, disk and
+	// probes (see inject.go); zero values mean the real ones.
+	Raft   RaftParts
+	Gossip StartGossip
+	Peers  Peers
+	Probe  ProbeChecker
+	// NoAdminListener serves no admin API on admin_addr: other witnesses
+	// reach this one through their Peers (AdminServer).
+	NoAdminListener bool
 }
 
 // Node is one witness: its Raft replica, gossip membership and admin API.
@@ -115,8 +124,10 @@ type Node struct {
 	clock clock.Clock // opts.Clock, or real time
 
 	raft      *raft.Raft
-	transport *raft.NetworkTransport
-	store     *raftboltdb.BoltStore
+	transport raft.Transport
+	store     *raftboltdb.BoltStore // when this node opened its own
+	logs      raft.LogStore
+	stable    raft.StableStore
 	snaps     raft.SnapshotStore
 	gossip    *gossip
 	notifyCh  chan bool
@@ -128,8 +139,7 @@ type Node struct {
 	httpSrv    *http.Server
 	metricsLis net.Listener
 
-	connMu sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	peers Peers
 
 	recMu sync.Mutex
 	rec   *actions.Reconciler // while this node leads, nil otherwise
@@ -163,9 +173,12 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With(keyNode, cfg.Name)
-	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), conns: map[string]*grpc.ClientConn{}, notifyCh: make(chan bool, 8), metrics: newNodeMetrics(),
-		clock: clock.Or(opts.Clock), lease: newHolder()}
+	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), notifyCh: make(chan bool, 8), metrics: newNodeMetrics(),
+		clock: clock.Or(opts.Clock), lease: newHolder(), peers: opts.Peers}
 	n.grants = newGrants(n.clock.Now())
+	if n.peers == nil {
+		n.peers = newGRPCPeers()
+	}
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
 	n.obs.recovered, n.obs.clock = n.siteRecovered, n.clock
 	n.obs.dropped = n.metrics.gossipDropped.Inc
@@ -177,66 +190,27 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		}
 	}()
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	id, haveID, err := readIdentity(cfg.DataDir)
+	id, haveID, err := n.openIdentity()
 	if err != nil {
 		return nil, err
 	}
-	if haveID {
-		if err := checkIdentity(id, &cfg); err != nil {
-			return nil, err
-		}
-	} else if len(cfg.InitialVoters) > 0 {
-		id = identity{Cluster: cfg.Cluster, ClusterID: foundingID(cfg.Cluster, cfg.InitialVoters), Node: cfg.Name}
-	}
-
 	if err := n.startRaft(); err != nil {
 		return nil, err
 	}
-	hasState, err := raft.HasExistingState(n.store, n.store, n.snaps)
+	hasState, err := raft.HasExistingState(n.logs, n.stable, n.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("raft state: %w", err)
 	}
 	if hasState && !haveID {
 		return nil, fmt.Errorf("data_dir %s holds Raft state but no %s: %w", cfg.DataDir, identityFile, ErrForeignDataDir)
 	}
-
 	if err := n.startAdmin(); err != nil {
 		return nil, err
 	}
-
-	switch {
-	case hasState:
-		log.Info("resuming from data_dir", "cluster_id", id.ClusterID)
-	case len(cfg.InitialVoters) > 0:
-		servers := make([]raft.Server, len(cfg.InitialVoters))
-		for i, v := range cfg.InitialVoters {
-			servers[i] = raft.Server{ID: raft.ServerID(v.Name), Address: raft.ServerAddress(v.RaftAddr), Suffrage: raft.Voter}
-		}
-		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			return nil, fmt.Errorf("bootstrap: %w", err)
-		}
-		log.Info("founded cluster", "cluster_id", id.ClusterID, "voters", len(servers))
-	case len(cfg.Join) > 0:
-		joined, err := n.join(ctx)
-		if err != nil {
-			return nil, err
-		}
-		id = joined
-	default:
-		return nil, fmt.Errorf("data_dir %s is new: set initial_voters to found a cluster or join to enter one", cfg.DataDir)
-	}
-	if id.Node == "" {
-		id.Cluster, id.Node = cfg.Cluster, cfg.Name
-	}
-	n.id = id
-	if err := writeIdentity(cfg.DataDir, id); err != nil {
+	if err := n.enter(ctx, id, hasState); err != nil {
 		return nil, err
 	}
-
-	if n.obs.inc, err = nextIncarnation(cfg.DataDir, time.Now()); err != nil {
+	if n.obs.inc, err = nextIncarnation(cfg.DataDir, n.clock.Now()); err != nil {
 		return nil, err
 	}
 	if err := n.startGossip(); err != nil {
@@ -247,43 +221,122 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 			n.gossip.addPeers(v.GossipAddr)
 		}
 	}
-	n.gossip.addPeers(id.GossipPeers...)
+	n.gossip.addPeers(n.id.GossipPeers...)
 	n.startMetrics()
-
-	n.wg.Add(7)
-	go n.renewLoop()
-	go n.leaseLoop()
-	go n.watchLeadership()
-	go n.gossipLoop()
-	go n.rejoinLoop()
-	go func() { defer n.wg.Done(); n.obs.run(n.ctx) }()
-	go n.probeLoop()
+	n.startLoops()
 	return n, nil
+}
+
+// openIdentity makes data_dir if needed and reads which cluster and node
+// it belongs to: haveID is false for a new data_dir, whose identity is
+// then the founding one when initial_voters is set.
+func (n *Node) openIdentity() (id identity, haveID bool, err error) {
+	cfg := &n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return id, false, fmt.Errorf("data_dir: %w", err)
+	}
+	id, haveID, err = readIdentity(cfg.DataDir)
+	if err != nil {
+		return id, false, err
+	}
+	if haveID {
+		if err := checkIdentity(id, cfg); err != nil {
+			return id, false, err
+		}
+	} else if len(cfg.InitialVoters) > 0 {
+		id = identity{Cluster: cfg.Cluster, ClusterID: foundingID(cfg.Cluster, cfg.InitialVoters), Node: cfg.Name}
+	}
+	return id, haveID, nil
+}
+
+// enter makes this node a member: it resumes from the Raft state it has,
+// founds the cluster from initial_voters, or joins a running one; then it
+// records its identity in data_dir.
+func (n *Node) enter(ctx context.Context, id identity, hasState bool) error {
+	cfg := n.cfg
+	switch {
+	case hasState:
+		n.log.Info("resuming from data_dir", "cluster_id", id.ClusterID)
+	case len(cfg.InitialVoters) > 0:
+		servers := make([]raft.Server, len(cfg.InitialVoters))
+		for i, v := range cfg.InitialVoters {
+			servers[i] = raft.Server{ID: raft.ServerID(v.Name), Address: raft.ServerAddress(v.RaftAddr), Suffrage: raft.Voter}
+		}
+		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		n.log.Info("founded cluster", "cluster_id", id.ClusterID, "voters", len(servers))
+	case len(cfg.Join) > 0:
+		joined, err := n.join(ctx)
+		if err != nil {
+			return err
+		}
+		id = joined
+	default:
+		return fmt.Errorf("data_dir %s is new: set initial_voters to found a cluster or join to enter one", cfg.DataDir)
+	}
+	if id.Node == "" {
+		id.Cluster, id.Node = cfg.Cluster, cfg.Name
+	}
+	n.id = id
+	return writeIdentity(cfg.DataDir, id)
+}
+
+// startLoops starts the node's background loops; Close stops them.
+func (n *Node) startLoops() {
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.renewLoop() }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.leaseLoop() }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchLeadership() }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.gossipLoop() }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.rejoinLoop() }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.obs.run(n.ctx) }()
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.probeLoop() }()
 }
 
 func (n *Node) startRaft() error {
 	cfg := n.cfg
 	hl := newHCLog(n.log, "raft")
-	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
-	if err != nil {
-		return fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+	parts := n.opts.Raft
+	n.logs, n.stable, n.snaps = parts.Logs, parts.Stable, parts.Snapshots
+	if n.logs == nil || n.stable == nil {
+		store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+		if err != nil {
+			return fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+		}
+		n.store = store
+		if n.logs == nil {
+			n.logs = store
+		}
+		if n.stable == nil {
+			n.stable = store
+		}
 	}
-	n.store = store
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
-	if err != nil {
-		return fmt.Errorf("open snapshots: %w", err)
+	if n.snaps == nil {
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
+		if err != nil {
+			return fmt.Errorf("open snapshots: %w", err)
+		}
+		n.snaps = snaps
 	}
-	n.snaps = snaps
-	adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
-	if err != nil {
-		return fmt.Errorf("raft_addr: %w", err)
+	n.transport = parts.Transport
+	if n.transport == nil {
+		adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+		if err != nil {
+			return fmt.Errorf("raft_addr: %w", err)
+		}
+		stream, err := newRaftStream(n.ctx, cfg.RaftAddr, adv)
+		if err != nil {
+			return fmt.Errorf("raft listen %s: %w", cfg.RaftAddr, err)
+		}
+		n.transport = raft.NewNetworkTransportWithLogger(stream, 3, 5*time.Second, hl)
 	}
-	stream, err := newRaftStream(n.ctx, cfg.RaftAddr, adv)
-	if err != nil {
-		return fmt.Errorf("raft listen %s: %w", cfg.RaftAddr, err)
-	}
-	tr := raft.NewNetworkTransportWithLogger(stream, 3, 5*time.Second, hl)
-	n.transport = tr
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.Name)
@@ -295,7 +348,7 @@ func (n *Node) startRaft() error {
 	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	rc.Logger = hl
 	rc.NotifyCh = n.notifyCh
-	r, err := raft.NewRaft(rc, &raftFSM{f: n.fsm}, store, store, snaps, tr)
+	r, err := raft.NewRaft(rc, &raftFSM{f: n.fsm}, n.logs, n.stable, n.snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -304,60 +357,74 @@ func (n *Node) startRaft() error {
 }
 
 func (n *Node) startGossip() error {
-	host, portStr, _ := net.SplitHostPort(n.cfg.GossipAddr)
-	port, _ := strconv.Atoi(portStr)
 	meta, err := json.Marshal(nodeMeta{Version: metaVersion, Site: n.cfg.Site, Raft: n.cfg.RaftAddr, Admin: n.AdminAddr()})
 	if err != nil {
 		return err
 	}
+	// The broadcast queue exists before the gossip layer, which may ask it
+	// for broadcasts as soon as it runs.
+	var layer atomic.Pointer[Gossip]
+	n.obs.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 3, NumNodes: func() int {
+		if g := layer.Load(); g != nil {
+			return (*g).NumMembers()
+		}
+		return 1
+	}}
+	d := &delegate{meta: meta, log: n.log, obs: n.obs}
+	seen := newMembers(n.log.With(keyComponent, "gossip"))
+	if err := seen.loadSites(n.cfg.DataDir); err != nil {
+		n.log.Warn("sites of witnesses seen before not loaded", keyErr, err)
+	}
+	gc := GossipConfig{Name: n.cfg.Name, Addr: n.cfg.GossipAddr, Label: "witness/" + n.id.ClusterID, ProbeInterval: n.cfg.Gossip.ProbeInterval.D(),
+		Delegate: d, Conflict: d, Events: seen}
+	start := n.opts.Gossip
+	if start == nil {
+		start = n.startMemberlist
+	}
+	g, err := start(gc)
+	if err != nil {
+		return err
+	}
+	layer.Store(&g)
+	n.gossip = &gossip{ml: g, log: n.log.With(keyComponent, "gossip"), members: seen}
+	return nil
+}
+
+// startMemberlist is the real gossip layer: memberlist on gossip_addr.
+func (n *Node) startMemberlist(gc GossipConfig) (Gossip, error) {
+	host, portStr, _ := net.SplitHostPort(gc.Addr)
+	port, _ := strconv.Atoi(portStr)
 	mc := memberlist.DefaultLANConfig()
-	mc.Name = n.cfg.Name
+	mc.Name = gc.Name
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertiseAddr, mc.AdvertisePort = host, port
-	mc.ProbeInterval = n.cfg.Gossip.ProbeInterval.D()
+	mc.ProbeInterval = gc.ProbeInterval
 	mc.ProbeTimeout = min(mc.ProbeTimeout, mc.ProbeInterval)
 	mc.GossipInterval = min(mc.GossipInterval, mc.ProbeInterval)
 	mc.PushPullInterval = pushPullInterval
 	// A join or push/pull towards a cut-off peer waits this long (10 s by
 	// default); Close does not wait for it (see dial.go).
 	mc.TCPTimeout = gossipTCPTimeout
-	mc.Label = "witness/" + n.id.ClusterID
+	mc.Label = gc.Label
 	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
 	if err != nil {
-		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
+		return nil, fmt.Errorf("gossip listen %s: %w", gc.Addr, err)
 	}
 	mc.Transport = &gossipTransport{NetTransport: nt, conns: newClosingConns(n.ctx)}
-	// The broadcast queue exists before memberlist, which may ask it for
-	// broadcasts as soon as it runs.
-	var members atomic.Pointer[memberlist.Memberlist]
-	n.obs.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: 3, NumNodes: func() int {
-		if ml := members.Load(); ml != nil {
-			return ml.NumMembers()
-		}
-		return 1
-	}}
-	d := &delegate{meta: meta, log: n.log, obs: n.obs}
-	mc.Delegate = d
-	mc.Conflict = d
-	seen := newMembers(n.log.With(keyComponent, "gossip"))
-	if err := seen.loadSites(n.cfg.DataDir); err != nil {
-		n.log.Warn("sites of witnesses seen before not loaded", keyErr, err)
-	}
-	mc.Events = seen
+	mc.Delegate = gc.Delegate
+	mc.Conflict = gc.Conflict
+	mc.Events = gc.Events
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = nt.Shutdown()
-		return fmt.Errorf("gossip listen %s: %w", n.cfg.GossipAddr, err)
+		return nil, fmt.Errorf("gossip listen %s: %w", gc.Addr, err)
 	}
-	members.Store(ml)
-	n.gossip = &gossip{ml: ml, log: n.log.With(keyComponent, "gossip"), members: seen}
-	return nil
+	return ml, nil
 }
 
 // gossipLoop sends this witness's heartbeat every heartbeatEvery.
 func (n *Node) gossipLoop() {
-	defer n.wg.Done()
 	beat := n.clock.NewTicker(heartbeatEvery)
 	defer beat.Stop()
 	for {
@@ -374,7 +441,6 @@ func (n *Node) gossipLoop() {
 // towards a cut-off peer waits for gossipTCPTimeout, so it runs apart from
 // the heartbeat, which must not wait for it.
 func (n *Node) rejoinLoop() {
-	defer n.wg.Done()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -392,7 +458,6 @@ func (n *Node) rejoinLoop() {
 
 // watchLeadership runs OnLeader while this node leads.
 func (n *Node) watchLeadership() {
-	defer n.wg.Done()
 	type run struct {
 		cancel context.CancelFunc
 		done   chan struct{}
@@ -559,9 +624,11 @@ func (n *Node) Close() error {
 			errs = append(errs, n.raft.Shutdown().Error())
 			stage("raft")
 		}
-		if n.transport != nil {
-			n.transport.CloseStreams()
-			errs = append(errs, n.transport.Close())
+		if t, ok := n.transport.(interface{ CloseStreams() }); ok {
+			t.CloseStreams()
+		}
+		if t, ok := n.transport.(raft.WithClose); ok {
+			errs = append(errs, t.Close())
 		}
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
@@ -569,11 +636,9 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		stage("tasks")
 		n.log.Info("stopped", stages...)
-		n.connMu.Lock()
-		for _, c := range n.conns {
-			c.Close()
+		if n.peers != nil {
+			errs = append(errs, n.peers.Close())
 		}
-		n.connMu.Unlock()
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
@@ -793,17 +858,7 @@ func (n *Node) join(ctx context.Context) (identity, error) {
 	}
 }
 
-// client returns a cached admin client for another witness.
+// client returns an admin client of another witness.
 func (n *Node) client(addr string) (witnessv1.AdminClient, error) {
-	n.connMu.Lock()
-	defer n.connMu.Unlock()
-	if c, ok := n.conns[addr]; ok {
-		return witnessv1.NewAdminClient(c), nil
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	n.conns[addr] = c
-	return witnessv1.NewAdminClient(c), nil
+	return n.peers.Client(addr)
 }

@@ -424,7 +424,6 @@ func targets(groups []*witnessv1.Group) []probes.Target {
 // probeLoop runs the scheduler and keeps its targets in step with the
 // replicated groups.
 func (n *Node) probeLoop() {
-	defer n.wg.Done()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -438,7 +437,7 @@ func (n *Node) probeLoop() {
 	var applied uint64
 	for {
 		if idx := n.raft.AppliedIndex(); idx != applied {
-			ts := targets(n.fsm.Groups())
+			ts := n.probeTargets()
 			if err := n.sched.SetTargets(ts); err != nil {
 				n.log.Error("probe targets", keyErr, err)
 			} else {

@@ -1,0 +1,327 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/actions/postgres"
+	"github.com/sitewitness/witness/probes"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// Errors of the fake targets.
+var (
+	// errHigherToken: the target holds a higher token than the action's.
+	errHigherToken = errors.New("target holds a higher token")
+	// errTargetDown: the target failed the action (a broken target).
+	errTargetDown = errors.New("target failed")
+)
+
+// db is one PostgreSQL node of one group at one site, as Witness sees
+// it: a primary or a standby in recovery, the highest token it was given,
+// and the SQL fence (the application roles' logins blocked).
+type db struct {
+	site       string
+	inRecovery bool
+	fenced     bool
+	token      uint64
+}
+
+// writable reports whether the application's writes succeed there.
+func (d *db) writable() bool { return !d.inRecovery && !d.fenced }
+
+func (d *db) String() string {
+	role := "primary"
+	switch {
+	case d.inRecovery:
+		role = "standby"
+	case d.fenced:
+		role = "fenced"
+	}
+	return fmt.Sprintf("%s %s@%d", d.site, role, d.token)
+}
+
+// record is a DNS name of one group: the site it points at and the token
+// of the prerequisite record (_witness TXT) that guards it.
+type record struct {
+	site  string
+	token uint64
+}
+
+// world holds the targets every witness acts on, and checks after every
+// change what must hold of them.
+type world struct {
+	net *network
+	sim *Sim
+
+	mu      sync.Mutex
+	dbs     map[string]map[string]*db // group -> site -> node
+	dns     map[string]*record        // group -> its name
+	service map[[2]string]int         // (group, site) -> the service there fails (a count of the faults that say so)
+	blind   map[[3]string]int         // (observer site, group, site) -> that observer sees it fail
+	flap    map[[2]string]time.Duration
+	fails   map[[3]string][]time.Time // (observer site, group, site) -> when a probe failed
+	stale   int                       // actions refused for a lower token
+	writes  map[string]int            // group@token -> writes the application made
+}
+
+func newWorld(nw *network) *world {
+	return &world{net: nw, dbs: map[string]map[string]*db{}, dns: map[string]*record{}, service: map[[2]string]int{},
+		blind: map[[3]string]int{}, flap: map[[2]string]time.Duration{}, fails: map[[3]string][]time.Time{}, writes: map[string]int{}}
+}
+
+// checkLocked checks the targets' invariants; called with mu held after
+// every change.
+func (w *world) checkLocked(what string) {
+	for g, sites := range w.dbs {
+		var on []string
+		for _, d := range sites {
+			if d.writable() {
+				on = append(on, d.String())
+			}
+		}
+		if len(on) > 1 {
+			sort.Strings(on)
+			w.sim.violate("two writable databases of group %s after %s: %s", g, what, strings.Join(on, ", "))
+		}
+	}
+}
+
+// reach waits for a round trip from node to the targets at site, and
+// reports whether the request got there (applied) and whether the answer
+// came back.
+func (w *world) reach(ctx context.Context, node, site string) (there, back bool, err error) {
+	w.net.mu.Lock()
+	slow := w.net.slow[site]
+	w.net.mu.Unlock()
+	f := w.net.fate(node, site, kindTarget)
+	if err := wait(ctx, f.delay+slow); err != nil {
+		return false, false, err
+	}
+	if f.drop {
+		if err := wait(ctx, lostAfter); err != nil {
+			return false, false, err
+		}
+		return false, false, fmt.Errorf("%s from %s: %w", site, node, errUnreachable)
+	}
+	b := w.net.fate(site, node, kindTarget)
+	return true, !b.drop, nil
+}
+
+// act runs fn on the database of group at site, reached from node.
+func (w *world) act(ctx context.Context, node, group, site, what string, fn func(*db) error) error {
+	there, back, err := w.reach(ctx, node, site)
+	if err != nil || !there {
+		return err
+	}
+	w.net.mu.Lock()
+	broken := w.net.broken[site]
+	w.net.mu.Unlock()
+	if broken {
+		return fmt.Errorf("%s of %s at %s: %w", what, group, site, errTargetDown)
+	}
+	w.mu.Lock()
+	d := w.dbs[group][site]
+	if d == nil {
+		w.mu.Unlock()
+		return nil // no database of the group there
+	}
+	err = fn(d)
+	if errors.Is(err, errHigherToken) {
+		w.stale++
+	}
+	w.checkLocked(fmt.Sprintf("%s by %s", what, node))
+	w.mu.Unlock()
+	if !back {
+		if err := wait(ctx, lostAfter); err != nil {
+			return err
+		}
+		return fmt.Errorf("answer of %s at %s: %w", what, site, errUnreachable)
+	}
+	return err
+}
+
+// fence is the SQL fence at token: logins blocked, token recorded.
+func fence(token uint64) func(*db) error {
+	return func(d *db) error {
+		if d.token > token {
+			return fmt.Errorf("fence at %d, holds %d: %w", token, d.token, errHigherToken)
+		}
+		d.token, d.fenced = token, true
+		return nil
+	}
+}
+
+// promote makes the node the writable primary at token.
+func promote(token uint64) func(*db) error {
+	return func(d *db) error {
+		if d.token > token {
+			return fmt.Errorf("promote at %d, holds %d: %w", token, d.token, errHigherToken)
+		}
+		d.token, d.fenced, d.inRecovery = token, false, false
+		return nil
+	}
+}
+
+// runner is one witness's actions.Runner on the fake targets.
+type runner struct {
+	w    *world
+	node string
+	dns  string // the site the DNS server is at
+}
+
+var _ actions.Runner = runner{}
+
+// Demote: the simulated groups name no data_dir, so the SQL fence is the
+// only layer, as for a real group without one.
+func (r runner) Demote(_ context.Context, _ *witnessv1.Group, site string, _ postgres.StopMode) error {
+	return fmt.Errorf("site %s: no data_dir: %w", site, actions.ErrNoLocalDemotion)
+}
+
+func (r runner) Fence(ctx context.Context, g *witnessv1.Group, from string) error {
+	return r.w.act(ctx, r.node, g.GetSpec().GetName(), from, "fence", fence(g.GetStatus().GetToken()))
+}
+
+func (r runner) Promote(ctx context.Context, g *witnessv1.Group) error {
+	return r.w.act(ctx, r.node, g.GetSpec().GetName(), g.GetStatus().GetActiveSite(), "promote", promote(g.GetStatus().GetToken()))
+}
+
+func (r runner) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
+	there, back, err := r.w.reach(ctx, r.node, r.dns)
+	if err != nil || !there {
+		return err
+	}
+	name, st := g.GetSpec().GetName(), g.GetStatus()
+	r.w.mu.Lock()
+	rec := r.w.dns[name]
+	if rec == nil {
+		rec = &record{}
+		r.w.dns[name] = rec
+	}
+	if rec.token > st.GetToken() {
+		r.w.stale++
+		err = fmt.Errorf("dns update at %d, prerequisite holds %d: %w", st.GetToken(), rec.token, errHigherToken)
+	} else {
+		rec.site, rec.token = st.GetActiveSite(), st.GetToken()
+	}
+	r.w.mu.Unlock()
+	if !back {
+		return fmt.Errorf("answer of the dns server: %w", errUnreachable)
+	}
+	return err
+}
+
+func (r runner) Hook(context.Context, *witnessv1.Group, *witnessv1.HookAction) error { return nil }
+func (r runner) Notify(context.Context, *witnessv1.Group, string) error              { return nil }
+
+func (r runner) Settled(_ context.Context, g *witnessv1.Group, _ time.Time) error {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	rec := r.w.dns[g.GetSpec().GetName()]
+	if rec == nil || rec.site != g.GetStatus().GetActiveSite() || rec.token != g.GetStatus().GetToken() {
+		return errors.New("dns does not answer the new site yet")
+	}
+	return nil
+}
+
+func (r runner) CheckDNS(context.Context, *witnessv1.Group) ([]actions.DNSDrift, error) {
+	return nil, nil
+}
+
+// localFencer is one witness's cluster.LocalFencer: the SQL fence of its
+// own site's database.
+type localFencer struct {
+	w          *world
+	node, site string
+}
+
+// Demote is not asked: no simulated group names a data_dir.
+func (f localFencer) Demote(context.Context, *witnessv1.Group, string, postgres.StopMode) error {
+	return errors.New("no local demotion in the simulator")
+}
+
+func (f localFencer) Fence(ctx context.Context, g *witnessv1.Group, _ string) error {
+	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "self-fence", fence(g.GetStatus().GetToken()))
+}
+
+func (f localFencer) Unfence(ctx context.Context, g *witnessv1.Group, _ string) error {
+	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "lift self-fence", promote(g.GetStatus().GetToken()))
+}
+
+func (f localFencer) Fenced(ctx context.Context, g *witnessv1.Group, _ string) (bool, error) {
+	var on bool
+	err := f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "look at self-fence", func(d *db) error {
+		on = d.fenced && !d.inRecovery && d.token == g.GetStatus().GetToken()
+		return nil
+	})
+	return on, err
+}
+
+// checker is the probe of one witness on one target: it fails when the
+// witness cannot reach the site, the service there fails, this observer
+// site is blind to it, or it is in the failing half of a flap.
+type checker struct {
+	w              *world
+	node, observer string
+	group, site    string
+}
+
+func (c *checker) Check(ctx context.Context) probes.Result {
+	ok := c.w.healthy(c.node, c.observer, c.group, c.site)
+	if !ok {
+		c.w.mu.Lock()
+		k := [3]string{c.observer, c.group, c.site}
+		c.w.fails[k] = append(c.w.fails[k], time.Now())
+		c.w.mu.Unlock()
+		return probes.Result{Detail: "sim: failing"}
+	}
+	return probes.Result{OK: true}
+}
+
+func (w *world) healthy(node, observer, group, site string) bool {
+	if !w.net.up(node, site) || !w.net.up(site, node) {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.service[[2]string{group, site}] > 0 || w.blind[[3]string{observer, group, site}] > 0 {
+		return false
+	}
+	if p := w.flap[[2]string{group, site}]; p > 0 {
+		return (time.Now().UnixNano()/int64(p))%2 == 0
+	}
+	return true
+}
+
+// failedBetween reports whether a probe by observer of group at site
+// failed between from and to.
+func (w *world) failedBetween(observer, group, site string, from, to time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, at := range w.fails[[3]string{observer, group, site}] {
+		if !at.Before(from) && !at.After(to) {
+			return true
+		}
+	}
+	return false
+}
+
+// write is the application writing through DNS: it resolves the group's
+// name and writes to the database there, if that takes writes.
+func (w *world) write(group string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rec := w.dns[group]
+	if rec == nil {
+		return
+	}
+	if d := w.dbs[group][rec.site]; d != nil && d.writable() {
+		w.writes[fmt.Sprintf("%s@%d", group, d.token)]++
+	}
+}
