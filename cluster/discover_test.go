@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -44,7 +45,7 @@ groups:
 	}
 
 	// east is the standby, west the primary.
-	if _, err := c.ApplyGroups(ctx(t), &witnessv1.ApplyGroupsRequest{Document: doc("app", standby.DSN("postgres"), primary.DSN("postgres"))}); err != nil {
+	if _, err := applyGroups(t, c, &witnessv1.ApplyGroupsRequest{Document: doc("app", standby.DSN("postgres"), primary.DSN("postgres"))}); err != nil {
 		t.Fatal(err)
 	}
 	if h, _ := start("app"); h.GetToSite() != "west" || h.GetPhase() != "" || !strings.Contains(h.GetReason(), "east standby") {
@@ -56,7 +57,7 @@ groups:
 	if err := (&postgres.Client{}).Fence(context.Background(), primary.DSN("postgres"), "db", 7); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ApplyGroups(ctx(t), &witnessv1.ApplyGroupsRequest{Document: doc("db", standby.DSN("postgres"), primary.DSN("postgres"))}); err != nil {
+	if _, err := applyGroups(t, c, &witnessv1.ApplyGroupsRequest{Document: doc("db", standby.DSN("postgres"), primary.DSN("postgres"))}); err != nil {
 		t.Fatal(err)
 	}
 	h, mode := start("db")
@@ -69,16 +70,31 @@ groups:
 	if err := (&postgres.Client{}).Fence(context.Background(), primary.DSN("postgres"), "web", 8); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.ApplyGroups(ctx(t), &witnessv1.ApplyGroupsRequest{Document: doc("web", standby.DSN("postgres"), primary.DSN("postgres")),
+	_, err := applyGroups(t, c, &witnessv1.ApplyGroupsRequest{Document: doc("web", standby.DSN("postgres"), primary.DSN("postgres")),
 		ActiveSites: map[string]string{"web": "north"}})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("active site not of the group: %v, want InvalidArgument", err)
 	}
-	if _, err := c.ApplyGroups(ctx(t), &witnessv1.ApplyGroupsRequest{Document: doc("web", standby.DSN("postgres"), primary.DSN("postgres")),
+	if _, err := applyGroups(t, c, &witnessv1.ApplyGroupsRequest{Document: doc("web", standby.DSN("postgres"), primary.DSN("postgres")),
 		ActiveSites: map[string]string{"web": "west"}}); err != nil {
 		t.Fatal(err)
 	}
 	if h, _ := start("web"); h.GetToSite() != "west" || h.GetPhase() != "" {
 		t.Errorf("web started as %v, want at west as stated", h)
+	}
+}
+
+// applyGroups applies a group document through the admin API, asking again
+// while no leader is known (an election on a busy machine), as an operator
+// would.
+func applyGroups(t *testing.T, c witnessv1.AdminClient, req *witnessv1.ApplyGroupsRequest) (*witnessv1.ApplyGroupsResponse, error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := c.ApplyGroups(ctx(t), req)
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return res, err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
