@@ -39,6 +39,9 @@ func TestPostgresSpecMapsToProto(t *testing.T) {
         data_dir: {east: /var/lib/postgresql/15/main, west: /srv/pg}
         pg_ctl: /usr/lib/postgresql/15/bin/pg_ctl
         demote_command: [/usr/bin/systemctl, stop, postgresql@15-main]
+        reinstate: auto
+        save_dir: {east: /var/lib/postgresql/15/saved}
+        replication_dsn: {west: "host=10.0.2.30 user=replicator dbname=postgres"}
 `)))
 	if err != nil {
 		t.Fatal(err)
@@ -48,11 +51,14 @@ func TestPostgresSpecMapsToProto(t *testing.T) {
 			"east": "postgres://witness:secret@10.0.1.30:5432/postgres",
 			"west": "host=10.0.2.30 user=witness_west dbname=postgres",
 		},
-		Fence:         config.FenceSQL,
-		Roles:         []string{"app", "App_Batch"},
-		DataDir:       map[string]string{"east": "/var/lib/postgresql/15/main", "west": "/srv/pg"},
-		PgCtl:         "/usr/lib/postgresql/15/bin/pg_ctl",
-		DemoteCommand: []string{"/usr/bin/systemctl", "stop", "postgresql@15-main"},
+		Fence:          config.FenceSQL,
+		Roles:          []string{"app", "App_Batch"},
+		DataDir:        map[string]string{"east": "/var/lib/postgresql/15/main", "west": "/srv/pg"},
+		PgCtl:          "/usr/lib/postgresql/15/bin/pg_ctl",
+		DemoteCommand:  []string{"/usr/bin/systemctl", "stop", "postgresql@15-main"},
+		Reinstate:      config.ReinstateAuto,
+		SaveDir:        map[string]string{"east": "/var/lib/postgresql/15/saved"},
+		ReplicationDsn: map[string]string{"west": "host=10.0.2.30 user=replicator dbname=postgres"},
 	}
 	got := specs[0].GetActions().GetPostgres()
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
