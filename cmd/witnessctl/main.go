@@ -44,6 +44,9 @@ Commands:
                                   unplanned move of GROUP to SITE when its active site is
                                   lost: promoted once the old site is fenced or its lease
                                   has expired, or on your word with --old-site-down
+  reinstate GROUP SITE [--wait D] turn the old primary at SITE into a streaming standby of
+                                  the active site: saves its commits past the fork, then
+                                  pg_rewind (or a fresh base backup); each step recorded
   mode GROUP auto|manual|observe  set a group's mode
   arm GROUP | disarm GROUP        allow or stop automatic failover of a group
   members                         list members
@@ -225,6 +228,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.watch(args)
 	case "history":
 		return c.history(args)
+	case "reinstate":
+		return c.reinstate(args)
 	case "version":
 		fmt.Fprintln(c.stdout, "witnessctl", buildinfo.String())
 		return nil
