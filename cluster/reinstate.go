@@ -330,10 +330,33 @@ func autoReinstateDue(g *witnessv1.Group) (string, bool) {
 	if g.GetSpec().GetActions().GetDns() != nil {
 		done = "settle"
 	}
-	if !stepDone(st, done) || stepDone(st, StepReinstatePrefix+"stream") || stepDone(st, StepReinstatePrefix+"check") && alreadyStandby(st) {
+	if !stepDone(st, done) || !planSettled(st) || stepDone(st, StepReinstatePrefix+"stream") || alreadyStandby(st) {
 		return "", false
 	}
 	return site, true
+}
+
+// planSettled: each of the move's fence, promote, DNS and settle steps at
+// the current token last ended well. A fence still being retried (the old site just came back)
+// goes first: it would stop a database being reinstated.
+func planSettled(st *witnessv1.GroupStatus) bool {
+	last := map[string]bool{}
+	for _, s := range st.GetSteps() {
+		switch s.GetStep() {
+		case "fence", "promote", "dns", "settle":
+		default:
+			continue
+		}
+		if s.GetToken() == st.GetToken() {
+			last[s.GetStep()] = s.GetOk()
+		}
+	}
+	for _, ok := range last {
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func stepDone(st *witnessv1.GroupStatus, step string) bool {

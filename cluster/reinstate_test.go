@@ -119,9 +119,6 @@ func TestReinstateByOperator(t *testing.T) {
 	if _, err := dial(t, tc.nodes[0].AdminAddr()).ReinstateLocal(ctx(t), &witnessv1.ReinstateLocalRequest{Group: "app", Token: token - 1}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("reinstate at a stale token: %v, want FailedPrecondition", err)
 	}
-	if len(stepsOf(leader, token)) == 0 {
-		t.Fatal("no steps of the failover")
-	}
 	for name := range stepsOf(leader, token) {
 		if strings.HasPrefix(name, StepReinstatePrefix) {
 			t.Fatalf("a refused reinstate recorded %s", name)
