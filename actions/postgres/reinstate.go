@@ -117,8 +117,12 @@ func (s SetAside) String() string {
 	if s.Transactions == 0 {
 		return fmt.Sprintf("no transactions past the fork at %s on timeline %d; WAL saved to %s", s.Fork, s.Timeline, s.Dir)
 	}
-	return fmt.Sprintf("%d transactions committed %s to %s set aside past the fork at %s on timeline %d; WAL saved to %s (%d segments)",
-		s.Transactions, s.First.UTC().Format(time.RFC3339Nano), s.Last.UTC().Format(time.RFC3339Nano), s.Fork, s.Timeline, s.Dir, s.Segments)
+	txns := fmt.Sprintf("%d transactions", s.Transactions)
+	if s.Transactions == 1 {
+		txns = "1 transaction"
+	}
+	return fmt.Sprintf("%s committed %s to %s set aside past the fork at %s on timeline %d; WAL saved to %s (%d segments)",
+		txns, s.First.UTC().Format(time.RFC3339Nano), s.Last.UTC().Format(time.RFC3339Nano), s.Fork, s.Timeline, s.Dir, s.Segments)
 }
 
 // ReinstateReport is what Reinstate did, step by step.
