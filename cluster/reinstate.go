@@ -391,3 +391,42 @@ func (n *Node) siteAlive(site string) bool {
 	}
 	return false
 }
+
+// rewindCheckTimeout bounds the check of one database at apply.
+const rewindCheckTimeout = 3 * time.Second
+
+// rewindWarnings checks, for each group with a data_dir (which reinstate
+// needs), each site's database as a future pg_rewind target and source:
+// wal_log_hints or checksums, full_page_writes, the role's grants. Said
+// at apply, while there is time to fix them, not during an outage.
+func rewindWarnings(ctx context.Context, specs []*witnessv1.GroupSpec) []string {
+	var out []string
+	for _, spec := range specs {
+		pg := spec.GetActions().GetPostgres()
+		if len(pg.GetDataDir()) == 0 {
+			continue
+		}
+		for _, site := range spec.GetSites() {
+			name := site.GetName()
+			field, dsn := "dsn", pg.GetDsn()[name]
+			if r := pg.GetReplicationDsn()[name]; r != "" {
+				field, dsn = "replication_dsn", r
+			}
+			if dsn == "" {
+				continue
+			}
+			where := fmt.Sprintf("group %s: actions.postgres.%s.%s", spec.GetName(), field, name)
+			cctx, cancel := context.WithTimeout(ctx, rewindCheckTimeout)
+			problems, err := postgres.CheckRewind(cctx, dsn)
+			cancel()
+			if err != nil {
+				out = append(out, fmt.Sprintf("%s: could not check it for a later reinstate: %v", where, err))
+				continue
+			}
+			for _, p := range problems {
+				out = append(out, where+": "+p)
+			}
+		}
+	}
+	return out
+}

@@ -169,3 +169,25 @@ func TestReinstateAuto(t *testing.T) {
 		t.Errorf("save step %v, want 2 transactions set aside by auto", s)
 	}
 }
+
+// Applying a group with a data_dir says, without refusing it, what would
+// stop a later reinstate: here west's node has neither wal_log_hints nor
+// checksums.
+func TestApplyWarnsWhatStopsARewind(t *testing.T) {
+	east := pgharness.StartPrimary(t)
+	west := pgharness.StartPrimary(t)
+	pgExec(t, west.DSN("postgres"), "ALTER SYSTEM SET wal_log_hints = off")
+	west.Stop(t)
+	west.Start(t)
+	tc := newTestClusterWith(t, func(i int, o *Options) { o.Runner = actionstest.NewRunner() }, "east", "west", "tiebreak")
+	_, leader := tc.leader()
+	doc := reinstateDoc(t, east, west, "manual")
+	resp, err := dial(t, leader.AdminAddr()).ApplyGroups(ctx(t), &witnessv1.ApplyGroupsRequest{Document: []byte(doc), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := resp.GetWarnings()
+	if len(w) != 1 || !strings.Contains(w[0], "actions.postgres.dsn.west") || !strings.Contains(w[0], "wal_log_hints") {
+		t.Errorf("warnings %q, want one about west's wal_log_hints", w)
+	}
+}

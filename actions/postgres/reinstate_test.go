@@ -221,3 +221,52 @@ func TestCheckRewind(t *testing.T) {
 		t.Fatalf("check as a plain role: %q, %v; want the missing grants", problems, err)
 	}
 }
+
+// Without wal_log_hints (nor checksums) before the fork, pg_rewind cannot
+// run: the check says so, the old data directory is kept whole and a
+// fresh base backup makes the standby.
+func TestReinstateFallsBackToBaseBackup(t *testing.T) {
+	ctx := testContext(t)
+	old := pgharness.StartPrimary(t)
+	pgExecT(t, old, "ALTER SYSTEM SET wal_log_hints = off")
+	old.Stop(t)
+	old.Start(t)
+	promoted := pgharness.StartStandby(t, old)
+	problems, err := postgres.CheckRewind(ctx, old.DSN("postgres"))
+	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], "wal_log_hints") {
+		t.Errorf("check of a node without wal_log_hints: %q, %v", problems, err)
+	}
+	pgExecT(t, old, "CREATE TABLE rows (n int)")
+	promoted.CatchUp(t, old)
+	pgExecT(t, promoted, "SELECT pg_promote(true, 60)")
+	pgExecT(t, old, "INSERT INTO rows VALUES (100)")
+	old.HandOver(t)
+	r := reinstater(t, old)
+	lctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := r.Reinstate(lctx, postgres.ReinstateRequest{
+		Group: "app", Token: 7, LocalDSN: old.DSN("postgres"), SourceDSN: promoted.DSN("postgres"), Slot: "witness_east",
+	})
+	if err != nil {
+		t.Fatalf("reinstate: %v (%+v)", err, rep)
+	}
+	if rep.Method != "basebackup" || !strings.Contains(rep.Steps[0].Detail, "wal_log_hints") {
+		t.Errorf("method %q, check %q; want a base backup because of wal_log_hints", rep.Method, rep.Steps[0].Detail)
+	}
+	if n := count(t, old.DSN("postgres"), "SELECT count(*) FROM rows"); n != 0 {
+		t.Errorf("base-backed standby has %d rows of the old timeline", n)
+	}
+	if _, err := os.Stat(filepath.Join(rep.MovedAside, "PG_VERSION")); err != nil {
+		t.Errorf("old data directory not kept: %v", err)
+	}
+	if !inRecovery(t, old) {
+		t.Error("reinstated node is not a standby")
+	}
+}
+
+func pgExecT(t *testing.T, srv *pgharness.Server, stmt string) {
+	t.Helper()
+	if _, err := connect(t, srv.DSN("postgres")).Exec(testContext(t), stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}

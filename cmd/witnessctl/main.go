@@ -491,9 +491,10 @@ func (c *cli) apply(args []string) error {
 		Change string `json:"change"`
 	}
 	out := struct {
-		Applied bool     `json:"applied"`
-		Changes []change `json:"changes"`
-	}{Applied: resp.GetApplied()}
+		Applied  bool     `json:"applied"`
+		Changes  []change `json:"changes"`
+		Warnings []string `json:"warnings,omitempty"`
+	}{Applied: resp.GetApplied(), Warnings: resp.GetWarnings()}
 	for _, ch := range resp.GetChanges() {
 		out.Changes = append(out.Changes, change{ch.GetName(), strings.ToLower(strings.TrimPrefix(ch.GetChange().String(), "CHANGE_KIND_"))})
 	}
@@ -506,6 +507,9 @@ func (c *cli) apply(args []string) error {
 	}
 	for _, ch := range out.Changes {
 		fmt.Fprintf(c.stdout, "%s: group %s %s\n", verb, ch.Name, ch.Change)
+	}
+	for _, w := range out.Warnings {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
 	}
 	return nil
 }

@@ -425,9 +425,14 @@ func (x *GroupChange) GetChange() ChangeKind {
 }
 
 type ApplyGroupsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Changes       []*GroupChange         `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
-	Applied       bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"` // false for a dry run
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Changes []*GroupChange         `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	Applied bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"` // false for a dry run
+	// warnings are what the witness that applied found on the groups'
+	// databases that would stop a later reinstate of an old primary
+	// (pg_rewind): no wal_log_hints nor checksums, a role without the
+	// grants, a node it could not reach. They do not stop the apply.
+	Warnings      []string `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +479,13 @@ func (x *ApplyGroupsResponse) GetApplied() bool {
 		return x.Applied
 	}
 	return false
+}
+
+func (x *ApplyGroupsResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 type ListGroupsRequest struct {
@@ -2777,10 +2789,11 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
 	"\vGroupChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
-	"\x06change\x18\x02 \x01(\x0e2\x16.witness.v1.ChangeKindR\x06change\"b\n" +
+	"\x06change\x18\x02 \x01(\x0e2\x16.witness.v1.ChangeKindR\x06change\"~\n" +
 	"\x13ApplyGroupsResponse\x121\n" +
 	"\achanges\x18\x01 \x03(\v2\x17.witness.v1.GroupChangeR\achanges\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\bR\aapplied\"\x13\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\x12\x1a\n" +
+	"\bwarnings\x18\x03 \x03(\tR\bwarnings\"\x13\n" +
 	"\x11ListGroupsRequest\"?\n" +
 	"\x12ListGroupsResponse\x12)\n" +
 	"\x06groups\x18\x01 \x03(\v2\x11.witness.v1.GroupR\x06groups\"I\n" +
