@@ -112,6 +112,11 @@ func TestPostgresSpecRefusals(t *testing.T) {
 		{"relative pg_ctl", pgDSNs + "        roles: [app]\n        pg_ctl: pg_ctl\n", []string{p + ".pg_ctl"}, config.ErrInvalid},
 		{"relative demote command", pgDSNs + "        roles: [app]\n        demote_command: [systemctl, stop, postgresql]\n", []string{p + ".demote_command[0]"}, config.ErrInvalid},
 		{"empty demote command", pgDSNs + "        roles: [app]\n        demote_command: []\n", []string{p + ".demote_command"}, config.ErrRequired},
+		{"unknown reinstate", pgDSNs + "        roles: [app]\n        reinstate: always\n", []string{p + ".reinstate"}, config.ErrInvalid},
+		{"reinstate auto without data_dir", pgDSNs + "        roles: [app]\n        reinstate: auto\n        data_dir: {east: /srv/pg}\n", []string{p + ".reinstate"}, config.ErrRequired},
+		{"save_dir relative and of another site", pgDSNs + "        roles: [app]\n        save_dir: {east: saved, north: /srv/saved}\n",
+			[]string{p + ".save_dir.east", p + ".save_dir.north"}, nil},
+		{"unparsable replication_dsn", pgDSNs + "        roles: [app]\n        replication_dsn: {west: \"postgres://u:pw@[bad\"}\n", []string{p + ".replication_dsn.west"}, config.ErrSyntax},
 		{"unparsable DSN", "        dsn: {east: \"postgres://u:pw@[bad\", west: \"host=h\"}\n        roles: [app]\n", []string{p + ".dsn.east"}, config.ErrSyntax},
 	}
 	for _, tt := range tests {
