@@ -25,10 +25,14 @@ import (
 // streaming standby of the new primary, on the old primary's own host.
 // The steps, each reported as a ReinstateStep:
 //
-//	check     the node is not a primary holding a higher token; the new
+//	check     the node is not a primary holding a higher token (a node
+//	          that already streams from the new primary is left alone); the new
 //	          primary is a primary, and its role may rewind (superuser or
 //	          the function grants); the node can be rewound (wal_log_hints
 //	          or data checksums)
+//	repoint   a running standby (of the old primary) is pointed at the new
+//	          one (ALTER SYSTEM SET primary_conninfo, reload); when it does
+//	          not stream from it in time, it goes on as an old primary
 //	stop      a running old primary is stopped (fast), standby.signal
 //	          left in place
 //	save      the old timeline's WAL past the fork point is copied aside,
@@ -128,7 +132,7 @@ func (s SetAside) String() string {
 // ReinstateReport is what Reinstate did, step by step.
 type ReinstateReport struct {
 	Steps    []ReinstateStep
-	Method   string // "rewind", "basebackup" or "" when already a standby
+	Method   string // "rewind", "basebackup", "repoint" or "" when already a standby
 	SetAside *SetAside
 	// MovedAside is the old data directory kept by the base backup
 	// fallback.
@@ -164,7 +168,7 @@ func (r *Reinstater) reinstate(ctx context.Context, req ReinstateRequest, rep *R
 	if err := r.check(req.LocalDSN); err != nil {
 		return err
 	}
-	var running, streaming bool
+	var running, streaming, standby bool
 	canRewind := true
 	err := r.step(ctx, rep, "check", func() (string, error) {
 		var notes []string
@@ -172,9 +176,13 @@ func (r *Reinstater) reinstate(ctx context.Context, req ReinstateRequest, rep *R
 		if err != nil {
 			return "", err
 		}
-		running, streaming = st.running, st.streaming
-		if streaming {
-			return "already a streaming standby", nil
+		running, standby = st.running, st.inRecovery
+		if st.streaming && sameServer(st.sender, req.SourceDSN) {
+			streaming = true
+			return "already a streaming standby of " + st.sender, nil
+		}
+		if st.streaming {
+			notes = append(notes, "a standby streaming from "+st.sender)
 		}
 		if err := r.checkSource(ctx, req.SourceDSN); err != nil {
 			return "", err
@@ -191,6 +199,24 @@ func (r *Reinstater) reinstate(ctx context.Context, req ReinstateRequest, rep *R
 	})
 	if err != nil || streaming {
 		return err
+	}
+	if running && standby {
+		// A standby of the old primary (or of nothing): point it at the
+		// new one. When it cannot follow (it received WAL past the fork),
+		// it is rewound like an old primary.
+		err := r.step(ctx, rep, "repoint", func() (string, error) {
+			if _, err := r.ensureSlot(ctx, req.SourceDSN, req.Slot); err != nil {
+				return "", err
+			}
+			if err := repoint(ctx, req.LocalDSN, req.SourceDSN, req.ApplicationName, req.Slot); err != nil {
+				return "", err
+			}
+			return r.waitStreaming(ctx, req, min(r.streamTimeout(), repointWait))
+		})
+		if err == nil {
+			rep.Method = "repoint"
+			return nil
+		}
 	}
 	if running {
 		err := r.step(ctx, rep, "stop", func() (string, error) {
@@ -278,12 +304,22 @@ func (r *Reinstater) reinstate(ctx context.Context, req ReinstateRequest, rep *R
 		return err
 	}
 	return r.step(ctx, rep, "stream", func() (string, error) {
-		return r.waitStreaming(ctx, req)
+		return r.waitStreaming(ctx, req, r.streamTimeout())
 	})
 }
 
 type localState struct {
-	running, streaming bool
+	running, inRecovery, streaming bool
+	sender                         string // host:port the WAL receiver streams from
+}
+
+// sameServer says whether sender (host:port) is the server of dsn.
+func sameServer(sender, dsn string) bool {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return false
+	}
+	return sender == fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
 }
 
 // localState reads the node: running or not, a standby streaming or not,
@@ -310,7 +346,19 @@ func (r *Reinstater) localState(ctx context.Context, req ReinstateRequest) (loca
 	if held, _ := st.Token(req.Group); held > req.Token {
 		return localState{}, &HigherTokenError{Group: req.Group, Held: held, Offered: req.Token}
 	}
-	return localState{running: true, streaming: st.InRecovery && st.Streaming}, nil
+	ls := localState{running: true, inRecovery: st.InRecovery, streaming: st.InRecovery && st.Streaming}
+	if ls.streaming {
+		conn, err := r.connect(ctx, req.LocalDSN)
+		if err != nil {
+			return localState{}, err
+		}
+		defer closeConn(conn)
+		err = conn.QueryRow(ctx, `SELECT coalesce((SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver), '')`).Scan(&ls.sender)
+		if err != nil {
+			return localState{}, contextError(ctx, err)
+		}
+	}
+	return ls, nil
 }
 
 // offlineTokens reads witness.tokens from postgresql.auto.conf of a
@@ -755,10 +803,27 @@ func primaryConninfo(dsn, appName string) (string, error) {
 
 // waitStreaming waits until the WAL receiver streams, then records the
 // group's token on the node.
-func (r *Reinstater) waitStreaming(ctx context.Context, req ReinstateRequest) (string, error) {
+func (r *Reinstater) waitStreaming(ctx context.Context, req ReinstateRequest, timeout time.Duration) (string, error) {
+	// Streaming is not enough: a standby past the fork connects, then
+	// cannot follow the new timeline. It must receive the source's
+	// timeline and replay what the source had flushed.
+	src, err := r.connect(ctx, req.SourceDSN)
+	if err != nil {
+		return "", fmt.Errorf("new primary: %w", err)
+	}
+	var target string
+	var tli int32
+	err = src.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text,
+		('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))::bit(32)::int`).Scan(&target, &tli)
+	closeConn(src)
+	if err != nil {
+		return "", fmt.Errorf("new primary's position: %w", contextError(ctx, err))
+	}
 	var status, sender string
+	var got int32
+	var caughtUp bool
 	var last error
-	ok, err := waitUntil(ctx, time.Now().Add(orDefault(r.StreamTimeout, DefaultStreamTimeout)), func() (bool, error) {
+	ok, err := waitUntil(ctx, time.Now().Add(timeout), func() (bool, error) {
 		conn, err := r.connect(ctx, req.LocalDSN)
 		if err != nil {
 			last = err
@@ -766,11 +831,14 @@ func (r *Reinstater) waitStreaming(ctx context.Context, req ReinstateRequest) (s
 		}
 		defer closeConn(conn)
 		last = conn.QueryRow(ctx, `SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), ''),
-			coalesce((SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver), '')`).Scan(&status, &sender)
-		return last == nil && status == "streaming", nil
+			coalesce((SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver), ''),
+			coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0),
+			coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)`, target).Scan(&status, &sender, &got, &caughtUp)
+		return last == nil && status == "streaming" && got == tli && caughtUp, nil
 	})
 	if err != nil || !ok {
-		return "", fmt.Errorf("%w: receiver status %q: %w", ErrNotStreaming, status, errors.Join(last, err))
+		return "", fmt.Errorf("%w: receiver %q on timeline %d (the new primary's is %d), replayed to %s: %v: %w",
+			ErrNotStreaming, status, got, tli, target, caughtUp, errors.Join(last, err))
 	}
 	conn, err := r.connect(ctx, req.LocalDSN)
 	if err != nil {
@@ -780,13 +848,19 @@ func (r *Reinstater) waitStreaming(ctx context.Context, req ReinstateRequest) (s
 	if err := recordNode(ctx, conn, req.Group, req.Token, RoleFenced); err != nil {
 		return "", err
 	}
-	return "streaming from " + sender, nil
+	return fmt.Sprintf("streaming from %s on timeline %d, replayed to %s", sender, tli, target), nil
 }
 
 // RepointStandby points a running standby at a new primary:
 // ALTER SYSTEM SET primary_conninfo, then a reload (PostgreSQL 13+ applies
 // it without a restart). A node that is not in recovery is ErrNotStandby.
 func RepointStandby(ctx context.Context, dsn, sourceDSN, appName string) error {
+	return repoint(ctx, dsn, sourceDSN, appName, "")
+}
+
+// repoint is RepointStandby that also sets primary_slot_name when slot is
+// not empty.
+func repoint(ctx context.Context, dsn, sourceDSN, appName, slot string) error {
 	conninfo, err := primaryConninfo(sourceDSN, appName)
 	if err != nil {
 		return err
@@ -804,10 +878,11 @@ func RepointStandby(ctx context.Context, dsn, sourceDSN, appName string) error {
 	if !inRecovery {
 		return fmt.Errorf("repoint standby: %w", ErrNotStandby)
 	}
-	for _, stmt := range []string{
-		"ALTER SYSTEM SET primary_conninfo = " + quoteLiteral(conninfo),
-		"SELECT pg_reload_conf()",
-	} {
+	stmts := []string{"ALTER SYSTEM SET primary_conninfo = " + quoteLiteral(conninfo)}
+	if slot != "" {
+		stmts = append(stmts, "ALTER SYSTEM SET primary_slot_name = "+quoteLiteral(slot))
+	}
+	for _, stmt := range append(stmts, "SELECT pg_reload_conf()") {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("repoint standby: %w", contextError(ctx, err))
 		}
@@ -892,6 +967,14 @@ func (r *Reinstater) writeConfig(conf map[string][]byte) error {
 		}
 	}
 	return nil
+}
+
+// repointWait bounds the wait for a repointed standby to stream before it
+// is rewound instead.
+const repointWait = 15 * time.Second
+
+func (r *Reinstater) streamTimeout() time.Duration {
+	return orDefault(r.StreamTimeout, DefaultStreamTimeout)
 }
 
 func (r *Reinstater) saveDir() string {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sitewitness/witness/actions/postgres"
 	"github.com/sitewitness/witness/integration/pgharness"
 )
@@ -62,8 +64,14 @@ func reinstater(t *testing.T, srv *pgharness.Server) *postgres.Reinstater {
 
 func count(t *testing.T, dsn, query string) int {
 	t.Helper()
+	ctx := testContext(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
 	var n int
-	if err := connect(t, dsn).QueryRow(testContext(t), query).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, query).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -268,5 +276,62 @@ func pgExecT(t *testing.T, srv *pgharness.Server, stmt string) {
 	t.Helper()
 	if _, err := connect(t, srv.DSN("postgres")).Exec(testContext(t), stmt); err != nil {
 		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// A standby of the old primary is pointed at the new one; one that had
+// received WAL past the fork (the old primary's shutdown checkpoint,
+// written after the promotion) cannot follow it and is rewound instead.
+func TestReinstateRepointsAStandby(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		stopFirst   bool // the old primary stops before the promotion
+		wantMethod  string
+		wantStepsTo string
+	}{
+		{"follows the new timeline", true, "repoint", "check repoint"},
+		{"past the fork", false, "rewind", "check repoint stop save rewind slot configure start stream"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			old := pgharness.StartPrimary(t)
+			promoted := pgharness.StartStandby(t, old)
+			other := pgharness.StartStandby(t, old)
+			pgExecT(t, old, "CREATE TABLE rows (n int)")
+			promoted.CatchUp(t, old)
+			other.CatchUp(t, old)
+			if tt.stopFirst {
+				old.Stop(t)
+			}
+			pgExecT(t, promoted, "SELECT pg_promote(true, 60)")
+			old.Stop(t)
+			other.HandOver(t)
+			r := reinstater(t, other)
+			lctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			rep, err := r.Reinstate(lctx, postgres.ReinstateRequest{
+				Group: "app", Token: 7, LocalDSN: other.DSN("postgres"), SourceDSN: promoted.DSN("postgres"), Slot: "witness_south", ApplicationName: "south",
+			})
+			if err != nil {
+				t.Fatalf("reinstate: %v (%+v)", err, rep)
+			}
+			var names []string
+			for _, s := range rep.Steps {
+				names = append(names, s.Name)
+			}
+			if rep.Method != tt.wantMethod || strings.Join(names, " ") != tt.wantStepsTo {
+				t.Errorf("method %q, steps %q; want %q, %q", rep.Method, names, tt.wantMethod, tt.wantStepsTo)
+			}
+			pgExecT(t, promoted, "INSERT INTO rows VALUES (1)")
+			deadline := time.Now().Add(30 * time.Second)
+			for count(t, other.DSN("postgres"), "SELECT count(*) FROM rows") != 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("reinstated standby does not replay the new primary's rows")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if n := count(t, promoted.DSN("postgres"), "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'south'"); n != 1 {
+				t.Error("the new primary does not stream to south")
+			}
+		})
 	}
 }
