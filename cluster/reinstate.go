@@ -128,11 +128,22 @@ func (n *Node) reinstate(ctx context.Context, g *witnessv1.Group, site, rule str
 	if err != nil && !record && len(steps) > 0 {
 		keep = steps[len(steps)-1:]
 	}
+	var recErr error
 	for _, s := range keep {
 		s.Rule = rule
-		if _, aerr := n.Apply(ctx, &witnessv1.RecordStepCommand{Group: name, Result: s}); aerr != nil {
-			n.log.Warn("record reinstate step", "group", name, "step", s.GetStep(), keyErr, aerr)
+		res, aerr := n.Apply(ctx, &witnessv1.RecordStepCommand{Group: name, Result: s})
+		if aerr == nil {
+			aerr = res.Err
 		}
+		if aerr != nil {
+			n.log.Warn("record reinstate step", "group", name, "step", s.GetStep(), keyErr, aerr)
+			recErr = errors.Join(recErr, fmt.Errorf("record %s: %w", s.GetStep(), aerr))
+		}
+	}
+	if err == nil && recErr != nil {
+		// Done, but not in the history: said, and for auto done again
+		// (it finds the node streaming and records that).
+		err = fmt.Errorf("%s done, but its steps were not all recorded: %w", what, recErr)
 	}
 	return steps, err
 }
@@ -266,7 +277,7 @@ func dirOf(path string) string {
 // reinstate: auto whose last move's plan is done, it reinstates the old
 // site once a witness there is alive, retrying with backoff.
 func (n *Node) autoReinstate(ctx context.Context) {
-	tries := map[string]*reinstateTry{} // by group/token
+	tries := map[string]*reinstateTry{} // by group/token/site
 	t := n.clock.NewTimer(reinstateCheckEvery)
 	defer t.Stop()
 	for {
@@ -276,28 +287,25 @@ func (n *Node) autoReinstate(ctx context.Context) {
 		case <-t.C():
 		}
 		for _, g := range n.fsm.Groups() {
-			site, ok := autoReinstateDue(g)
-			if !ok {
-				continue
+			for _, site := range autoReinstateDue(g) {
+				key := fmt.Sprintf("%s/%d/%s", g.GetSpec().GetName(), g.GetStatus().GetToken(), site)
+				try := tries[key]
+				if try == nil {
+					try = &reinstateTry{}
+					tries[key] = try
+				}
+				if n.clock.Now().Before(try.next) || !n.siteAlive(site) {
+					continue
+				}
+				_, err := n.reinstate(ctx, g, site, "auto", false)
+				if err == nil {
+					continue
+				}
+				try.attempts++
+				wait := min(reinstateRetryMin<<min(try.attempts-1, 10), reinstateRetryMax)
+				try.next = n.clock.Now().Add(wait)
+				n.log.Warn("auto reinstate failed; retrying", "group", g.GetSpec().GetName(), "site", site, "in", wait, keyErr, err)
 			}
-			key := fmt.Sprintf("%s/%d", g.GetSpec().GetName(), g.GetStatus().GetToken())
-			try := tries[key]
-			if try == nil {
-				try = &reinstateTry{}
-				tries[key] = try
-			}
-			now := n.clock.Now()
-			if now.Before(try.next) || !n.siteAlive(site) {
-				continue
-			}
-			_, err := n.reinstate(ctx, g, site, "auto", false)
-			if err == nil {
-				continue
-			}
-			try.attempts++
-			wait := min(reinstateRetryMin<<min(try.attempts-1, 10), reinstateRetryMax)
-			try.next = n.clock.Now().Add(wait)
-			n.log.Warn("auto reinstate failed; retrying", "group", g.GetSpec().GetName(), "site", site, "in", wait, keyErr, err)
 		}
 		t.Reset(reinstateCheckEvery)
 	}
@@ -308,32 +316,42 @@ type reinstateTry struct {
 	next     time.Time
 }
 
-// autoReinstateDue says whether the group's old site should be
-// reinstated now, and which: reinstate auto, the current token's
-// transition a move from a site with a data_dir, its plan done, and no
-// successful reinstate at this token yet.
-func autoReinstateDue(g *witnessv1.Group) (string, bool) {
+// autoReinstateDue lists the sites of the group to reinstate now: with
+// reinstate auto, once the current token's transition is a move whose plan
+// is done, its old site first, then every other site with a database
+// that is not the active one (their standbys follow the new primary),
+// each until a reinstate at this token has made it stream.
+func autoReinstateDue(g *witnessv1.Group) []string {
 	pg := g.GetSpec().GetActions().GetPostgres()
 	st := g.GetStatus()
 	if pg.GetReinstate() != config.ReinstateAuto || st.GetPending() != nil || len(st.GetHistory()) == 0 {
-		return "", false
+		return nil
 	}
 	last := st.GetHistory()[len(st.GetHistory())-1]
-	site := last.GetFromSite()
-	if last.GetToken() != st.GetToken() || last.GetPhase() != "" || site == "" || site == st.GetActiveSite() || pg.GetDataDir()[site] == "" {
-		return "", false
-	}
-	if reinstatable(g, site) != nil {
-		return "", false
+	if last.GetToken() != st.GetToken() || last.GetPhase() != "" || last.GetFromSite() == "" || last.GetFromSite() == st.GetActiveSite() {
+		return nil
 	}
 	done := "promote"
 	if g.GetSpec().GetActions().GetDns() != nil {
 		done = "settle"
 	}
-	if !stepDone(st, done) || !planSettled(st) || stepDone(st, StepReinstatePrefix+"stream") || alreadyStandby(st) {
-		return "", false
+	if !stepDone(st, done) || !planSettled(st) {
+		return nil
 	}
-	return site, true
+	sites := []string{last.GetFromSite()}
+	for _, s := range g.GetSpec().GetSites() {
+		if s.GetName() != last.GetFromSite() {
+			sites = append(sites, s.GetName())
+		}
+	}
+	var due []string
+	for _, site := range sites {
+		if pg.GetDataDir()[site] == "" || reinstatable(g, site) != nil || reinstatedAt(st, site) {
+			continue
+		}
+		due = append(due, site)
+	}
+	return due
 }
 
 // planSettled: each of the move's fence, promote, DNS and settle steps at
@@ -368,11 +386,20 @@ func stepDone(st *witnessv1.GroupStatus, step string) bool {
 	return false
 }
 
-// alreadyStandby: a check at this token found the node streaming.
-func alreadyStandby(st *witnessv1.GroupStatus) bool {
+// reinstatedAt says whether a reinstate at the current token made
+// site's node stream from the active site (or found it streaming).
+func reinstatedAt(st *witnessv1.GroupStatus, site string) bool {
 	for _, s := range st.GetSteps() {
-		if s.GetToken() == st.GetToken() && s.GetStep() == StepReinstatePrefix+"check" && s.GetOk() && strings.HasSuffix(s.GetDetail(), "already a streaming standby") {
+		if s.GetToken() != st.GetToken() || !s.GetOk() || !strings.HasPrefix(s.GetDetail(), site+":") {
+			continue
+		}
+		switch s.GetStep() {
+		case StepReinstatePrefix + "stream", StepReinstatePrefix + "repoint":
 			return true
+		case StepReinstatePrefix + "check":
+			if strings.Contains(s.GetDetail(), "already a streaming standby") {
+				return true
+			}
 		}
 	}
 	return false

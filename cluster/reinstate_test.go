@@ -131,6 +131,8 @@ func TestReinstateByOperator(t *testing.T) {
 	if err != nil || !resp.GetOk() {
 		t.Fatalf("reinstate east: %v, %v", err, resp)
 	}
+	_, leader = tc.leader()
+	eventually(t, "the steps applied on the leader", func() bool { return stepsOf(leader, token)[StepReinstatePrefix+"stream"] != nil })
 	steps := stepsOf(leader, token)
 	for _, name := range []string{"check", "stop", "save", "rewind", "slot", "configure", "start", "stream"} {
 		s := steps[StepReinstatePrefix+name]
