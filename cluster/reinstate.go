@@ -220,7 +220,11 @@ func (n *Node) reinstateLocal(ctx context.Context, req *witnessv1.ReinstateLocal
 	r, preq := reinstaterFor(g, n.cfg.Site)
 	log := n.log.With("group", req.GetGroup(), "token", req.GetToken(), "asked_by", req.GetLeader())
 	log.Warn("reinstating this site's database as a standby", "source", st.GetActiveSite())
-	rep, err := r.Reinstate(ctx, preq)
+	// Carried through when the leader goes away: a pg_rewind cut short
+	// leaves the data directory unusable. The next ask finds it done.
+	rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), reinstateTimeout)
+	defer cancel()
+	rep, err := r.Reinstate(rctx, preq)
 	resp := &witnessv1.ReinstateLocalResponse{Node: n.cfg.Name, Site: n.cfg.Site, Ok: err == nil, Method: rep.Method}
 	for _, s := range rep.Steps {
 		res := &witnessv1.StepResult{Token: req.GetToken(), Step: StepReinstatePrefix + s.Name, Ok: s.Err == nil,
