@@ -219,7 +219,7 @@ func (s *adminServer) ApplyGroups(ctx context.Context, req *witnessv1.ApplyGroup
 		changes[i] = c
 	}
 	if req.GetDryRun() {
-		return &witnessv1.ApplyGroupsResponse{Changes: changes}, nil
+		return &witnessv1.ApplyGroupsResponse{Changes: changes, Warnings: rewindWarnings(ctx, specs)}, nil
 	}
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.ApplyGroups); handled {
 		return resp, err
@@ -233,7 +233,7 @@ func (s *adminServer) ApplyGroups(ctx context.Context, req *witnessv1.ApplyGroup
 	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: s.n.nowNano(), By: by(req.GetBy()), Starts: starts}); err != nil {
 		return nil, err
 	}
-	return &witnessv1.ApplyGroupsResponse{Changes: changes, Applied: true}, nil
+	return &witnessv1.ApplyGroupsResponse{Changes: changes, Applied: true, Warnings: rewindWarnings(ctx, specs)}, nil
 }
 
 // by names who asked, for the audit history.

@@ -516,8 +516,9 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
 	n.setReconciler(rec)
 	defer n.setReconciler(nil)
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); rec.Run(ctx) }()
+	go func() { defer wg.Done(); n.autoReinstate(ctx) }()
 	n.decide(ctx)
 	wg.Wait()
 }

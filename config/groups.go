@@ -141,6 +141,15 @@ type Postgres struct {
 	// DemoteCommand, when set, stops the database instead of pg_ctl: argv,
 	// no shell.
 	DemoteCommand []string `yaml:"demote_command"`
+	// Reinstate is manual (the default: witnessctl reinstate) or auto (the
+	// leader reinstates the old primary as a standby after a move).
+	Reinstate string `yaml:"reinstate"`
+	// SaveDir is, per site, where a reinstate saves the WAL past the fork;
+	// empty means the data_dir followed by "-witness-saved".
+	SaveDir map[string]string `yaml:"save_dir"`
+	// ReplicationDSN is, per site, how the other sites' nodes reach this
+	// one for pg_rewind and streaming; empty means DSN.
+	ReplicationDSN map[string]string `yaml:"replication_dsn"`
 }
 
 // Hook steps: where in a transition a hook runs.
@@ -700,6 +709,7 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 	if pg := g.Actions.Postgres; pg != nil {
 		out.Actions.Postgres = &witnessv1.PostgresAction{
 			Dsn: pg.DSN, Fence: pg.Fence, Roles: pg.Roles, DataDir: pg.DataDir, PgCtl: pg.PGCtl, DemoteCommand: pg.DemoteCommand,
+			Reinstate: pg.Reinstate, SaveDir: pg.SaveDir, ReplicationDsn: pg.ReplicationDSN,
 		}
 	}
 	for _, h := range g.Actions.Hooks {

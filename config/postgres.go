@@ -26,9 +26,18 @@ const (
 	FenceReadOnly = "read_only"
 )
 
+// Reinstate settings of a PostgreSQL action.
+const (
+	ReinstateManual = "manual"
+	ReinstateAuto   = "auto"
+)
+
 func (pg *Postgres) setDefaults() {
 	if pg.Fence == "" || pg.Fence == FenceReadOnly {
 		pg.Fence = FenceSQL
+	}
+	if pg.Reinstate == "" {
+		pg.Reinstate = ReinstateManual
 	}
 }
 
@@ -119,6 +128,31 @@ func (pg *Postgres) validate(p *problems, f string, sites map[string]bool, dsns 
 			p.addf(df, site, ErrUnknown, "not a site of the group")
 		}
 		checkAbsPath(p, df, pg.DataDir[site])
+	}
+	switch pg.Reinstate {
+	case ReinstateManual:
+	case ReinstateAuto:
+		if len(pg.DataDir) < 2 {
+			p.addf(f+".reinstate", pg.Reinstate, ErrRequired, "reinstate auto runs on the old site's own host: give data_dir for every site")
+		}
+	default:
+		p.addf(f+".reinstate", pg.Reinstate, ErrInvalid, "one of %s, %s", ReinstateManual, ReinstateAuto)
+	}
+	for _, site := range slices.Sorted(maps.Keys(pg.SaveDir)) {
+		sf := f + ".save_dir." + site
+		if !sites[site] {
+			p.addf(sf, site, ErrUnknown, "not a site of the group")
+		}
+		checkAbsPath(p, sf, pg.SaveDir[site])
+	}
+	for _, site := range slices.Sorted(maps.Keys(pg.ReplicationDSN)) {
+		rf := f + ".replication_dsn." + site
+		if !sites[site] {
+			p.addf(rf, site, ErrUnknown, "not a site of the group")
+		}
+		if _, err := pgconn.ParseConfig(pg.ReplicationDSN[site]); err != nil || pg.ReplicationDSN[site] == "" {
+			p.addf(rf, "", ErrSyntax, "not a PostgreSQL connection string (keywords or a postgres:// URL)")
+		}
 	}
 	if pg.PGCtl != "" {
 		checkAbsPath(p, f+".pg_ctl", pg.PGCtl)

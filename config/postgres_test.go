@@ -39,6 +39,9 @@ func TestPostgresSpecMapsToProto(t *testing.T) {
         data_dir: {east: /var/lib/postgresql/15/main, west: /srv/pg}
         pg_ctl: /usr/lib/postgresql/15/bin/pg_ctl
         demote_command: [/usr/bin/systemctl, stop, postgresql@15-main]
+        reinstate: auto
+        save_dir: {east: /var/lib/postgresql/15/saved}
+        replication_dsn: {west: "host=10.0.2.30 user=replicator dbname=postgres"}
 `)))
 	if err != nil {
 		t.Fatal(err)
@@ -48,11 +51,14 @@ func TestPostgresSpecMapsToProto(t *testing.T) {
 			"east": "postgres://witness:secret@10.0.1.30:5432/postgres",
 			"west": "host=10.0.2.30 user=witness_west dbname=postgres",
 		},
-		Fence:         config.FenceSQL,
-		Roles:         []string{"app", "App_Batch"},
-		DataDir:       map[string]string{"east": "/var/lib/postgresql/15/main", "west": "/srv/pg"},
-		PgCtl:         "/usr/lib/postgresql/15/bin/pg_ctl",
-		DemoteCommand: []string{"/usr/bin/systemctl", "stop", "postgresql@15-main"},
+		Fence:          config.FenceSQL,
+		Roles:          []string{"app", "App_Batch"},
+		DataDir:        map[string]string{"east": "/var/lib/postgresql/15/main", "west": "/srv/pg"},
+		PgCtl:          "/usr/lib/postgresql/15/bin/pg_ctl",
+		DemoteCommand:  []string{"/usr/bin/systemctl", "stop", "postgresql@15-main"},
+		Reinstate:      config.ReinstateAuto,
+		SaveDir:        map[string]string{"east": "/var/lib/postgresql/15/saved"},
+		ReplicationDsn: map[string]string{"west": "host=10.0.2.30 user=replicator dbname=postgres"},
 	}
 	got := specs[0].GetActions().GetPostgres()
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
@@ -106,6 +112,11 @@ func TestPostgresSpecRefusals(t *testing.T) {
 		{"relative pg_ctl", pgDSNs + "        roles: [app]\n        pg_ctl: pg_ctl\n", []string{p + ".pg_ctl"}, config.ErrInvalid},
 		{"relative demote command", pgDSNs + "        roles: [app]\n        demote_command: [systemctl, stop, postgresql]\n", []string{p + ".demote_command[0]"}, config.ErrInvalid},
 		{"empty demote command", pgDSNs + "        roles: [app]\n        demote_command: []\n", []string{p + ".demote_command"}, config.ErrRequired},
+		{"unknown reinstate", pgDSNs + "        roles: [app]\n        reinstate: always\n", []string{p + ".reinstate"}, config.ErrInvalid},
+		{"reinstate auto without data_dir", pgDSNs + "        roles: [app]\n        reinstate: auto\n        data_dir: {east: /srv/pg}\n", []string{p + ".reinstate"}, config.ErrRequired},
+		{"save_dir relative and of another site", pgDSNs + "        roles: [app]\n        save_dir: {east: saved, north: /srv/saved}\n",
+			[]string{p + ".save_dir.east", p + ".save_dir.north"}, nil},
+		{"unparsable replication_dsn", pgDSNs + "        roles: [app]\n        replication_dsn: {west: \"postgres://u:pw@[bad\"}\n", []string{p + ".replication_dsn.west"}, config.ErrSyntax},
 		{"unparsable DSN", "        dsn: {east: \"postgres://u:pw@[bad\", west: \"host=h\"}\n        roles: [app]\n", []string{p + ".dsn.east"}, config.ErrSyntax},
 	}
 	for _, tt := range tests {

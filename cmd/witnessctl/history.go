@@ -62,6 +62,11 @@ func (c *cli) history(args []string) error {
 			rows = append(rows, []string{"  " + s.Step, strconv.Itoa(int(s.Attempt)), fmt.Sprintf("%dms", s.DurationMS), dash(s.Node), stepResult(s)})
 		}
 		c.table("  STEP\tATTEMPT\tTOOK\tNODE\tRESULT", rows)
+		for _, s := range h.Steps {
+			if s.Detail != "" {
+				fmt.Fprintf(c.stdout, "  %s: %s\n", s.Step, s.Detail)
+			}
+		}
 	}
 	return nil
 }

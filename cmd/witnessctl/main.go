@@ -44,6 +44,9 @@ Commands:
                                   unplanned move of GROUP to SITE when its active site is
                                   lost: promoted once the old site is fenced or its lease
                                   has expired, or on your word with --old-site-down
+  reinstate GROUP SITE [--wait D] turn the old primary at SITE into a streaming standby of
+                                  the active site: saves its commits past the fork, then
+                                  pg_rewind (or a fresh base backup); each step recorded
   mode GROUP auto|manual|observe  set a group's mode
   arm GROUP | disarm GROUP        allow or stop automatic failover of a group
   members                         list members
@@ -225,6 +228,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.watch(args)
 	case "history":
 		return c.history(args)
+	case "reinstate":
+		return c.reinstate(args)
 	case "version":
 		fmt.Fprintln(c.stdout, "witnessctl", buildinfo.String())
 		return nil
@@ -486,9 +491,10 @@ func (c *cli) apply(args []string) error {
 		Change string `json:"change"`
 	}
 	out := struct {
-		Applied bool     `json:"applied"`
-		Changes []change `json:"changes"`
-	}{Applied: resp.GetApplied()}
+		Applied  bool     `json:"applied"`
+		Changes  []change `json:"changes"`
+		Warnings []string `json:"warnings,omitempty"`
+	}{Applied: resp.GetApplied(), Warnings: resp.GetWarnings()}
 	for _, ch := range resp.GetChanges() {
 		out.Changes = append(out.Changes, change{ch.GetName(), strings.ToLower(strings.TrimPrefix(ch.GetChange().String(), "CHANGE_KIND_"))})
 	}
@@ -501,6 +507,9 @@ func (c *cli) apply(args []string) error {
 	}
 	for _, ch := range out.Changes {
 		fmt.Fprintf(c.stdout, "%s: group %s %s\n", verb, ch.Name, ch.Change)
+	}
+	for _, w := range out.Warnings {
+		fmt.Fprintf(c.stderr, "warning: %s\n", w)
 	}
 	return nil
 }

@@ -61,6 +61,7 @@ type stepJSON struct {
 	Node       string    `json:"node"`
 	Rule       string    `json:"rule,omitempty"`
 	FencedBy   string    `json:"fenced_by,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
 }
 
 type groupDetail struct {
@@ -177,7 +178,7 @@ func toTransition(h *witnessv1.Transition) transitionJSON {
 
 func toStep(st *witnessv1.StepResult) stepJSON {
 	return stepJSON{Token: st.GetToken(), Step: st.GetStep(), OK: st.GetOk(), Error: st.GetError(),
-		Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule(), FencedBy: st.GetFencedBy()}
+		Started: time.Unix(0, st.GetStartedUnixNano()).UTC(), DurationMS: st.GetDurationMs(), Attempt: st.GetAttempt(), Node: st.GetNode(), Rule: st.GetRule(), FencedBy: st.GetFencedBy(), Detail: st.GetDetail()}
 }
 
 // stepResult is a step's outcome in words: ok (with the rule that allowed

@@ -80,6 +80,9 @@ type Options struct {
 	// that the witnesses there demote it (the self-fence, and the leader's
 	// fence of an old site) rather than fence it over SQL.
 	DataDirs bool
+	// Reinstate sets the group's reinstate (auto or manual; empty: the
+	// default); it needs DataDirs.
+	Reinstate string
 }
 
 func (o *Options) defaults() {
@@ -300,6 +303,11 @@ func (e *Env) startDatabases() error {
 	if err := east.initPrimary(); err != nil {
 		return err
 	}
+	if e.Opts.DataDirs {
+		if err := east.ownConf(); err != nil {
+			return err
+		}
+	}
 	if err := east.Start(); err != nil {
 		return err
 	}
@@ -310,6 +318,11 @@ func (e *Env) startDatabases() error {
 	}
 	if err := west.initStandby(east); err != nil {
 		return err
+	}
+	if e.Opts.DataDirs {
+		if err := west.ownConf(); err != nil {
+			return err
+		}
 	}
 	if err := west.Start(); err != nil {
 		return err
@@ -392,6 +405,9 @@ func (e *Env) groupYAML() string {
 	dataDirs := ""
 	if o.DataDirs {
 		dataDirs = fmt.Sprintf("        data_dir: {east: %s, west: %s}\n", e.PG["east"].Data, e.PG["west"].Data)
+	}
+	if o.Reinstate != "" {
+		dataDirs += fmt.Sprintf("        reinstate: %s\n", o.Reinstate)
 	}
 	probes := func(site string) string {
 		return fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}
@@ -489,6 +505,9 @@ func (e *Env) Close() error {
 	}
 	for _, p := range e.PG {
 		if err := p.proc.Terminate(syscall.SIGQUIT, stopTimeout); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.stopExternal(); err != nil {
 			errs = append(errs, err)
 		}
 	}

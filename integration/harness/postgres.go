@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,7 +23,8 @@ const pgConf = `
 max_connections = 40
 shared_buffers = 16MB
 fsync = off
-full_page_writes = off
+full_page_writes = on
+wal_log_hints = on
 wal_level = replica
 max_wal_senders = 8
 wal_keep_size = 128MB
@@ -44,6 +46,7 @@ type Postgres struct {
 	proc *Process
 	uid  int
 	gid  int
+	sock string
 }
 
 // DSN connects as the superuser over TCP from anywhere on the harness's
@@ -87,7 +90,7 @@ func newPostgres(dir, site, addr string) (*Postgres, error) {
 			return nil, err
 		}
 	}
-	p := &Postgres{Site: site, Addr: addr, Data: filepath.Join(base, "data"), uid: uid, gid: gid}
+	p := &Postgres{Site: site, Addr: addr, Data: filepath.Join(base, "data"), uid: uid, gid: gid, sock: sock}
 	p.proc = &Process{Name: "postgres " + site, Site: site, Log: filepath.Join(dir, "postgres-"+site+".log"), user: "postgres",
 		env:  []string{"LC_ALL=C", "TZ=UTC"},
 		argv: []string{filepath.Join(pgBin, "postgres"), "-D", p.Data, "-k", sock, "-p", "5432", "-c", "listen_addresses=" + addr + ",127.0.0.1"}}
@@ -124,6 +127,41 @@ func (p *Postgres) initPrimary() error {
 func (p *Postgres) initStandby(primary *Postgres) error {
 	conninfo := fmt.Sprintf("host=%s port=5432 user=postgres application_name=%s", primary.Addr, p.Site)
 	return p.asPostgres("pg_basebackup", "-d", conninfo, "-D", p.Data, "-R", "-X", "stream", "-c", "fast", "--no-sync")
+}
+
+// ownConf writes the server's addresses into its own postgresql.conf, so
+// that a start by pg_ctl (a witness reinstating the node) listens where
+// the harness's start does.
+func (p *Postgres) ownConf() error {
+	return appendFile(filepath.Join(p.Data, "postgresql.conf"), fmt.Sprintf(
+		"\n# harness: this node's own addresses\nport = 5432\nlisten_addresses = '%s,127.0.0.1'\nunix_socket_directories = '%s'\n", p.Addr, p.sock))
+}
+
+// stopExternal stops a postmaster that something other than the harness
+// started (pg_ctl, run by a witness), as the harness's own stop does.
+func (p *Postgres) stopExternal() error {
+	data, err := os.ReadFile(filepath.Join(p.Data, "postmaster.pid"))
+	if err != nil {
+		return nil
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return nil
+	}
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || filepath.Clean(cwd) != filepath.Clean(p.Data) {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGQUIT)
+	deadline := time.Now().Add(stopTimeout)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return fmt.Errorf("postgres %s (pid %d, started outside the harness) did not stop", p.Site, pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
 
 func appendFile(path, text string) error {

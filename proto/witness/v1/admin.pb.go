@@ -425,9 +425,14 @@ func (x *GroupChange) GetChange() ChangeKind {
 }
 
 type ApplyGroupsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Changes       []*GroupChange         `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
-	Applied       bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"` // false for a dry run
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Changes []*GroupChange         `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	Applied bool                   `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"` // false for a dry run
+	// warnings are what the witness that applied found on the groups'
+	// databases that would stop a later reinstate of an old primary
+	// (pg_rewind): no wal_log_hints nor checksums, a role without the
+	// grants, a node it could not reach. They do not stop the apply.
+	Warnings      []string `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +479,13 @@ func (x *ApplyGroupsResponse) GetApplied() bool {
 		return x.Applied
 	}
 	return false
+}
+
+func (x *ApplyGroupsResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 type ListGroupsRequest struct {
@@ -2466,6 +2478,281 @@ func (x *DemoteLocalResponse) GetDurationMs() int64 {
 	return 0
 }
 
+type ReinstateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"` // the old site whose node becomes a standby
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstateRequest) Reset() {
+	*x = ReinstateRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstateRequest) ProtoMessage() {}
+
+func (x *ReinstateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstateRequest.ProtoReflect.Descriptor instead.
+func (*ReinstateRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ReinstateRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReinstateRequest) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *ReinstateRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type ReinstateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	Steps         []*StepResult          `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstateResponse) Reset() {
+	*x = ReinstateResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstateResponse) ProtoMessage() {}
+
+func (x *ReinstateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstateResponse.ProtoReflect.Descriptor instead.
+func (*ReinstateResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ReinstateResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *ReinstateResponse) GetSteps() []*StepResult {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *ReinstateResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ReinstateResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ReinstateLocalRequest asks a witness to reinstate its site's database
+// of a group as a standby of the active site. Internal.
+type ReinstateLocalRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstateLocalRequest) Reset() {
+	*x = ReinstateLocalRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstateLocalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstateLocalRequest) ProtoMessage() {}
+
+func (x *ReinstateLocalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstateLocalRequest.ProtoReflect.Descriptor instead.
+func (*ReinstateLocalRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ReinstateLocalRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ReinstateLocalRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *ReinstateLocalRequest) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+// ReinstateLocalResponse: the steps run, the failed one last. Internal.
+type ReinstateLocalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	Steps         []*StepResult          `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	Ok            bool                   `protobuf:"varint,4,opt,name=ok,proto3" json:"ok,omitempty"`
+	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Method        string                 `protobuf:"bytes,6,opt,name=method,proto3" json:"method,omitempty"` // rewind or basebackup; empty when already a standby
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReinstateLocalResponse) Reset() {
+	*x = ReinstateLocalResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReinstateLocalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReinstateLocalResponse) ProtoMessage() {}
+
+func (x *ReinstateLocalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReinstateLocalResponse.ProtoReflect.Descriptor instead.
+func (*ReinstateLocalResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReinstateLocalResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ReinstateLocalResponse) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *ReinstateLocalResponse) GetSteps() []*StepResult {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *ReinstateLocalResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ReinstateLocalResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ReinstateLocalResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
 
 const file_witness_v1_admin_proto_rawDesc = "" +
@@ -2502,10 +2789,11 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
 	"\vGroupChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
-	"\x06change\x18\x02 \x01(\x0e2\x16.witness.v1.ChangeKindR\x06change\"b\n" +
+	"\x06change\x18\x02 \x01(\x0e2\x16.witness.v1.ChangeKindR\x06change\"~\n" +
 	"\x13ApplyGroupsResponse\x121\n" +
 	"\achanges\x18\x01 \x03(\v2\x17.witness.v1.GroupChangeR\achanges\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\bR\aapplied\"\x13\n" +
+	"\aapplied\x18\x02 \x01(\bR\aapplied\x12\x1a\n" +
+	"\bwarnings\x18\x03 \x03(\tR\bwarnings\"\x13\n" +
 	"\x11ListGroupsRequest\"?\n" +
 	"\x12ListGroupsResponse\x12)\n" +
 	"\x06groups\x18\x01 \x03(\v2\x11.witness.v1.GroupR\x06groups\"I\n" +
@@ -2647,13 +2935,33 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1f\n" +
 	"\vduration_ms\x18\x03 \x01(\x03R\n" +
-	"durationMs*t\n" +
+	"durationMs\"L\n" +
+	"\x10ReinstateRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\"}\n" +
+	"\x11ReinstateResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\x12,\n" +
+	"\x05steps\x18\x02 \x03(\v2\x16.witness.v1.StepResultR\x05steps\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"[\n" +
+	"\x15ReinstateLocalRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"\xac\x01\n" +
+	"\x16ReinstateLocalResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12,\n" +
+	"\x05steps\x18\x03 \x03(\v2\x16.witness.v1.StepResultR\x05steps\x12\x0e\n" +
+	"\x02ok\x18\x04 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12\x16\n" +
+	"\x06method\x18\x06 \x01(\tR\x06method*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xf0\t\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\x93\v\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -2674,7 +2982,9 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"RenewLease\x12\x1d.witness.v1.RenewLeaseRequest\x1a\x1e.witness.v1.RenewLeaseResponse\x12N\n" +
 	"\vLeaseStatus\x12\x1e.witness.v1.LeaseStatusRequest\x1a\x1f.witness.v1.LeaseStatusResponse\x12H\n" +
 	"\tReadIndex\x12\x1c.witness.v1.ReadIndexRequest\x1a\x1d.witness.v1.ReadIndexResponse\x12N\n" +
-	"\vDemoteLocal\x12\x1e.witness.v1.DemoteLocalRequest\x1a\x1f.witness.v1.DemoteLocalResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
+	"\vDemoteLocal\x12\x1e.witness.v1.DemoteLocalRequest\x1a\x1f.witness.v1.DemoteLocalResponse\x12H\n" +
+	"\tReinstate\x12\x1c.witness.v1.ReinstateRequest\x1a\x1d.witness.v1.ReinstateResponse\x12W\n" +
+	"\x0eReinstateLocal\x12!.witness.v1.ReinstateLocalRequest\x1a\".witness.v1.ReinstateLocalResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
 
 var (
 	file_witness_v1_admin_proto_rawDescOnce sync.Once
@@ -2689,108 +2999,118 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_witness_v1_admin_proto_goTypes = []any{
-	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
-	(*Member)(nil),               // 1: witness.v1.Member
-	(*StatusRequest)(nil),        // 2: witness.v1.StatusRequest
-	(*StatusResponse)(nil),       // 3: witness.v1.StatusResponse
-	(*ApplyGroupsRequest)(nil),   // 4: witness.v1.ApplyGroupsRequest
-	(*GroupChange)(nil),          // 5: witness.v1.GroupChange
-	(*ApplyGroupsResponse)(nil),  // 6: witness.v1.ApplyGroupsResponse
-	(*ListGroupsRequest)(nil),    // 7: witness.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),   // 8: witness.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),      // 9: witness.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),     // 10: witness.v1.GetGroupResponse
-	(*Explanation)(nil),          // 11: witness.v1.Explanation
-	(*SiteView)(nil),             // 12: witness.v1.SiteView
-	(*ObserverView)(nil),         // 13: witness.v1.ObserverView
-	(*DeleteGroupRequest)(nil),   // 14: witness.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),  // 15: witness.v1.DeleteGroupResponse
-	(*SwitchoverRequest)(nil),    // 16: witness.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil),   // 17: witness.v1.SwitchoverResponse
-	(*FailoverRequest)(nil),      // 18: witness.v1.FailoverRequest
-	(*FailoverResponse)(nil),     // 19: witness.v1.FailoverResponse
-	(*SetModeRequest)(nil),       // 20: witness.v1.SetModeRequest
-	(*SetModeResponse)(nil),      // 21: witness.v1.SetModeResponse
-	(*SetArmedRequest)(nil),      // 22: witness.v1.SetArmedRequest
-	(*SetArmedResponse)(nil),     // 23: witness.v1.SetArmedResponse
-	(*AddMemberRequest)(nil),     // 24: witness.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),    // 25: witness.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),  // 26: witness.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil), // 27: witness.v1.RemoveMemberResponse
-	(*RunHookRequest)(nil),       // 28: witness.v1.RunHookRequest
-	(*RunHookResponse)(nil),      // 29: witness.v1.RunHookResponse
-	(*RenewLeaseRequest)(nil),    // 30: witness.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),   // 31: witness.v1.RenewLeaseResponse
-	(*LeaseStatusRequest)(nil),   // 32: witness.v1.LeaseStatusRequest
-	(*LeaseStatusResponse)(nil),  // 33: witness.v1.LeaseStatusResponse
-	(*ReadIndexRequest)(nil),     // 34: witness.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),    // 35: witness.v1.ReadIndexResponse
-	(*WatchRequest)(nil),         // 36: witness.v1.WatchRequest
-	(*WatchEvent)(nil),           // 37: witness.v1.WatchEvent
-	(*DemoteLocalRequest)(nil),   // 38: witness.v1.DemoteLocalRequest
-	(*DemoteLocalResponse)(nil),  // 39: witness.v1.DemoteLocalResponse
-	nil,                          // 40: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
-	(*Group)(nil),                // 41: witness.v1.Group
-	(Mode)(0),                    // 42: witness.v1.Mode
-	(*Transition)(nil),           // 43: witness.v1.Transition
-	(*StepResult)(nil),           // 44: witness.v1.StepResult
+	(ChangeKind)(0),                // 0: witness.v1.ChangeKind
+	(*Member)(nil),                 // 1: witness.v1.Member
+	(*StatusRequest)(nil),          // 2: witness.v1.StatusRequest
+	(*StatusResponse)(nil),         // 3: witness.v1.StatusResponse
+	(*ApplyGroupsRequest)(nil),     // 4: witness.v1.ApplyGroupsRequest
+	(*GroupChange)(nil),            // 5: witness.v1.GroupChange
+	(*ApplyGroupsResponse)(nil),    // 6: witness.v1.ApplyGroupsResponse
+	(*ListGroupsRequest)(nil),      // 7: witness.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),     // 8: witness.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),        // 9: witness.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),       // 10: witness.v1.GetGroupResponse
+	(*Explanation)(nil),            // 11: witness.v1.Explanation
+	(*SiteView)(nil),               // 12: witness.v1.SiteView
+	(*ObserverView)(nil),           // 13: witness.v1.ObserverView
+	(*DeleteGroupRequest)(nil),     // 14: witness.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),    // 15: witness.v1.DeleteGroupResponse
+	(*SwitchoverRequest)(nil),      // 16: witness.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),     // 17: witness.v1.SwitchoverResponse
+	(*FailoverRequest)(nil),        // 18: witness.v1.FailoverRequest
+	(*FailoverResponse)(nil),       // 19: witness.v1.FailoverResponse
+	(*SetModeRequest)(nil),         // 20: witness.v1.SetModeRequest
+	(*SetModeResponse)(nil),        // 21: witness.v1.SetModeResponse
+	(*SetArmedRequest)(nil),        // 22: witness.v1.SetArmedRequest
+	(*SetArmedResponse)(nil),       // 23: witness.v1.SetArmedResponse
+	(*AddMemberRequest)(nil),       // 24: witness.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),      // 25: witness.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),    // 26: witness.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 27: witness.v1.RemoveMemberResponse
+	(*RunHookRequest)(nil),         // 28: witness.v1.RunHookRequest
+	(*RunHookResponse)(nil),        // 29: witness.v1.RunHookResponse
+	(*RenewLeaseRequest)(nil),      // 30: witness.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),     // 31: witness.v1.RenewLeaseResponse
+	(*LeaseStatusRequest)(nil),     // 32: witness.v1.LeaseStatusRequest
+	(*LeaseStatusResponse)(nil),    // 33: witness.v1.LeaseStatusResponse
+	(*ReadIndexRequest)(nil),       // 34: witness.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),      // 35: witness.v1.ReadIndexResponse
+	(*WatchRequest)(nil),           // 36: witness.v1.WatchRequest
+	(*WatchEvent)(nil),             // 37: witness.v1.WatchEvent
+	(*DemoteLocalRequest)(nil),     // 38: witness.v1.DemoteLocalRequest
+	(*DemoteLocalResponse)(nil),    // 39: witness.v1.DemoteLocalResponse
+	(*ReinstateRequest)(nil),       // 40: witness.v1.ReinstateRequest
+	(*ReinstateResponse)(nil),      // 41: witness.v1.ReinstateResponse
+	(*ReinstateLocalRequest)(nil),  // 42: witness.v1.ReinstateLocalRequest
+	(*ReinstateLocalResponse)(nil), // 43: witness.v1.ReinstateLocalResponse
+	nil,                            // 44: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                  // 45: witness.v1.Group
+	(Mode)(0),                      // 46: witness.v1.Mode
+	(*Transition)(nil),             // 47: witness.v1.Transition
+	(*StepResult)(nil),             // 48: witness.v1.StepResult
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	41, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	40, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	45, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	44, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
 	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	41, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	41, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	45, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	45, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	42, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	46, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
 	1,  // 11: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	43, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
-	44, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
-	2,  // 14: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
-	4,  // 15: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
-	7,  // 16: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
-	9,  // 17: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
-	14, // 18: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
-	16, // 19: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
-	18, // 20: witness.v1.Admin.Failover:input_type -> witness.v1.FailoverRequest
-	20, // 21: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
-	22, // 22: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
-	24, // 23: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
-	26, // 24: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	36, // 25: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
-	28, // 26: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
-	30, // 27: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
-	32, // 28: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
-	34, // 29: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
-	38, // 30: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
-	3,  // 31: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 32: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 33: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 34: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 35: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 36: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 37: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
-	21, // 38: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	23, // 39: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	25, // 40: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	27, // 41: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	37, // 42: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
-	29, // 43: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	31, // 44: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	33, // 45: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	35, // 46: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	39, // 47: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
-	31, // [31:48] is the sub-list for method output_type
-	14, // [14:31] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	47, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
+	48, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
+	48, // 14: witness.v1.ReinstateResponse.steps:type_name -> witness.v1.StepResult
+	48, // 15: witness.v1.ReinstateLocalResponse.steps:type_name -> witness.v1.StepResult
+	2,  // 16: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
+	4,  // 17: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
+	7,  // 18: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
+	9,  // 19: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
+	14, // 20: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
+	16, // 21: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
+	18, // 22: witness.v1.Admin.Failover:input_type -> witness.v1.FailoverRequest
+	20, // 23: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
+	22, // 24: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
+	24, // 25: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
+	26, // 26: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
+	36, // 27: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
+	28, // 28: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
+	30, // 29: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
+	32, // 30: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
+	34, // 31: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
+	38, // 32: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
+	40, // 33: witness.v1.Admin.Reinstate:input_type -> witness.v1.ReinstateRequest
+	42, // 34: witness.v1.Admin.ReinstateLocal:input_type -> witness.v1.ReinstateLocalRequest
+	3,  // 35: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 36: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 37: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 38: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 39: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 40: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 41: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
+	21, // 42: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	23, // 43: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	25, // 44: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	27, // 45: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	37, // 46: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
+	29, // 47: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	31, // 48: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	33, // 49: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	35, // 50: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	39, // 51: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
+	41, // 52: witness.v1.Admin.Reinstate:output_type -> witness.v1.ReinstateResponse
+	43, // 53: witness.v1.Admin.ReinstateLocal:output_type -> witness.v1.ReinstateLocalResponse
+	35, // [35:54] is the sub-list for method output_type
+	16, // [16:35] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_admin_proto_init() }
@@ -2805,7 +3125,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,23 +19,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Status_FullMethodName       = "/witness.v1.Admin/Status"
-	Admin_ApplyGroups_FullMethodName  = "/witness.v1.Admin/ApplyGroups"
-	Admin_ListGroups_FullMethodName   = "/witness.v1.Admin/ListGroups"
-	Admin_GetGroup_FullMethodName     = "/witness.v1.Admin/GetGroup"
-	Admin_DeleteGroup_FullMethodName  = "/witness.v1.Admin/DeleteGroup"
-	Admin_Switchover_FullMethodName   = "/witness.v1.Admin/Switchover"
-	Admin_Failover_FullMethodName     = "/witness.v1.Admin/Failover"
-	Admin_SetMode_FullMethodName      = "/witness.v1.Admin/SetMode"
-	Admin_SetArmed_FullMethodName     = "/witness.v1.Admin/SetArmed"
-	Admin_AddMember_FullMethodName    = "/witness.v1.Admin/AddMember"
-	Admin_RemoveMember_FullMethodName = "/witness.v1.Admin/RemoveMember"
-	Admin_Watch_FullMethodName        = "/witness.v1.Admin/Watch"
-	Admin_RunHook_FullMethodName      = "/witness.v1.Admin/RunHook"
-	Admin_RenewLease_FullMethodName   = "/witness.v1.Admin/RenewLease"
-	Admin_LeaseStatus_FullMethodName  = "/witness.v1.Admin/LeaseStatus"
-	Admin_ReadIndex_FullMethodName    = "/witness.v1.Admin/ReadIndex"
-	Admin_DemoteLocal_FullMethodName  = "/witness.v1.Admin/DemoteLocal"
+	Admin_Status_FullMethodName         = "/witness.v1.Admin/Status"
+	Admin_ApplyGroups_FullMethodName    = "/witness.v1.Admin/ApplyGroups"
+	Admin_ListGroups_FullMethodName     = "/witness.v1.Admin/ListGroups"
+	Admin_GetGroup_FullMethodName       = "/witness.v1.Admin/GetGroup"
+	Admin_DeleteGroup_FullMethodName    = "/witness.v1.Admin/DeleteGroup"
+	Admin_Switchover_FullMethodName     = "/witness.v1.Admin/Switchover"
+	Admin_Failover_FullMethodName       = "/witness.v1.Admin/Failover"
+	Admin_SetMode_FullMethodName        = "/witness.v1.Admin/SetMode"
+	Admin_SetArmed_FullMethodName       = "/witness.v1.Admin/SetArmed"
+	Admin_AddMember_FullMethodName      = "/witness.v1.Admin/AddMember"
+	Admin_RemoveMember_FullMethodName   = "/witness.v1.Admin/RemoveMember"
+	Admin_Watch_FullMethodName          = "/witness.v1.Admin/Watch"
+	Admin_RunHook_FullMethodName        = "/witness.v1.Admin/RunHook"
+	Admin_RenewLease_FullMethodName     = "/witness.v1.Admin/RenewLease"
+	Admin_LeaseStatus_FullMethodName    = "/witness.v1.Admin/LeaseStatus"
+	Admin_ReadIndex_FullMethodName      = "/witness.v1.Admin/ReadIndex"
+	Admin_DemoteLocal_FullMethodName    = "/witness.v1.Admin/DemoteLocal"
+	Admin_Reinstate_FullMethodName      = "/witness.v1.Admin/Reinstate"
+	Admin_ReinstateLocal_FullMethodName = "/witness.v1.Admin/ReinstateLocal"
 )
 
 // AdminClient is the client API for Admin service.
@@ -111,6 +113,20 @@ type AdminClient interface {
 	// It answers once the database refuses connections and its processes
 	// are gone.
 	DemoteLocal(ctx context.Context, in *DemoteLocalRequest, opts ...grpc.CallOption) (*DemoteLocalResponse, error)
+	// Reinstate turns a group's old primary at site (not the active site)
+	// into a streaming standby of the active site's primary: the leader asks
+	// a witness at site (ReinstateLocal) and records each step in the
+	// group's history at the group's current token. FailedPrecondition for
+	// the active site, a pending switchover or a group with no data_dir at
+	// site; the steps say how far it got.
+	Reinstate(ctx context.Context, in *ReinstateRequest, opts ...grpc.CallOption) (*ReinstateResponse, error)
+	// ReinstateLocal is internal: the leader asks a witness at the old site
+	// to reinstate its database (save the WAL past the fork, pg_rewind or a
+	// base backup, slot, primary_conninfo, start, stream), at the group's
+	// token. The witness reads the group linearizably first and refuses
+	// (FailedPrecondition) another token, a group active at its site and a
+	// node that is a primary holding a higher token.
+	ReinstateLocal(ctx context.Context, in *ReinstateLocalRequest, opts ...grpc.CallOption) (*ReinstateLocalResponse, error)
 }
 
 type adminClient struct {
@@ -300,6 +316,26 @@ func (c *adminClient) DemoteLocal(ctx context.Context, in *DemoteLocalRequest, o
 	return out, nil
 }
 
+func (c *adminClient) Reinstate(ctx context.Context, in *ReinstateRequest, opts ...grpc.CallOption) (*ReinstateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReinstateResponse)
+	err := c.cc.Invoke(ctx, Admin_Reinstate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ReinstateLocal(ctx context.Context, in *ReinstateLocalRequest, opts ...grpc.CallOption) (*ReinstateLocalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReinstateLocalResponse)
+	err := c.cc.Invoke(ctx, Admin_ReinstateLocal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -373,6 +409,20 @@ type AdminServer interface {
 	// It answers once the database refuses connections and its processes
 	// are gone.
 	DemoteLocal(context.Context, *DemoteLocalRequest) (*DemoteLocalResponse, error)
+	// Reinstate turns a group's old primary at site (not the active site)
+	// into a streaming standby of the active site's primary: the leader asks
+	// a witness at site (ReinstateLocal) and records each step in the
+	// group's history at the group's current token. FailedPrecondition for
+	// the active site, a pending switchover or a group with no data_dir at
+	// site; the steps say how far it got.
+	Reinstate(context.Context, *ReinstateRequest) (*ReinstateResponse, error)
+	// ReinstateLocal is internal: the leader asks a witness at the old site
+	// to reinstate its database (save the WAL past the fork, pg_rewind or a
+	// base backup, slot, primary_conninfo, start, stream), at the group's
+	// token. The witness reads the group linearizably first and refuses
+	// (FailedPrecondition) another token, a group active at its site and a
+	// node that is a primary holding a higher token.
+	ReinstateLocal(context.Context, *ReinstateLocalRequest) (*ReinstateLocalResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -433,6 +483,12 @@ func (UnimplementedAdminServer) ReadIndex(context.Context, *ReadIndexRequest) (*
 }
 func (UnimplementedAdminServer) DemoteLocal(context.Context, *DemoteLocalRequest) (*DemoteLocalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DemoteLocal not implemented")
+}
+func (UnimplementedAdminServer) Reinstate(context.Context, *ReinstateRequest) (*ReinstateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reinstate not implemented")
+}
+func (UnimplementedAdminServer) ReinstateLocal(context.Context, *ReinstateLocalRequest) (*ReinstateLocalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReinstateLocal not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -754,6 +810,42 @@ func _Admin_DemoteLocal_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Reinstate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReinstateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Reinstate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Reinstate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Reinstate(ctx, req.(*ReinstateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ReinstateLocal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReinstateLocalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ReinstateLocal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ReinstateLocal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ReinstateLocal(ctx, req.(*ReinstateLocalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -824,6 +916,14 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DemoteLocal",
 			Handler:    _Admin_DemoteLocal_Handler,
+		},
+		{
+			MethodName: "Reinstate",
+			Handler:    _Admin_Reinstate_Handler,
+		},
+		{
+			MethodName: "ReinstateLocal",
+			Handler:    _Admin_ReinstateLocal_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -847,8 +847,21 @@ type PostgresAction struct {
 	// demote_command, when set, stops the database instead of pg_ctl (for
 	// systemd or pg_ctlcluster setups); argv, no shell.
 	DemoteCommand []string `protobuf:"bytes,6,rep,name=demote_command,json=demoteCommand,proto3" json:"demote_command,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// reinstate: manual (default) leaves the old primary fenced after a
+	// move until an operator runs witnessctl reinstate; auto has the
+	// leader ask the old site's witness to reinstate it as a streaming
+	// standby of the new primary once the move is done.
+	Reinstate string `protobuf:"bytes,7,opt,name=reinstate,proto3" json:"reinstate,omitempty"`
+	// save_dir is, per site, where a reinstate saves the old timeline's WAL
+	// past the fork before pg_rewind discards it; empty means the data_dir
+	// followed by "-witness-saved".
+	SaveDir map[string]string `protobuf:"bytes,8,rep,name=save_dir,json=saveDir,proto3" json:"save_dir,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// replication_dsn is, per site, how the other site's node connects to
+	// this one for pg_rewind and streaming (a role with REPLICATION, and
+	// superuser or the pg_rewind function grants); empty means dsn.
+	ReplicationDsn map[string]string `protobuf:"bytes,9,rep,name=replication_dsn,json=replicationDsn,proto3" json:"replication_dsn,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PostgresAction) Reset() {
@@ -919,6 +932,27 @@ func (x *PostgresAction) GetPgCtl() string {
 func (x *PostgresAction) GetDemoteCommand() []string {
 	if x != nil {
 		return x.DemoteCommand
+	}
+	return nil
+}
+
+func (x *PostgresAction) GetReinstate() string {
+	if x != nil {
+		return x.Reinstate
+	}
+	return ""
+}
+
+func (x *PostgresAction) GetSaveDir() map[string]string {
+	if x != nil {
+		return x.SaveDir
+	}
+	return nil
+}
+
+func (x *PostgresAction) GetReplicationDsn() map[string]string {
+	if x != nil {
+		return x.ReplicationDsn
 	}
 	return nil
 }
@@ -1250,7 +1284,11 @@ type StepResult struct {
 	// the old site's fence: "demote" (a witness at that site stopped its
 	// database and left it able to start only as a standby) or "sql" (the
 	// leader's SQL fence).
-	FencedBy      string `protobuf:"bytes,10,opt,name=fenced_by,json=fencedBy,proto3" json:"fenced_by,omitempty"`
+	FencedBy string `protobuf:"bytes,10,opt,name=fenced_by,json=fencedBy,proto3" json:"fenced_by,omitempty"`
+	// detail says what a step found or did, for reinstate steps: the
+	// transactions set aside past the fork and where their WAL was saved,
+	// the slot, the sender a standby streams from.
+	Detail        string `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1351,6 +1389,13 @@ func (x *StepResult) GetRule() string {
 func (x *StepResult) GetFencedBy() string {
 	if x != nil {
 		return x.FencedBy
+	}
+	return ""
+}
+
+func (x *StepResult) GetDetail() string {
+	if x != nil {
+		return x.Detail
 	}
 	return ""
 }
@@ -2516,18 +2561,27 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x06values\x18\x04 \x03(\v2!.witness.v1.DNSRecord.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\x05\n" +
 	"\x0ePostgresAction\x125\n" +
 	"\x03dsn\x18\x01 \x03(\v2#.witness.v1.PostgresAction.DsnEntryR\x03dsn\x12\x14\n" +
 	"\x05fence\x18\x02 \x01(\tR\x05fence\x12\x14\n" +
 	"\x05roles\x18\x03 \x03(\tR\x05roles\x12B\n" +
 	"\bdata_dir\x18\x04 \x03(\v2'.witness.v1.PostgresAction.DataDirEntryR\adataDir\x12\x15\n" +
 	"\x06pg_ctl\x18\x05 \x01(\tR\x05pgCtl\x12%\n" +
-	"\x0edemote_command\x18\x06 \x03(\tR\rdemoteCommand\x1a6\n" +
+	"\x0edemote_command\x18\x06 \x03(\tR\rdemoteCommand\x12\x1c\n" +
+	"\treinstate\x18\a \x01(\tR\treinstate\x12B\n" +
+	"\bsave_dir\x18\b \x03(\v2'.witness.v1.PostgresAction.SaveDirEntryR\asaveDir\x12W\n" +
+	"\x0freplication_dsn\x18\t \x03(\v2..witness.v1.PostgresAction.ReplicationDsnEntryR\x0ereplicationDsn\x1a6\n" +
 	"\bDsnEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fDataDirEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSaveDirEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aA\n" +
+	"\x13ReplicationDsnEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x01\n" +
 	"\n" +
@@ -2563,7 +2617,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"atUnixNano\x12\x0e\n" +
 	"\x02by\x18\a \x01(\tR\x02by\x12\x14\n" +
 	"\x05phase\x18\b \x01(\tR\x05phase\x12\"\n" +
-	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"\x88\x02\n" +
+	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"\xa0\x02\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2577,7 +2631,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04node\x18\b \x01(\tR\x04node\x12\x12\n" +
 	"\x04rule\x18\t \x01(\tR\x04rule\x12\x1b\n" +
 	"\tfenced_by\x18\n" +
-	" \x01(\tR\bfencedBy\"\xed\x03\n" +
+	" \x01(\tR\bfencedBy\x12\x16\n" +
+	"\x06detail\x18\v \x01(\tR\x06detail\"\xed\x03\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2702,7 +2757,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                     // 0: witness.v1.Mode
 	(Rearm)(0),                    // 1: witness.v1.Rearm
@@ -2737,7 +2792,9 @@ var file_witness_v1_state_proto_goTypes = []any{
 	nil,                           // 30: witness.v1.DNSRecord.ValuesEntry
 	nil,                           // 31: witness.v1.PostgresAction.DsnEntry
 	nil,                           // 32: witness.v1.PostgresAction.DataDirEntry
-	nil,                           // 33: witness.v1.PutGroupsCommand.StartsEntry
+	nil,                           // 33: witness.v1.PostgresAction.SaveDirEntry
+	nil,                           // 34: witness.v1.PostgresAction.ReplicationDsnEntry
+	nil,                           // 35: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -2754,30 +2811,32 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	30, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
 	31, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
 	32, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
-	2,  // 14: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
-	0,  // 15: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
-	13, // 16: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
-	14, // 17: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
-	18, // 18: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
-	17, // 19: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
-	16, // 20: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
-	2,  // 21: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
-	3,  // 22: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
-	15, // 23: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
-	19, // 24: witness.v1.State.groups:type_name -> witness.v1.Group
-	3,  // 25: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	33, // 26: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
-	24, // 27: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 28: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 29: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	18, // 30: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
-	14, // 31: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	22, // 32: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	33, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
+	34, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
+	2,  // 16: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
+	0,  // 17: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
+	13, // 18: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
+	14, // 19: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
+	18, // 20: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
+	17, // 21: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
+	16, // 22: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
+	2,  // 23: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
+	3,  // 24: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
+	15, // 25: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
+	19, // 26: witness.v1.State.groups:type_name -> witness.v1.Group
+	3,  // 27: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
+	35, // 28: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	24, // 29: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 30: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 31: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	18, // 32: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	14, // 33: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	22, // 34: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -2791,7 +2850,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
