@@ -7,7 +7,7 @@ PKGS      := ./...
 RUNS      ?= 10
 LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration integration-loaded bench bench-failover dashboards-check proto dev deps clean
+.PHONY: all build test check integration integration-loaded bench bench-failover bench-scale dashboards-check proto dev deps clean
 
 all: build
 
@@ -63,3 +63,8 @@ proto:
 
 clean:
 	rm -rf $(BIN)
+
+## bench-scale: N groups (N=100) on three witnessd and BIND on loopback: apply, stable, idle CPU and RSS, a site cut (make deps)
+N ?= 100
+bench-scale:
+	$(GO) run ./integration/cmd/bench-scale -n $(N) $(BENCH_SCALE_FLAGS)
