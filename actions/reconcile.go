@@ -928,6 +928,9 @@ type Targets struct {
 	// Clock tells when a record's TTL has passed since the switch; nil
 	// means real time.
 	Clock clock.Clock
+	// DNS, when set, carries the DNS steps of many groups in one zone in
+	// a few batched updates; nil sends one update per record.
+	DNS *dns.Batcher
 }
 
 func dnsClient(a *witnessv1.DNSAction) (*dns.Client, error) {
@@ -1020,14 +1023,20 @@ func (Targets) Promote(ctx context.Context, g *witnessv1.Group) error {
 
 // SwitchDNS points every record at the active site, under the token's
 // compare-and-swap.
-func (Targets) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
+func (t Targets) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
 	a := g.GetSpec().GetActions().GetDns()
 	c, err := dnsClient(a)
 	if err != nil {
 		return err
 	}
 	for _, rec := range a.GetRecords() {
-		if _, err := c.Switch(ctx, record(rec), g.GetStatus().GetActiveSite(), g.GetStatus().GetToken()); err != nil {
+		var err error
+		if t.DNS != nil {
+			_, err = t.DNS.Switch(ctx, c, record(rec), g.GetStatus().GetActiveSite(), g.GetStatus().GetToken())
+		} else {
+			_, err = c.Switch(ctx, record(rec), g.GetStatus().GetActiveSite(), g.GetStatus().GetToken())
+		}
+		if err != nil {
 			return fmt.Errorf("switch %s: %w", rec.GetName(), err)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/actions/dns"
 	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/config"
 	"github.com/sitewitness/witness/fsm"
@@ -445,7 +446,11 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	}
 	runner := n.opts.Runner
 	if runner == nil {
-		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}, Clock: n.clock}
+		// One batcher per term: the DNS steps of a site failover go out
+		// in a few updates per zone; wg.Wait below outlives its batches.
+		batcher := &dns.Batcher{Log: n.log.With(keyComponent, "dns")}
+		defer batcher.Close()
+		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}, Clock: n.clock, DNS: batcher}
 	}
 	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(), Clock: n.clock,
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
