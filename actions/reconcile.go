@@ -109,6 +109,24 @@ type Leader interface {
 	SiteLeaseExpired(ctx context.Context, site string, spec *witnessv1.GroupSpec) error
 }
 
+// GroupReader is what a Leader may also offer: one group by name, so that
+// the work of one step does not grow with the number of groups.
+type GroupReader interface {
+	Group(name string) (*witnessv1.Group, bool)
+}
+
+// lookup is the group named name, through GroupReader when the Leader
+// offers it, else among every group.
+func (r *Reconciler) lookup(name string) []*witnessv1.Group {
+	if gr, ok := r.Leader.(GroupReader); ok {
+		if g, ok := gr.Group(name); ok {
+			return []*witnessv1.Group{g}
+		}
+		return nil
+	}
+	return r.Leader.Groups()
+}
+
 // Runner runs the actions of one kind; tests swap in recorders.
 type Runner interface {
 	// Demote asks a witness at site to demote the group's database there
@@ -892,7 +910,7 @@ func demoteLimit(g *witnessv1.Group) time.Duration {
 // fsm.StepLimit, for every results of this token already recorded and one
 // success of each plan step still to succeed.
 func (r *Reconciler) roomForFailure(group string) bool {
-	for _, g := range r.Leader.Groups() {
+	for _, g := range r.lookup(group) {
 		if g.GetSpec().GetName() != group {
 			continue
 		}
