@@ -436,10 +436,15 @@ func (n *Node) probeLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var applied uint64
+	// Identical probes of many groups run once for all of them.
+	shared := &probes.Shared{Clock: n.clock}
 	for {
 		if idx := n.raft.AppliedIndex(); idx != applied {
-			ts := targets(n.fsm.Groups())
-			if err := n.sched.SetTargets(ts); err != nil {
+			ts, err := shared.Targets(targets(n.fsm.Groups()))
+			if err == nil {
+				err = n.sched.SetTargets(ts)
+			}
+			if err != nil {
 				n.log.Error("probe targets", keyErr, err)
 			} else {
 				n.obs.setTargets(ts)
