@@ -338,6 +338,7 @@ func (n *Node) startGossip() error {
 		}
 		return 1
 	}}
+	n.obs.reliable = n.sendReliable(&members)
 	d := &delegate{meta: meta, log: n.log, obs: n.obs}
 	mc.Delegate = d
 	mc.Conflict = d
