@@ -806,7 +806,7 @@ func (n *Node) client(addr string) (witnessv1.AdminClient, error) {
 	if c, ok := n.conns[addr]; ok {
 		return witnessv1.NewAdminClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), AdminCallOptions())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
