@@ -199,6 +199,11 @@ type Reconciler struct {
 	// backoff, step deadlines, the leader lease since VerifyLeader,
 	// settling and the drift check's period. Nil means real time.
 	Clock clock.Clock
+	// Workers bounds the groups reconciled at once; zero means
+	// DefaultWorkers. A site failover of thousands of groups then runs
+	// as many plans at a time, not a goroutine (and a leadership check)
+	// per group at once.
+	Workers int
 
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
@@ -236,8 +241,16 @@ func (r *Reconciler) Run(ctx context.Context) {
 	defer wg.Wait()
 	t := r.clock().NewTicker(tick)
 	defer t.Stop()
+	workers := r.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	slots := make(chan struct{}, workers)
 	for {
 		for _, g := range r.Leader.Groups() {
+			if !r.mayNeedWork(g) {
+				continue
+			}
 			name := g.GetSpec().GetName()
 			r.mu.Lock()
 			busy := r.running[name]
@@ -252,9 +265,18 @@ func (r *Reconciler) Run(ctx context.Context) {
 			if busy {
 				continue
 			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				r.mu.Lock()
+				delete(r.running, name)
+				r.mu.Unlock()
+				return
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() { <-slots }()
 				r.reconcile(ctx, g)
 				r.mu.Lock()
 				delete(r.running, name)
