@@ -8,7 +8,7 @@ RUNS      ?= 10
 SEEDS     ?= 10000
 LOADED_RUNS ?= 3
 
-.PHONY: all build test check integration integration-loaded bench bench-failover dashboards-check simulate proto dev deps clean compose-up compose-down compose-test
+.PHONY: all build test check integration integration-loaded bench bench-failover bench-scale dashboards-check simulate proto dev deps clean compose-up compose-down compose-test
 
 all: build
 
@@ -84,3 +84,8 @@ compose-test:
 
 clean:
 	rm -rf $(BIN)
+
+## bench-scale: N groups (N=100) on three witnessd and BIND on loopback: apply, stable, idle CPU and RSS, a site cut (make deps)
+N ?= 100
+bench-scale:
+	$(GO) run ./integration/cmd/bench-scale -n $(N) $(BENCH_SCALE_FLAGS)

@@ -109,6 +109,24 @@ type Leader interface {
 	SiteLeaseExpired(ctx context.Context, site string, spec *witnessv1.GroupSpec) error
 }
 
+// GroupReader is what a Leader may also offer: one group by name, so that
+// the work of one step does not grow with the number of groups.
+type GroupReader interface {
+	Group(name string) (*witnessv1.Group, bool)
+}
+
+// lookup is the group named name, through GroupReader when the Leader
+// offers it, else among every group.
+func (r *Reconciler) lookup(name string) []*witnessv1.Group {
+	if gr, ok := r.Leader.(GroupReader); ok {
+		if g, ok := gr.Group(name); ok {
+			return []*witnessv1.Group{g}
+		}
+		return nil
+	}
+	return r.Leader.Groups()
+}
+
 // Runner runs the actions of one kind; tests swap in recorders.
 type Runner interface {
 	// Demote asks a witness at site to demote the group's database there
@@ -181,6 +199,11 @@ type Reconciler struct {
 	// backoff, step deadlines, the leader lease since VerifyLeader,
 	// settling and the drift check's period. Nil means real time.
 	Clock clock.Clock
+	// Workers bounds the groups reconciled at once; zero means
+	// DefaultWorkers. A site failover of thousands of groups then runs
+	// as many plans at a time, not a goroutine (and a leadership check)
+	// per group at once.
+	Workers int
 
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
@@ -218,8 +241,16 @@ func (r *Reconciler) Run(ctx context.Context) {
 	defer wg.Wait()
 	t := r.clock().NewTicker(tick)
 	defer t.Stop()
+	workers := r.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	slots := make(chan struct{}, workers)
 	for {
 		for _, g := range r.Leader.Groups() {
+			if !r.mayNeedWork(g) {
+				continue
+			}
 			name := g.GetSpec().GetName()
 			r.mu.Lock()
 			busy := r.running[name]
@@ -234,9 +265,18 @@ func (r *Reconciler) Run(ctx context.Context) {
 			if busy {
 				continue
 			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				r.mu.Lock()
+				delete(r.running, name)
+				r.mu.Unlock()
+				return
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() { <-slots }()
 				r.reconcile(ctx, g)
 				r.mu.Lock()
 				delete(r.running, name)
@@ -892,7 +932,7 @@ func demoteLimit(g *witnessv1.Group) time.Duration {
 // fsm.StepLimit, for every results of this token already recorded and one
 // success of each plan step still to succeed.
 func (r *Reconciler) roomForFailure(group string) bool {
-	for _, g := range r.Leader.Groups() {
+	for _, g := range r.lookup(group) {
 		if g.GetSpec().GetName() != group {
 			continue
 		}
@@ -928,6 +968,9 @@ type Targets struct {
 	// Clock tells when a record's TTL has passed since the switch; nil
 	// means real time.
 	Clock clock.Clock
+	// DNS, when set, carries the DNS steps of many groups in one zone in
+	// a few batched updates; nil sends one update per record.
+	DNS *dns.Batcher
 }
 
 func dnsClient(a *witnessv1.DNSAction) (*dns.Client, error) {
@@ -1020,14 +1063,20 @@ func (Targets) Promote(ctx context.Context, g *witnessv1.Group) error {
 
 // SwitchDNS points every record at the active site, under the token's
 // compare-and-swap.
-func (Targets) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
+func (t Targets) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {
 	a := g.GetSpec().GetActions().GetDns()
 	c, err := dnsClient(a)
 	if err != nil {
 		return err
 	}
 	for _, rec := range a.GetRecords() {
-		if _, err := c.Switch(ctx, record(rec), g.GetStatus().GetActiveSite(), g.GetStatus().GetToken()); err != nil {
+		var err error
+		if t.DNS != nil {
+			_, err = t.DNS.Switch(ctx, c, record(rec), g.GetStatus().GetActiveSite(), g.GetStatus().GetToken())
+		} else {
+			_, err = c.Switch(ctx, record(rec), g.GetStatus().GetActiveSite(), g.GetStatus().GetToken())
+		}
+		if err != nil {
 			return fmt.Errorf("switch %s: %w", rec.GetName(), err)
 		}
 	}

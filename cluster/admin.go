@@ -39,7 +39,7 @@ func (n *Node) startAdmin() error {
 		return fmt.Errorf("admin listen %s: %w", n.cfg.AdminAddr, err)
 	}
 	n.adminLis = lis
-	n.grpcSrv = grpc.NewServer(n.metrics.grpcServerOptions()...)
+	n.grpcSrv = grpc.NewServer(append(n.metrics.grpcServerOptions(), adminServerOptions()...)...)
 	witnessv1.RegisterAdminServer(n.grpcSrv, &adminServer{n: n})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

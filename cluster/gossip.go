@@ -58,6 +58,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	if d.obs.queue == nil {
 		return nil
 	}
+	d.obs.flush(limit - overhead)
 	return d.obs.queue.GetBroadcasts(overhead, limit)
 }
 

@@ -25,6 +25,7 @@ const decideEvery = 250 * time.Millisecond
 func (n *Node) decide(ctx context.Context) {
 	t := n.clock.NewTimer(decideEvery)
 	defer t.Stop()
+	var hold siteHold
 	for {
 		select {
 		case <-ctx.Done():
@@ -34,14 +35,19 @@ func (n *Node) decide(ctx context.Context) {
 		now := n.clock.Now()
 		out := n.evaluate(now)
 		n.metrics.decided(out)
-		for _, p := range out.Proposals {
+		ready, held := hold.release(now, out)
+		for _, p := range ready {
 			n.propose(ctx, p)
 		}
 		for _, g := range out.Rearm {
 			n.commit(ctx, "re-arm", &witnessv1.SetArmedCommand{Group: g, Armed: true, AtUnixNano: n.clock.Now().UnixNano(), By: n.cfg.Name + " (rearm: auto)"})
 		}
 		n.recordProposals(ctx, out)
-		t.Reset(nextDecision(now, n.clock.Now(), out.Wake))
+		wake := out.Wake
+		if !held.IsZero() && (wake.IsZero() || held.Before(wake)) {
+			wake = held
+		}
+		t.Reset(nextDecision(now, n.clock.Now(), wake))
 	}
 }
 
@@ -72,6 +78,10 @@ func (n *Node) propose(ctx context.Context, p *witnessv1.TransitionCommand) {
 		return
 	}
 	for _, m := range p.GetMoves() {
+		if err, refused := res.Refused[m.GetGroup()]; refused {
+			n.log.Info("failover of one group refused; the others of its site committed", "group", m.GetGroup(), keyErr, err)
+			continue
+		}
 		n.log.Warn("failover committed", "group", m.GetGroup(), "to", m.GetToSite(), "token", res.Tokens[m.GetGroup()], "reason", p.GetReason())
 	}
 }

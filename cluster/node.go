@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/actions/dns"
 	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/config"
 	"github.com/sitewitness/witness/fsm"
@@ -415,11 +416,17 @@ func (n *Node) startMemberlist(gc GossipConfig) (Gossip, error) {
 	mc.Delegate = gc.Delegate
 	mc.Conflict = gc.Conflict
 	mc.Events = gc.Events
+	// A batch of observations too large for a packet goes to every other
+	// member over memberlist's TCP (another gossip layer gets packets). Set
+	// before memberlist runs, which may flush a batch at once.
+	var members atomic.Pointer[memberlist.Memberlist]
+	n.obs.reliable = n.sendReliable(&members)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = nt.Shutdown()
 		return nil, fmt.Errorf("gossip listen %s: %w", gc.Addr, err)
 	}
+	members.Store(ml)
 	return ml, nil
 }
 
@@ -510,7 +517,11 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 	}
 	runner := n.opts.Runner
 	if runner == nil {
-		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}, Clock: n.clock}
+		// One batcher per term: the DNS steps of a site failover go out
+		// in a few updates per zone; wg.Wait below outlives its batches.
+		batcher := &dns.Batcher{Log: n.log.With(keyComponent, "dns")}
+		defer batcher.Close()
+		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}, Clock: n.clock, DNS: batcher}
 	}
 	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(), Clock: n.clock,
 		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}

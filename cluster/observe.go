@@ -48,11 +48,14 @@ const maxDetail = 160
 // version 0 and drops what the earlier run said; messages of an earlier
 // run, arriving late, are ignored.
 type obsMsg struct {
-	V       int       `json:"v"`
-	Node    string    `json:"node"`
-	Site    string    `json:"site"`
-	Inc     uint64    `json:"inc,omitempty"`
-	Ver     uint64    `json:"ver"`
+	V    int    `json:"v"`
+	Node string `json:"node"`
+	Site string `json:"site"`
+	Inc  uint64 `json:"inc,omitempty"`
+	Ver  uint64 `json:"ver"`
+	// From is the first version a batched delta carries (the changes
+	// From..Ver); zero means Ver alone.
+	From    uint64    `json:"from,omitempty"`
 	Full    bool      `json:"full,omitempty"`
 	Beat    bool      `json:"beat,omitempty"`
 	FreshAt int64     `json:"fresh_at,omitempty"`
@@ -95,6 +98,9 @@ type observations struct {
 	inc uint64
 	// dropped, if set, is told of each message dropped on a full inbox.
 	dropped func()
+	// reliable, if set, sends a batch too large for a gossip packet to
+	// every other witness over TCP; it must not block (see obsbatch.go).
+	reliable func(b []byte)
 
 	mu      sync.Mutex
 	byOf    map[string]map[obsKey]wireObs // observer -> observations
@@ -103,6 +109,11 @@ type observations struct {
 	inSync  map[string]bool               // observer -> every change up to ver applied
 	freshAt map[string]int64              // observer -> freshness vouched by its last heartbeat
 	incOf   map[string]uint64             // observer -> incarnation applied here
+	// outbox holds this witness's changes not yet sent, and sentVer the
+	// version the messages sent so far cover (see obsbatch.go).
+	outbox  map[obsKey]wireObs
+	outFrom uint64
+	sentVer uint64
 }
 
 func newObservations(self, site string, log *slog.Logger) *observations {
@@ -156,16 +167,12 @@ func (s *observations) local(o probes.Observation) {
 	if changed {
 		s.ver[s.self]++
 	}
-	ver := s.ver[s.self]
+	if changed {
+		s.stageLocked(k, w)
+	}
 	s.mu.Unlock()
 	if had && recovery(prev, w) {
 		s.tellRecovered([]string{w.Site})
-	}
-	if s.queue != nil && changed {
-		b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Sent: s.now().UnixNano(), Obs: []wireObs{w}})
-		if err == nil {
-			s.queue.QueueBroadcast(broadcast(b))
-		}
 	}
 }
 
@@ -178,7 +185,7 @@ func (s *observations) heartbeat(now time.Time) {
 			fresh = min(fresh, w.At)
 		}
 	}
-	ver := s.ver[s.self]
+	ver := s.sentVer // what the receivers can have applied
 	s.mu.Unlock()
 	if s.queue == nil {
 		return
@@ -305,7 +312,11 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		s.byOf[msg.Node] = map[obsKey]wireObs{}
 		s.ver[msg.Node], s.inSync[msg.Node] = msg.Ver, true
 	default:
-		if msg.Ver == s.ver[msg.Node]+1 && s.inSync[msg.Node] {
+		from := msg.From
+		if from == 0 {
+			from = msg.Ver
+		}
+		if from <= s.ver[msg.Node]+1 && msg.Ver > s.ver[msg.Node] && s.inSync[msg.Node] {
 			s.ver[msg.Node] = msg.Ver
 		} else if msg.Ver > s.ver[msg.Node] {
 			s.inSync[msg.Node] = false // a change was missed: wait for a full sync
@@ -435,10 +446,15 @@ func (n *Node) probeLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var applied uint64
+	// Identical probes of many groups run once for all of them.
+	shared := &probes.Shared{Clock: n.clock}
 	for {
 		if idx := n.raft.AppliedIndex(); idx != applied {
-			ts := n.probeTargets()
-			if err := n.sched.SetTargets(ts); err != nil {
+			ts, err := shared.Targets(n.probeTargets())
+			if err == nil {
+				err = n.sched.SetTargets(ts)
+			}
+			if err != nil {
 				n.log.Error("probe targets", keyErr, err)
 			} else {
 				n.obs.setTargets(ts)

@@ -159,6 +159,7 @@ func TestRestartedWitnessIsHeard(t *testing.T) {
 	// The new run's next change arrives as a delta and is applied in order.
 	second.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return 2 }, RetransmitMult: 1}
 	east(second, probes.StateFailing, 15*time.Second)
+	second.flush(1 << 16) // as memberlist's next gossip does (delegate.GetBroadcasts)
 	for _, b := range second.queue.GetBroadcasts(0, 1<<16) {
 		peer.merge(b)
 	}

@@ -27,7 +27,7 @@ func (p *grpcPeers) Client(addr string) (witnessv1.AdminClient, error) {
 	if c, ok := p.conns[addr]; ok {
 		return witnessv1.NewAdminClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), AdminCallOptions())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

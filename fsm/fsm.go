@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -61,6 +60,9 @@ type Result struct {
 	// Err is nil when the command was applied; otherwise it wraps one of
 	// the errors above and nothing changed.
 	Err error
+	// Refused maps each group whose move an automatic failover refused
+	// alone to why; the command's other moves applied.
+	Refused map[string]error
 }
 
 // FSM holds the replicated state. It is safe for concurrent use: Apply and
@@ -68,7 +70,11 @@ type Result struct {
 type FSM struct {
 	mu        sync.RWMutex
 	lastToken uint64
-	groups    map[string]*witnessv1.Group
+	groups    map[string]*witnessv1.Group // never changed once held: see view.go
+	// sorted is every group sorted by name, or nil after a change; it is
+	// rebuilt by the first read, under the read lock, so sortedMu guards it.
+	sorted   []*witnessv1.Group
+	sortedMu sync.Mutex
 }
 
 // New returns an empty state machine.
@@ -158,6 +164,9 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 	for _, spec := range c.GetSpecs() {
 		spec = proto.Clone(spec).(*witnessv1.GroupSpec)
 		g, ok := f.groups[spec.GetName()]
+		if ok && proto.Equal(g.GetSpec(), spec) {
+			continue
+		}
 		if !ok {
 			f.lastToken++
 			site, mode, phase, reason := spec.GetSites()[0].GetName(), specMode(spec), "", "group created"
@@ -190,13 +199,11 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 				},
 			}
 			countTransition(g.Status, g.Status.History[0])
-			f.groups[spec.GetName()] = g
+			f.put(g)
 			res.Tokens[spec.GetName()] = f.lastToken
 			continue
 		}
-		if proto.Equal(g.GetSpec(), spec) {
-			continue
-		}
+		g, _ = f.edit(spec.GetName())
 		if specMode(g.GetSpec()) != specMode(spec) {
 			g.Status.Mode = specMode(spec)
 		}
@@ -212,7 +219,58 @@ func (f *FSM) deleteGroup(c *witnessv1.DeleteGroupCommand) Result {
 		return refuse("delete %q: %w", c.GetName(), ErrNoGroup)
 	}
 	delete(f.groups, c.GetName())
+	f.sorted = nil
 	return Result{}
+}
+
+// checkMove says why move m of c is refused, or nil; seen holds the
+// groups of c's moves checked before.
+func (f *FSM) checkMove(c *witnessv1.TransitionCommand, m *witnessv1.Move, seen map[string]bool) error {
+	failover := c.GetKind() == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER
+	if seen[m.GetGroup()] {
+		return fmt.Errorf("transition names group %q twice: %w", m.GetGroup(), ErrInvalid)
+	}
+	seen[m.GetGroup()] = true
+	g, ok := f.groups[m.GetGroup()]
+	if !ok {
+		return fmt.Errorf("transition %q: %w", m.GetGroup(), ErrNoGroup)
+	}
+	st := g.GetStatus()
+	if m.GetExpectedToken() != st.GetToken() {
+		return fmt.Errorf("transition %q: expected token %d, current token is %d: %w", m.GetGroup(), m.GetExpectedToken(), st.GetToken(), ErrStaleToken)
+	}
+	if siteIndex(g.GetSpec(), m.GetToSite()) < 0 {
+		return fmt.Errorf("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrUnknownSite)
+	}
+	pending := st.GetPending()
+	switch {
+	case c.GetAbort():
+		if pending == nil {
+			return fmt.Errorf("abort switchover of %q: %w", m.GetGroup(), ErrNoPending)
+		}
+		if m.GetToSite() != st.GetActiveSite() {
+			return fmt.Errorf("abort switchover of %q to %q: an abort stays at %q: %w", m.GetGroup(), m.GetToSite(), st.GetActiveSite(), ErrInvalid)
+		}
+		return nil
+	case m.GetToSite() == st.GetActiveSite():
+		return fmt.Errorf("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrSameSite)
+	case c.GetPrepare() && pending != nil:
+		return fmt.Errorf("switchover of %q to %q: %w (to %q)", m.GetGroup(), m.GetToSite(), ErrPending, pending.GetToSite())
+	case !c.GetPrepare() && !failover && pending != nil && pending.GetToSite() != m.GetToSite():
+		return fmt.Errorf("move %q to %q: %w (pending to %q)", m.GetGroup(), m.GetToSite(), ErrNoPending, pending.GetToSite())
+	}
+	if c.GetOperator() && pending != nil {
+		return fmt.Errorf("failover of %q: %w (to %q): let it end first", m.GetGroup(), ErrPending, pending.GetToSite())
+	}
+	if failover && !c.GetOperator() {
+		if !st.GetArmed() {
+			return fmt.Errorf("failover %q: %w since token %d", m.GetGroup(), ErrDisarmed, st.GetDisarmedAtToken())
+		}
+		if st.GetMode() == witnessv1.Mode_MODE_OBSERVE {
+			return fmt.Errorf("failover %q: %w", m.GetGroup(), ErrObserveOnly)
+		}
+	}
+	return nil
 }
 
 // Phases recorded in Transition.phase: of a switchover, and of a group
@@ -248,56 +306,46 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 	if c.GetOldSiteDown() && (!c.GetOperator() || c.GetReason() == "") {
 		return refuse("old site down is an operator's attestation, with a reason: %w", ErrInvalid)
 	}
+	// An automatic failover of a site carries many groups: each move is
+	// checked on its own, and a stale or ineligible one is refused alone.
+	// Every other command moves all of its groups or none.
+	alone := failover && !c.GetOperator()
 	seen := make(map[string]bool, len(c.GetMoves()))
+	moves := c.GetMoves()
+	var refused map[string]error
 	for _, m := range c.GetMoves() {
-		if seen[m.GetGroup()] {
-			return refuse("transition names group %q twice: %w", m.GetGroup(), ErrInvalid)
-		}
-		seen[m.GetGroup()] = true
-		g, ok := f.groups[m.GetGroup()]
-		if !ok {
-			return refuse("transition %q: %w", m.GetGroup(), ErrNoGroup)
-		}
-		st := g.GetStatus()
-		if m.GetExpectedToken() != st.GetToken() {
-			return refuse("transition %q: expected token %d, current token is %d: %w", m.GetGroup(), m.GetExpectedToken(), st.GetToken(), ErrStaleToken)
-		}
-		if siteIndex(g.GetSpec(), m.GetToSite()) < 0 {
-			return refuse("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrUnknownSite)
-		}
-		pending := st.GetPending()
-		switch {
-		case c.GetAbort():
-			if pending == nil {
-				return refuse("abort switchover of %q: %w", m.GetGroup(), ErrNoPending)
-			}
-			if m.GetToSite() != st.GetActiveSite() {
-				return refuse("abort switchover of %q to %q: an abort stays at %q: %w", m.GetGroup(), m.GetToSite(), st.GetActiveSite(), ErrInvalid)
-			}
+		err := f.checkMove(c, m, seen)
+		if err == nil {
 			continue
-		case m.GetToSite() == st.GetActiveSite():
-			return refuse("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrSameSite)
-		case c.GetPrepare() && pending != nil:
-			return refuse("switchover of %q to %q: %w (to %q)", m.GetGroup(), m.GetToSite(), ErrPending, pending.GetToSite())
-		case !c.GetPrepare() && !failover && pending != nil && pending.GetToSite() != m.GetToSite():
-			return refuse("move %q to %q: %w (pending to %q)", m.GetGroup(), m.GetToSite(), ErrNoPending, pending.GetToSite())
 		}
-		if c.GetOperator() && pending != nil {
-			return refuse("failover of %q: %w (to %q): let it end first", m.GetGroup(), ErrPending, pending.GetToSite())
+		if !alone {
+			return Result{Err: err}
 		}
-		if failover && !c.GetOperator() {
-			if !st.GetArmed() {
-				return refuse("failover %q: %w since token %d", m.GetGroup(), ErrDisarmed, st.GetDisarmedAtToken())
-			}
-			if st.GetMode() == witnessv1.Mode_MODE_OBSERVE {
-				return refuse("failover %q: %w", m.GetGroup(), ErrObserveOnly)
-			}
+		if refused == nil {
+			refused = map[string]error{}
+		}
+		if _, dup := refused[m.GetGroup()]; !dup {
+			refused[m.GetGroup()] = err
 		}
 	}
-	res := Result{Tokens: make(map[string]uint64, len(c.GetMoves()))}
-	for _, m := range c.GetMoves() {
+	if refused != nil {
+		moves = slices.DeleteFunc(slices.Clone(c.GetMoves()), func(m *witnessv1.Move) bool { _, no := refused[m.GetGroup()]; return no })
+	}
+	if len(moves) == 0 {
+		var errs []error
+		for _, m := range c.GetMoves() {
+			if err, ok := refused[m.GetGroup()]; ok {
+				errs = append(errs, err)
+				delete(refused, m.GetGroup())
+			}
+		}
+		return Result{Err: errors.Join(errs...)}
+	}
+	res := Result{Tokens: make(map[string]uint64, len(moves)), Refused: refused}
+	for _, m := range moves {
 		f.lastToken++
-		st := f.groups[m.GetGroup()].Status
+		g, _ := f.edit(m.GetGroup())
+		st := g.Status
 		t := &witnessv1.Transition{
 			Token:       f.lastToken,
 			FromSite:    st.GetActiveSite(),
@@ -336,20 +384,20 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 }
 
 func (f *FSM) setMode(c *witnessv1.SetModeCommand) Result {
-	g, ok := f.groups[c.GetGroup()]
-	if !ok {
+	if _, ok := f.groups[c.GetGroup()]; !ok {
 		return refuse("set mode of %q: %w", c.GetGroup(), ErrNoGroup)
 	}
 	if _, known := witnessv1.Mode_name[int32(c.GetMode())]; !known || c.GetMode() == witnessv1.Mode_MODE_UNSPECIFIED {
 		return refuse("set mode of %q to %d: %w", c.GetGroup(), c.GetMode(), ErrInvalid)
 	}
+	g, _ := f.edit(c.GetGroup())
 	g.Status.Mode = c.GetMode()
 	g.Status.UpdatedUnixNano = c.GetAtUnixNano()
 	return Result{}
 }
 
 func (f *FSM) setArmed(c *witnessv1.SetArmedCommand) Result {
-	g, ok := f.groups[c.GetGroup()]
+	g, ok := f.edit(c.GetGroup())
 	if !ok {
 		return refuse("arm %q: %w", c.GetGroup(), ErrNoGroup)
 	}
@@ -375,6 +423,7 @@ func (f *FSM) recordStep(c *witnessv1.RecordStepCommand) Result {
 	if r.GetToken() != g.GetStatus().GetToken() {
 		return refuse("record step %q of %q at token %d, current token is %d: %w", r.GetStep(), c.GetGroup(), r.GetToken(), g.GetStatus().GetToken(), ErrStaleToken)
 	}
+	g, _ = f.edit(c.GetGroup())
 	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
 	return Result{}
 }
@@ -385,12 +434,13 @@ func (f *FSM) recordProposal(c *witnessv1.RecordProposalCommand) Result {
 		return refuse("record proposal of %q: %w", c.GetGroup(), ErrNoGroup)
 	}
 	p := c.GetProposal()
+	if p.GetAction() != "" && p.GetExpectedToken() != g.GetStatus().GetToken() {
+		return refuse("record proposal of %q at token %d, current token is %d: %w", c.GetGroup(), p.GetExpectedToken(), g.GetStatus().GetToken(), ErrStaleToken)
+	}
+	g, _ = f.edit(c.GetGroup())
 	if p.GetAction() == "" {
 		g.Status.Proposal = nil
 		return Result{}
-	}
-	if p.GetExpectedToken() != g.GetStatus().GetToken() {
-		return refuse("record proposal of %q at token %d, current token is %d: %w", c.GetGroup(), p.GetExpectedToken(), g.GetStatus().GetToken(), ErrStaleToken)
 	}
 	g.Status.Proposal = proto.Clone(p).(*witnessv1.Proposal)
 	return Result{}
@@ -422,39 +472,37 @@ func (f *FSM) LastToken() uint64 {
 	return f.lastToken
 }
 
-// Group returns a copy of one group.
+// Group returns one group, read-only: the FSM never changes it (see
+// view.go), and neither may the caller.
 func (f *FSM) Group(name string) (*witnessv1.Group, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	g, ok := f.groups[name]
-	if !ok {
-		return nil, false
-	}
-	return proto.Clone(g).(*witnessv1.Group), true
+	return g, ok
 }
 
-// Groups returns copies of every group, sorted by name.
+// Groups returns every group sorted by name, read-only: neither the slice
+// nor the groups may be changed.
 func (f *FSM) Groups() []*witnessv1.Group {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.sortedCopies()
+	return f.sortedView()
 }
 
-func (f *FSM) sortedCopies() []*witnessv1.Group {
-	out := make([]*witnessv1.Group, 0, len(f.groups))
-	for _, g := range f.groups {
-		out = append(out, proto.Clone(g).(*witnessv1.Group))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetSpec().GetName() < out[j].GetSpec().GetName() })
-	return out
+// sortedView is view with the cache kept; callers hold f.mu for reading.
+func (f *FSM) sortedView() []*witnessv1.Group {
+	f.sortedMu.Lock()
+	defer f.sortedMu.Unlock()
+	v := f.view()
+	f.sorted = v
+	return v
 }
 
-// State returns an immutable copy of the whole state: what a snapshot
-// persists.
+// State returns the whole state, immutable: what a snapshot persists.
 func (f *FSM) State() *witnessv1.State {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return &witnessv1.State{LastToken: f.lastToken, Groups: f.sortedCopies()}
+	return &witnessv1.State{LastToken: f.lastToken, Groups: f.sortedView()}
 }
 
 // Restore replaces the state with a decoded snapshot.
@@ -478,6 +526,7 @@ func (f *FSM) Restore(s *witnessv1.State) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.groups = groups
+	f.sorted = nil
 	f.lastToken = s.GetLastToken()
 	return nil
 }

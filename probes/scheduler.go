@@ -193,17 +193,32 @@ func (s *Scheduler) SetTargets(targets []Target) error {
 			s.removeLocked(e)
 		}
 	}
+	// Targets that share a Checker (see Shared) start at the same moment
+	// of their interval, so that one check feeds them all.
+	phaseOf := map[Checker]float64{}
+	for _, e := range s.entries {
+		if comparableChecker(e.custom) {
+			phaseOf[e.custom] = e.phase
+		}
+	}
 	for _, e := range fresh {
 		old := s.entries[e.key]
 		if old != nil && sameTarget(old, e) {
 			continue
 		}
 		e.tracker = NewTracker(e.spec.FailThreshold, e.spec.RecoverThreshold, now)
-		if old != nil {
+		shared, isShared := phaseOf[e.custom]
+		switch {
+		case old != nil:
 			e.phase = old.phase
 			s.removeLocked(old)
-		} else {
+		case isShared:
+			e.phase = shared
+		default:
 			e.phase = largestGapMidpoint(s.phases)
+		}
+		if comparableChecker(e.custom) && !isShared {
+			phaseOf[e.custom] = e.phase
 		}
 		s.insertPhase(e.phase)
 		s.entries[e.key] = e
@@ -450,6 +465,12 @@ func (e *entry) observation() Observation {
 
 func sameTarget(a, b *entry) bool {
 	return reflect.DeepEqual(a.spec, b.spec) && sameChecker(a.custom, b.custom)
+}
+
+// comparableChecker reports whether c can key a map: a pointer, such as
+// a Shared probe, and not nil.
+func comparableChecker(c Checker) bool {
+	return c != nil && reflect.TypeOf(c).Comparable()
 }
 
 func sameChecker(a, b Checker) bool {

@@ -284,6 +284,9 @@ func (l *Leader) SetLeading(on bool) {
 
 func (l *Leader) Groups() []*witnessv1.Group { return l.FSM.Groups() }
 
+// Group is one group of the FSM (actions.GroupReader).
+func (l *Leader) Group(name string) (*witnessv1.Group, bool) { return l.FSM.Group(name) }
+
 func (l *Leader) VerifyLeader() error {
 	l.mu.Lock()
 	off := l.off

@@ -356,22 +356,53 @@ func (a Actual) String() string {
 // write decides from st, the state read before, and sends the update whose
 // prerequisite is st's fence.
 func (c *Client) write(ctx context.Context, r Record, want mdns.RR, site string, token uint64, st state) (Outcome, error) {
+	outcome, ch, err := change(r, want, site, token, st)
+	if err != nil || ch == nil {
+		return outcome, err
+	}
+	name := want.Header().Name
+	m := new(mdns.Msg)
+	m.SetUpdate(mdns.CanonicalName(c.Zone))
+	m.Answer, m.Ns = ch.prereq, ch.updates
+	resp, verifyErr, err := c.exchange(ctx, m, c.Key, "update", name)
+	if err != nil {
+		return "", err
+	}
+	if err := responseError("update", name, resp, verifyErr); err != nil {
+		return "", err
+	}
+	if resp.IsTsig() == nil {
+		return "", fmt.Errorf("update %s: the server's answer is not signed: %w", name, ErrTSIG)
+	}
+	return outcome, nil
+}
+
+// recordChange is one record's part of an update: the prerequisite on its
+// fence as read, and the changes that move the record and the fence.
+type recordChange struct {
+	prereq  []mdns.RR
+	updates []mdns.RR
+}
+
+// change decides from st, the state read before, what r needs to hold
+// site's value under token. A nil change (and no error) means nothing
+// to send: the server already holds it.
+func change(r Record, want mdns.RR, site string, token uint64, st state) (Outcome, *recordChange, error) {
 	name := want.Header().Name
 	outcome := OutcomeSwitched
 	if st.HasFence {
 		if st.Token > token {
-			return "", fmt.Errorf("switch %s to token %d: fence holds token %d (site %s): %w", name, token, st.Token, st.Site, ErrLowerToken)
+			return "", nil, fmt.Errorf("switch %s to token %d: fence holds token %d (site %s): %w", name, token, st.Token, st.Site, ErrLowerToken)
 		}
 		if st.Token == token && st.Site == site {
 			if len(st.records) == 1 && mdns.IsDuplicate(st.records[0], want) && st.records[0].Header().Ttl == want.Header().Ttl {
-				return OutcomeUnchanged, nil
+				return OutcomeUnchanged, nil, nil
 			}
 			outcome = OutcomeDriftCorrected
 		}
 	}
-
 	m := new(mdns.Msg)
-	m.SetUpdate(mdns.CanonicalName(c.Zone))
+	m.SetUpdate(".") // the helpers below take the class from the zone section
 	fenceName := r.FenceName()
 	if st.fence != nil {
 		m.Used([]mdns.RR{mdns.Copy(st.fence)})
@@ -391,18 +422,7 @@ func (c *Client) write(ctx context.Context, r Record, want mdns.RR, site string,
 		Hdr: mdns.RR_Header{Name: fenceName, Rrtype: mdns.TypeTXT, Class: mdns.ClassINET, Ttl: r.TTL},
 		Txt: []string{Fence{Token: token, Site: site}.String()},
 	}})
-
-	resp, verifyErr, err := c.exchange(ctx, m, c.Key, "update", name)
-	if err != nil {
-		return "", err
-	}
-	if err := responseError("update", name, resp, verifyErr); err != nil {
-		return "", err
-	}
-	if resp.IsTsig() == nil {
-		return "", fmt.Errorf("update %s: the server's answer is not signed: %w", name, ErrTSIG)
-	}
-	return outcome, nil
+	return outcome, &recordChange{prereq: m.Answer, updates: m.Ns}, nil
 }
 
 // exchange sends m over TCP, signed with key when it is not nil. A response

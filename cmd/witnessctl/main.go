@@ -181,8 +181,14 @@ func (c *cli) flags(name, synopsis string, args []string, define func(fs *flag.F
 	return pos, nil
 }
 
+// maxMessage is the largest admin message witnessctl sends or receives,
+// as the witness's admin server allows (cluster.MaxAdminMessage): gRPC's
+// default 4 MiB does not hold the status of 10,000 groups.
+const maxMessage = 64 << 20
+
 func (c *cli) client() (witnessv1.AdminClient, func(), error) {
-	conn, err := grpc.NewClient(c.g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", c.g.addr, err)
 	}

@@ -63,8 +63,9 @@ type Server struct {
 	keys   map[string]string
 	log    *slog.Logger
 
-	mu   sync.RWMutex
-	zone *zone // replaced, never modified, under mu
+	mu      sync.RWMutex
+	zone    *zone // replaced, never modified, under mu
+	updates int   // update messages answered, under mu
 
 	life    sync.Mutex // guards the fields below
 	started bool
@@ -226,6 +227,14 @@ func (s *Server) Records(name string, qtype uint16) []mdns.RR {
 	return out
 }
 
+// Updates is how many signed update messages the server has answered,
+// applied or refused.
+func (s *Server) Updates() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.updates
+}
+
 // Serial is the current SOA serial.
 func (s *Server) Serial() uint32 {
 	s.mu.RLock()
@@ -286,6 +295,9 @@ func (s *Server) handle(req *mdns.Msg, tsigStatus error) *mdns.Msg {
 			return resp
 		}
 		resp.Rcode = s.update(req)
+		s.mu.Lock()
+		s.updates++
+		s.mu.Unlock()
 		s.log.Info("update", logKeyKey, tsig.Hdr.Name, logKeyRcode, mdns.RcodeToString[resp.Rcode], logKeySerial, s.Serial())
 	default:
 		resp.Rcode = mdns.RcodeNotImplemented

@@ -1,0 +1,57 @@
+package fsm
+
+import (
+	"slices"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// Read-only views. A group the FSM holds is never changed once readers can
+// see it: Apply edits a copy of the one group a command touches (edit) and
+// swaps it in. So Group, Groups and State hand out the held values
+// themselves, without copying every group for every read: the leader's
+// evaluation, the reconciler and the admin API read a state of 10,000
+// groups for the price of a slice. Callers must not modify what they get.
+
+// edit returns the group to change under f.mu: a copy of the held one,
+// already swapped in, so views handed out before do not change.
+func (f *FSM) edit(name string) (*witnessv1.Group, bool) {
+	g, ok := f.groups[name]
+	if !ok {
+		return nil, false
+	}
+	g = proto.Clone(g).(*witnessv1.Group)
+	f.groups[name] = g
+	if v := f.sorted; v != nil {
+		// The sorted view may be held by readers: a new one, with g in
+		// the old one's place (a copy of pointers, not a sort).
+		i := sort.Search(len(v), func(i int) bool { return v[i].GetSpec().GetName() >= name })
+		next := slices.Clone(v)
+		next[i] = g
+		f.sorted = next
+	}
+	return g, true
+}
+
+// put holds a new group under its name and drops the sorted view.
+func (f *FSM) put(g *witnessv1.Group) {
+	f.groups[g.GetSpec().GetName()] = g
+	f.sorted = nil
+}
+
+// view is every held group sorted by name, built once per change; callers
+// hold f.mu (for reading or writing).
+func (f *FSM) view() []*witnessv1.Group {
+	if v := f.sorted; v != nil {
+		return v
+	}
+	out := make([]*witnessv1.Group, 0, len(f.groups))
+	for _, g := range f.groups {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetSpec().GetName() < out[j].GetSpec().GetName() })
+	return out
+}
