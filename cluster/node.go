@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sitewitness/witness/actions"
@@ -113,6 +112,7 @@ type Node struct {
 	id   identity
 
 	clock clock.Clock // opts.Clock, or real time
+	tls   *tlsFiles   // certificate material; nil runs plaintext (insecure)
 
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
@@ -192,6 +192,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		id = identity{Cluster: cfg.Cluster, ClusterID: foundingID(cfg.Cluster, cfg.InitialVoters), Node: cfg.Name}
 	}
 
+	if err := n.loadTLS(); err != nil {
+		return nil, err
+	}
 	if err := n.startRaft(); err != nil {
 		return nil, err
 	}
@@ -282,7 +285,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft listen %s: %w", cfg.RaftAddr, err)
 	}
-	tr := raft.NewNetworkTransportWithLogger(stream, 3, 5*time.Second, hl)
+	tr := raft.NewNetworkTransportWithLogger(n.raftLayer(stream), 3, 5*time.Second, hl)
 	n.transport = tr
 
 	rc := raft.DefaultConfig()
@@ -505,6 +508,7 @@ func (n *Node) startMetrics() {
 		return
 	}
 	n.metricsLis = lis
+	lis = n.metricsListener(lis)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(n.opts.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -800,7 +804,7 @@ func (n *Node) client(addr string) (witnessv1.AdminClient, error) {
 	if c, ok := n.conns[addr]; ok {
 		return witnessv1.NewAdminClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, n.dialCredentials())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

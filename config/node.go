@@ -46,6 +46,16 @@ type Node struct {
 	Gossip   Gossip     `yaml:"gossip"`
 	LogLevel string     `yaml:"log_level"`
 
+	// TLS is this witness's certificate material (config/tls.go); nil
+	// runs every port in plaintext, which witnessd agent refuses unless
+	// Insecure says so.
+	TLS *TLS `yaml:"tls"`
+	// Insecure states that this witness runs without TLS on purpose.
+	Insecure bool `yaml:"insecure"`
+	// MetricsTLS is how metrics_addr is served: plain (the default) or
+	// tls.
+	MetricsTLS string `yaml:"metrics_tls"`
+
 	// Watchdog is the host's watchdog device, which the witness keeps fed
 	// only while its lease with the voters holds; nil is not set (a
 	// warning at start when a group demotes a database here).
@@ -306,6 +316,7 @@ func (n *Node) Validate() error {
 			}
 		}
 	}
+	n.validateSecurity(&p)
 	switch n.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

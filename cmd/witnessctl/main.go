@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/sitewitness/witness/cmd/internal/buildinfo"
@@ -63,12 +62,18 @@ Global flags (also accepted after the command):
   --addr ADDR     admin address of any witness (default 127.0.0.1:7400, env WITNESS_ADDR)
   -o FORMAT       table (default) or json
   --timeout DUR   deadline of each call (default 10s)
+  --ca FILE       CA certificate for mutual TLS (env WITNESS_CA)
+  --cert FILE     client certificate (env WITNESS_CERT), from witnessd tls cert create -client
+  --key FILE      its private key (env WITNESS_KEY)
 `
 
 type globals struct {
 	addr    string
 	output  string
 	timeout time.Duration
+	// ca, cert and key are the CA and client certificate of mutual TLS
+	// (tls.go).
+	ca, cert, key string
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -88,6 +93,10 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "admin address of any witness")
 	fs.StringVar(&g.output, "o", g.output, "output: table or json")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of each call")
+	g.registerTLS(os.Getenv)
+	fs.StringVar(&g.ca, "ca", g.ca, "CA certificate `file` the witness's certificate must chain to (env WITNESS_CA)")
+	fs.StringVar(&g.cert, "cert", g.cert, "client certificate `file` (env WITNESS_CERT)")
+	fs.StringVar(&g.key, "key", g.key, "client private key `file` (env WITNESS_KEY)")
 }
 
 func main() {
@@ -179,7 +188,11 @@ func (c *cli) flags(name, synopsis string, args []string, define func(fs *flag.F
 }
 
 func (c *cli) client() (witnessv1.AdminClient, func(), error) {
-	conn, err := grpc.NewClient(c.g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := c.g.dialOption()
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(c.g.addr, creds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", c.g.addr, err)
 	}
