@@ -406,4 +406,3 @@ func TestTLSBadCertificates(t *testing.T) {
 		}
 	})
 }
-
