@@ -406,3 +406,51 @@ func TestTLSBadCertificates(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaderCallsJudgedByTerm: RunHook and DemoteLocal are taken only
+// from the certificate of the witness that claims to lead, and judged by
+// the term the request carries, not by the receiver's view of the leader.
+func TestLeaderCallsJudgedByTerm(t *testing.T) {
+	pki := newTestPKI(t)
+	tc := newTLSCluster(t, pki, "east", "west", "tiebreak")
+	_, leader := tc.leader()
+	if err := leader.raft.LeadershipTransfer().Error(); err != nil {
+		t.Fatal(err)
+	}
+	_, leader = tc.leader() // now in a term above the first
+	follower := tc.follower()
+	eventually(t, "the follower in the leader's term", func() bool { return follower.raft.CurrentTerm() == leader.raft.CurrentTerm() })
+	term := leader.raft.CurrentTerm()
+	as := func(name string) witnessv1.AdminClient {
+		return pki.client(t, follower.AdminAddr(), WitnessIdentity("witness", name), nil)
+	}
+	hook := func(claimed string, term uint64) *witnessv1.RunHookRequest {
+		return &witnessv1.RunHookRequest{Group: "nope", Hook: "h", Token: 1, Step: "fence", Leader: claimed, Term: term}
+	}
+	for _, tt := range []struct {
+		name   string
+		caller string
+		req    *witnessv1.RunHookRequest
+		code   codes.Code
+	}{
+		{"another witness speaks for the leader", "nobody-1", hook(leader.Name(), term), codes.PermissionDenied},
+		{"the leader, of a term since replaced", leader.Name(), hook(leader.Name(), term-1), codes.FailedPrecondition},
+		{"another leader in the current term", "nobody-1", hook("nobody-1", term), codes.FailedPrecondition},
+		// Past the leader check: the group is unknown (the replica waits
+		// for it, then says Unavailable).
+		{"the leader in its term", leader.Name(), hook(leader.Name(), term), codes.Unavailable},
+		{"a leader of a newer term this witness has not seen", "nobody-1", hook("nobody-1", term+1), codes.Unavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := as(tt.caller).RunHook(ctx(t), tt.req); status.Code(err) != tt.code {
+				t.Fatalf("RunHook: %v, want %s", err, tt.code)
+			}
+		})
+	}
+	t.Run("demote from a deposed leader's term", func(t *testing.T) {
+		_, err := as(leader.Name()).DemoteLocal(ctx(t), &witnessv1.DemoteLocalRequest{Group: "nope", Token: 1, Mode: "fast", Leader: leader.Name(), Term: term - 1})
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("DemoteLocal: %v, want FailedPrecondition", err)
+		}
+	})
+}

@@ -1681,12 +1681,16 @@ func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
 
 // RunHookRequest names one hook of a group's spec. Internal.
 type RunHookRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Hook          string                 `protobuf:"bytes,2,opt,name=hook,proto3" json:"hook,omitempty"`     // the hook's name in the group's spec
-	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the hook runs for
-	Step          string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`     // the hook's step: fence, promote or after_switch
-	Leader        string                 `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks: the leader
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Group  string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Hook   string                 `protobuf:"bytes,2,opt,name=hook,proto3" json:"hook,omitempty"`     // the hook's name in the group's spec
+	Token  uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the hook runs for
+	Step   string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`     // the hook's step: fence, promote or after_switch
+	Leader string                 `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks: the leader
+	// term is the Raft term the leader leads in. A witness refuses a term
+	// older than its own, and judges the leader's claim by it rather than
+	// by its own, possibly stale, view of who leads.
+	Term          uint64 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1754,6 +1758,13 @@ func (x *RunHookRequest) GetLeader() string {
 		return x.Leader
 	}
 	return ""
+}
+
+func (x *RunHookRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 // RunHookResponse is how the hook ended. Internal.
@@ -2343,6 +2354,7 @@ type DemoteLocalRequest struct {
 	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the demotion is for
 	Mode          string                 `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`     // pg_ctl stop mode: "fast" (switchover) or "immediate"
 	Leader        string                 `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks
+	Term          uint64                 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`    // the Raft term it leads in (see RunHookRequest.term)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2403,6 +2415,13 @@ func (x *DemoteLocalRequest) GetLeader() string {
 		return x.Leader
 	}
 	return ""
+}
+
+func (x *DemoteLocalRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 // DemoteLocalResponse: the database is demoted. Internal.
@@ -2585,13 +2604,14 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\v2\x12.witness.v1.MemberR\amembers\")\n" +
 	"\x13RemoveMemberRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14RemoveMemberResponse\"|\n" +
+	"\x14RemoveMemberResponse\"\x90\x01\n" +
 	"\x0eRunHookRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04hook\x18\x02 \x01(\tR\x04hook\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\tR\x04step\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\tR\x06leader\"\xb5\x01\n" +
+	"\x06leader\x18\x05 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x06 \x01(\x04R\x04term\"\xb5\x01\n" +
 	"\x0fRunHookResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x0e\n" +
@@ -2637,12 +2657,13 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"transition\x12*\n" +
 	"\x04step\x18\t \x01(\v2\x16.witness.v1.StepResultR\x04step\x12\x12\n" +
 	"\x04node\x18\n" +
-	" \x01(\tR\x04node\"l\n" +
+	" \x01(\tR\x04node\"\x80\x01\n" +
 	"\x12DemoteLocalRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\tR\x06leader\"^\n" +
+	"\x06leader\x18\x04 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x05 \x01(\x04R\x04term\"^\n" +
 	"\x13DemoteLocalResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1f\n" +
