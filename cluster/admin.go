@@ -176,7 +176,7 @@ func (s *adminServer) Status(ctx context.Context, _ *witnessv1.StatusRequest) (*
 	leader, _ := n.Leader()
 	resp := &witnessv1.StatusResponse{
 		ClusterId: n.ClusterID(), Node: n.cfg.Name, Leader: leader,
-		Groups: n.fsm.Groups(), AppliedIndex: n.raft.AppliedIndex(), LastToken: n.fsm.LastToken(),
+		Groups: redactGroups(n.fsm.Groups()), AppliedIndex: n.raft.AppliedIndex(), LastToken: n.fsm.LastToken(),
 	}
 	for _, m := range members {
 		resp.Members = append(resp.Members, memberProto(m))
@@ -247,7 +247,7 @@ func by(given string) string {
 }
 
 func (s *adminServer) ListGroups(ctx context.Context, _ *witnessv1.ListGroupsRequest) (*witnessv1.ListGroupsResponse, error) {
-	return &witnessv1.ListGroupsResponse{Groups: s.n.fsm.Groups()}, nil
+	return &witnessv1.ListGroupsResponse{Groups: redactGroups(s.n.fsm.Groups())}, nil
 }
 
 func (s *adminServer) GetGroup(ctx context.Context, req *witnessv1.GetGroupRequest) (*witnessv1.GetGroupResponse, error) {
@@ -263,7 +263,7 @@ func (s *adminServer) GetGroup(ctx context.Context, req *witnessv1.GetGroupReque
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetName())
 	}
-	return &witnessv1.GetGroupResponse{Group: g, Explanation: s.n.explain(req.GetName())}, nil
+	return &witnessv1.GetGroupResponse{Group: redactGroup(g), Explanation: s.n.explain(req.GetName())}, nil
 }
 
 func (s *adminServer) DeleteGroup(ctx context.Context, req *witnessv1.DeleteGroupRequest) (*witnessv1.DeleteGroupResponse, error) {
