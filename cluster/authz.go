@@ -25,7 +25,7 @@ import (
 var roleMethods = map[string][]string{
 	config.RoleViewer:   {"Status", "ListGroups", "GetGroup", "Watch"},
 	config.RoleOperator: {"Switchover", "Failover", "SetMode", "SetArmed"},
-	config.RoleAdmin:    {"ApplyGroups", "DeleteGroup", "AddMember", "RemoveMember"},
+	config.RoleAdmin:    {"ApplyGroups", "DeleteGroup", "AddMember", "RemoveMember", "Keyring"},
 }
 
 // callerKey carries the identity of the client whose write a witness

@@ -113,6 +113,7 @@ type Node struct {
 
 	clock clock.Clock // opts.Clock, or real time
 	tls   *tlsFiles   // certificate material; nil runs plaintext (insecure)
+	keys  *gossipKeys // gossip keyring; nil when gossip is not encrypted
 
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
@@ -325,6 +326,9 @@ func (n *Node) startGossip() error {
 	// default); Close does not wait for it (see dial.go).
 	mc.TCPTimeout = gossipTCPTimeout
 	mc.Label = "witness/" + n.id.ClusterID
+	if err := n.gossipEncryption(mc); err != nil {
+		return err
+	}
 	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
 	if err != nil {

@@ -112,6 +112,8 @@ type RaftTuning struct {
 // Gossip holds memberlist's timers.
 type Gossip struct {
 	ProbeInterval Duration `yaml:"probe_interval"`
+	// GossipKeyring encrypts gossip (config/keyring.go).
+	GossipKeyring `yaml:",inline"`
 }
 
 // Default ports.

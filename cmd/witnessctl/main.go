@@ -56,6 +56,9 @@ Commands:
                                   results as the witness asked sees them change (-o json:
                                   one object per line); until interrupted
   history GROUP                   the group's transitions, newest first, each with its steps
+  keyring list | install KEY | use KEY | remove KEY
+                                  the gossip keyring of every member: rotate with install,
+                                  then use, then remove (witnessd keygen makes a key)
   version                         print the version
 
 Global flags (also accepted after the command):
@@ -238,6 +241,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.watch(args)
 	case "history":
 		return c.history(args)
+	case "keyring":
+		return c.keyring(args)
 	case "version":
 		fmt.Fprintln(c.stdout, "witnessctl", buildinfo.String())
 		return nil

@@ -32,6 +32,7 @@ Usage:
   witnessd agent -config FILE [flags]   run one witness (see 'witnessd agent -h')
   witnessd dev [flags]                  run a self-contained demo (see 'witnessd dev -h')
   witnessd tls ca create | cert create  write a CA and certificates (see 'witnessd tls')
+  witnessd keygen                       print a new gossip key (gossip.keyring_file, witnessctl keyring)
   witnessd version                      print the version
 `
 
@@ -54,6 +55,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = dev(ctx, args[1:], stdout, stderr)
 	case "tls":
 		err = tlsCmd(args[1:], stdout, stderr)
+	case "keygen":
+		fmt.Fprintln(stdout, config.NewGossipKey())
+		return 0
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "witnessd", buildinfo.String())
 		return 0

@@ -2485,6 +2485,122 @@ func (x *DemoteLocalResponse) GetDurationMs() int64 {
 	return 0
 }
 
+// KeyringRequest: op is list, install, use or remove; key the base64 key
+// (install, use, remove).
+type KeyringRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringRequest) Reset() {
+	*x = KeyringRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringRequest) ProtoMessage() {}
+
+func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
+func (*KeyringRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *KeyringRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *KeyringRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// KeyringResponse is the ring of the witness asked after the change:
+// fingerprints (the first 8 bytes of the key's SHA-256, hex), never keys.
+type KeyringResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	Primary       string                 `protobuf:"bytes,3,opt,name=primary,proto3" json:"primary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringResponse) Reset() {
+	*x = KeyringResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringResponse) ProtoMessage() {}
+
+func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
+func (*KeyringResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *KeyringResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *KeyringResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *KeyringResponse) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
 
 const file_witness_v1_admin_proto_rawDesc = "" +
@@ -2668,13 +2784,21 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1f\n" +
 	"\vduration_ms\x18\x03 \x01(\x03R\n" +
-	"durationMs*t\n" +
+	"durationMs\"2\n" +
+	"\x0eKeyringRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"S\n" +
+	"\x0fKeyringResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x18\n" +
+	"\aprimary\x18\x03 \x01(\tR\aprimary*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xf0\t\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xb4\n" +
+	"\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -2695,7 +2819,8 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"RenewLease\x12\x1d.witness.v1.RenewLeaseRequest\x1a\x1e.witness.v1.RenewLeaseResponse\x12N\n" +
 	"\vLeaseStatus\x12\x1e.witness.v1.LeaseStatusRequest\x1a\x1f.witness.v1.LeaseStatusResponse\x12H\n" +
 	"\tReadIndex\x12\x1c.witness.v1.ReadIndexRequest\x1a\x1d.witness.v1.ReadIndexResponse\x12N\n" +
-	"\vDemoteLocal\x12\x1e.witness.v1.DemoteLocalRequest\x1a\x1f.witness.v1.DemoteLocalResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
+	"\vDemoteLocal\x12\x1e.witness.v1.DemoteLocalRequest\x1a\x1f.witness.v1.DemoteLocalResponse\x12B\n" +
+	"\aKeyring\x12\x1a.witness.v1.KeyringRequest\x1a\x1b.witness.v1.KeyringResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
 
 var (
 	file_witness_v1_admin_proto_rawDescOnce sync.Once
@@ -2710,7 +2835,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),              // 0: witness.v1.ChangeKind
 	(*Member)(nil),               // 1: witness.v1.Member
@@ -2752,27 +2877,29 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*WatchEvent)(nil),           // 37: witness.v1.WatchEvent
 	(*DemoteLocalRequest)(nil),   // 38: witness.v1.DemoteLocalRequest
 	(*DemoteLocalResponse)(nil),  // 39: witness.v1.DemoteLocalResponse
-	nil,                          // 40: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
-	(*Group)(nil),                // 41: witness.v1.Group
-	(Mode)(0),                    // 42: witness.v1.Mode
-	(*Transition)(nil),           // 43: witness.v1.Transition
-	(*StepResult)(nil),           // 44: witness.v1.StepResult
+	(*KeyringRequest)(nil),       // 40: witness.v1.KeyringRequest
+	(*KeyringResponse)(nil),      // 41: witness.v1.KeyringResponse
+	nil,                          // 42: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                // 43: witness.v1.Group
+	(Mode)(0),                    // 44: witness.v1.Mode
+	(*Transition)(nil),           // 45: witness.v1.Transition
+	(*StepResult)(nil),           // 46: witness.v1.StepResult
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	41, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	40, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	43, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	42, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
 	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	41, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	41, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	43, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	43, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	42, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	44, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
 	1,  // 11: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	43, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
-	44, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
+	45, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
+	46, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
 	2,  // 14: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
 	4,  // 15: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
 	7,  // 16: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
@@ -2790,25 +2917,27 @@ var file_witness_v1_admin_proto_depIdxs = []int32{
 	32, // 28: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
 	34, // 29: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
 	38, // 30: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
-	3,  // 31: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 32: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 33: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 34: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 35: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 36: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 37: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
-	21, // 38: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	23, // 39: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	25, // 40: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	27, // 41: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	37, // 42: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
-	29, // 43: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	31, // 44: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	33, // 45: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	35, // 46: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	39, // 47: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
-	31, // [31:48] is the sub-list for method output_type
-	14, // [14:31] is the sub-list for method input_type
+	40, // 31: witness.v1.Admin.Keyring:input_type -> witness.v1.KeyringRequest
+	3,  // 32: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 33: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 34: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 35: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 36: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 37: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 38: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
+	21, // 39: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	23, // 40: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	25, // 41: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	27, // 42: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	37, // 43: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
+	29, // 44: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	31, // 45: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	33, // 46: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	35, // 47: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	39, // 48: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
+	41, // 49: witness.v1.Admin.Keyring:output_type -> witness.v1.KeyringResponse
+	32, // [32:50] is the sub-list for method output_type
+	14, // [14:32] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -2826,7 +2955,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

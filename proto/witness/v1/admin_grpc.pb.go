@@ -36,6 +36,7 @@ const (
 	Admin_LeaseStatus_FullMethodName  = "/witness.v1.Admin/LeaseStatus"
 	Admin_ReadIndex_FullMethodName    = "/witness.v1.Admin/ReadIndex"
 	Admin_DemoteLocal_FullMethodName  = "/witness.v1.Admin/DemoteLocal"
+	Admin_Keyring_FullMethodName      = "/witness.v1.Admin/Keyring"
 )
 
 // AdminClient is the client API for Admin service.
@@ -111,6 +112,11 @@ type AdminClient interface {
 	// It answers once the database refuses connections and its processes
 	// are gone.
 	DemoteLocal(ctx context.Context, in *DemoteLocalRequest, opts ...grpc.CallOption) (*DemoteLocalResponse, error)
+	// Keyring lists or changes the gossip keyring of the witness asked,
+	// and writes it back to its keyring_file. witnessctl keyring asks every
+	// member in turn (install, then use, then remove) and fails when one
+	// did not take it. Keys are never answered, only their fingerprints.
+	Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringResponse, error)
 }
 
 type adminClient struct {
@@ -300,6 +306,16 @@ func (c *adminClient) DemoteLocal(ctx context.Context, in *DemoteLocalRequest, o
 	return out, nil
 }
 
+func (c *adminClient) Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KeyringResponse)
+	err := c.cc.Invoke(ctx, Admin_Keyring_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -373,6 +389,11 @@ type AdminServer interface {
 	// It answers once the database refuses connections and its processes
 	// are gone.
 	DemoteLocal(context.Context, *DemoteLocalRequest) (*DemoteLocalResponse, error)
+	// Keyring lists or changes the gossip keyring of the witness asked,
+	// and writes it back to its keyring_file. witnessctl keyring asks every
+	// member in turn (install, then use, then remove) and fails when one
+	// did not take it. Keys are never answered, only their fingerprints.
+	Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -433,6 +454,9 @@ func (UnimplementedAdminServer) ReadIndex(context.Context, *ReadIndexRequest) (*
 }
 func (UnimplementedAdminServer) DemoteLocal(context.Context, *DemoteLocalRequest) (*DemoteLocalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DemoteLocal not implemented")
+}
+func (UnimplementedAdminServer) Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Keyring not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -754,6 +778,24 @@ func _Admin_DemoteLocal_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Keyring_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KeyringRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Keyring(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Keyring_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Keyring(ctx, req.(*KeyringRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -824,6 +866,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DemoteLocal",
 			Handler:    _Admin_DemoteLocal_Handler,
+		},
+		{
+			MethodName: "Keyring",
+			Handler:    _Admin_Keyring_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
