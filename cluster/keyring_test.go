@@ -168,4 +168,3 @@ func TestGossipKeyringFileBad(t *testing.T) {
 		t.Fatalf("got %v, want ErrKeyLength", err)
 	}
 }
-
