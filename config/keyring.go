@@ -20,18 +20,6 @@ import (
 // ErrKeyLength: a gossip key is not 16, 24 or 32 bytes.
 var ErrKeyLength = errors.New("a gossip key is 16, 24 or 32 bytes, base64")
 
-// GossipKeyring is the gossip keyring file's fields on a node.
-type GossipKeyring struct {
-	// KeyringFile enables gossip encryption; witnessctl keyring writes
-	// the ring back to it, so a restart keeps it.
-	KeyringFile string `yaml:"keyring_file"`
-	// VerifyIncoming and VerifyOutgoing default to true; turning
-	// encryption on in a running cluster sets both false on every node,
-	// then outgoing true, then incoming true, a rolling restart each.
-	VerifyIncoming *bool `yaml:"verify_incoming"`
-	VerifyOutgoing *bool `yaml:"verify_outgoing"`
-}
-
 // DecodeGossipKey decodes one base64 key and checks its length.
 func DecodeGossipKey(s string) ([]byte, error) {
 	k, err := base64.StdEncoding.DecodeString(s)

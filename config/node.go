@@ -112,8 +112,15 @@ type RaftTuning struct {
 // Gossip holds memberlist's timers.
 type Gossip struct {
 	ProbeInterval Duration `yaml:"probe_interval"`
-	// GossipKeyring encrypts gossip (config/keyring.go).
-	GossipKeyring `yaml:",inline"`
+	// KeyringFile enables gossip encryption (config/keyring.go);
+	// witnessctl keyring writes the ring back to it, so a restart keeps
+	// it.
+	KeyringFile string `yaml:"keyring_file"`
+	// VerifyIncoming and VerifyOutgoing default to true; turning
+	// encryption on in a running cluster sets both false on every node,
+	// then outgoing true, then incoming true, a rolling restart each.
+	VerifyIncoming *bool `yaml:"verify_incoming"`
+	VerifyOutgoing *bool `yaml:"verify_outgoing"`
 }
 
 // Default ports.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -42,14 +43,30 @@ func (e *Env) makePKI(bin string) error {
 			return err
 		}
 	}
-	return run("cert", "create", "-dir", dir, "-cluster", clusterName, "-name", "harness", "-client", "-role", "admin")
+	if err := run("cert", "create", "-dir", dir, "-cluster", clusterName, "-name", "harness", "-client", "-role", "admin"); err != nil {
+		return err
+	}
+	// One gossip key, made by witnessd keygen, in a keyring file per
+	// witness (each writes its own back when the ring changes).
+	key, err := exec.Command(witnessd, "keygen").Output()
+	if err != nil {
+		return fmt.Errorf("witnessd keygen: %w", err)
+	}
+	for _, s := range witnessSites {
+		ring := fmt.Sprintf("[%q]\n", strings.TrimSpace(string(key)))
+		if err := os.WriteFile(filepath.Join(dir, s+"-1-keyring.json"), []byte(ring), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // tlsConfig is the node configuration's tls block of witness name.
 func (e *Env) tlsConfig(name string) string {
 	dir := e.PKIDir()
 	return fmt.Sprintf("tls:\n  ca_file: %s\n  cert_file: %s\n  key_file: %s\n  policy_file: %s\n",
-		filepath.Join(dir, "ca.pem"), filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"), filepath.Join(dir, "policy.yaml"))
+		filepath.Join(dir, "ca.pem"), filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"), filepath.Join(dir, "policy.yaml")) +
+		fmt.Sprintf("gossip:\n  keyring_file: %s\n", filepath.Join(dir, name+"-keyring.json"))
 }
 
 // ClientTLS is the harness client's TLS: its certificate, and the
