@@ -62,7 +62,7 @@ func (n *Node) validateSecurity(p *problems) {
 }
 
 // ErrNoTLS: a node configuration has neither tls nor insecure: true.
-var ErrNoTLS = errors.New("tls is required, or insecure: true to run without it")
+var ErrNoTLS = errors.New("is required, or set insecure: true to run without it")
 
 // CheckSecure reports ErrNoTLS, naming the field, when the node would run
 // its ports in plaintext without saying insecure: true. witnessd agent
