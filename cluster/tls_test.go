@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -453,4 +454,39 @@ func TestLeaderCallsJudgedByTerm(t *testing.T) {
 			t.Fatalf("DemoteLocal: %v, want FailedPrecondition", err)
 		}
 	})
+}
+
+// TestMetricsOverTLS: metrics_tls: tls serves /metrics with the witness's
+// certificate to a scraper with or without a client certificate, and not
+// in plaintext.
+func TestMetricsOverTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	f, err := loadTLSFiles(pki.witness("east-1"), "witness", "east-1", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{tls: f, cfg: config.Node{MetricsTLS: config.MetricsTLS}}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })}
+	go srv.Serve(n.metricsListener(lis))
+	t.Cleanup(func() { srv.Close() })
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.cert)
+	https := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool, InsecureSkipVerify: true}}} // the test CA names no host
+	plain := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := https.Get("https://" + lis.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape over TLS without a client certificate: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape over TLS: %s", resp.Status)
+	}
+	if resp, err := plain.Get("http://" + lis.Addr().String() + "/metrics"); err == nil && resp.StatusCode == http.StatusOK {
+		resp.Body.Close()
+		t.Fatal("plaintext scrape answered")
+	}
 }
