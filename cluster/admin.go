@@ -39,7 +39,12 @@ func (n *Node) startAdmin() error {
 		return fmt.Errorf("admin listen %s: %w", n.cfg.AdminAddr, err)
 	}
 	n.adminLis = lis
-	n.grpcSrv = grpc.NewServer(append(n.metrics.grpcServerOptions(), adminServerOptions()...)...)
+	sec, err := n.securityOptions()
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	n.grpcSrv = grpc.NewServer(append(append(n.metrics.grpcServerOptions(), adminServerOptions()...), sec...)...)
 	witnessv1.RegisterAdminServer(n.grpcSrv, &adminServer{n: n})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -102,7 +107,7 @@ func forward[Req, Resp proto.Message](ctx context.Context, n *Node, req Req,
 	if err != nil {
 		return resp, true, status.Error(codes.Unavailable, err.Error())
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.Name)
+	ctx = n.forwardCaller(metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.Name))
 	resp, err = call(c, ctx, req)
 	return resp, true, err
 }
@@ -174,7 +179,7 @@ func (s *adminServer) Status(ctx context.Context, _ *witnessv1.StatusRequest) (*
 	leader, _ := n.Leader()
 	resp := &witnessv1.StatusResponse{
 		ClusterId: n.ClusterID(), Node: n.cfg.Name, Leader: leader,
-		Groups: n.fsm.Groups(), AppliedIndex: n.raft.AppliedIndex(), LastToken: n.fsm.LastToken(),
+		Groups: redactGroups(n.fsm.Groups()), AppliedIndex: n.raft.AppliedIndex(), LastToken: n.fsm.LastToken(),
 	}
 	for _, m := range members {
 		resp.Members = append(resp.Members, memberProto(m))
@@ -230,7 +235,7 @@ func (s *adminServer) ApplyGroups(ctx context.Context, req *witnessv1.ApplyGroup
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: s.n.nowNano(), By: by(req.GetBy()), Starts: starts}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.PutGroupsCommand{Specs: specs, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()), Starts: starts}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.ApplyGroupsResponse{Changes: changes, Applied: true, Warnings: rewindWarnings(ctx, specs)}, nil
@@ -245,7 +250,7 @@ func by(given string) string {
 }
 
 func (s *adminServer) ListGroups(ctx context.Context, _ *witnessv1.ListGroupsRequest) (*witnessv1.ListGroupsResponse, error) {
-	return &witnessv1.ListGroupsResponse{Groups: s.n.fsm.Groups()}, nil
+	return &witnessv1.ListGroupsResponse{Groups: redactGroups(s.n.fsm.Groups())}, nil
 }
 
 func (s *adminServer) GetGroup(ctx context.Context, req *witnessv1.GetGroupRequest) (*witnessv1.GetGroupResponse, error) {
@@ -261,14 +266,14 @@ func (s *adminServer) GetGroup(ctx context.Context, req *witnessv1.GetGroupReque
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetName())
 	}
-	return &witnessv1.GetGroupResponse{Group: g, Explanation: s.n.explain(req.GetName())}, nil
+	return &witnessv1.GetGroupResponse{Group: redactGroup(g), Explanation: s.n.explain(req.GetName())}, nil
 }
 
 func (s *adminServer) DeleteGroup(ctx context.Context, req *witnessv1.DeleteGroupRequest) (*witnessv1.DeleteGroupResponse, error) {
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.DeleteGroup); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.DeleteGroupCommand{Name: req.GetName(), AtUnixNano: s.n.nowNano(), By: by(req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.DeleteGroupCommand{Name: req.GetName(), AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.DeleteGroupResponse{}, nil
@@ -292,7 +297,7 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: req.GetExpectedToken(), ToSite: req.GetToSite()}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
-		Reason: reason, AtUnixNano: s.n.nowNano(), By: by(req.GetBy()),
+		Reason: reason, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()),
 		// Two phases: the group stays at its site while the leader fences
 		// it at this new token; the move commits once the fence holds.
 		Prepare: true,
@@ -343,7 +348,7 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: expected, ToSite: req.GetToSite()}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
-		Reason: reason, AtUnixNano: s.n.nowNano(), By: by(req.GetBy()),
+		Reason: reason, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()),
 		Operator: true, OldSiteDown: req.GetOldSiteDown(),
 	})
 	if err != nil {
@@ -351,7 +356,7 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 	}
 	if req.GetOldSiteDown() {
 		s.n.log.Warn("operator failover: the old site is attested down", "group", req.GetGroup(), "from", st.GetActiveSite(), "to", req.GetToSite(),
-			"token", res.Tokens[req.GetGroup()], "by", by(req.GetBy()), "reason", reason)
+			"token", res.Tokens[req.GetGroup()], "by", s.n.caller(ctx, req.GetBy()), "reason", reason)
 	}
 	return &witnessv1.FailoverResponse{Token: res.Tokens[req.GetGroup()], FromSite: st.GetActiveSite()}, nil
 }
@@ -360,7 +365,7 @@ func (s *adminServer) SetMode(ctx context.Context, req *witnessv1.SetModeRequest
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.SetMode); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.SetModeCommand{Group: req.GetGroup(), Mode: req.GetMode(), AtUnixNano: s.n.nowNano(), By: by(req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.SetModeCommand{Group: req.GetGroup(), Mode: req.GetMode(), AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.SetModeResponse{}, nil
@@ -370,7 +375,7 @@ func (s *adminServer) SetArmed(ctx context.Context, req *witnessv1.SetArmedReque
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.SetArmed); handled {
 		return resp, err
 	}
-	if _, err := s.apply(ctx, &witnessv1.SetArmedCommand{Group: req.GetGroup(), Armed: req.GetArmed(), AtUnixNano: s.n.nowNano(), By: by(req.GetBy())}); err != nil {
+	if _, err := s.apply(ctx, &witnessv1.SetArmedCommand{Group: req.GetGroup(), Armed: req.GetArmed(), AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy())}); err != nil {
 		return nil, err
 	}
 	return &witnessv1.SetArmedResponse{}, nil

@@ -32,7 +32,7 @@ var ErrDemoteRefused = errors.New("demotion refused")
 // live witness there that gossip knows, in turn, until one answers. A
 // refusal is not asked again elsewhere: the others hold the same state.
 func (n *Node) DemoteLocal(ctx context.Context, site string, req actions.DemoteRequest) error {
-	preq := &witnessv1.DemoteLocalRequest{Group: req.Group, Token: req.Token, Mode: string(req.Mode), Leader: n.cfg.Name}
+	preq := &witnessv1.DemoteLocalRequest{Group: req.Group, Token: req.Token, Mode: string(req.Mode), Leader: n.cfg.Name, Term: n.raft.CurrentTerm()}
 	what := fmt.Sprintf("demote %s at %s (token %d)", req.Group, site, req.Token)
 	if site == n.cfg.Site {
 		_, err := n.demoteLocal(ctx, preq)
@@ -96,6 +96,9 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 	}
 	if mode != postgres.StopFast && mode != postgres.StopImmediate {
 		return nil, status.Errorf(codes.InvalidArgument, "mode %q: want fast or immediate", req.GetMode())
+	}
+	if err := n.checkLeaderCall(ctx, req.GetLeader(), req.GetTerm()); err != nil {
+		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 3*leaseRenewTimeout)
 	err := n.readIndex(rctx)

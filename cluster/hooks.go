@@ -63,7 +63,7 @@ func (r *hookRuns) done(key string) {
 // one answers. A witness that refuses (stale token, not its site) is not
 // asked again elsewhere: the others hold the same replicated state.
 func (n *Node) RunHook(ctx context.Context, site string, req actions.HookRequest) error {
-	preq := &witnessv1.RunHookRequest{Group: req.Group, Hook: req.Hook, Token: req.Token, Step: req.Step, Leader: n.cfg.Name}
+	preq := &witnessv1.RunHookRequest{Group: req.Group, Hook: req.Hook, Token: req.Token, Step: req.Step, Leader: n.cfg.Name, Term: n.raft.CurrentTerm()}
 	if site == n.cfg.Site {
 		resp, err := n.runHook(ctx, preq)
 		return hookOutcome(req, n.cfg.Name, site, resp, err)
@@ -131,11 +131,8 @@ func (n *Node) runHook(ctx context.Context, req *witnessv1.RunHookRequest) (*wit
 	if req.GetGroup() == "" || req.GetHook() == "" || req.GetToken() == 0 || req.GetStep() == "" {
 		return nil, status.Error(codes.InvalidArgument, "group, hook, token and step are required")
 	}
-	switch leader, _ := n.Leader(); {
-	case leader == "":
-		return nil, status.Error(codes.Unavailable, "this witness knows no leader")
-	case leader != req.GetLeader():
-		return nil, status.Errorf(codes.FailedPrecondition, "asked by %q, but the leader is %q", req.GetLeader(), leader)
+	if err := n.checkLeaderCall(ctx, req.GetLeader(), req.GetTerm()); err != nil {
+		return nil, err
 	}
 	g, err := n.groupAtToken(ctx, req.GetGroup(), req.GetToken())
 	if err != nil {

@@ -123,6 +123,8 @@ type Node struct {
 	id   identity
 
 	clock clock.Clock // opts.Clock, or real time
+	tls   *tlsFiles   // certificate material; nil runs plaintext (insecure)
+	keys  *gossipKeys // gossip keyring; nil when gossip is not encrypted
 
 	raft      *raft.Raft
 	transport raft.Transport
@@ -178,7 +180,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		clock: clock.Or(opts.Clock), lease: newHolder(), peers: opts.Peers}
 	n.grants = newGrants(n.clock.Now())
 	if n.peers == nil {
-		n.peers = newGRPCPeers()
+		n.peers = newGRPCPeers(n.dialCredentials)
 	}
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
 	n.obs.recovered, n.obs.clock = n.siteRecovered, n.clock
@@ -193,6 +195,9 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 
 	id, haveID, err := n.openIdentity()
 	if err != nil {
+		return nil, err
+	}
+	if err := n.loadTLS(); err != nil {
 		return nil, err
 	}
 	if err := n.startRaft(); err != nil {
@@ -336,7 +341,7 @@ func (n *Node) startRaft() error {
 		if err != nil {
 			return fmt.Errorf("raft listen %s: %w", cfg.RaftAddr, err)
 		}
-		n.transport = raft.NewNetworkTransportWithLogger(stream, 3, 5*time.Second, hl)
+		n.transport = raft.NewNetworkTransportWithLogger(n.raftLayer(stream), 3, 5*time.Second, hl)
 	}
 
 	rc := raft.DefaultConfig()
@@ -407,6 +412,9 @@ func (n *Node) startMemberlist(gc GossipConfig) (Gossip, error) {
 	// default); Close does not wait for it (see dial.go).
 	mc.TCPTimeout = gossipTCPTimeout
 	mc.Label = gc.Label
+	if err := n.gossipEncryption(mc); err != nil {
+		return nil, err
+	}
 	mc.Logger = newHCLog(n.log, "memberlist").StandardLogger(nil)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
 	if err != nil {
@@ -582,6 +590,7 @@ func (n *Node) startMetrics() {
 		return
 	}
 	n.metricsLis = lis
+	lis = n.metricsListener(lis)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(n.opts.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })

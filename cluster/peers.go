@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sitewitness/witness/probes"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
@@ -15,11 +14,14 @@ import (
 // grpcPeers is the real Peers: one gRPC connection per address, kept
 // until Close.
 type grpcPeers struct {
+	creds func() grpc.DialOption // the node's TLS, or plaintext; read at each dial
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newGRPCPeers() *grpcPeers { return &grpcPeers{conns: map[string]*grpc.ClientConn{}} }
+func newGRPCPeers(creds func() grpc.DialOption) *grpcPeers {
+	return &grpcPeers{creds: creds, conns: map[string]*grpc.ClientConn{}}
+}
 
 func (p *grpcPeers) Client(addr string) (witnessv1.AdminClient, error) {
 	p.mu.Lock()
@@ -27,7 +29,7 @@ func (p *grpcPeers) Client(addr string) (witnessv1.AdminClient, error) {
 	if c, ok := p.conns[addr]; ok {
 		return witnessv1.NewAdminClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), AdminCallOptions())
+	c, err := grpc.NewClient(addr, p.creds(), AdminCallOptions())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

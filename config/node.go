@@ -46,6 +46,16 @@ type Node struct {
 	Gossip   Gossip     `yaml:"gossip"`
 	LogLevel string     `yaml:"log_level"`
 
+	// TLS is this witness's certificate material (config/tls.go); nil
+	// runs every port in plaintext, which witnessd agent refuses unless
+	// Insecure says so.
+	TLS *TLS `yaml:"tls"`
+	// Insecure states that this witness runs without TLS on purpose.
+	Insecure bool `yaml:"insecure"`
+	// MetricsTLS is how metrics_addr is served: plain (the default) or
+	// tls.
+	MetricsTLS string `yaml:"metrics_tls"`
+
 	// Watchdog is the host's watchdog device, which the witness keeps fed
 	// only while its lease with the voters holds; nil is not set (a
 	// warning at start when a group demotes a database here).
@@ -102,6 +112,15 @@ type RaftTuning struct {
 // Gossip holds memberlist's timers.
 type Gossip struct {
 	ProbeInterval Duration `yaml:"probe_interval"`
+	// KeyringFile enables gossip encryption (config/keyring.go);
+	// witnessctl keyring writes the ring back to it, so a restart keeps
+	// it.
+	KeyringFile string `yaml:"keyring_file"`
+	// VerifyIncoming and VerifyOutgoing default to true; turning
+	// encryption on in a running cluster sets both false on every node,
+	// then outgoing true, then incoming true, a rolling restart each.
+	VerifyIncoming *bool `yaml:"verify_incoming"`
+	VerifyOutgoing *bool `yaml:"verify_outgoing"`
 }
 
 // Default ports.
@@ -306,6 +325,7 @@ func (n *Node) Validate() error {
 			}
 		}
 	}
+	n.validateSecurity(&p)
 	switch n.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -18,6 +18,7 @@ import (
 // links they name.
 func TestHarnessFaults(t *testing.T) {
 	env := start(t, harness.Options{})
+	checkAdminTLS(t, env)
 	_, err := env.LeadFrom("west", patience)
 	must(t, err)
 	tb := env.Witness("tiebreak-1")

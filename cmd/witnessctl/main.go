@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/sitewitness/witness/cmd/internal/buildinfo"
@@ -60,18 +59,27 @@ Commands:
                                   results as the witness asked sees them change (-o json:
                                   one object per line); until interrupted
   history GROUP                   the group's transitions, newest first, each with its steps
+  keyring list | install KEY | use KEY | remove KEY
+                                  the gossip keyring of every member: rotate with install,
+                                  then use, then remove (witnessd keygen makes a key)
   version                         print the version
 
 Global flags (also accepted after the command):
   --addr ADDR     admin address of any witness (default 127.0.0.1:7400, env WITNESS_ADDR)
   -o FORMAT       table (default) or json
   --timeout DUR   deadline of each call (default 10s)
+  --ca FILE       CA certificate for mutual TLS (env WITNESS_CA)
+  --cert FILE     client certificate (env WITNESS_CERT), from witnessd tls cert create -client
+  --key FILE      its private key (env WITNESS_KEY)
 `
 
 type globals struct {
 	addr    string
 	output  string
 	timeout time.Duration
+	// ca, cert and key are the CA and client certificate of mutual TLS
+	// (tls.go).
+	ca, cert, key string
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -91,6 +99,10 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "admin address of any witness")
 	fs.StringVar(&g.output, "o", g.output, "output: table or json")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of each call")
+	g.registerTLS(os.Getenv)
+	fs.StringVar(&g.ca, "ca", g.ca, "CA certificate `file` the witness's certificate must chain to (env WITNESS_CA)")
+	fs.StringVar(&g.cert, "cert", g.cert, "client certificate `file` (env WITNESS_CERT)")
+	fs.StringVar(&g.key, "key", g.key, "client private key `file` (env WITNESS_KEY)")
 }
 
 func main() {
@@ -187,7 +199,11 @@ func (c *cli) flags(name, synopsis string, args []string, define func(fs *flag.F
 const maxMessage = 64 << 20
 
 func (c *cli) client() (witnessv1.AdminClient, func(), error) {
-	conn, err := grpc.NewClient(c.g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds, err := c.g.dialOption()
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(c.g.addr, creds,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", c.g.addr, err)
@@ -236,6 +252,8 @@ func (c *cli) dispatch(cmd string, args []string) error {
 		return c.history(args)
 	case "reinstate":
 		return c.reinstate(args)
+	case "keyring":
+		return c.keyring(args)
 	case "version":
 		fmt.Fprintln(c.stdout, "witnessctl", buildinfo.String())
 		return nil

@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -63,8 +62,12 @@ func (c *cli) prepareStart(args []string) error {
 // comma-separated --addr witnesses that can give such a read.
 func (c *cli) activeSite(group string) (string, uint64, error) {
 	var errs []error
+	creds, err := c.g.dialOption()
+	if err != nil {
+		return "", 0, err
+	}
 	for _, addr := range strings.Split(c.g.addr, ",") {
-		conn, err := grpc.NewClient(strings.TrimSpace(addr), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(strings.TrimSpace(addr), creds)
 		if err != nil {
 			errs = append(errs, err)
 			continue

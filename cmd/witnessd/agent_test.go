@@ -53,6 +53,7 @@ admin_addr: 127.0.0.1:1
 metrics_addr: ""
 initial_voters:
   - {name: solo, raft_addr: %q, gossip_addr: %q}
+insecure: true
 `, filepath.Join(dir, "data"), raft, gossip, raft, gossip)
 	path := filepath.Join(dir, "witness.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {

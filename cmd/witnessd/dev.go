@@ -63,6 +63,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	log := newLogger(stderr, f.logLevel)
+	log.Warn("witnessd dev runs without TLS: its admin API, Raft and gossip are plaintext and open to anyone on this host; use witnessd agent with tls for anything real")
 
 	dir := f.dataDir
 	if dir == "" {
@@ -160,6 +161,8 @@ func startDevCluster(ctx context.Context, f devFlags, dir string, log *slog.Logg
 		c.Gossip.ProbeInterval = config.Duration(250 * time.Millisecond)
 		// Three witnesses share one host and nothing real to protect.
 		c.Watchdog = &config.Watchdog{Disabled: true}
+		// A demo on loopback: plaintext, and the log says so.
+		c.Insecure = true
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(cluster.NewBuildInfoCollector(buildinfo.String()))
 		n, err := cluster.Start(ctx, cluster.Options{Config: c, Logger: log, Registerer: reg, Gatherer: reg, OnLeader: leaderLoop(log)})

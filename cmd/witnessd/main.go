@@ -31,6 +31,8 @@ active for each protected service and carries the decision out.
 Usage:
   witnessd agent -config FILE [flags]   run one witness (see 'witnessd agent -h')
   witnessd dev [flags]                  run a self-contained demo (see 'witnessd dev -h')
+  witnessd tls ca create | cert create  write a CA and certificates (see 'witnessd tls')
+  witnessd keygen                       print a new gossip key (gossip.keyring_file, witnessctl keyring)
   witnessd version                      print the version
 `
 
@@ -51,6 +53,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = agent(ctx, args[1:], stderr)
 	case "dev":
 		err = dev(ctx, args[1:], stdout, stderr)
+	case "tls":
+		err = tlsCmd(args[1:], stdout, stderr)
+	case "keygen":
+		fmt.Fprintln(stdout, config.NewGossipKey())
+		return 0
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "witnessd", buildinfo.String())
 		return 0
@@ -147,6 +154,9 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if err := cfg.CheckSecure(); err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
 	}
 	log := newLogger(stderr, cfg.LogLevel).With("component", "witnessd")
 	reg := prometheus.NewRegistry()

@@ -30,7 +30,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
@@ -344,6 +343,13 @@ func (e *Env) startDatabases() error {
 var witnessSites = []string{"east", "west", "tiebreak"}
 
 func (e *Env) startWitnesses(bin string) error {
+	if err := e.makePKI(bin); err != nil {
+		return err
+	}
+	creds, err := e.clientCreds()
+	if err != nil {
+		return err
+	}
 	var voters strings.Builder
 	for _, s := range witnessSites {
 		fmt.Fprintf(&voters, "  - {name: %s-1, raft_addr: \"%s:%s\", gossip_addr: \"%s:7301\"}\n", s, siteAddr[s], raftPort, siteAddr[s])
@@ -378,11 +384,12 @@ initial_voters:
 			e.closers = append(e.closers, dog.close)
 			conf += fmt.Sprintf("watchdog:\n  device: %s\n  timeout: %s\n", device, e.Opts.Watchdog)
 		}
+		conf += e.tlsConfig(name)
 		cfg := filepath.Join(dir, "witness.yaml")
 		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 			return err
 		}
-		conn, err := grpc.NewClient(addr+":7400", grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr+":7400", creds)
 		if err != nil {
 			return err
 		}
@@ -394,7 +401,7 @@ initial_voters:
 		}
 		e.Witnesses = append(e.Witnesses, w)
 	}
-	_, err := e.WaitLeader(startTimeout, nil)
+	_, err = e.WaitLeader(startTimeout, nil)
 	return err
 }
 

@@ -295,8 +295,9 @@ func (e *Env) RestartDatabase(site string) (string, error) {
 	for _, w := range e.Witnesses {
 		addrs = append(addrs, w.AdminAddr())
 	}
-	cmd := exec.Command(filepath.Join(e.bin, "witnessctl"), "--addr", strings.Join(addrs, ","), "--timeout", "5s",
+	args := append(e.witnessctlTLS(), "--addr", strings.Join(addrs, ","), "--timeout", "5s",
 		"prepare-start", Group, site, "--data-dir", pg.Data)
+	cmd := exec.Command(filepath.Join(e.bin, "witnessctl"), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("prepare-start: %v: %s", err, out)

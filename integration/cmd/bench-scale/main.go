@@ -352,7 +352,9 @@ func (e *env) startWitnesses() error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
+		// Plaintext on loopback: the benchmark measures failover, not TLS.
 		conf := fmt.Sprintf(`cluster: scale
+insecure: true
 name: %s
 site: %s
 data_dir: %s/data

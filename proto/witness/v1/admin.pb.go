@@ -1693,12 +1693,16 @@ func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
 
 // RunHookRequest names one hook of a group's spec. Internal.
 type RunHookRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Hook          string                 `protobuf:"bytes,2,opt,name=hook,proto3" json:"hook,omitempty"`     // the hook's name in the group's spec
-	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the hook runs for
-	Step          string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`     // the hook's step: fence, promote or after_switch
-	Leader        string                 `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks: the leader
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Group  string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Hook   string                 `protobuf:"bytes,2,opt,name=hook,proto3" json:"hook,omitempty"`     // the hook's name in the group's spec
+	Token  uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the hook runs for
+	Step   string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`     // the hook's step: fence, promote or after_switch
+	Leader string                 `protobuf:"bytes,5,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks: the leader
+	// term is the Raft term the leader leads in. A witness refuses a term
+	// older than its own, and judges the leader's claim by it rather than
+	// by its own, possibly stale, view of who leads.
+	Term          uint64 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1766,6 +1770,13 @@ func (x *RunHookRequest) GetLeader() string {
 		return x.Leader
 	}
 	return ""
+}
+
+func (x *RunHookRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 // RunHookResponse is how the hook ended. Internal.
@@ -2355,6 +2366,7 @@ type DemoteLocalRequest struct {
 	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`  // the group's token the demotion is for
 	Mode          string                 `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`     // pg_ctl stop mode: "fast" (switchover) or "immediate"
 	Leader        string                 `protobuf:"bytes,4,opt,name=leader,proto3" json:"leader,omitempty"` // the node that asks
+	Term          uint64                 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`    // the Raft term it leads in (see RunHookRequest.term)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2415,6 +2427,13 @@ func (x *DemoteLocalRequest) GetLeader() string {
 		return x.Leader
 	}
 	return ""
+}
+
+func (x *DemoteLocalRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 // DemoteLocalResponse: the database is demoted. Internal.
@@ -2753,6 +2772,122 @@ func (x *ReinstateLocalResponse) GetMethod() string {
 	return ""
 }
 
+// KeyringRequest: op is list, install, use or remove; key the base64 key
+// (install, use, remove).
+type KeyringRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            string                 `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringRequest) Reset() {
+	*x = KeyringRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringRequest) ProtoMessage() {}
+
+func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
+func (*KeyringRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *KeyringRequest) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *KeyringRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// KeyringResponse is the ring of the witness asked after the change:
+// fingerprints (the first 8 bytes of the key's SHA-256, hex), never keys.
+type KeyringResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	Primary       string                 `protobuf:"bytes,3,opt,name=primary,proto3" json:"primary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyringResponse) Reset() {
+	*x = KeyringResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyringResponse) ProtoMessage() {}
+
+func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
+func (*KeyringResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *KeyringResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *KeyringResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *KeyringResponse) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
 var File_witness_v1_admin_proto protoreflect.FileDescriptor
 
 const file_witness_v1_admin_proto_rawDesc = "" +
@@ -2873,13 +3008,14 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\amembers\x18\x02 \x03(\v2\x12.witness.v1.MemberR\amembers\")\n" +
 	"\x13RemoveMemberRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14RemoveMemberResponse\"|\n" +
+	"\x14RemoveMemberResponse\"\x90\x01\n" +
 	"\x0eRunHookRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04hook\x18\x02 \x01(\tR\x04hook\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\tR\x04step\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\tR\x06leader\"\xb5\x01\n" +
+	"\x06leader\x18\x05 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x06 \x01(\x04R\x04term\"\xb5\x01\n" +
 	"\x0fRunHookResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x0e\n" +
@@ -2925,12 +3061,13 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"transition\x12*\n" +
 	"\x04step\x18\t \x01(\v2\x16.witness.v1.StepResultR\x04step\x12\x12\n" +
 	"\x04node\x18\n" +
-	" \x01(\tR\x04node\"l\n" +
+	" \x01(\tR\x04node\"\x80\x01\n" +
 	"\x12DemoteLocalRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\tR\x06leader\"^\n" +
+	"\x06leader\x18\x04 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x05 \x01(\x04R\x04term\"^\n" +
 	"\x13DemoteLocalResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1f\n" +
@@ -2955,13 +3092,20 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x05steps\x18\x03 \x03(\v2\x16.witness.v1.StepResultR\x05steps\x12\x0e\n" +
 	"\x02ok\x18\x04 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x16\n" +
-	"\x06method\x18\x06 \x01(\tR\x06method*t\n" +
+	"\x06method\x18\x06 \x01(\tR\x06method\"2\n" +
+	"\x0eKeyringRequest\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"S\n" +
+	"\x0fKeyringResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x18\n" +
+	"\aprimary\x18\x03 \x01(\tR\aprimary*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\x93\v\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xd7\v\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -2984,7 +3128,8 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\tReadIndex\x12\x1c.witness.v1.ReadIndexRequest\x1a\x1d.witness.v1.ReadIndexResponse\x12N\n" +
 	"\vDemoteLocal\x12\x1e.witness.v1.DemoteLocalRequest\x1a\x1f.witness.v1.DemoteLocalResponse\x12H\n" +
 	"\tReinstate\x12\x1c.witness.v1.ReinstateRequest\x1a\x1d.witness.v1.ReinstateResponse\x12W\n" +
-	"\x0eReinstateLocal\x12!.witness.v1.ReinstateLocalRequest\x1a\".witness.v1.ReinstateLocalResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
+	"\x0eReinstateLocal\x12!.witness.v1.ReinstateLocalRequest\x1a\".witness.v1.ReinstateLocalResponse\x12B\n" +
+	"\aKeyring\x12\x1a.witness.v1.KeyringRequest\x1a\x1b.witness.v1.KeyringResponseB;Z9github.com/sitewitness/witness/proto/witness/v1;witnessv1b\x06proto3"
 
 var (
 	file_witness_v1_admin_proto_rawDescOnce sync.Once
@@ -2999,7 +3144,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),                // 0: witness.v1.ChangeKind
 	(*Member)(nil),                 // 1: witness.v1.Member
@@ -3045,29 +3190,31 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*ReinstateResponse)(nil),      // 41: witness.v1.ReinstateResponse
 	(*ReinstateLocalRequest)(nil),  // 42: witness.v1.ReinstateLocalRequest
 	(*ReinstateLocalResponse)(nil), // 43: witness.v1.ReinstateLocalResponse
-	nil,                            // 44: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
-	(*Group)(nil),                  // 45: witness.v1.Group
-	(Mode)(0),                      // 46: witness.v1.Mode
-	(*Transition)(nil),             // 47: witness.v1.Transition
-	(*StepResult)(nil),             // 48: witness.v1.StepResult
+	(*KeyringRequest)(nil),         // 44: witness.v1.KeyringRequest
+	(*KeyringResponse)(nil),        // 45: witness.v1.KeyringResponse
+	nil,                            // 46: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                  // 47: witness.v1.Group
+	(Mode)(0),                      // 48: witness.v1.Mode
+	(*Transition)(nil),             // 49: witness.v1.Transition
+	(*StepResult)(nil),             // 50: witness.v1.StepResult
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	45, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	44, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	47, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	46, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
 	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	45, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	45, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	47, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	47, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	46, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	48, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
 	1,  // 11: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	47, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
-	48, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
-	48, // 14: witness.v1.ReinstateResponse.steps:type_name -> witness.v1.StepResult
-	48, // 15: witness.v1.ReinstateLocalResponse.steps:type_name -> witness.v1.StepResult
+	49, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
+	50, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
+	50, // 14: witness.v1.ReinstateResponse.steps:type_name -> witness.v1.StepResult
+	50, // 15: witness.v1.ReinstateLocalResponse.steps:type_name -> witness.v1.StepResult
 	2,  // 16: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
 	4,  // 17: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
 	7,  // 18: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
@@ -3087,27 +3234,29 @@ var file_witness_v1_admin_proto_depIdxs = []int32{
 	38, // 32: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
 	40, // 33: witness.v1.Admin.Reinstate:input_type -> witness.v1.ReinstateRequest
 	42, // 34: witness.v1.Admin.ReinstateLocal:input_type -> witness.v1.ReinstateLocalRequest
-	3,  // 35: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 36: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 37: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 38: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 39: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 40: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 41: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
-	21, // 42: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	23, // 43: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	25, // 44: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	27, // 45: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	37, // 46: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
-	29, // 47: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	31, // 48: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	33, // 49: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	35, // 50: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	39, // 51: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
-	41, // 52: witness.v1.Admin.Reinstate:output_type -> witness.v1.ReinstateResponse
-	43, // 53: witness.v1.Admin.ReinstateLocal:output_type -> witness.v1.ReinstateLocalResponse
-	35, // [35:54] is the sub-list for method output_type
-	16, // [16:35] is the sub-list for method input_type
+	44, // 35: witness.v1.Admin.Keyring:input_type -> witness.v1.KeyringRequest
+	3,  // 36: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 37: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 38: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 39: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 40: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 41: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 42: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
+	21, // 43: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	23, // 44: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	25, // 45: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	27, // 46: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	37, // 47: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
+	29, // 48: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	31, // 49: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	33, // 50: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	35, // 51: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	39, // 52: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
+	41, // 53: witness.v1.Admin.Reinstate:output_type -> witness.v1.ReinstateResponse
+	43, // 54: witness.v1.Admin.ReinstateLocal:output_type -> witness.v1.ReinstateLocalResponse
+	45, // 55: witness.v1.Admin.Keyring:output_type -> witness.v1.KeyringResponse
+	36, // [36:56] is the sub-list for method output_type
+	16, // [16:36] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -3125,7 +3274,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,7 @@ const (
 	Admin_DemoteLocal_FullMethodName    = "/witness.v1.Admin/DemoteLocal"
 	Admin_Reinstate_FullMethodName      = "/witness.v1.Admin/Reinstate"
 	Admin_ReinstateLocal_FullMethodName = "/witness.v1.Admin/ReinstateLocal"
+	Admin_Keyring_FullMethodName        = "/witness.v1.Admin/Keyring"
 )
 
 // AdminClient is the client API for Admin service.
@@ -127,6 +128,11 @@ type AdminClient interface {
 	// (FailedPrecondition) another token, a group active at its site and a
 	// node that is a primary holding a higher token.
 	ReinstateLocal(ctx context.Context, in *ReinstateLocalRequest, opts ...grpc.CallOption) (*ReinstateLocalResponse, error)
+	// Keyring lists or changes the gossip keyring of the witness asked,
+	// and writes it back to its keyring_file. witnessctl keyring asks every
+	// member in turn (install, then use, then remove) and fails when one
+	// did not take it. Keys are never answered, only their fingerprints.
+	Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringResponse, error)
 }
 
 type adminClient struct {
@@ -336,6 +342,16 @@ func (c *adminClient) ReinstateLocal(ctx context.Context, in *ReinstateLocalRequ
 	return out, nil
 }
 
+func (c *adminClient) Keyring(ctx context.Context, in *KeyringRequest, opts ...grpc.CallOption) (*KeyringResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KeyringResponse)
+	err := c.cc.Invoke(ctx, Admin_Keyring_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -423,6 +439,11 @@ type AdminServer interface {
 	// (FailedPrecondition) another token, a group active at its site and a
 	// node that is a primary holding a higher token.
 	ReinstateLocal(context.Context, *ReinstateLocalRequest) (*ReinstateLocalResponse, error)
+	// Keyring lists or changes the gossip keyring of the witness asked,
+	// and writes it back to its keyring_file. witnessctl keyring asks every
+	// member in turn (install, then use, then remove) and fails when one
+	// did not take it. Keys are never answered, only their fingerprints.
+	Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -489,6 +510,9 @@ func (UnimplementedAdminServer) Reinstate(context.Context, *ReinstateRequest) (*
 }
 func (UnimplementedAdminServer) ReinstateLocal(context.Context, *ReinstateLocalRequest) (*ReinstateLocalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReinstateLocal not implemented")
+}
+func (UnimplementedAdminServer) Keyring(context.Context, *KeyringRequest) (*KeyringResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Keyring not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -846,6 +870,24 @@ func _Admin_ReinstateLocal_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_Keyring_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KeyringRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).Keyring(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_Keyring_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).Keyring(ctx, req.(*KeyringRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -924,6 +966,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReinstateLocal",
 			Handler:    _Admin_ReinstateLocal_Handler,
+		},
+		{
+			MethodName: "Keyring",
+			Handler:    _Admin_Keyring_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
