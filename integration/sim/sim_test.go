@@ -31,8 +31,7 @@ var (
 // -strict a schedule that breaks only these is logged, not failed, so that
 // the few seeds of an ordinary test run stay about new breakage. Remove a
 // line once its fix is in.
-var knownDefects = []struct{ phrase, defect string }{
-}
+var knownDefects = []struct{ phrase, defect string }{}
 
 // known reports which known defect a violation is, if any.
 func known(v string) string {
