@@ -248,6 +248,9 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 	if c.GetOldSiteDown() && (!c.GetOperator() || c.GetReason() == "") {
 		return refuse("old site down is an operator's attestation, with a reason: %w", ErrInvalid)
 	}
+	if c.GetForced() && (!c.GetOperator() || c.GetReason() == "") {
+		return refuse("overriding the data-loss guard is an operator's, with a reason: %w", ErrInvalid)
+	}
 	seen := make(map[string]bool, len(c.GetMoves()))
 	for _, m := range c.GetMoves() {
 		if seen[m.GetGroup()] {
@@ -307,6 +310,8 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 			AtUnixNano:  c.GetAtUnixNano(),
 			By:          c.GetBy(),
 			OldSiteDown: c.GetOldSiteDown(),
+			Forced:      c.GetForced(),
+			Guard:       c.GetGuard(),
 		}
 		switch {
 		case c.GetPrepare():

@@ -1135,7 +1135,12 @@ type Transition struct {
 	// the old site is down (reason says how they know), so the new site may
 	// be promoted when the old one can be neither fenced nor shown to have
 	// fenced itself (promote rule old_site_down).
-	OldSiteDown   bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	OldSiteDown bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	// forced: an operator failover that overrode the data-loss guard;
+	// guard says what the guard refused (the positions), as the leader saw
+	// it when the failover was asked.
+	Forced        bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
+	Guard         string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1231,6 +1236,20 @@ func (x *Transition) GetOldSiteDown() bool {
 		return x.OldSiteDown
 	}
 	return false
+}
+
+func (x *Transition) GetForced() bool {
+	if x != nil {
+		return x.Forced
+	}
+	return false
+}
+
+func (x *Transition) GetGuard() string {
+	if x != nil {
+		return x.Guard
+	}
+	return ""
 }
 
 type StepResult struct {
@@ -2106,7 +2125,10 @@ type TransitionCommand struct {
 	Operator bool `protobuf:"varint,8,opt,name=operator,proto3" json:"operator,omitempty"`
 	// old_site_down records an operator's attestation that the old site is
 	// down (a failover by an operator only); see Transition.old_site_down.
-	OldSiteDown   bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	OldSiteDown bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	// forced and guard: see Transition.
+	Forced        bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
+	Guard         string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2202,6 +2224,20 @@ func (x *TransitionCommand) GetOldSiteDown() bool {
 		return x.OldSiteDown
 	}
 	return false
+}
+
+func (x *TransitionCommand) GetForced() bool {
+	if x != nil {
+		return x.Forced
+	}
+	return false
+}
+
+func (x *TransitionCommand) GetGuard() string {
+	if x != nil {
+		return x.Guard
+	}
+	return ""
 }
 
 type SetModeCommand struct {
@@ -2551,7 +2587,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x06 \x03(\tR\x02to\x12\x1a\n" +
 	"\busername\x18\a \x01(\tR\busername\x12#\n" +
-	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\x8c\x02\n" +
+	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\xba\x02\n" +
 	"\n" +
 	"Transition\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
@@ -2563,7 +2599,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"atUnixNano\x12\x0e\n" +
 	"\x02by\x18\a \x01(\tR\x02by\x12\x14\n" +
 	"\x05phase\x18\b \x01(\tR\x05phase\x12\"\n" +
-	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"\x88\x02\n" +
+	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\x12\x16\n" +
+	"\x06forced\x18\x14 \x01(\bR\x06forced\x12\x14\n" +
+	"\x05guard\x18\x15 \x01(\tR\x05guard\"\x88\x02\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2642,7 +2680,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04Move\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12%\n" +
 	"\x0eexpected_token\x18\x02 \x01(\x04R\rexpectedToken\x12\x17\n" +
-	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xa5\x02\n" +
+	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xd3\x02\n" +
 	"\x11TransitionCommand\x12&\n" +
 	"\x05moves\x18\x01 \x03(\v2\x10.witness.v1.MoveR\x05moves\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x16\n" +
@@ -2653,7 +2691,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\aprepare\x18\x06 \x01(\bR\aprepare\x12\x14\n" +
 	"\x05abort\x18\a \x01(\bR\x05abort\x12\x1a\n" +
 	"\boperator\x18\b \x01(\bR\boperator\x12\"\n" +
-	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"~\n" +
+	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\x12\x16\n" +
+	"\x06forced\x18\x14 \x01(\bR\x06forced\x12\x14\n" +
+	"\x05guard\x18\x15 \x01(\tR\x05guard\"~\n" +
 	"\x0eSetModeCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12$\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12 \n" +
