@@ -63,7 +63,8 @@ func TestDemoteLocalAndOperatorFailover(t *testing.T) {
 		return out
 	}
 	ask := func(token uint64) error {
-		return leader.DemoteLocal(ctx(t), "east", actions.DemoteRequest{Group: "app", Token: token, Mode: postgres.StopImmediate})
+		_, err := leader.DemoteLocal(ctx(t), "east", actions.DemoteRequest{Group: "app", Token: token, Mode: postgres.StopImmediate})
+		return err
 	}
 
 	t.Run("refused while the group is active there", func(t *testing.T) {

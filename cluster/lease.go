@@ -65,6 +65,15 @@ func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mo
 	return d.Demote(ctx, dsn, mode)
 }
 
+// FinalPosition reads the stopped database's last checkpoint location.
+func (f pgFencer) FinalPosition(ctx context.Context, g *witnessv1.Group) (uint64, error) {
+	d := f.demoter(g)
+	if d == nil {
+		return 0, fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
+	}
+	return d.FinalPosition(ctx)
+}
+
 func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
 	if d := f.demoter(g); d != nil {
 		return d.Demote(ctx, dsn, postgres.StopImmediate)

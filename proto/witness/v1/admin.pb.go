@@ -2472,10 +2472,14 @@ func (x *DemoteLocalRequest) GetLeader() string {
 
 // DemoteLocalResponse: the database is demoted. Internal.
 type DemoteLocalResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the witness that demoted it
-	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
-	DurationMs    int64                  `protobuf:"varint,3,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Node       string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the witness that demoted it
+	Site       string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	DurationMs int64                  `protobuf:"varint,3,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// final_lsn is, after a fast stop, the database's last checkpoint
+	// location (pg_controldata): the shutdown checkpoint, past every commit
+	// it acknowledged; 0 when unknown (an immediate stop, a kill).
+	FinalLsn      uint64 `protobuf:"varint,20,opt,name=final_lsn,json=finalLsn,proto3" json:"final_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2527,6 +2531,13 @@ func (x *DemoteLocalResponse) GetSite() string {
 func (x *DemoteLocalResponse) GetDurationMs() int64 {
 	if x != nil {
 		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *DemoteLocalResponse) GetFinalLsn() uint64 {
+	if x != nil {
+		return x.FinalLsn
 	}
 	return 0
 }
@@ -2716,12 +2727,13 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\tR\x06leader\"^\n" +
+	"\x06leader\x18\x04 \x01(\tR\x06leader\"{\n" +
 	"\x13DemoteLocalResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1f\n" +
 	"\vduration_ms\x18\x03 \x01(\x03R\n" +
-	"durationMs*t\n" +
+	"durationMs\x12\x1b\n" +
+	"\tfinal_lsn\x18\x14 \x01(\x04R\bfinalLsn*t\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +

@@ -508,8 +508,12 @@ type Policy struct {
 	// fence_timeout_ms bounds one fence of the site's database: the local
 	// demotion kills the postmaster when it has not stopped by then.
 	FenceTimeoutMs int64 `protobuf:"varint,8,opt,name=fence_timeout_ms,json=fenceTimeoutMs,proto3" json:"fence_timeout_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// switchover_timeout_ms bounds how long a switchover waits, once the
+	// old primary is fenced, for the target to replay its final position;
+	// past it the switchover is aborted back to the old site.
+	SwitchoverTimeoutMs int64 `protobuf:"varint,20,opt,name=switchover_timeout_ms,json=switchoverTimeoutMs,proto3" json:"switchover_timeout_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -594,6 +598,13 @@ func (x *Policy) GetMaxLagMs() int64 {
 func (x *Policy) GetFenceTimeoutMs() int64 {
 	if x != nil {
 		return x.FenceTimeoutMs
+	}
+	return 0
+}
+
+func (x *Policy) GetSwitchoverTimeoutMs() int64 {
+	if x != nil {
+		return x.SwitchoverTimeoutMs
 	}
 	return 0
 }
@@ -1269,7 +1280,11 @@ type StepResult struct {
 	// the old site's fence: "demote" (a witness at that site stopped its
 	// database and left it able to start only as a standby) or "sql" (the
 	// leader's SQL fence).
-	FencedBy      string `protobuf:"bytes,10,opt,name=fenced_by,json=fencedBy,proto3" json:"fenced_by,omitempty"`
+	FencedBy string `protobuf:"bytes,10,opt,name=fenced_by,json=fencedBy,proto3" json:"fenced_by,omitempty"`
+	// wal_lsn is, for the fence step of a switchover, the old primary's
+	// final WAL position once fenced (0 unknown); for the catchup step, the
+	// position the target had replayed.
+	WalLsn        uint64 `protobuf:"varint,20,opt,name=wal_lsn,json=walLsn,proto3" json:"wal_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1372,6 +1387,13 @@ func (x *StepResult) GetFencedBy() string {
 		return x.FencedBy
 	}
 	return ""
+}
+
+func (x *StepResult) GetWalLsn() uint64 {
+	if x != nil {
+		return x.WalLsn
+	}
+	return 0
 }
 
 type GroupStatus struct {
@@ -2520,7 +2542,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x03dsn\x18( \x01(\tR\x03dsn\x12\x12\n" +
 	"\x04role\x18) \x01(\tR\x04role\x12\x18\n" +
 	"\acommand\x182 \x01(\tR\acommand\x12\x12\n" +
-	"\x04args\x183 \x03(\tR\x04args\"\xb7\x02\n" +
+	"\x04args\x183 \x03(\tR\x04args\"\xeb\x02\n" +
 	"\x06Policy\x12$\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12*\n" +
 	"\x11failover_after_ms\x18\x02 \x01(\x03R\x0ffailoverAfterMs\x12$\n" +
@@ -2531,7 +2553,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\rmax_lag_bytes\x18\x06 \x01(\x03R\vmaxLagBytes\x12\x1c\n" +
 	"\n" +
 	"max_lag_ms\x18\a \x01(\x03R\bmaxLagMs\x12(\n" +
-	"\x10fence_timeout_ms\x18\b \x01(\x03R\x0efenceTimeoutMs\"\xca\x01\n" +
+	"\x10fence_timeout_ms\x18\b \x01(\x03R\x0efenceTimeoutMs\x122\n" +
+	"\x15switchover_timeout_ms\x18\x14 \x01(\x03R\x13switchoverTimeoutMs\"\xca\x01\n" +
 	"\aActions\x12'\n" +
 	"\x03dns\x18\x01 \x01(\v2\x15.witness.v1.DNSActionR\x03dns\x126\n" +
 	"\bpostgres\x18\x02 \x01(\v2\x1a.witness.v1.PostgresActionR\bpostgres\x12,\n" +
@@ -2601,7 +2624,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05phase\x18\b \x01(\tR\x05phase\x12\"\n" +
 	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\x12\x16\n" +
 	"\x06forced\x18\x14 \x01(\bR\x06forced\x12\x14\n" +
-	"\x05guard\x18\x15 \x01(\tR\x05guard\"\x88\x02\n" +
+	"\x05guard\x18\x15 \x01(\tR\x05guard\"\xa1\x02\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2615,7 +2638,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04node\x18\b \x01(\tR\x04node\x12\x12\n" +
 	"\x04rule\x18\t \x01(\tR\x04rule\x12\x1b\n" +
 	"\tfenced_by\x18\n" +
-	" \x01(\tR\bfencedBy\"\xed\x03\n" +
+	" \x01(\tR\bfencedBy\x12\x17\n" +
+	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xed\x03\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
