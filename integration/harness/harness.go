@@ -80,6 +80,9 @@ type Options struct {
 	// that the witnesses there demote it (the self-fence, and the leader's
 	// fence of an old site) rather than fence it over SQL.
 	DataDirs bool
+	// MaxLag, when set, is the group's max_lag ("16MB"): the data-loss
+	// guard on WAL positions.
+	MaxLag string
 }
 
 func (o *Options) defaults() {
@@ -393,6 +396,10 @@ func (e *Env) groupYAML() string {
 	if o.DataDirs {
 		dataDirs = fmt.Sprintf("        data_dir: {east: %s, west: %s}\n", e.PG["east"].Data, e.PG["west"].Data)
 	}
+	maxLag := ""
+	if o.MaxLag != "" {
+		maxLag = "      max_lag: " + o.MaxLag + "\n"
+	}
 	probes := func(site string) string {
 		return fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}
           - {kind: postgres, dsn: "%[5]s", interval: %[3]s, fail_threshold: %[4]d}
@@ -409,7 +416,7 @@ func (e *Env) groupYAML() string {
       mode: auto
       failover_after: %[4]s
       fence_after: %[5]s
-    actions:
+%[19]s    actions:
       dns:
         server: "%[6]s:53"
         zone: %[7]s
@@ -423,7 +430,7 @@ func (e *Env) groupYAML() string {
         roles: [%[16]s, %[17]s]
 %[18]s`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
-		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole, dataDirs)
+		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole, dataDirs, maxLag)
 }
 
 func (e *Env) applyGroup() error {
