@@ -167,7 +167,13 @@ func (n *Node) leaseLoop() {
 			if fenceAfter > 0 {
 				protected = append(protected, fenceAfter)
 			}
-			if looked[name] != st.GetToken() && dsn != "" {
+			// While a switchover is pending, a fence at the current token
+			// is the leader's (its first phase fences this site while the
+			// group stays here), never one an earlier run left: lifting it
+			// would let the old primary take writes the target must wait
+			// for. The move or the abort that ends the phase has a new
+			// token.
+			if looked[name] != st.GetToken() && dsn != "" && st.GetPending() == nil {
 				looked[name] = st.GetToken()
 				if fenced[name] == nil && n.leftFenced(fencer, g, dsn) {
 					fenced[name] = &selfFence{token: st.GetToken(), database: true}
