@@ -129,11 +129,20 @@ func TestStoppedReceiverBlocksFailoverUntilForced(t *testing.T) {
 	must(t, env.PG["west"].Exec(ctx, "SELECT pg_reload_conf()"))
 	time.Sleep(2 * time.Second)
 	must(t, env.PG["east"].Exec(ctx, "CREATE TABLE harness_pad AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 20000) g"))
-	// A witness sees east's primary past what west holds.
-	must(t, waitUntil(patience, "east's new position seen", func() (bool, error) {
+	// A witness sees east's primary past what west holds: before any
+	// outage, the group says it has no target.
+	var seen string
+	if err := waitUntil(patience, "east's new position seen", func() (bool, error) {
 		out, err := env.Witnessctl("group", harness.Group)
+		seen = out
+		if err != nil {
+			seen = err.Error()
+		}
 		return err == nil && strings.Contains(out, "eligible targets: none") && strings.Contains(out, "primary east last seen at"), nil
-	}))
+	}); err != nil {
+		t.Fatalf("%v; witnessctl group app:\n%s", err, seen)
+	}
+	t.Logf("before the outage, witnessctl group app:\n%s", seen)
 	must(t, env.Isolate("east"))
 	var view string
 	must(t, waitUntil(patience, "the policy blocked by the data-loss guard", func() (bool, error) {

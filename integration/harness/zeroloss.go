@@ -57,16 +57,19 @@ func (e *Env) ReleaseReplication(a, b string) error {
 	return nil
 }
 
-// Witnessctl runs witnessctl against every witness and returns its
-// output (stdout and stderr).
+// Witnessctl runs witnessctl against the leader and returns its output
+// (stdout and stderr).
 func (e *Env) Witnessctl(args ...string) (string, error) {
-	var addrs []string
-	for _, w := range e.Witnesses {
-		addrs = append(addrs, w.AdminAddr())
+	l, err := e.WaitLeader(time.Minute, nil)
+	if err != nil {
+		return "", err
 	}
-	cmd := exec.Command(filepath.Join(e.bin, "witnessctl"), append([]string{"--addr", strings.Join(addrs, ","), "--timeout", "20s"}, args...)...)
+	cmd := exec.Command(filepath.Join(e.bin, "witnessctl"), append([]string{"--addr", l.AdminAddr(), "--timeout", "20s"}, args...)...)
 	out, err := cmd.CombinedOutput()
-	return string(out), err
+	if err != nil {
+		return string(out), fmt.Errorf("witnessctl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
 
 // numberedTable is where the NumberedWriter commits its numbers.
