@@ -401,7 +401,7 @@ func (c *cli) group(args []string) error {
 		c.table("SITE\tSEEN FROM\tSTATE\tSINCE\tWITNESSES", rows)
 		var dbRows [][]string
 		for _, s := range e.Sites {
-			if s.Role == "" {
+			if s.Role == "" && s.PrimaryWAL == "" {
 				continue
 			}
 			site := s.Site
@@ -419,7 +419,11 @@ func (c *cli) group(args []string) error {
 					state = "streaming"
 				}
 			}
-			dbRows = append(dbRows, []string{site, s.Role, tli, dash(s.WAL), dash(s.Replayed), dash(s.PrimaryWAL), state})
+			role := s.Role
+			if role == "" {
+				role, state = "unseen", "-"
+			}
+			dbRows = append(dbRows, []string{site, role, tli, dash(s.WAL), dash(s.Replayed), dash(s.PrimaryWAL), state})
 		}
 		if len(dbRows) > 0 {
 			fmt.Fprintln(c.stdout, "\ndatabases:")

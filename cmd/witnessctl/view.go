@@ -141,8 +141,10 @@ func toExplanation(e *witnessv1.Explanation) *explanationJSON {
 		sv := siteViewJSON{Site: s.GetSite(), Active: s.GetActive(), Observers: []observerViewJSON{}}
 		if s.GetDatabase() {
 			sv.Role, sv.Timeline, sv.Streaming = s.GetRole(), s.GetTimeline(), s.GetStreaming()
-			sv.WAL, sv.Replayed, sv.PrimaryWAL = lsn(s.GetWalLsn()), lsn(s.GetReplayedLsn()), lsn(s.GetPrimaryLsn())
+			sv.WAL, sv.Replayed = lsn(s.GetWalLsn()), lsn(s.GetReplayedLsn())
 		}
+		// Where the active site's primary was last seen outlives it.
+		sv.PrimaryWAL = lsn(s.GetPrimaryLsn())
 		for _, o := range s.GetObservers() {
 			ov := observerViewJSON{Site: o.GetSite(), State: o.GetState(), Witnesses: o.GetWitnesses()}
 			if o.GetSinceUnixNano() != 0 {
