@@ -54,10 +54,11 @@ func TestSwitchoverWaitsForTheTargetToReplayTheFinalPosition(t *testing.T) {
 		r.SetPosition("east", 0x3B4A0000, false) // fenced over SQL, still answers
 		r.SetPosition("west", 0x3A000000, true)
 		prep := prepareSwitchover(t, l, "west")
-		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r})
+		// Waiting is not failing: no backoff grows between looks.
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, MaxBackoff: time.Minute})
 		defer f.stop()
 		f.until(5*time.Second, func() bool { return len(stepsAt(l, prep, actions.StepCatchUp)) > 0 })
-		f.advance(3 * time.Second)
+		f.advance(10 * time.Second)
 		g, _ := l.FSM.Group("app")
 		if g.GetStatus().GetActiveSite() != "east" || g.GetStatus().GetToken() != prep {
 			t.Fatalf("moved before west caught up: %s at token %d", g.GetStatus().GetActiveSite(), g.GetStatus().GetToken())
@@ -74,7 +75,7 @@ func TestSwitchoverWaitsForTheTargetToReplayTheFinalPosition(t *testing.T) {
 		}
 
 		r.SetPosition("west", 0x3B4A0000, true)
-		f.until(5*time.Second, func() bool {
+		f.until(5*f.rec.Tick, func() bool {
 			g, _ := l.FSM.Group("app")
 			return g.GetStatus().GetActiveSite() == "west" && slices.Contains(steps(l), actions.StepSettle)
 		})

@@ -574,6 +574,11 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 				// at every tick.
 				next, ttl = ttlPassed(g, switched), true
 			}
+			if step == StepCatchUp && errors.Is(err, ErrNotCaughtUp) {
+				// Waiting for the target is not a failure either: look
+				// again at the next tick, not after a growing backoff.
+				next = r.now()
+			}
 			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl}
 		} else {
 			delete(r.retry, key)
