@@ -39,12 +39,14 @@ Commands:
                                   create or update the groups in a YAML file (- for stdin)
   delete NAME                     delete a group
   switchover GROUP SITE [--token N] [--reason TEXT] [--wait D]
-                                  planned move of GROUP to SITE: fences the old site first,
-                                  then moves; refused if the token moved
-  failover GROUP SITE [--old-site-down --reason TEXT] [--token N] [--wait D]
+                                  planned move of GROUP to SITE: fences the old site, waits
+                                  until SITE has replayed its final WAL, then moves; refused
+                                  if SITE is not eligible or the token moved
+  failover GROUP SITE --reason TEXT [--force] [--old-site-down] [--yes] [--token N] [--wait D]
                                   unplanned move of GROUP to SITE when its active site is
                                   lost: promoted once the old site is fenced or its lease
-                                  has expired, or on your word with --old-site-down
+                                  has expired, or on your word with --old-site-down; --force
+                                  overrides the data-loss guard; asks on a terminal (--yes)
   mode GROUP auto|manual|observe  set a group's mode
   arm GROUP | disarm GROUP        allow or stop automatic failover of a group
   members                         list members
