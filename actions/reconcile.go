@@ -29,6 +29,9 @@ const (
 	StepDNS     = "dns"
 	StepNotify  = "notify"
 	StepSettle  = "settle"
+	// StepCatchUp is the second step of a switchover's first phase: wait
+	// until the target has replayed the fenced primary's final position.
+	StepCatchUp = "catchup"
 	// StepCreationFence, followed by a site's name, fences that site's
 	// database when a group is created elsewhere.
 	StepCreationFence = "fence:"
@@ -60,6 +63,9 @@ var (
 	// ErrLeaseRunOut: too much time passed on the monotonic clock since
 	// this node last verified its leadership; the step was not started.
 	ErrLeaseRunOut = errors.New("leadership verified too long ago")
+	// ErrNotCaughtUp: the switchover's target has not yet replayed the
+	// fenced primary's final position.
+	ErrNotCaughtUp = errors.New("target not caught up")
 )
 
 // Rules that allow a promotion, recorded in the promote step's result.
@@ -134,7 +140,12 @@ type Runner interface {
 	// once the database refuses connections. It returns
 	// ErrNoLocalDemotion when the site's database cannot be demoted
 	// locally, else an error when no witness there answered or it refused.
-	Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) error
+	// After a fast stop it returns the database's final WAL position (its
+	// shutdown checkpoint), 0 when unknown.
+	Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) (uint64, error)
+	// Position reads the WAL position of the group's database at site:
+	// on a primary pg_current_wal_lsn(), on a standby what it replayed.
+	Position(ctx context.Context, g *witnessv1.Group, site string) (lsn uint64, inRecovery bool, err error)
 	// Fence fences the old active site of a group over SQL.
 	Fence(ctx context.Context, g *witnessv1.Group, from string) error
 	// Promote promotes the group's database at the active site.
@@ -212,6 +223,8 @@ type Reconciler struct {
 	retry   map[stepKey]retryState // backoff of each failing step
 	checked map[string]dnsCheck    // group -> last DNS drift check
 	blocked map[string]string      // group -> why its promotion waits, as last recorded
+	// caughtUp is each group's last catch-up progress (catchup.go).
+	caughtUp map[string]catchUpProgress
 }
 
 type stepKey struct{ group, step string }
@@ -366,7 +379,7 @@ func Plan(g *witnessv1.Group) []string {
 		// The first phase of a switchover only fences the site the group
 		// stays at; the move commits once that holds.
 		if a.GetPostgres() != nil {
-			return []string{StepFence}
+			return prepareSteps(g)
 		}
 		return nil
 	}
@@ -559,6 +572,18 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 			}
 			return
 		}
+		if step == StepCatchUp {
+			if fencedNow[StepFence] {
+				// The fence's final position is recorded, not yet in g:
+				// wait for it in the next pass, at once.
+				r.Poke()
+				return
+			}
+			if why := r.catchUpExpired(g); why != "" {
+				r.endSwitchover(ctx, g, why)
+				return
+			}
+		}
 		var rule string
 		if step == StepPromote {
 			var err error
@@ -589,13 +614,19 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 				// at every tick.
 				next, ttl = ttlPassed(g, switched), true
 			}
+			if step == StepCatchUp && errors.Is(err, ErrNotCaughtUp) {
+				// Waiting for the target is not a failure either: look
+				// again at the next tick, not after a growing backoff.
+				next = r.now()
+			}
 			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl}
 		} else {
 			delete(r.retry, key)
 		}
 		r.mu.Unlock()
 		if err != nil && step == StepFence && preparing(g) && rs.attempt+1 >= SwitchoverFenceAttempts {
-			r.endSwitchover(ctx, g, err)
+			r.endSwitchover(ctx, g, fmt.Sprintf("switchover to %s aborted: the fence of %s failed %d times: %v",
+				g.GetStatus().GetPending().GetToSite(), g.GetStatus().GetActiveSite(), SwitchoverFenceAttempts, err))
 			return
 		}
 		if err != nil && !bestEffort(g, step) {
@@ -603,8 +634,9 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		}
 	}
 	if preparing(g) {
-		// Every step of the first phase holds: the old site is fenced.
-		r.endSwitchover(ctx, g, nil)
+		// Every step of the first phase holds: the old site is fenced
+		// and the target has what it wrote.
+		r.endSwitchover(ctx, g, "")
 		return
 	}
 	if ok, _ := succeeded(g, StepSettle); ok && g.GetSpec().GetActions().GetDns() != nil {
@@ -637,18 +669,19 @@ func preparing(g *witnessv1.Group) bool {
 }
 
 // endSwitchover commits the second phase of a pending switchover: the move
-// when fenceErr is nil (the old site is fenced), else an abort back to the
-// site the group stayed at, at a new token whose plan lifts the fence.
-func (r *Reconciler) endSwitchover(ctx context.Context, g *witnessv1.Group, fenceErr error) {
+// when abort is empty (the old site is fenced, the target caught up), else
+// an abort back to the site the group stayed at, at a new token whose plan
+// lifts the fence, with abort as its reason.
+func (r *Reconciler) endSwitchover(ctx context.Context, g *witnessv1.Group, abort string) {
 	st := g.GetStatus()
 	name, p := g.GetSpec().GetName(), st.GetPending()
 	cmd := &witnessv1.TransitionCommand{Kind: currentTransition(g).GetKind(), AtUnixNano: r.now().UnixNano(), By: r.Node,
 		Moves: []*witnessv1.Move{{Group: name, ExpectedToken: st.GetToken(), ToSite: p.GetToSite()}}, Reason: p.GetReason()}
 	what := "switchover moved"
-	if fenceErr != nil {
+	if abort != "" {
 		cmd.Abort = true
 		cmd.Moves[0].ToSite = st.GetActiveSite()
-		cmd.Reason = fmt.Sprintf("switchover to %s aborted: the fence of %s failed %d times: %v", p.GetToSite(), st.GetActiveSite(), SwitchoverFenceAttempts, fenceErr)
+		cmd.Reason = abort
 		what = "switchover aborted"
 	}
 	res, err := r.Leader.Apply(ctx, cmd)
@@ -815,9 +848,16 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	}
 	var err error
 	var fencedBy string
+	var lsn uint64
 	switch step {
 	case StepFence:
-		fencedBy, err = r.fenceOldSite(sctx, g, previousSite(g))
+		fencedBy, lsn, err = r.fenceOldSite(sctx, g, previousSite(g))
+	case StepCatchUp:
+		lsn, err = r.catchUp(sctx, g)
+		if errors.Is(err, ErrNotCaughtUp) {
+			r.noteCatchUp(ctx, g, lsn, err)
+			return err // not a failure: look again next tick
+		}
 	case StepCreationFence + siteOf(step):
 		err = r.Runner.Fence(sctx, g, siteOf(step))
 	case StepPromote:
@@ -853,7 +893,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	res := &witnessv1.StepResult{Token: g.GetStatus().GetToken(), Step: step, Ok: err == nil, StartedUnixNano: start.UnixNano(),
 		DurationMs: r.now().Sub(start).Milliseconds(), Attempt: int32(attempt), Node: r.Node, Rule: rule}
 	if err == nil {
-		res.FencedBy = fencedBy
+		res.FencedBy, res.WalLsn = fencedBy, lsn
 	}
 	if errors.Is(err, ErrBestEffort) {
 		// Done, with what did not work written down.
@@ -887,7 +927,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 // the final WAL to the standby; immediate in a failover), then, if that is
 // not possible or fails, with the leader's SQL fence. Either confirms the
 // fence; it returns the layer that did.
-func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from string) (string, error) {
+func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from string) (string, uint64, error) {
 	mode := postgres.StopFast
 	dctx, cancel := ctx, context.CancelFunc(func() {})
 	if transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
@@ -896,13 +936,13 @@ func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from 
 		mode = postgres.StopImmediate
 		dctx, cancel = context.WithTimeout(ctx, FailoverFenceConnectTimeout+demoteLimit(g))
 	}
-	derr := r.Runner.Demote(dctx, g, from, mode)
+	final, derr := r.Runner.Demote(dctx, g, from, mode)
 	cancel()
 	if derr == nil {
-		return FencedByDemote, nil
+		return FencedByDemote, final, nil
 	}
 	if ctx.Err() != nil {
-		return "", derr
+		return "", 0, derr
 	}
 	if !errors.Is(derr, ErrNoLocalDemotion) {
 		r.Log.Warn("local demotion of the old site failed; fencing over SQL", "group", g.GetSpec().GetName(),
@@ -910,11 +950,11 @@ func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from 
 	}
 	if err := r.Runner.Fence(ctx, g, from); err != nil {
 		if errors.Is(derr, ErrNoLocalDemotion) {
-			return "", err
+			return "", 0, err
 		}
-		return "", fmt.Errorf("%w; and %w", err, derr)
+		return "", 0, fmt.Errorf("%w; and %w", err, derr)
 	}
-	return FencedBySQL, nil
+	return FencedBySQL, r.finalPosition(ctx, g, from), nil
 }
 
 // demoteLimit is how long the old site's witness may take to demote its
@@ -987,11 +1027,12 @@ func record(r *witnessv1.DNSRecord) dns.Record {
 }
 
 // SiteDemoter asks a witness at a named site to demote a group's database
-// there; the cluster provides it. DemoteLocal returns nil once that
-// witness reports the database demoted, and otherwise an error saying
-// which witness refused (a stale token, …) or that none answered.
+// there; the cluster provides it. DemoteLocal returns once that witness
+// reports the database demoted, with its final WAL position after a fast
+// stop (0 when unknown), and otherwise an error saying which witness
+// refused (a stale token, …) or that none answered.
 type SiteDemoter interface {
-	DemoteLocal(ctx context.Context, site string, req DemoteRequest) error
+	DemoteLocal(ctx context.Context, site string, req DemoteRequest) (uint64, error)
 }
 
 // DemoteRequest asks a witness to demote its site's database of a group
@@ -1004,15 +1045,25 @@ type DemoteRequest struct {
 
 // Demote asks a witness at site to demote the group's database there,
 // when the spec names a data_dir for that site.
-func (t Targets) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) error {
+func (t Targets) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) (uint64, error) {
 	pg := g.GetSpec().GetActions().GetPostgres()
 	if pg.GetDataDir()[site] == "" || pg.GetDsn()[site] == "" || pg.GetFence() == "none" {
-		return fmt.Errorf("site %s: no data_dir: %w", site, ErrNoLocalDemotion)
+		return 0, fmt.Errorf("site %s: no data_dir: %w", site, ErrNoLocalDemotion)
 	}
 	if t.Demoter == nil {
-		return fmt.Errorf("site %s: this runner cannot reach other witnesses: %w", site, ErrNoLocalDemotion)
+		return 0, fmt.Errorf("site %s: this runner cannot reach other witnesses: %w", site, ErrNoLocalDemotion)
 	}
 	return t.Demoter.DemoteLocal(ctx, site, DemoteRequest{Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(), Mode: mode})
+}
+
+// Position reads the WAL position of the group's database at site.
+func (Targets) Position(ctx context.Context, g *witnessv1.Group, site string) (uint64, bool, error) {
+	dsn := g.GetSpec().GetActions().GetPostgres().GetDsn()[site]
+	if dsn == "" {
+		return 0, false, fmt.Errorf("site %s has no database in the group's spec", site)
+	}
+	c := &postgres.Client{Site: site}
+	return c.Position(ctx, dsn)
 }
 
 // Fence makes the old site's database read-only, if it can be reached.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sitewitness/witness/config"
 	"github.com/sitewitness/witness/fsm"
+	"github.com/sitewitness/witness/policy"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -290,6 +291,12 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetGroup())
 	}
+	if exp := req.GetExpectedToken(); exp == 0 || exp == g.GetStatus().GetToken() {
+		// (A stale token is refused by the FSM as Aborted, first.)
+		if err := s.n.checkTarget(g, req.GetToSite()); err != nil {
+			return nil, err
+		}
+	}
 	reason := req.GetReason()
 	if reason == "" {
 		reason = "switchover asked by operator"
@@ -317,6 +324,9 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 	if req.GetOldSiteDown() && req.GetReason() == "" {
 		return nil, status.Error(codes.InvalidArgument, "old_site_down needs a reason: say how you know the old site is down")
 	}
+	if req.GetReason() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a failover needs a reason, for the group's history")
+	}
 	if resp, handled, err := forward(ctx, s.n, req, witnessv1.AdminClient.Failover); handled {
 		return resp, err
 	}
@@ -342,17 +352,30 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 		expected = st.GetToken()
 	}
 	reason := req.GetReason()
-	if reason == "" {
-		reason = "failover asked by operator"
+	// The data-loss guard, as for a switchover: the old site is fenced
+	// before the new one is promoted, so a standby still streaming from it
+	// may take over. --force overrides it, and the override is recorded
+	// with what the guard said.
+	guard := ""
+	if ok, why := policy.Eligible(s.n.policyInput(s.n.clock.Now()), req.GetGroup(), req.GetToSite(), policy.JudgeGuard); !ok {
+		if !req.GetForce() {
+			return nil, status.Errorf(codes.FailedPrecondition, "%s is not eligible: %s (force overrides the data-loss guard)", req.GetToSite(), why)
+		}
+		guard = why
 	}
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: expected, ToSite: req.GetToSite()}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
 		Reason: reason, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()),
 		Operator: true, OldSiteDown: req.GetOldSiteDown(),
+		Forced: guard != "", Guard: guard,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if guard != "" {
+		s.n.log.Warn("operator failover overrides the data-loss guard", "group", req.GetGroup(), "from", st.GetActiveSite(), "to", req.GetToSite(),
+			"token", res.Tokens[req.GetGroup()], "by", by(req.GetBy()), "reason", reason, "guard", guard)
 	}
 	if req.GetOldSiteDown() {
 		s.n.log.Warn("operator failover: the old site is attested down", "group", req.GetGroup(), "from", st.GetActiveSite(), "to", req.GetToSite(),
@@ -447,4 +470,24 @@ func isPermanent(err error) bool {
 		return true
 	}
 	return false
+}
+
+// checkTarget refuses a move of g to site that is not a site of g, is its
+// active site, or is not eligible by the policy as this witness sees it
+// now, as for a switchover (whose target may still stream).
+func (n *Node) checkTarget(g *witnessv1.Group, site string) error {
+	known := false
+	for _, s := range g.GetSpec().GetSites() {
+		known = known || s.GetName() == site
+	}
+	switch {
+	case !known:
+		return status.Errorf(codes.InvalidArgument, "%q is not a site of group %q", site, g.GetSpec().GetName())
+	case site == g.GetStatus().GetActiveSite():
+		return status.Errorf(codes.FailedPrecondition, "group %q is already active at %s", g.GetSpec().GetName(), site)
+	}
+	if ok, why := policy.Eligible(n.policyInput(n.clock.Now()), g.GetSpec().GetName(), site, policy.JudgePlanned); !ok {
+		return status.Errorf(codes.FailedPrecondition, "%s is not eligible: %s", site, why)
+	}
+	return nil
 }

@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sitewitness/witness/config"
+	"github.com/sitewitness/witness/policy"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -116,7 +119,61 @@ func TestAdminAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("switchover refused and changing nothing", func(t *testing.T) {
+		g, err := c.GetGroup(ctx(t), &witnessv1.GetGroupRequest{Name: "app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := g.GetGroup().GetStatus().GetToken()
+		for _, tt := range []struct {
+			name, to string
+			code     codes.Code
+		}{
+			{"unknown site", "north", codes.InvalidArgument},
+			{"active site", "east", codes.FailedPrecondition},
+			// West's probe fails: no majority sees it working.
+			{"site not seen working", "west", codes.FailedPrecondition},
+		} {
+			_, err := c.Switchover(ctx(t), &witnessv1.SwitchoverRequest{Group: "app", ToSite: tt.to})
+			if status.Code(err) != tt.code {
+				t.Errorf("%s: %v, want %v", tt.name, err, tt.code)
+			}
+		}
+		g2, err := c.GetGroup(ctx(t), &witnessv1.GetGroupRequest{Name: "app", Linearizable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := g2.GetGroup().GetStatus(); st.GetToken() != tok || st.GetActiveSite() != "east" || st.GetPending() != nil {
+			t.Errorf("after refused switchovers app is %s/%d pending %v", st.GetActiveSite(), st.GetToken(), st.GetPending())
+		}
+	})
+
 	t.Run("switchover with stale token is Aborted and changes nothing", func(t *testing.T) {
+		// West's probe now answers: once a majority of sites sees it
+		// working, it is a switchover target.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				conn.Close()
+			}
+		}()
+		doc := strings.Replace(twoGroups, "127.0.0.1:2", ln.Addr().String(), 1)
+		if _, err := c.ApplyGroups(ctx(t), &witnessv1.ApplyGroupsRequest{Document: []byte(doc)}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "west seen working", func() bool {
+			_, leader := tc.leader()
+			ok, _ := policy.Eligible(leader.policyInput(leader.clock.Now()), "app", "west", policy.JudgePlanned)
+			return ok
+		})
 		g, err := c.GetGroup(ctx(t), &witnessv1.GetGroupRequest{Name: "app"})
 		if err != nil {
 			t.Fatal(err)

@@ -31,16 +31,16 @@ var ErrDemoteRefused = errors.New("demotion refused")
 // (actions.SiteDemoter): this witness when it is at that site, else each
 // live witness there that gossip knows, in turn, until one answers. A
 // refusal is not asked again elsewhere: the others hold the same state.
-func (n *Node) DemoteLocal(ctx context.Context, site string, req actions.DemoteRequest) error {
+func (n *Node) DemoteLocal(ctx context.Context, site string, req actions.DemoteRequest) (uint64, error) {
 	preq := &witnessv1.DemoteLocalRequest{Group: req.Group, Token: req.Token, Mode: string(req.Mode), Leader: n.cfg.Name, Term: n.raft.CurrentTerm()}
 	what := fmt.Sprintf("demote %s at %s (token %d)", req.Group, site, req.Token)
 	if site == n.cfg.Site {
-		_, err := n.demoteLocal(ctx, preq)
-		return demoteOutcome(what, n.cfg.Name, err)
+		resp, err := n.demoteLocal(ctx, preq)
+		return resp.GetFinalLsn(), demoteOutcome(what, n.cfg.Name, err)
 	}
 	members, err := n.Members()
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	var tried []string
 	for _, m := range members {
@@ -52,17 +52,17 @@ func (n *Node) DemoteLocal(ctx context.Context, site string, req actions.DemoteR
 			tried = append(tried, fmt.Sprintf("%s: %v", m.Name, err))
 			continue
 		}
-		_, err = c.DemoteLocal(ctx, preq)
+		resp, err := c.DemoteLocal(ctx, preq)
 		if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
 			tried = append(tried, fmt.Sprintf("%s: %s", m.Name, status.Convert(err).Message()))
 			continue
 		}
-		return demoteOutcome(what, m.Name, err)
+		return resp.GetFinalLsn(), demoteOutcome(what, m.Name, err)
 	}
 	if len(tried) == 0 {
-		return fmt.Errorf("%s: %w (gossip sees none alive)", what, ErrNoSiteWitness)
+		return 0, fmt.Errorf("%s: %w (gossip sees none alive)", what, ErrNoSiteWitness)
 	}
-	return fmt.Errorf("%s: no witness there answered: %s: %w", what, strings.Join(tried, "; "), ErrNoSiteWitness)
+	return 0, fmt.Errorf("%s: no witness there answered: %s: %w", what, strings.Join(tried, "; "), ErrNoSiteWitness)
 }
 
 func demoteOutcome(what, node string, err error) error {
@@ -135,8 +135,19 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 		return nil, status.Errorf(codes.Internal, "demote: %v", err)
 	}
 	took := time.Since(began)
-	log.Warn("demoted this site's database for the leader", "took", took)
-	return &witnessv1.DemoteLocalResponse{Node: n.cfg.Name, Site: n.cfg.Site, DurationMs: took.Milliseconds()}, nil
+	var final uint64
+	if mode == postgres.StopFast {
+		// The shutdown checkpoint follows every commit the database
+		// acknowledged: a switchover waits for its target to replay it.
+		if fp, ok := n.localFencer().(FinalPositioner); ok {
+			var err error
+			if final, err = fp.FinalPosition(ctx, g); err != nil {
+				log.Warn("final WAL position of the demoted database not read", keyErr, err)
+			}
+		}
+	}
+	log.Warn("demoted this site's database for the leader", "took", took, "final_lsn", postgres.FormatLSN(final))
+	return &witnessv1.DemoteLocalResponse{Node: n.cfg.Name, Site: n.cfg.Site, DurationMs: took.Milliseconds(), FinalLsn: final}, nil
 }
 
 // localFencer is the LocalFencer of the options, else the real one.
@@ -156,4 +167,10 @@ func demoteTimeout(g *witnessv1.Group, mode postgres.StopMode) time.Duration {
 		return config.FenceTimeout(g.GetSpec())
 	}
 	return postgres.DefaultDemoteTimeout
+}
+
+// FinalPositioner is a LocalFencer that can read its stopped database's
+// final WAL position (its last checkpoint, after a clean stop).
+type FinalPositioner interface {
+	FinalPosition(ctx context.Context, g *witnessv1.Group) (uint64, error)
 }

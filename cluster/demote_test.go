@@ -63,7 +63,8 @@ func TestDemoteLocalAndOperatorFailover(t *testing.T) {
 		return out
 	}
 	ask := func(token uint64) error {
-		return leader.DemoteLocal(ctx(t), "east", actions.DemoteRequest{Group: "app", Token: token, Mode: postgres.StopImmediate})
+		_, err := leader.DemoteLocal(ctx(t), "east", actions.DemoteRequest{Group: "app", Token: token, Mode: postgres.StopImmediate})
+		return err
 	}
 
 	t.Run("refused while the group is active there", func(t *testing.T) {
@@ -78,10 +79,11 @@ func TestDemoteLocalAndOperatorFailover(t *testing.T) {
 			req  *witnessv1.FailoverRequest
 			code codes.Code
 		}{
-			{"unknown site", &witnessv1.FailoverRequest{Group: "app", ToSite: "north"}, codes.InvalidArgument},
-			{"the active site", &witnessv1.FailoverRequest{Group: "app", ToSite: "east"}, codes.FailedPrecondition},
+			{"unknown site", &witnessv1.FailoverRequest{Group: "app", ToSite: "north", Reason: "r"}, codes.InvalidArgument},
+			{"the active site", &witnessv1.FailoverRequest{Group: "app", ToSite: "east", Reason: "r"}, codes.FailedPrecondition},
 			{"old site down without a reason", &witnessv1.FailoverRequest{Group: "app", ToSite: "west", OldSiteDown: true}, codes.InvalidArgument},
-			{"unknown group", &witnessv1.FailoverRequest{Group: "nope", ToSite: "west"}, codes.NotFound},
+			{"without a reason", &witnessv1.FailoverRequest{Group: "app", ToSite: "west"}, codes.InvalidArgument},
+			{"unknown group", &witnessv1.FailoverRequest{Group: "nope", ToSite: "west", Reason: "r"}, codes.NotFound},
 		} {
 			if _, err := c.Failover(ctx(t), tt.req); status.Code(err) != tt.code {
 				t.Errorf("%s: %v, want %v", tt.name, err, tt.code)
@@ -131,10 +133,13 @@ func TestDemoteLocalAndOperatorFailover(t *testing.T) {
 	})
 
 	t.Run("failover refused mid-switchover", func(t *testing.T) {
-		if _, err := c.Switchover(ctx(t), &witnessv1.SwitchoverRequest{Group: "app", ToSite: "east", ExpectedToken: moved}); err != nil {
+		// East's probe fails, so the API refuses a switchover there: the
+		// first phase is committed directly.
+		if _, err := applyAtLeader(t, leader, &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: moved, ToSite: "east"}},
+			Kind: witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER, Prepare: true, Reason: "back"}, false); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Failover(ctx(t), &witnessv1.FailoverRequest{Group: "app", ToSite: "east"}); status.Code(err) != codes.FailedPrecondition {
+		if _, err := c.Failover(ctx(t), &witnessv1.FailoverRequest{Group: "app", ToSite: "east", Reason: "r"}); status.Code(err) != codes.FailedPrecondition {
 			t.Errorf("failover during a switchover: %v, want FailedPrecondition", err)
 		}
 		g, _ := leader.FSM().Group("app")

@@ -131,9 +131,11 @@ func (n *Node) explain(group string) *witnessv1.Explanation {
 	if !ok {
 		return nil
 	}
-	e := &witnessv1.Explanation{Action: d.Action.String(), Reason: d.Reason, FromSite: d.From, ToSite: d.To, AtUnixNano: now.UnixNano(), EvaluatedBy: n.cfg.Name}
+	e := &witnessv1.Explanation{Action: d.Action.String(), Reason: d.Reason, FromSite: d.From, ToSite: d.To, AtUnixNano: now.UnixNano(), EvaluatedBy: n.cfg.Name,
+		Targets: int32(d.Targets), NoTarget: d.NoTarget}
 	for _, s := range d.Sites {
-		sv := &witnessv1.SiteView{Site: s.Site, Active: s.Active, Database: s.Database, Role: s.Role, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds, Streaming: s.Streaming}
+		sv := &witnessv1.SiteView{Site: s.Site, Active: s.Active, Database: s.Database, Role: s.Role, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds, Streaming: s.Streaming,
+			WalLsn: s.WAL, ReplayedLsn: s.Replayed, Timeline: s.Timeline, PrimaryLsn: s.PrimaryWAL}
 		for _, o := range s.Observers {
 			ov := &witnessv1.ObserverView{Site: o.Site, State: o.State.String(), Witnesses: int32(o.Witnesses)}
 			if !o.Since.IsZero() {

@@ -65,6 +65,15 @@ func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mo
 	return d.Demote(ctx, dsn, mode)
 }
 
+// FinalPosition reads the stopped database's last checkpoint location.
+func (f pgFencer) FinalPosition(ctx context.Context, g *witnessv1.Group) (uint64, error) {
+	d := f.demoter(g)
+	if d == nil {
+		return 0, fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
+	}
+	return d.FinalPosition(ctx)
+}
+
 func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
 	if d := f.demoter(g); d != nil {
 		return d.Demote(ctx, dsn, postgres.StopImmediate)
@@ -157,7 +166,13 @@ func (n *Node) leaseLoop() {
 			if fenceAfter > 0 {
 				protected = append(protected, fenceAfter)
 			}
-			if looked[name] != st.GetToken() && dsn != "" {
+			// While a switchover is pending, a fence at the current token
+			// is the leader's (its first phase fences this site while the
+			// group stays here), never one an earlier run left: lifting it
+			// would let the old primary take writes the target must wait
+			// for. The move or the abort that ends the phase has a new
+			// token.
+			if looked[name] != st.GetToken() && dsn != "" && st.GetPending() == nil {
 				looked[name] = st.GetToken()
 				if fenced[name] == nil && n.leftFenced(fencer, g, dsn) {
 					fenced[name] = &selfFence{token: st.GetToken(), database: true}

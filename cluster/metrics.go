@@ -60,6 +60,7 @@ var (
 	descStepFailFor = desc("witness_group_step_failing_seconds", "How long a step of the group's current token has been failing (since its first failed attempt after the last success); 0 once it succeeded.", "group", "step")
 
 	descDecision  = desc("witness_group_decision_state", "1 for the policy's current decision about a group as this witness evaluates it (the leader's is the one acted on): healthy, waiting, failing_over, disarmed, blocked_by_data_loss_guard, no_eligible_target, ...", "group", "state")
+	descTargets   = desc("witness_group_eligible_targets", "Sites that could take a group over now, as this witness evaluates it: seen working and within the data-loss guard (as a planned switchover judges it). 0 means a loss of the active site would leave the group where it is.", "group")
 	descDecisions = desc("witness_decision_groups", "Groups in each decision state, as this witness evaluates them.", "state")
 	descObsState  = desc("witness_observation_state", "Verdict of an observer site on one site of a group, as this witness sees it: 1 healthy, 0 failing, -1 unknown (no fresh observation). Exported when metrics_group_observations is set.", "group", "site", "observer_site")
 	descObsGroups = desc("witness_observation_groups", "Groups whose site an observer site sees in each state (healthy, failing, unknown), as this witness sees it.", "site", "observer_site", "state")
@@ -71,7 +72,7 @@ var (
 
 var scrapeDescs = []*prometheus.Desc{descLeader, descState, descIndex, descCommitIndex, descTerm, descLastContact, descVoters, descVotersAlive,
 	descAlive, descQueued, descToken, descActive, descArmed, descMode, descPending, descTransitions, descLastMove, descSteps, descStepsFail,
-	descStepFailFor, descDecision, descDecisions, descObsState, descObsGroups, descObsAge, descSelfFenced, descSelfFencedSince}
+	descStepFailFor, descDecision, descTargets, descDecisions, descObsState, descObsGroups, descObsAge, descSelfFenced, descSelfFencedSince}
 
 // durationBuckets cover a few milliseconds to a few minutes.
 var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
@@ -493,7 +494,7 @@ func (c *collector) collectPolicy(gauge func(*prometheus.Desc, float64, ...strin
 		return
 	}
 	snap := n.obs.snapshot()
-	out := policy.Evaluate(policy.Input{Now: now, Groups: groups, Observations: snap, Live: n.live()})
+	out := policy.Evaluate(policy.Input{Now: now, Groups: groups, Observations: snap, Live: n.live(), Primaries: n.obs.primaryPositions()})
 	byState := make(map[policy.DecisionState]int, len(policy.DecisionStates))
 	type obsKey struct{ site, observer, state string }
 	seen := map[obsKey]int{}
@@ -506,6 +507,7 @@ func (c *collector) collectPolicy(gauge func(*prometheus.Desc, float64, ...strin
 		}
 		byState[d.State]++
 		gauge(descDecision, 1, name, string(d.State))
+		gauge(descTargets, float64(d.Targets), name)
 		for _, sv := range d.Sites {
 			for _, ov := range sv.Observers {
 				seen[obsKey{sv.Site, ov.Site, obsWord(ov.State)}]++

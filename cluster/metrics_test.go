@@ -154,6 +154,8 @@ groups:
 		want   func(float64) bool
 	}{
 		{"witness_group_decision_state", map[string]string{"group": "app", "state": "disarmed"}, func(v float64) bool { return v == 1 }},
+		// East, the only other site, is down: nothing could take app over.
+		{"witness_group_eligible_targets", map[string]string{"group": "app"}, func(v float64) bool { return v == 0 }},
 		{"witness_decision_groups", map[string]string{"state": "disarmed"}, func(v float64) bool { return v == 1 }},
 		{"witness_observation_state", map[string]string{"group": "app", "site": "east", "observer_site": "west"}, func(v float64) bool { return v == 0 }},
 		{"witness_observation_groups", map[string]string{"site": "east", "observer_site": "tiebreak", "state": "failing"}, func(v float64) bool { return v == 1 }},

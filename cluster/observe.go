@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -75,6 +76,9 @@ type wireObs struct {
 	LagBytes  int64   `json:"lb,omitempty"`
 	LagSecond float64 `json:"ls,omitempty"`
 	Streaming bool    `json:"str,omitempty"`
+	WAL       uint64  `json:"wal,omitempty"`
+	Replayed  uint64  `json:"rep,omitempty"`
+	Timeline  uint32  `json:"tli,omitempty"`
 	Detail    string  `json:"d,omitempty"`
 	// At and Since on the receiver's clock, the only ones it decides
 	// with (see receipt).
@@ -114,6 +118,10 @@ type observations struct {
 	outbox  map[obsKey]wireObs
 	outFrom uint64
 	sentVer uint64
+	// primaries is the furthest position each (group, site) was seen at
+	// as a primary, by this witness or any other; kept on every witness
+	// so that a new leader knows where a lost primary stopped.
+	primaries map[policy.GroupSite]policy.Position
 }
 
 func newObservations(self, site string, log *slog.Logger) *observations {
@@ -126,7 +134,29 @@ func newObservations(self, site string, log *slog.Logger) *observations {
 		inSync:  map[string]bool{},
 		freshAt: map[string]int64{},
 		incOf:   map[string]uint64{},
+
+		primaries: map[policy.GroupSite]policy.Position{},
 	}
+}
+
+// notePrimary keeps w's position when w sees a primary further than any
+// seen before. s.mu must be held.
+func (s *observations) notePrimary(w wireObs) {
+	if !w.DB || w.Role != probes.RolePrimary || w.WAL == 0 {
+		return
+	}
+	k := policy.GroupSite{Group: w.Group, Site: w.Site}
+	p := policy.Position{Timeline: w.Timeline, WAL: w.WAL, At: time.Unix(0, w.rAt)}
+	if p.Ahead(s.primaries[k]) {
+		s.primaries[k] = p
+	}
+}
+
+// primaryPositions copies the furthest positions seen of each primary.
+func (s *observations) primaryPositions() map[policy.GroupSite]policy.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.primaries)
 }
 
 func toWire(o probes.Observation) wireObs {
@@ -141,6 +171,7 @@ func toWire(o probes.Observation) wireObs {
 	}
 	if o.Kind == probes.KindPostgres {
 		w.DB, w.Role, w.LagBytes, w.LagSecond, w.Streaming = true, o.Role, o.LagBytes, o.LagSeconds, o.Streaming
+		w.WAL, w.Replayed, w.Timeline = o.WAL, o.Replayed, o.Timeline
 	}
 	return w
 }
@@ -163,7 +194,10 @@ func (s *observations) local(o probes.Observation) {
 	s.mu.Lock()
 	prev, had := s.byOf[s.self][k]
 	s.byOf[s.self][k] = w
-	changed := !had || prev.State != w.State || prev.Streaming != w.Streaming
+	// A database's positions are news too: the data-loss guard measures
+	// a standby against where its primary was last seen, by any witness.
+	changed := !had || prev.State != w.State || prev.Streaming != w.Streaming || prev.WAL != w.WAL || prev.Replayed != w.Replayed
+	s.notePrimary(w)
 	if changed {
 		s.ver[s.self]++
 	}
@@ -340,6 +374,7 @@ func (s *observations) apply(b []byte) (recovered []string) {
 			w.rAt = 0
 		}
 		m[k] = w
+		s.notePrimary(w)
 	}
 	return recovered
 }
@@ -365,7 +400,8 @@ func (s *observations) snapshot() []policy.Observation {
 	for node, m := range s.byOf {
 		for _, w := range m {
 			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
-				Since: time.Unix(0, w.rSince), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming, Detail: w.Detail}
+				Since: time.Unix(0, w.rSince), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming,
+				WAL: w.WAL, Replayed: w.Replayed, Timeline: w.Timeline, Detail: w.Detail}
 			at := w.rAt
 			if node != s.self && s.inSync[node] {
 				at = max(at, s.freshAt[node])
@@ -506,5 +542,11 @@ func (n *Node) observerSites() []string {
 
 // evaluate runs the policy on what this witness sees now.
 func (n *Node) evaluate(now time.Time) policy.Output {
-	return policy.Evaluate(policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live(), ObserverSites: n.observerSites()})
+	return policy.Evaluate(n.policyInput(now))
+}
+
+// policyInput is what the policy decides on, now.
+func (n *Node) policyInput(now time.Time) policy.Input {
+	return policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live(), ObserverSites: n.observerSites(),
+		Primaries: n.obs.primaryPositions()}
 }

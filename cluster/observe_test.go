@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/memberlist"
 
 	"github.com/sitewitness/witness/clock"
@@ -266,5 +267,34 @@ func TestObservationFreshnessByReceiptTime(t *testing.T) {
 				t.Errorf("a heartbeat vouching for a 6s-old check made it fresh: checked at %v, receiver's clock %v", west().CheckedAt, recv.Now())
 			}
 		})
+	}
+}
+
+// Every witness keeps the furthest position each primary was seen at, its
+// own probe's or a gossiped one, after the primary is lost: the data-loss
+// guard of a leader elected after the loss measures against it. A new
+// timeline starts over.
+func TestPrimaryPositionsOutliveThePrimary(t *testing.T) {
+	s := newObservations("west-1", "west", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t0 := time.Unix(1000, 0)
+	s.local(probes.Observation{Group: "app", Site: "east", Name: "db", Kind: probes.KindPostgres, State: probes.StateHealthy, CheckedAt: t0,
+		Role: probes.RolePrimary, WAL: 0x3A000000, Replayed: 0x3A000000, Timeline: 1})
+	s.merge(msg(t, obsMsg{V: gossipVersion, Node: "tiebreak-1", Site: "tiebreak", Ver: 1, Obs: []wireObs{{Group: "app", Site: "east", Probe: "db",
+		State: uint8(policy.Healthy), At: t0.Add(time.Second).UnixNano(), DB: true, Role: probes.RolePrimary, WAL: 0x3B4A0000, Timeline: 1}}}))
+	// The primary is lost: its observations fail and carry no position.
+	s.local(probes.Observation{Group: "app", Site: "east", Name: "db", Kind: probes.KindPostgres, State: probes.StateFailing, CheckedAt: t0.Add(2 * time.Second)})
+	s.merge(msg(t, obsMsg{V: gossipVersion, Node: "tiebreak-1", Site: "tiebreak", Ver: 2, Obs: []wireObs{{Group: "app", Site: "east", Probe: "db",
+		State: uint8(policy.Failing), At: t0.Add(3 * time.Second).UnixNano(), DB: true}}}))
+	want := map[policy.GroupSite]policy.Position{{Group: "app", Site: "east"}: {Timeline: 1, WAL: 0x3B4A0000, At: t0.Add(time.Second)}}
+	if diff := cmp.Diff(want, s.primaryPositions()); diff != "" {
+		t.Errorf("positions after the loss (-want +got):\n%s", diff)
+	}
+	// Promoted on a new timeline from an earlier position: that is now
+	// where the primary is.
+	s.local(probes.Observation{Group: "app", Site: "east", Name: "db", Kind: probes.KindPostgres, State: probes.StateHealthy, CheckedAt: t0.Add(4 * time.Second),
+		Role: probes.RolePrimary, WAL: 0x39000000, Timeline: 2})
+	want[policy.GroupSite{Group: "app", Site: "east"}] = policy.Position{Timeline: 2, WAL: 0x39000000, At: t0.Add(4 * time.Second)}
+	if diff := cmp.Diff(want, s.primaryPositions()); diff != "" {
+		t.Errorf("positions on a new timeline (-want +got):\n%s", diff)
 	}
 }

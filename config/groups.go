@@ -27,9 +27,12 @@ const (
 	DefaultFailoverAfter    = 10 * time.Second
 	DefaultFenceAfter       = 5 * time.Second
 	DefaultHoldDown         = 10 * time.Minute
-	DefaultHookTimeout      = 30 * time.Second
-	DefaultDNSCheckEvery    = 30 * time.Second
-	DefaultTSIGAlgorithm    = "hmac-sha256"
+	// DefaultSwitchoverTimeout bounds a switchover's wait for the target to
+	// replay the fenced primary's final position.
+	DefaultSwitchoverTimeout = 30 * time.Second
+	DefaultHookTimeout       = 30 * time.Second
+	DefaultDNSCheckEvery     = 30 * time.Second
+	DefaultTSIGAlgorithm     = "hmac-sha256"
 )
 
 // GroupsDoc is a document of group specs, as `witnessctl apply -f` sends it.
@@ -87,6 +90,9 @@ type Policy struct {
 	HoldDown     Duration `yaml:"hold_down"`
 	MaxLag       ByteSize `yaml:"max_lag"`
 	MaxLagTime   Duration `yaml:"max_lag_time"`
+	// SwitchoverTimeout bounds how long a switchover waits, with the old
+	// primary fenced, for the target to replay its final position.
+	SwitchoverTimeout Duration `yaml:"switchover_timeout"`
 }
 
 // Actions are what the leader does on a transition.
@@ -270,6 +276,9 @@ func (d *GroupsDoc) SetDefaultsWith(t Timing) {
 		}
 		if p.Rearm == "" {
 			p.Rearm = "manual"
+		}
+		if p.SwitchoverTimeout == 0 {
+			p.SwitchoverTimeout = Duration(DefaultSwitchoverTimeout)
 		}
 		if p.HoldDown == 0 {
 			p.HoldDown = Duration(DefaultHoldDown)
@@ -477,6 +486,9 @@ func (po *Policy) validate(p *problems, f string) {
 	}
 	if po.MaxLagTime.D() < 0 {
 		p.addf(f+".max_lag_time", po.MaxLagTime.String(), ErrInvalid, "must not be negative")
+	}
+	if po.SwitchoverTimeout.D() < 0 {
+		p.addf(f+".switchover_timeout", po.SwitchoverTimeout.String(), ErrInvalid, "must not be negative")
 	}
 }
 
@@ -693,6 +705,7 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 		Mode: modes[po.Mode], FailoverAfterMs: po.FailoverAfter.D().Milliseconds(), FenceAfterMs: po.FenceAfter.D().Milliseconds(), FenceTimeoutMs: po.FenceTimeout.D().Milliseconds(),
 		Rearm: witnessv1.Rearm_REARM_MANUAL, HoldDownMs: po.HoldDown.D().Milliseconds(),
 		MaxLagBytes: int64(po.MaxLag), MaxLagMs: po.MaxLagTime.D().Milliseconds(),
+		SwitchoverTimeoutMs: po.SwitchoverTimeout.D().Milliseconds(),
 	}
 	if po.Rearm == "auto" {
 		out.Policy.Rearm = witnessv1.Rearm_REARM_AUTO

@@ -306,6 +306,9 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 	if c.GetOldSiteDown() && (!c.GetOperator() || c.GetReason() == "") {
 		return refuse("old site down is an operator's attestation, with a reason: %w", ErrInvalid)
 	}
+	if c.GetForced() && (!c.GetOperator() || c.GetReason() == "") {
+		return refuse("overriding the data-loss guard is an operator's, with a reason: %w", ErrInvalid)
+	}
 	// An automatic failover of a site carries many groups: each move is
 	// checked on its own, and a stale or ineligible one is refused alone.
 	// Every other command moves all of its groups or none.
@@ -355,6 +358,8 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 			AtUnixNano:  c.GetAtUnixNano(),
 			By:          c.GetBy(),
 			OldSiteDown: c.GetOldSiteDown(),
+			Forced:      c.GetForced(),
+			Guard:       c.GetGuard(),
 		}
 		switch {
 		case c.GetPrepare():

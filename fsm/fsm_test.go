@@ -94,6 +94,8 @@ func TestCommandsRefused(t *testing.T) {
 		{"delete unknown", &witnessv1.DeleteGroupCommand{Name: "nope"}, fsm.ErrNoGroup},
 		{"mode unspecified", &witnessv1.SetModeCommand{Group: "app"}, fsm.ErrInvalid},
 		{"old site down without a reason", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: failover, Operator: true, OldSiteDown: true}, fsm.ErrInvalid},
+		{"forced without a reason", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: failover, Operator: true, Forced: true}, fsm.ErrInvalid},
+		{"forced not by an operator", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: failover, Forced: true, Reason: "r"}, fsm.ErrInvalid},
 		{"old site down not by an operator", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: failover, OldSiteDown: true, Reason: "r"}, fsm.ErrInvalid},
 		{"operator switchover flag", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}, Kind: switchover, Operator: true}, fsm.ErrInvalid},
 		{"operator failover to the active site", &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "east"}}, Kind: failover, Operator: true}, fsm.ErrSameSite},
@@ -170,13 +172,15 @@ func TestOperatorFailover(t *testing.T) {
 	mustApply(t, f, &witnessv1.SetArmedCommand{Group: "app", Armed: false})
 	mustApply(t, f, &witnessv1.SetModeCommand{Group: "app", Mode: witnessv1.Mode_MODE_OBSERVE})
 	r := mustApply(t, f, &witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}},
-		Kind: failover, Operator: true, OldSiteDown: true, Reason: "east flooded, power off confirmed by facilities", By: "alice", AtUnixNano: 5})
+		Kind: failover, Operator: true, OldSiteDown: true, Reason: "east flooded, power off confirmed by facilities", By: "alice", AtUnixNano: 5,
+		Forced: true, Guard: "west received 0/3A000000, primary east last seen at 0/3B4A0000: 21.6 MB behind, max_lag 16 MB"})
 	if r.Err != nil {
 		t.Fatalf("operator failover of a disarmed group in observe mode: %v", r.Err)
 	}
 	g, _ := f.Group("app")
 	want := &witnessv1.Transition{Token: 2, FromSite: "east", ToSite: "west", Kind: failover, Reason: "east flooded, power off confirmed by facilities",
-		AtUnixNano: 5, By: "alice", OldSiteDown: true}
+		AtUnixNano: 5, By: "alice", OldSiteDown: true,
+		Forced: true, Guard: "west received 0/3A000000, primary east last seen at 0/3B4A0000: 21.6 MB behind, max_lag 16 MB"}
 	h := g.GetStatus().GetHistory()
 	if diff := cmp.Diff(want, h[len(h)-1], protocmp.Transform()); diff != "" {
 		t.Errorf("recorded transition (-want +got):\n%s", diff)

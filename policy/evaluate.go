@@ -115,6 +115,9 @@ type evaluator struct {
 	db []dbCell      // [target site]
 	fs []int64       // failing sinces of one check
 
+	// primaries are Input.Primaries.
+	primaries map[GroupSite]Position
+
 	// wake is the earliest time (Unix nanos, 0 for none) at which a site
 	// that is failing but not yet for failover_after will have been.
 	wake int64
@@ -165,7 +168,7 @@ func fromNanos(n int64) time.Time {
 }
 
 func newEvaluator(in Input) *evaluator {
-	e := &evaluator{now: in.Now, obs: in.Observations}
+	e := &evaluator{now: in.Now, obs: in.Observations, primaries: in.Primaries}
 	stale := in.StaleAfter
 	if stale <= 0 {
 		stale = DefaultStaleAfter
@@ -343,6 +346,9 @@ type dbCell struct {
 	// unknownBytes, unknownSeconds: a standby reported a negative lag.
 	unknownBytes, unknownSeconds bool
 	streaming                    bool
+	// wal, replayed and tli are the furthest reported (0 unknown).
+	wal, replayed uint64
+	tli           uint32
 }
 
 // add folds in r, the database observation obs[r.obs].
@@ -351,6 +357,8 @@ func (c *dbCell) add(r *rec, obs []Observation) {
 		c.role, c.primary = obs[r.obs].Role, r.primary
 	}
 	c.n++
+	o := &obs[r.obs]
+	c.wal, c.replayed, c.tli = max(c.wal, o.WAL), max(c.replayed, o.Replayed), max(c.tli, o.Timeline)
 	if r.primary {
 		return
 	}
@@ -381,6 +389,8 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		return d
 	}
 	gv.sites[active].Active = true
+	gv.sites[active].PrimaryWAL = e.primaryAt(gv, active).WAL
+	d.Targets, d.NoTarget = e.targets(gv, active)
 	if !st.GetArmed() {
 		return e.disarmed(gv, st, active, d)
 	}
@@ -398,7 +408,7 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		if t == active {
 			continue
 		}
-		if ok, why := e.eligible(gv, t, spec.GetPolicy()); !ok {
+		if ok, why := e.eligible(gv, t, active, JudgeFailover); !ok {
 			if e.healthy(gv, t).ok() {
 				d.State = DecisionBlockedByDataLossGuard
 			}
@@ -549,6 +559,7 @@ func (e *evaluator) view(spec *witnessv1.GroupSpec, recs []rec) groupView {
 		if db := &e.db[t]; db.n > 0 {
 			v.Database, v.Role = true, db.role
 			v.LagBytes, v.LagSeconds, v.Streaming = db.lagBytes, db.lagSeconds, db.streaming
+			v.WAL, v.Replayed, v.Timeline = db.wal, db.replayed, db.tli
 		}
 	}
 	return groupView{spec: spec, sites: views}
@@ -636,15 +647,39 @@ func (e *evaluator) healthy(gv groupView, t int) health {
 	return h
 }
 
-// eligible reports whether site t may take over, or why not.
-func (e *evaluator) eligible(gv groupView, t int, p *witnessv1.Policy) (bool, string) {
+// Judge says what a target is judged for.
+type Judge uint8
+
+// The judgements.
+const (
+	// JudgeFailover: the policy's own failover, after the active site
+	// was found down.
+	JudgeFailover Judge = iota
+	// JudgePlanned: a switchover, or whether the group has a target
+	// before any outage. The target's database may still stream from the
+	// active primary, as it does until the primary is fenced; a site
+	// without probes has nothing to judge it by and passes.
+	JudgePlanned
+	// JudgeGuard: an operator's failover: the data-loss guard alone, as
+	// for JudgePlanned; whether the site works is the operator's call.
+	JudgeGuard
+)
+
+// eligible reports whether site t may take over from the active site a,
+// or why not.
+func (e *evaluator) eligible(gv groupView, t, a int, j Judge) (bool, string) {
 	v := &gv.sites[t]
-	if h := e.healthy(gv, t); !h.ok() {
+	p := gv.spec.GetPolicy()
+	planned := j != JudgeFailover
+	if planned && len(gv.spec.GetSites()[t].GetProbes()) == 0 {
+		return true, ""
+	}
+	if h := e.healthy(gv, t); !h.ok() && j != JudgeGuard {
 		return false, h.describe(v.Site, true)
 	}
 	db := &e.db[t]
 	if db.n == 0 {
-		if hasProbe(gv.spec.GetSites()[t], probePostgres) {
+		if hasProbe(gv.spec.GetSites()[t], probePostgres) && (j != JudgeGuard || p.GetMaxLagBytes() > 0) {
 			return false, fmt.Sprintf("%s has no fresh database observation", v.Site)
 		}
 		return true, ""
@@ -655,27 +690,94 @@ func (e *evaluator) eligible(gv groupView, t int, p *witnessv1.Policy) (bool, st
 		// so moving back there would lose the writes made since.
 		return false, fmt.Sprintf("%s is a primary, not a standby: rebuild it as a standby of the active site first", v.Site)
 	}
-	if db.streaming {
+	if db.streaming && !planned {
 		return false, fmt.Sprintf("%s still streams from its primary", v.Site)
 	}
 	if maxB := p.GetMaxLagBytes(); maxB > 0 {
-		if db.unknownBytes {
-			return false, fmt.Sprintf("%s lag unknown (max_lag %s)", v.Site, fmtBytes(maxB))
-		}
-		if db.lagBytes > maxB {
-			return false, fmt.Sprintf("%s lags %s > max_lag %s", v.Site, fmtBytes(db.lagBytes), fmtBytes(maxB))
+		if ok, why := e.positionGuard(gv, t, a, maxB); !ok {
+			return false, why
 		}
 	}
 	if maxMs := p.GetMaxLagMs(); maxMs > 0 {
 		limit := time.Duration(maxMs) * time.Millisecond
 		if db.unknownSeconds {
-			return false, fmt.Sprintf("%s lag unknown (max_lag %s)", v.Site, fmtDuration(limit))
+			return false, fmt.Sprintf("%s lag unknown (max_lag_time %s)", v.Site, fmtDuration(limit))
 		}
 		if lag := time.Duration(db.lagSeconds * float64(time.Second)); lag > limit {
-			return false, fmt.Sprintf("%s lags %s > max_lag %s", v.Site, fmtDuration(lag), fmtDuration(limit))
+			return false, fmt.Sprintf("%s lags %s > max_lag_time %s", v.Site, fmtDuration(lag), fmtDuration(limit))
 		}
 	}
 	return true, ""
+}
+
+// positionGuard is the data-loss guard on WAL positions: what t's standby
+// holds is within maxB of the furthest position the active site's primary
+// was seen at. Either position unknown fails it: a stopped WAL receiver
+// reports no lag however much it never received, so lag alone cannot
+// pass it.
+func (e *evaluator) positionGuard(gv groupView, t, a int, maxB int64) (bool, string) {
+	site, active := gv.sites[t].Site, gv.sites[a].Site
+	held := e.db[t].wal
+	if held == 0 {
+		return false, fmt.Sprintf("%s WAL position unknown (max_lag %s)", site, fmtBytes(maxB))
+	}
+	pp := e.primaryAt(gv, a)
+	if pp.WAL == 0 {
+		return false, fmt.Sprintf("%s received %s, primary %s never seen at a known position (max_lag %s)", site, FormatLSN(held), active, fmtBytes(maxB))
+	}
+	if pp.WAL <= held {
+		return true, ""
+	}
+	if behind := pp.WAL - held; behind > uint64(maxB) {
+		return false, fmt.Sprintf("%s received %s, primary %s last seen at %s: %s behind, max_lag %s",
+			site, FormatLSN(held), active, FormatLSN(pp.WAL), fmtBytes(int64(min(behind, math.MaxInt64))), fmtBytes(maxB))
+	}
+	return true, ""
+}
+
+// primaryAt is the furthest position the group's site a was seen at as a
+// primary: the fresh observations of this evaluation and Input.Primaries.
+func (e *evaluator) primaryAt(gv groupView, a int) Position {
+	pp := e.primaries[GroupSite{gv.spec.GetName(), gv.sites[a].Site}]
+	if db := &e.db[a]; db.n > 0 && db.primary {
+		if now := (Position{Timeline: db.tli, WAL: db.wal, At: e.now}); now.Ahead(pp) {
+			pp = now
+		}
+	}
+	return pp
+}
+
+// targets counts the sites that could take over from the active site a
+// in a planned switchover now, and says why none could.
+func (e *evaluator) targets(gv groupView, a int) (int, string) {
+	n := 0
+	var why []string
+	for t := range gv.sites {
+		if t == a {
+			continue
+		}
+		if ok, r := e.eligible(gv, t, a, JudgePlanned); ok {
+			n++
+		} else {
+			why = append(why, r)
+		}
+	}
+	if n > 0 {
+		return n, ""
+	}
+	if len(why) == 0 {
+		return 0, "the group has no other site"
+	}
+	return 0, strings.Join(why, "; ")
+}
+
+// FormatLSN writes a WAL position as PostgreSQL does (0/3A000000); 0 is
+// "unknown".
+func FormatLSN(lsn uint64) string {
+	if lsn == 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn))
 }
 
 func hasProbe(s *witnessv1.SiteSpec, kind string) bool {
@@ -734,4 +836,28 @@ func fmtBytes(n int64) string {
 func trimFloat(v float64) string {
 	s := fmt.Sprintf("%.1f", v)
 	return strings.TrimSuffix(s, ".0")
+}
+
+// Eligible reports whether site of group may take the group over now,
+// judged for j on in as Evaluate would, or why not.
+func Eligible(in Input, group, site string, j Judge) (bool, string) {
+	e := newEvaluator(in)
+	for gi, g := range in.Groups {
+		if !e.indexed[gi] || g.GetSpec().GetName() != group {
+			continue
+		}
+		spec := g.GetSpec()
+		gv := e.view(spec, e.recs[e.start[gi]:e.start[gi+1]])
+		a, t := siteIndex(spec, g.GetStatus().GetActiveSite()), siteIndex(spec, site)
+		switch {
+		case t < 0:
+			return false, fmt.Sprintf("%q is not a site of group %q", site, group)
+		case a < 0:
+			return false, fmt.Sprintf("active site %q is not a site of the group", g.GetStatus().GetActiveSite())
+		case a == t:
+			return false, fmt.Sprintf("%s is the active site", site)
+		}
+		return e.eligible(gv, t, a, j)
+	}
+	return false, fmt.Sprintf("group %q not found", group)
 }

@@ -143,6 +143,8 @@ func (s *script) do(f []string) error {
 		return s.see(args)
 	case "db":
 		return s.db(args)
+	case "primary-seen":
+		return s.primarySeen(args)
 	default:
 		return fmt.Errorf("unknown command %q", f[0])
 	}
@@ -311,8 +313,50 @@ func (s *script) see(args []string) error {
 	return nil
 }
 
+// primary-seen GROUP SITE LSN [tli=N]: some witness once saw SITE's
+// primary at LSN (Input.Primaries), on timeline N (default 1).
+func (s *script) primarySeen(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("want group, site and position")
+	}
+	lsn, err := parseLSN(args[2])
+	if err != nil {
+		return err
+	}
+	p := policy.Position{Timeline: 1, WAL: lsn, At: s.in.Now.Add(-time.Minute)}
+	if v, ok := kv(args[3:])["tli"]; ok {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return err
+		}
+		p.Timeline = uint32(n)
+	}
+	if s.in.Primaries == nil {
+		s.in.Primaries = map[policy.GroupSite]policy.Position{}
+	}
+	s.in.Primaries[policy.GroupSite{Group: args[0], Site: args[1]}] = p
+	return nil
+}
+
+// parseLSN reads a WAL position written as PostgreSQL does (0/3A000000).
+func parseLSN(v string) (uint64, error) {
+	hi, lo, ok := strings.Cut(v, "/")
+	if !ok {
+		return 0, fmt.Errorf("position %q: want HI/LO", v)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, err
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, err
+	}
+	return h<<32 | l, nil
+}
+
 // db OBSERVER,... GROUP SITE [primary] [lag-bytes=N] [lag=SECONDS]
-// [streaming]: a fresh database observation, healthy for an hour, of a
+// [streaming] [wal=LSN] [replayed=LSN] [tli=N]: a fresh database observation, healthy for an hour, of a
 // standby (or a primary).
 func (s *script) db(args []string) error {
 	if len(args) < 3 {
@@ -335,6 +379,14 @@ func (s *script) db(args []string) error {
 				ob.LagBytes, err = strconv.ParseInt(v, 10, 64)
 			case "lag":
 				ob.LagSeconds, err = strconv.ParseFloat(v, 64)
+			case "wal":
+				ob.WAL, err = parseLSN(v)
+			case "replayed":
+				ob.Replayed, err = parseLSN(v)
+			case "tli":
+				var n uint64
+				n, err = strconv.ParseUint(v, 10, 32)
+				ob.Timeline = uint32(n)
 			default:
 				err = fmt.Errorf("unknown option %q", k)
 			}
@@ -347,9 +399,10 @@ func (s *script) db(args []string) error {
 	return nil
 }
 
-// evaluate [views] runs the policy and prints, one a line, the proposals,
+// evaluate [views] [targets] runs the policy and prints, one a line, the proposals,
 // every group's decision (by name), the groups to re-arm, the wake time
-// relative to now, and with `views`, who sees each site of each group how.
+// relative to now, with `views`, who sees each site of each group how, and
+// with `targets`, how many sites could take each group over now.
 func (s *script) evaluate(args []string) []string {
 	out := policy.Evaluate(s.in)
 	var lines []string
@@ -373,6 +426,13 @@ func (s *script) evaluate(args []string) []string {
 			line += fmt.Sprintf(" %s→%s@%d", d.From, d.To, d.ExpectedToken)
 		}
 		lines = append(lines, line+": "+d.Reason)
+		if slices.Contains(args, "targets") {
+			t := fmt.Sprintf("  targets: %d", d.Targets)
+			if d.NoTarget != "" {
+				t += ": " + d.NoTarget
+			}
+			lines = append(lines, t)
+		}
 		if !slices.Contains(args, "views") {
 			continue
 		}

@@ -52,8 +52,35 @@ type Observation struct {
 	LagSeconds float64
 	// Streaming: on a standby, its WAL receiver is connected to a primary.
 	Streaming bool
+	// WAL is the position the server holds (pg_current_wal_lsn() on a
+	// primary; the furthest received or replayed on a standby), Replayed
+	// what a standby has replayed, Timeline the timeline it is on; 0 when
+	// unknown.
+	WAL, Replayed uint64
+	Timeline      uint32
 
 	Detail string
+}
+
+// GroupSite names one site of one group.
+type GroupSite struct{ Group, Site string }
+
+// Position is the furthest WAL position a primary was seen at: the highest
+// timeline, then the highest position on it.
+type Position struct {
+	Timeline uint32
+	WAL      uint64
+	// At is when a witness saw it (by the receiver's clock).
+	At time.Time
+}
+
+// Ahead reports whether p is further than q: a higher timeline, or the
+// same timeline and a higher position.
+func (p Position) Ahead(q Position) bool {
+	if p.Timeline != q.Timeline {
+		return p.Timeline > q.Timeline
+	}
+	return p.WAL > q.WAL
 }
 
 // Witness is one live witness node.
@@ -78,6 +105,11 @@ type Input struct {
 	// StaleAfter is how old an observation's CheckedAt may be before it
 	// counts as Unknown; not positive means DefaultStaleAfter.
 	StaleAfter time.Duration
+	// Primaries holds the furthest position each (group, site) was seen at
+	// as a primary, by any witness, fresh or not: the data-loss guard
+	// measures a target against the active site's, so a primary that is
+	// lost is still known where it stopped.
+	Primaries map[GroupSite]Position
 }
 
 // Action is what the policy decided for one group.
@@ -131,6 +163,12 @@ type Decision struct {
 	// Due is when the verdict on the active site held for failover_after
 	// (zero unless the active site is down).
 	Due time.Time
+	// Targets counts the sites that could take the group over if its
+	// active site failed now: healthy, and passing the data-loss guard as
+	// a planned switchover would (a standby that still streams counts).
+	// NoTarget says why none could, when Targets is 0.
+	Targets  int
+	NoTarget string
 }
 
 // DecisionState is a decision as one of a fixed set of words, so that "why
@@ -184,6 +222,13 @@ type SiteView struct {
 	LagBytes   int64
 	LagSeconds float64
 	Streaming  bool
+	// WAL, Replayed and Timeline are the furthest reported by the fresh
+	// database observations; PrimaryWAL is, for the active site, the
+	// furthest position it was ever seen at as a primary (see
+	// Input.Primaries), 0 when unknown.
+	WAL, Replayed uint64
+	Timeline      uint32
+	PrimaryWAL    uint64
 }
 
 // ObserverView is one observer site's verdict on one site of a group.

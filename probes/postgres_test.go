@@ -44,6 +44,23 @@ func execSQL(t *testing.T, dsn string, sql ...string) {
 	}
 }
 
+// querySetting reads one setting of the server at dsn.
+func querySetting(t *testing.T, dsn, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // checkUntil runs the probe until done accepts its result, for at most 60s.
 func checkUntil(t *testing.T, spec Spec, done func(Result) bool) Result {
 	t.Helper()
@@ -119,6 +136,41 @@ func TestPostgresProbe(t *testing.T) {
 		}
 	})
 
+	t.Run("positions", func(t *testing.T) {
+		execSQL(t, primary.DSN("postgres"), "INSERT INTO orders SELECT g, 'p' FROM generate_series(20001, 20100) g")
+		standby.CatchUp(t, primary)
+		p := check(t, pgSpec(primary.DSN("postgres"), RolePrimary))
+		s := checkUntil(t, pgSpec(standby.DSN("postgres"), RoleStandby), func(r Result) bool { return r.Replayed >= p.WAL })
+		t.Logf("primary %+v\nstandby %+v", p, s)
+		if p.WAL == 0 || p.Timeline != 1 {
+			t.Errorf("primary position %s timeline %d, want known, timeline 1", FormatLSN(p.WAL), p.Timeline)
+		}
+		if s.WAL < s.Replayed || s.Timeline != 1 {
+			t.Errorf("standby holds %s, replayed %s, timeline %d: want held >= replayed, timeline 1", FormatLSN(s.WAL), FormatLSN(s.Replayed), s.Timeline)
+		}
+		// A standby whose WAL receiver is stopped keeps the position it
+		// received while the primary moves on: its lag reads 0, its
+		// position tells the truth.
+		conninfo := querySetting(t, standby.DSN("postgres"), "primary_conninfo")
+		execSQL(t, standby.DSN("postgres"), "ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()")
+		t.Cleanup(func() {
+			execSQL(t, standby.DSN("postgres"), "ALTER SYSTEM SET primary_conninfo = '"+strings.ReplaceAll(conninfo, "'", "''")+"'", "SELECT pg_reload_conf()")
+			standby.WaitStreaming(t)
+		})
+		stopped := checkUntil(t, pgSpec(standby.DSN("postgres"), RoleStandby), func(r Result) bool { return !r.Streaming })
+		execSQL(t, primary.DSN("postgres"), "INSERT INTO orders SELECT g, repeat('z', 200) FROM generate_series(30001, 40000) g")
+		p2 := check(t, pgSpec(primary.DSN("postgres"), RolePrimary))
+		s2 := check(t, pgSpec(standby.DSN("postgres"), RoleStandby))
+		t.Logf("after writes: primary %s, standby %+v", FormatLSN(p2.WAL), s2)
+		if s2.LagBytes != 0 {
+			t.Errorf("stopped standby lag = %d, want 0 (what this test shows the lag cannot tell)", s2.LagBytes)
+		}
+		if s2.WAL != stopped.WAL || p2.WAL < s2.WAL+1<<20 {
+			t.Errorf("stopped standby holds %s (was %s), primary at %s: want it unchanged and over 1 MB behind",
+				FormatLSN(s2.WAL), FormatLSN(stopped.WAL), FormatLSN(p2.WAL))
+		}
+	})
+
 	t.Run("unreachable", func(t *testing.T) {
 		silent, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -165,4 +217,15 @@ func TestPostgresProbe(t *testing.T) {
 			t.Errorf("primary Check() after stop = %v %q, want failing to connect", r.OK, r.Detail)
 		}
 	})
+}
+
+func TestFormatLSN(t *testing.T) {
+	for _, tt := range []struct {
+		lsn  uint64
+		want string
+	}{{0, "unknown"}, {0x3A000000, "0/3A000000"}, {0x1_0000_00A8, "1/A8"}} {
+		if got := FormatLSN(tt.lsn); got != tt.want {
+			t.Errorf("FormatLSN(%#x) = %q, want %q", tt.lsn, got, tt.want)
+		}
+	}
 }

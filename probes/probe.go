@@ -29,6 +29,13 @@ type Result struct {
 	// Streaming is, on a standby, whether its WAL receiver is streaming
 	// from a primary; on a primary, whether at least one standby streams.
 	Streaming bool
+	// WAL is the WAL position the server holds, in bytes from 0/0: on a
+	// primary pg_current_wal_lsn(), on a standby the furthest of what it
+	// received and what it replayed. Replayed is, on a standby, what it has
+	// replayed (on a primary, WAL). Timeline is the timeline it writes or
+	// follows. Zero when unknown.
+	WAL, Replayed uint64
+	Timeline      uint32
 }
 
 // Checker runs one check. It must return soon after ctx is done; a result

@@ -79,6 +79,9 @@ type Observation struct {
 	LagBytes   int64
 	LagSeconds float64
 	Streaming  bool
+	WAL        uint64
+	Replayed   uint64
+	Timeline   uint32
 }
 
 type targetKey struct{ group, site, name string }
@@ -460,6 +463,9 @@ func (e *entry) observation() Observation {
 		LagBytes:   r.LagBytes,
 		LagSeconds: r.LagSeconds,
 		Streaming:  r.Streaming,
+		WAL:        r.WAL,
+		Replayed:   r.Replayed,
+		Timeline:   r.Timeline,
 	}
 }
 

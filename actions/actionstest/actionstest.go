@@ -51,6 +51,7 @@ type Runner struct {
 	fail   map[string]error
 	block  map[string]chan struct{}
 	sites  map[string]uint64 // site -> the group token its witness holds
+	pos    map[string]position
 	// Entered receives a step's name when it starts, if set.
 	Entered chan string
 }
@@ -154,9 +155,10 @@ func (r *Runner) SetSiteToken(site string, token uint64) {
 // actions.ErrNoLocalDemotion when the spec has no data_dir for site; it
 // refuses a token lower than SetSiteToken's, and otherwise records a
 // "demote" call with the stop mode (Fail("demote", …) makes it fail).
-func (r *Runner) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) error {
+// It returns as the final position what Position says of site.
+func (r *Runner) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) (uint64, error) {
 	if g.GetSpec().GetActions().GetPostgres().GetDataDir()[site] == "" {
-		return fmt.Errorf("site %s: %w", site, actions.ErrNoLocalDemotion)
+		return 0, fmt.Errorf("site %s: %w", site, actions.ErrNoLocalDemotion)
 	}
 	r.mu.Lock()
 	held := r.sites[site]
@@ -165,9 +167,43 @@ func (r *Runner) Demote(ctx context.Context, g *witnessv1.Group, site string, mo
 		r.mu.Lock()
 		r.tries[StepDemote]++
 		r.mu.Unlock()
-		return fmt.Errorf("token %d, the witness at %s holds %d: %w", tok, site, held, ErrStaleDemote)
+		return 0, fmt.Errorf("token %d, the witness at %s holds %d: %w", tok, site, held, ErrStaleDemote)
 	}
-	return r.doMode(ctx, StepDemote, g, site, mode)
+	if err := r.doMode(ctx, StepDemote, g, site, mode); err != nil {
+		return 0, err
+	}
+	lsn, _, err := r.Position(ctx, g, site)
+	return lsn, err
+}
+
+type position struct {
+	lsn        uint64
+	inRecovery bool
+}
+
+// SetPosition sets what Position answers for site: its WAL position and
+// whether it is a standby. A site never set answers 1, a standby.
+func (r *Runner) SetPosition(site string, lsn uint64, inRecovery bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pos == nil {
+		r.pos = map[string]position{}
+	}
+	r.pos[site] = position{lsn, inRecovery}
+}
+
+// Position answers what SetPosition said of site.
+func (r *Runner) Position(ctx context.Context, g *witnessv1.Group, site string) (uint64, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.fail["position:"+site]; err != nil {
+		return 0, false, err
+	}
+	p, ok := r.pos[site]
+	if !ok {
+		return 1, true, nil
+	}
+	return p.lsn, p.inRecovery, nil
 }
 
 // Fence records step fence for the old site of a move, and

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,12 +38,14 @@ Commands:
                                   create or update the groups in a YAML file (- for stdin)
   delete NAME                     delete a group
   switchover GROUP SITE [--token N] [--reason TEXT] [--wait D]
-                                  planned move of GROUP to SITE: fences the old site first,
-                                  then moves; refused if the token moved
-  failover GROUP SITE [--old-site-down --reason TEXT] [--token N] [--wait D]
+                                  planned move of GROUP to SITE: fences the old site, waits
+                                  until SITE has replayed its final WAL, then moves; refused
+                                  if SITE is not eligible or the token moved
+  failover GROUP SITE --reason TEXT [--force] [--old-site-down] [--yes] [--token N] [--wait D]
                                   unplanned move of GROUP to SITE when its active site is
                                   lost: promoted once the old site is fenced or its lease
-                                  has expired, or on your word with --old-site-down
+                                  has expired, or on your word with --old-site-down; --force
+                                  overrides the data-loss guard; asks on a terminal (--yes)
   reinstate GROUP SITE [--wait D] turn the old primary at SITE into a streaming standby of
                                   the active site: saves its commits past the fork, then
                                   pg_rewind (or a fresh base backup); each step recorded
@@ -427,6 +430,41 @@ func (c *cli) group(args []string) error {
 			}
 		}
 		c.table("SITE\tSEEN FROM\tSTATE\tSINCE\tWITNESSES", rows)
+		var dbRows [][]string
+		for _, s := range e.Sites {
+			if s.Role == "" && s.PrimaryWAL == "" {
+				continue
+			}
+			site := s.Site
+			if s.Active {
+				site += " (active)"
+			}
+			tli := "-"
+			if s.Timeline != 0 {
+				tli = strconv.FormatUint(uint64(s.Timeline), 10)
+			}
+			state := "-"
+			if s.Role != "primary" {
+				state = "not streaming"
+				if s.Streaming {
+					state = "streaming"
+				}
+			}
+			role := s.Role
+			if role == "" {
+				role, state = "unseen", "-"
+			}
+			dbRows = append(dbRows, []string{site, role, tli, dash(s.WAL), dash(s.Replayed), dash(s.PrimaryWAL), state})
+		}
+		if len(dbRows) > 0 {
+			fmt.Fprintln(c.stdout, "\ndatabases:")
+			c.table("SITE\tROLE\tTIMELINE\tWAL\tREPLAYED\tPRIMARY LAST SEEN\tRECEIVER", dbRows)
+		}
+		if e.Targets > 0 {
+			fmt.Fprintf(c.stdout, "\neligible targets: %d\n", e.Targets)
+		} else {
+			fmt.Fprintf(c.stdout, "\neligible targets: none: %s\n", e.NoTarget)
+		}
 	}
 	if len(d.History) > 0 {
 		fmt.Fprintln(c.stdout, "\nhistory:")
@@ -438,6 +476,9 @@ func (c *cli) group(args []string) error {
 			}
 			if h.OldSiteDown {
 				kind += " (old site attested down)"
+			}
+			if h.Forced {
+				kind += " (data-loss guard overridden: " + h.Guard + ")"
 			}
 			rows = append(rows, []string{h.At.Format(time.RFC3339), strconv.FormatUint(h.Token, 10), kind, dash(h.From) + " -> " + h.To, dash(h.By), h.Reason})
 		}
@@ -647,7 +688,7 @@ func (c *cli) switchoverAndWait(ctx context.Context, cl witnessv1.AdminClient, g
 }
 
 // failoverHelp is the long help of witnessctl failover.
-const failoverHelp = `failover GROUP SITE [--old-site-down --reason TEXT] [--token N] [--wait D]
+const failoverHelp = `failover GROUP SITE --reason TEXT [--force] [--old-site-down] [--yes] [--token N] [--wait D]
 
 Moves GROUP to SITE at once, for when its active site is lost. Unlike a
 switchover, which fences the old site while the group stays there and
@@ -672,16 +713,29 @@ sites take writes: be sure.
 Without --old-site-down the move waits at the promote step until a fence
 or the lease allows it (witnessctl group shows why). Refused for the
 active site, a site not of the group, and while a switchover is pending.
-The group's arming and mode are left as they are.`
+The group's arming and mode are left as they are.
+
+--reason is required: it goes into the group's history with who asked.
+SITE must pass the data-loss guard: its database holds WAL within
+max_lag of the last position the old primary was seen at. --force
+overrides the guard, accepting the loss of what SITE never received; the
+override and what the guard said are recorded with the transition.
+--force and --old-site-down are separate: one accepts lost writes, the
+other lets SITE be promoted without a confirmed fence.
+
+On a terminal, failover shows what may be lost and asks for
+confirmation; --yes skips the question (for scripts).`
 
 func (c *cli) failover(args []string) error {
 	var token uint64
 	var reason string
-	var oldSiteDown bool
+	var oldSiteDown, force, yes bool
 	var wait time.Duration
 	pos, err := c.flags("failover", failoverHelp, args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&oldSiteDown, "old-site-down", false, "attest that the old site is down: SITE may be promoted without a confirmed fence (needs --reason)")
-		fs.StringVar(&reason, "reason", "", "why, for the history; with --old-site-down, how you know the old site is down")
+		fs.BoolVar(&force, "force", false, "override the data-loss guard: accept losing what SITE has not received")
+		fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+		fs.StringVar(&reason, "reason", "", "why, for the history (required); with --old-site-down, how you know the old site is down")
 		fs.Uint64Var(&token, "token", 0, "the token you expect the group to hold (default: its current token)")
 		fs.DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for SITE to be promoted (0: return once the move is committed)")
 	}, 2)
@@ -692,9 +746,19 @@ func (c *cli) failover(args []string) error {
 		fmt.Fprintln(c.stderr, "witnessctl failover: --old-site-down needs --reason: say how you know the old site is down")
 		return errUsage
 	}
+	if strings.TrimSpace(reason) == "" {
+		fmt.Fprintln(c.stderr, "witnessctl failover: --reason is required: say why, for the group's history")
+		return errUsage
+	}
 	group, to := pos[0], pos[1]
 	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
-		resp, err := cl.Failover(ctx, &witnessv1.FailoverRequest{Group: group, ToSite: to, ExpectedToken: token, Reason: reason, By: who(), OldSiteDown: oldSiteDown})
+		if !yes {
+			if err := c.confirmFailover(ctx, cl, group, to, force, oldSiteDown); err != nil {
+				return err
+			}
+		}
+		resp, err := cl.Failover(ctx, &witnessv1.FailoverRequest{Group: group, ToSite: to, ExpectedToken: token, Reason: reason, By: who(),
+			OldSiteDown: oldSiteDown, Force: force})
 		if err != nil {
 			return err
 		}
@@ -717,6 +781,66 @@ func (c *cli) failover(args []string) error {
 		}
 		return err
 	})
+}
+
+// errNotConfirmed: the operator did not confirm a failover.
+var errNotConfirmed = errors.New("failover not confirmed: nothing changed")
+
+// confirmFailover shows what a failover of group to site may lose and
+// asks the operator to confirm on the terminal. Without a terminal it
+// refuses: a script says --yes.
+func (c *cli) confirmFailover(ctx context.Context, cl witnessv1.AdminClient, group, to string, force, oldSiteDown bool) error {
+	if !stdinIsTerminal(c.stdin) {
+		return fmt.Errorf("failover of %s to %s needs confirmation: run it on a terminal, or pass --yes", group, to)
+	}
+	g, err := cl.GetGroup(ctx, &witnessv1.GetGroupRequest{Name: group})
+	if err != nil {
+		return err
+	}
+	from := g.GetGroup().GetStatus().GetActiveSite()
+	fmt.Fprintf(c.stderr, "Failover of %s from %s to %s.\n", group, from, to)
+	var active, target *witnessv1.SiteView
+	for _, s := range g.GetExplanation().GetSites() {
+		switch s.GetSite() {
+		case from:
+			active = s
+		case to:
+			target = s
+		}
+	}
+	if active.GetPrimaryLsn() != 0 || target.GetWalLsn() != 0 {
+		fmt.Fprintf(c.stderr, "  %s's primary last seen at %s; %s holds %s", from, dash(lsn(active.GetPrimaryLsn())), to, dash(lsn(target.GetWalLsn())))
+		if p, w := active.GetPrimaryLsn(), target.GetWalLsn(); p > w && w != 0 {
+			fmt.Fprintf(c.stderr, ": %d bytes of WAL committed at %s may be lost", p-w, from)
+		}
+		fmt.Fprintln(c.stderr)
+	}
+	if force {
+		fmt.Fprintln(c.stderr, "  --force: the data-loss guard is overridden; what the guard refuses is lost.")
+	}
+	if oldSiteDown {
+		fmt.Fprintf(c.stderr, "  --old-site-down: %s is promoted without a confirmed fence of %s; if %s still takes writes, both sites do.\n", to, from, from)
+	}
+	fmt.Fprintf(c.stderr, "Type the group's name (%s) to confirm: ", group)
+	line, _ := bufio.NewReader(c.stdin).ReadString('\n')
+	if strings.TrimSpace(line) != group {
+		return errNotConfirmed
+	}
+	return nil
+}
+
+// stdinIsTerminal reports whether witnessctl may ask on stdin; a test
+// replaces it.
+var stdinIsTerminal = isTerminal
+
+// isTerminal reports whether r is a character device (a terminal).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // waitPromoted waits, up to wait, until the promote step of group at token

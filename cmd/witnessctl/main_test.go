@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,17 +104,21 @@ func TestCommandsAndExitCodes(t *testing.T) {
 		wantCode int
 		wantOut  string
 	}{
-		{"switchover", []string{"switchover", "app", "west"}, 0, "east -> west, token 3"},
+		// West's probe fails: it is no switchover target.
+		{"switchover to a site not seen working", []string{"switchover", "app", "west"}, 1, ""},
+		{"failover without a reason", []string{"failover", "app", "west"}, 2, ""},
+		{"failover unconfirmed without a terminal", []string{"failover", "app", "west", "--reason", "drill"}, 1, ""},
+		{"failover", []string{"failover", "app", "west", "--reason", "drill", "--yes"}, 0, "east -> west at token 2"},
 		{"stale token", []string{"switchover", "app", "east", "--token", "1"}, 1, ""},
-		{"group detail", []string{"group", "app"}, 0, "active at west, token 3"},
+		{"group detail", []string{"group", "app"}, 0, "active at west, token 2"},
 		{"disarm", []string{"disarm", "app"}, 0, "disarmed"},
 		{"mode", []string{"mode", "app", "observe"}, 0, "mode observe"},
 		{"bad mode", []string{"mode", "app", "sometimes"}, 2, ""},
 		// A disarmed group in observe mode still takes an operator's failover.
 		{"old site down needs a reason", []string{"failover", "app", "east", "--old-site-down"}, 2, ""},
-		{"failover to the active site", []string{"failover", "app", "west"}, 1, ""},
-		{"failover to a site not of the group", []string{"failover", "app", "north"}, 1, ""},
-		{"failover attesting the old site down", []string{"failover", "app", "east", "--old-site-down", "--reason", "west flooded"}, 0, "west -> east at token 4 (old site attested down)"},
+		{"failover to the active site", []string{"failover", "app", "west", "--reason", "r", "--yes"}, 1, ""},
+		{"failover to a site not of the group", []string{"failover", "app", "north", "--reason", "r", "--yes"}, 1, ""},
+		{"failover attesting the old site down", []string{"failover", "app", "east", "--old-site-down", "--reason", "west flooded", "--yes"}, 0, "west -> east at token 3 (old site attested down)"},
 		{"history shows the attestation", []string{"group", "app"}, 0, "failover (old site attested down)"},
 		{"unknown group", []string{"group", "nope"}, 1, ""},
 		{"missing argument", []string{"group"}, 2, ""},
@@ -148,5 +153,26 @@ func TestBadSpecShowsEveryFieldPath(t *testing.T) {
 		if !strings.Contains(errs, path) {
 			t.Errorf("stderr lacks %s:\n%s", path, errs)
 		}
+	}
+}
+
+// On a terminal, failover names what it does and asks for the group's
+// name; anything else changes nothing.
+func TestFailoverAsksForConfirmation(t *testing.T) {
+	addr := startNode(t)
+	ctl(t, groupsDoc, "--addr", addr, "apply", "-f", "-")
+	stdinIsTerminal = func(io.Reader) bool { return true }
+	t.Cleanup(func() { stdinIsTerminal = isTerminal })
+
+	_, errs, code := ctl(t, "no\n", "--addr", addr, "failover", "app", "west", "--reason", "drill", "--force")
+	if code != 1 || !strings.Contains(errs, "Failover of app from east to west") || !strings.Contains(errs, "--force: the data-loss guard is overridden") {
+		t.Fatalf("declined: exit %d, stderr %q", code, errs)
+	}
+	if out, _, _ := ctl(t, "", "--addr", addr, "group", "app"); !strings.Contains(out, "active at east, token 1") {
+		t.Fatalf("a declined failover moved the group:\n%s", out)
+	}
+	out, errs, code := ctl(t, "app\n", "--addr", addr, "failover", "app", "west", "--reason", "drill", "--force", "--wait", "0")
+	if code != 0 || !strings.Contains(out, "east -> west at token 2") {
+		t.Fatalf("confirmed: exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
 }

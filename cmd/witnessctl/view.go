@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -48,6 +49,9 @@ type transitionJSON struct {
 	By     string    `json:"by"`
 	// OldSiteDown: by attested the old site down (an operator failover).
 	OldSiteDown bool `json:"old_site_down,omitempty"`
+	// Forced: by overrode the data-loss guard, which said Guard.
+	Forced bool   `json:"forced,omitempty"`
+	Guard  string `json:"guard,omitempty"`
 }
 
 type stepJSON struct {
@@ -94,12 +98,31 @@ type explanationJSON struct {
 	Reason      string         `json:"reason"`
 	EvaluatedBy string         `json:"evaluated_by"`
 	Sites       []siteViewJSON `json:"sites"`
+	// Targets counts the sites that could take the group over now;
+	// NoTarget says why none could.
+	Targets  int32  `json:"eligible_targets"`
+	NoTarget string `json:"no_target,omitempty"`
 }
 
 type siteViewJSON struct {
 	Site      string             `json:"site"`
 	Active    bool               `json:"active"`
 	Observers []observerViewJSON `json:"observers"`
+	// The database's role, timeline and WAL positions, when observed.
+	Role       string `json:"role,omitempty"`
+	Timeline   uint32 `json:"timeline,omitempty"`
+	WAL        string `json:"wal_lsn,omitempty"`
+	Replayed   string `json:"replayed_lsn,omitempty"`
+	PrimaryWAL string `json:"primary_last_seen_lsn,omitempty"`
+	Streaming  bool   `json:"streaming,omitempty"`
+}
+
+// lsn writes a WAL position as PostgreSQL does; empty when unknown.
+func lsn(v uint64) string {
+	if v == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%X/%X", v>>32, uint32(v))
 }
 
 type observerViewJSON struct {
@@ -113,9 +136,16 @@ func toExplanation(e *witnessv1.Explanation) *explanationJSON {
 	if e == nil {
 		return nil
 	}
-	out := &explanationJSON{Action: e.GetAction(), Reason: e.GetReason(), EvaluatedBy: e.GetEvaluatedBy(), Sites: []siteViewJSON{}}
+	out := &explanationJSON{Action: e.GetAction(), Reason: e.GetReason(), EvaluatedBy: e.GetEvaluatedBy(), Sites: []siteViewJSON{},
+		Targets: e.GetTargets(), NoTarget: e.GetNoTarget()}
 	for _, s := range e.GetSites() {
 		sv := siteViewJSON{Site: s.GetSite(), Active: s.GetActive(), Observers: []observerViewJSON{}}
+		if s.GetDatabase() {
+			sv.Role, sv.Timeline, sv.Streaming = s.GetRole(), s.GetTimeline(), s.GetStreaming()
+			sv.WAL, sv.Replayed = lsn(s.GetWalLsn()), lsn(s.GetReplayedLsn())
+		}
+		// Where the active site's primary was last seen outlives it.
+		sv.PrimaryWAL = lsn(s.GetPrimaryLsn())
 		for _, o := range s.GetObservers() {
 			ov := observerViewJSON{Site: o.GetSite(), State: o.GetState(), Witnesses: o.GetWitnesses()}
 			if o.GetSinceUnixNano() != 0 {
@@ -173,7 +203,8 @@ func toDetail(g *witnessv1.Group) groupDetail {
 
 func toTransition(h *witnessv1.Transition) transitionJSON {
 	return transitionJSON{Token: h.GetToken(), From: h.GetFromSite(), To: h.GetToSite(), Phase: h.GetPhase(),
-		Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy(), OldSiteDown: h.GetOldSiteDown()}
+		Kind: strings.ToLower(strings.TrimPrefix(h.GetKind().String(), "TRANSITION_KIND_")), Reason: h.GetReason(), At: time.Unix(0, h.GetAtUnixNano()).UTC(), By: h.GetBy(), OldSiteDown: h.GetOldSiteDown(),
+		Forced: h.GetForced(), Guard: h.GetGuard()}
 }
 
 func toStep(st *witnessv1.StepResult) stepJSON {

@@ -223,8 +223,10 @@ func TestHistory(t *testing.T) {
 	if out, errs, code := ctl(t, groupsDoc, "--addr", addr, "apply", "-f", "-"); code != 0 {
 		t.Fatalf("apply: exit %d: %s %s", code, out, errs)
 	}
-	if out, errs, code := ctl(t, "", "--addr", addr, "switchover", "app", "west", "--reason", "test move"); code != 0 {
-		t.Fatalf("switchover: exit %d: %s %s", code, out, errs)
+	// One witness sees no site healthy by a majority, so the move is an
+	// operator's failover.
+	if out, errs, code := ctl(t, "", "--addr", addr, "failover", "app", "west", "--reason", "test move", "--yes"); code != 0 {
+		t.Fatalf("failover: exit %d: %s %s", code, out, errs)
 	}
 	out, errs, code := ctl(t, "", "--addr", addr, "history", "app", "-o", "json")
 	if code != 0 {
@@ -238,11 +240,11 @@ func TestHistory(t *testing.T) {
 	for _, h := range hs {
 		got = append(got, fmt.Sprintf("%d %s %s->%s %s", h.Token, h.Kind, h.From, h.To, h.Reason))
 	}
-	if len(hs) < 2 || hs[0].Kind != "switchover" || hs[len(hs)-1].Kind != "initial" || hs[0].Token <= hs[len(hs)-1].Token || !strings.Contains(hs[0].Reason, "test move") {
+	if len(hs) < 2 || hs[0].Kind != "failover" || hs[len(hs)-1].Kind != "initial" || hs[0].Token <= hs[len(hs)-1].Token || !strings.Contains(hs[0].Reason, "test move") {
 		t.Errorf("history, newest first: %q", got)
 	}
 	text, _, _ := ctl(t, "", "--addr", addr, "history", "app")
-	if !strings.Contains(text, "switchover") || !strings.Contains(text, "reason: test move") {
+	if !strings.Contains(text, "failover") || !strings.Contains(text, "reason: test move") {
 		t.Errorf("history text:\n%s", text)
 	}
 }

@@ -82,6 +82,9 @@ type Options struct {
 	// Reinstate sets the group's reinstate (auto or manual; empty: the
 	// default); it needs DataDirs.
 	Reinstate string
+	// MaxLag, when set, is the group's max_lag ("16MB"): the data-loss
+	// guard on WAL positions.
+	MaxLag string
 }
 
 func (o *Options) defaults() {
@@ -416,6 +419,10 @@ func (e *Env) groupYAML() string {
 	if o.Reinstate != "" {
 		dataDirs += fmt.Sprintf("        reinstate: %s\n", o.Reinstate)
 	}
+	maxLag := ""
+	if o.MaxLag != "" {
+		maxLag = "      max_lag: " + o.MaxLag + "\n"
+	}
 	probes := func(site string) string {
 		return fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}
           - {kind: postgres, dsn: "%[5]s", interval: %[3]s, fail_threshold: %[4]d}
@@ -432,7 +439,7 @@ func (e *Env) groupYAML() string {
       mode: auto
       failover_after: %[4]s
       fence_after: %[5]s
-    actions:
+%[19]s    actions:
       dns:
         server: "%[6]s:53"
         zone: %[7]s
@@ -446,7 +453,7 @@ func (e *Env) groupYAML() string {
         roles: [%[16]s, %[17]s]
 %[18]s`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
-		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole, dataDirs)
+		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole, dataDirs, maxLag)
 }
 
 func (e *Env) applyGroup() error {

@@ -180,8 +180,22 @@ var _ actions.Runner = runner{}
 
 // Demote: the simulated groups name no data_dir, so the SQL fence is the
 // only layer, as for a real group without one.
-func (r runner) Demote(_ context.Context, _ *witnessv1.Group, site string, _ postgres.StopMode) error {
-	return fmt.Errorf("site %s: no data_dir: %w", site, actions.ErrNoLocalDemotion)
+func (r runner) Demote(_ context.Context, _ *witnessv1.Group, site string, _ postgres.StopMode) (uint64, error) {
+	return 0, fmt.Errorf("site %s: no data_dir: %w", site, actions.ErrNoLocalDemotion)
+}
+
+// Position: replication is not modelled (a standby holds every write), so
+// every reachable node is at the group's one position; the catch-up wait
+// of a switchover is proven on real PostgreSQL by the integration
+// scenarios.
+func (r runner) Position(ctx context.Context, g *witnessv1.Group, site string) (uint64, bool, error) {
+	var lsn uint64
+	var inRecovery bool
+	err := r.w.act(ctx, r.node, g.GetSpec().GetName(), site, "position", func(d *db) error {
+		lsn, inRecovery = 1, d.inRecovery
+		return nil
+	})
+	return lsn, inRecovery, err
 }
 
 func (r runner) Fence(ctx context.Context, g *witnessv1.Group, from string) error {

@@ -678,14 +678,18 @@ func (x *GetGroupResponse) GetExplanation() *Explanation {
 }
 
 type Explanation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // none, failover, would-failover, pending, rearm
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	FromSite      string                 `protobuf:"bytes,3,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
-	ToSite        string                 `protobuf:"bytes,4,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
-	Sites         []*SiteView            `protobuf:"bytes,5,rep,name=sites,proto3" json:"sites,omitempty"`
-	AtUnixNano    int64                  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
-	EvaluatedBy   string                 `protobuf:"bytes,7,opt,name=evaluated_by,json=evaluatedBy,proto3" json:"evaluated_by,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Action      string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // none, failover, would-failover, pending, rearm
+	Reason      string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	FromSite    string                 `protobuf:"bytes,3,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	ToSite      string                 `protobuf:"bytes,4,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	Sites       []*SiteView            `protobuf:"bytes,5,rep,name=sites,proto3" json:"sites,omitempty"`
+	AtUnixNano  int64                  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	EvaluatedBy string                 `protobuf:"bytes,7,opt,name=evaluated_by,json=evaluatedBy,proto3" json:"evaluated_by,omitempty"`
+	// targets counts the sites that could take the group over now (healthy
+	// and within the data-loss guard); no_target says why none could.
+	Targets       int32  `protobuf:"varint,20,opt,name=targets,proto3" json:"targets,omitempty"`
+	NoTarget      string `protobuf:"bytes,21,opt,name=no_target,json=noTarget,proto3" json:"no_target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -769,16 +773,39 @@ func (x *Explanation) GetEvaluatedBy() string {
 	return ""
 }
 
+func (x *Explanation) GetTargets() int32 {
+	if x != nil {
+		return x.Targets
+	}
+	return 0
+}
+
+func (x *Explanation) GetNoTarget() string {
+	if x != nil {
+		return x.NoTarget
+	}
+	return ""
+}
+
 type SiteView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
-	Active        bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
-	Observers     []*ObserverView        `protobuf:"bytes,3,rep,name=observers,proto3" json:"observers,omitempty"`
-	Database      bool                   `protobuf:"varint,4,opt,name=database,proto3" json:"database,omitempty"`
-	Role          string                 `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
-	LagBytes      int64                  `protobuf:"varint,6,opt,name=lag_bytes,json=lagBytes,proto3" json:"lag_bytes,omitempty"`
-	LagSeconds    float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
-	Streaming     bool                   `protobuf:"varint,8,opt,name=streaming,proto3" json:"streaming,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Site       string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Active     bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	Observers  []*ObserverView        `protobuf:"bytes,3,rep,name=observers,proto3" json:"observers,omitempty"`
+	Database   bool                   `protobuf:"varint,4,opt,name=database,proto3" json:"database,omitempty"`
+	Role       string                 `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	LagBytes   int64                  `protobuf:"varint,6,opt,name=lag_bytes,json=lagBytes,proto3" json:"lag_bytes,omitempty"`
+	LagSeconds float64                `protobuf:"fixed64,7,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
+	Streaming  bool                   `protobuf:"varint,8,opt,name=streaming,proto3" json:"streaming,omitempty"`
+	// wal_lsn is the WAL position the site's database holds (on a primary
+	// pg_current_wal_lsn(), on a standby the furthest received or
+	// replayed), replayed_lsn what a standby has replayed, timeline the
+	// timeline it is on; 0 when unknown. primary_lsn is, for the active
+	// site, the furthest position it was seen at as a primary.
+	WalLsn        uint64 `protobuf:"varint,20,opt,name=wal_lsn,json=walLsn,proto3" json:"wal_lsn,omitempty"`
+	ReplayedLsn   uint64 `protobuf:"varint,21,opt,name=replayed_lsn,json=replayedLsn,proto3" json:"replayed_lsn,omitempty"`
+	Timeline      uint32 `protobuf:"varint,22,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	PrimaryLsn    uint64 `protobuf:"varint,23,opt,name=primary_lsn,json=primaryLsn,proto3" json:"primary_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -867,6 +894,34 @@ func (x *SiteView) GetStreaming() bool {
 		return x.Streaming
 	}
 	return false
+}
+
+func (x *SiteView) GetWalLsn() uint64 {
+	if x != nil {
+		return x.WalLsn
+	}
+	return 0
+}
+
+func (x *SiteView) GetReplayedLsn() uint64 {
+	if x != nil {
+		return x.ReplayedLsn
+	}
+	return 0
+}
+
+func (x *SiteView) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
+func (x *SiteView) GetPrimaryLsn() uint64 {
+	if x != nil {
+		return x.PrimaryLsn
+	}
+	return 0
 }
 
 type ObserverView struct {
@@ -1158,11 +1213,14 @@ type FailoverRequest struct {
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	ToSite        string                 `protobuf:"bytes,2,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
 	ExpectedToken uint64                 `protobuf:"varint,3,opt,name=expected_token,json=expectedToken,proto3" json:"expected_token,omitempty"` // zero: the group's current token
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`                                     // required with old_site_down
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`                                     // required
 	By            string                 `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
 	// old_site_down: the caller attests that the old site is down, so the
 	// new site may be promoted without a confirmed fence.
-	OldSiteDown   bool `protobuf:"varint,6,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	OldSiteDown bool `protobuf:"varint,6,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	// force overrides the data-loss guard: the caller accepts losing what
+	// the target has not received. Recorded with the transition.
+	Force         bool `protobuf:"varint,10,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1235,6 +1293,13 @@ func (x *FailoverRequest) GetBy() string {
 func (x *FailoverRequest) GetOldSiteDown() bool {
 	if x != nil {
 		return x.OldSiteDown
+	}
+	return false
+}
+
+func (x *FailoverRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
 	}
 	return false
 }
@@ -2438,10 +2503,14 @@ func (x *DemoteLocalRequest) GetTerm() uint64 {
 
 // DemoteLocalResponse: the database is demoted. Internal.
 type DemoteLocalResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the witness that demoted it
-	Site          string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
-	DurationMs    int64                  `protobuf:"varint,3,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Node       string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"` // the witness that demoted it
+	Site       string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	DurationMs int64                  `protobuf:"varint,3,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// final_lsn is, after a fast stop, the database's last checkpoint
+	// location (pg_controldata): the shutdown checkpoint, past every commit
+	// it acknowledged; 0 when unknown (an immediate stop, a kill).
+	FinalLsn      uint64 `protobuf:"varint,20,opt,name=final_lsn,json=finalLsn,proto3" json:"final_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2493,6 +2562,13 @@ func (x *DemoteLocalResponse) GetSite() string {
 func (x *DemoteLocalResponse) GetDurationMs() int64 {
 	if x != nil {
 		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *DemoteLocalResponse) GetFinalLsn() uint64 {
+	if x != nil {
+		return x.FinalLsn
 	}
 	return 0
 }
@@ -2937,7 +3013,7 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\flinearizable\x18\x02 \x01(\bR\flinearizable\"v\n" +
 	"\x10GetGroupResponse\x12'\n" +
 	"\x05group\x18\x01 \x01(\v2\x11.witness.v1.GroupR\x05group\x129\n" +
-	"\vexplanation\x18\x02 \x01(\v2\x17.witness.v1.ExplanationR\vexplanation\"\xe4\x01\n" +
+	"\vexplanation\x18\x02 \x01(\v2\x17.witness.v1.ExplanationR\vexplanation\"\x9b\x02\n" +
 	"\vExplanation\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
@@ -2946,7 +3022,9 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x05sites\x18\x05 \x03(\v2\x14.witness.v1.SiteViewR\x05sites\x12 \n" +
 	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
 	"atUnixNano\x12!\n" +
-	"\fevaluated_by\x18\a \x01(\tR\vevaluatedBy\"\xfa\x01\n" +
+	"\fevaluated_by\x18\a \x01(\tR\vevaluatedBy\x12\x18\n" +
+	"\atargets\x18\x14 \x01(\x05R\atargets\x12\x1b\n" +
+	"\tno_target\x18\x15 \x01(\tR\bnoTarget\"\xf3\x02\n" +
 	"\bSiteView\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x126\n" +
@@ -2956,7 +3034,12 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\tlag_bytes\x18\x06 \x01(\x03R\blagBytes\x12\x1f\n" +
 	"\vlag_seconds\x18\a \x01(\x01R\n" +
 	"lagSeconds\x12\x1c\n" +
-	"\tstreaming\x18\b \x01(\bR\tstreaming\"~\n" +
+	"\tstreaming\x18\b \x01(\bR\tstreaming\x12\x17\n" +
+	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\x12!\n" +
+	"\freplayed_lsn\x18\x15 \x01(\x04R\vreplayedLsn\x12\x1a\n" +
+	"\btimeline\x18\x16 \x01(\rR\btimeline\x12\x1f\n" +
+	"\vprimary_lsn\x18\x17 \x01(\x04R\n" +
+	"primaryLsn\"~\n" +
 	"\fObserverView\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12&\n" +
@@ -2974,14 +3057,16 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x02by\x18\x05 \x01(\tR\x02by\"G\n" +
 	"\x12SwitchoverResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
-	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\"\xb3\x01\n" +
+	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\"\xc9\x01\n" +
 	"\x0fFailoverRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
 	"\ato_site\x18\x02 \x01(\tR\x06toSite\x12%\n" +
 	"\x0eexpected_token\x18\x03 \x01(\x04R\rexpectedToken\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x0e\n" +
 	"\x02by\x18\x05 \x01(\tR\x02by\x12\"\n" +
-	"\rold_site_down\x18\x06 \x01(\bR\voldSiteDown\"E\n" +
+	"\rold_site_down\x18\x06 \x01(\bR\voldSiteDown\x12\x14\n" +
+	"\x05force\x18\n" +
+	" \x01(\bR\x05force\"E\n" +
 	"\x10FailoverResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
 	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\"\\\n" +
@@ -3067,12 +3152,13 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x16\n" +
 	"\x06leader\x18\x04 \x01(\tR\x06leader\x12\x12\n" +
-	"\x04term\x18\x05 \x01(\x04R\x04term\"^\n" +
+	"\x04term\x18\x05 \x01(\x04R\x04term\"{\n" +
 	"\x13DemoteLocalResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x1f\n" +
 	"\vduration_ms\x18\x03 \x01(\x03R\n" +
-	"durationMs\"L\n" +
+	"durationMs\x12\x1b\n" +
+	"\tfinal_lsn\x18\x14 \x01(\x04R\bfinalLsn\"L\n" +
 	"\x10ReinstateRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12\x0e\n" +

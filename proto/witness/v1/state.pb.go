@@ -508,8 +508,12 @@ type Policy struct {
 	// fence_timeout_ms bounds one fence of the site's database: the local
 	// demotion kills the postmaster when it has not stopped by then.
 	FenceTimeoutMs int64 `protobuf:"varint,8,opt,name=fence_timeout_ms,json=fenceTimeoutMs,proto3" json:"fence_timeout_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// switchover_timeout_ms bounds how long a switchover waits, once the
+	// old primary is fenced, for the target to replay its final position;
+	// past it the switchover is aborted back to the old site.
+	SwitchoverTimeoutMs int64 `protobuf:"varint,20,opt,name=switchover_timeout_ms,json=switchoverTimeoutMs,proto3" json:"switchover_timeout_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -594,6 +598,13 @@ func (x *Policy) GetMaxLagMs() int64 {
 func (x *Policy) GetFenceTimeoutMs() int64 {
 	if x != nil {
 		return x.FenceTimeoutMs
+	}
+	return 0
+}
+
+func (x *Policy) GetSwitchoverTimeoutMs() int64 {
+	if x != nil {
+		return x.SwitchoverTimeoutMs
 	}
 	return 0
 }
@@ -1169,7 +1180,12 @@ type Transition struct {
 	// the old site is down (reason says how they know), so the new site may
 	// be promoted when the old one can be neither fenced nor shown to have
 	// fenced itself (promote rule old_site_down).
-	OldSiteDown   bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	OldSiteDown bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	// forced: an operator failover that overrode the data-loss guard;
+	// guard says what the guard refused (the positions), as the leader saw
+	// it when the failover was asked.
+	Forced        bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
+	Guard         string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1267,6 +1283,20 @@ func (x *Transition) GetOldSiteDown() bool {
 	return false
 }
 
+func (x *Transition) GetForced() bool {
+	if x != nil {
+		return x.Forced
+	}
+	return false
+}
+
+func (x *Transition) GetGuard() string {
+	if x != nil {
+		return x.Guard
+	}
+	return ""
+}
+
 type StepResult struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Token           uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -1288,7 +1318,11 @@ type StepResult struct {
 	// detail says what a step found or did, for reinstate steps: the
 	// transactions set aside past the fork and where their WAL was saved,
 	// the slot, the sender a standby streams from.
-	Detail        string `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
+	// wal_lsn is, for the fence step of a switchover, the old primary's
+	// final WAL position once fenced (0 unknown); for the catchup step, the
+	// position the target had replayed.
+	WalLsn        uint64 `protobuf:"varint,20,opt,name=wal_lsn,json=walLsn,proto3" json:"wal_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1398,6 +1432,13 @@ func (x *StepResult) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *StepResult) GetWalLsn() uint64 {
+	if x != nil {
+		return x.WalLsn
+	}
+	return 0
 }
 
 type GroupStatus struct {
@@ -2151,7 +2192,10 @@ type TransitionCommand struct {
 	Operator bool `protobuf:"varint,8,opt,name=operator,proto3" json:"operator,omitempty"`
 	// old_site_down records an operator's attestation that the old site is
 	// down (a failover by an operator only); see Transition.old_site_down.
-	OldSiteDown   bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	OldSiteDown bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
+	// forced and guard: see Transition.
+	Forced        bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
+	Guard         string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2247,6 +2291,20 @@ func (x *TransitionCommand) GetOldSiteDown() bool {
 		return x.OldSiteDown
 	}
 	return false
+}
+
+func (x *TransitionCommand) GetForced() bool {
+	if x != nil {
+		return x.Forced
+	}
+	return false
+}
+
+func (x *TransitionCommand) GetGuard() string {
+	if x != nil {
+		return x.Guard
+	}
+	return ""
 }
 
 type SetModeCommand struct {
@@ -2529,7 +2587,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x03dsn\x18( \x01(\tR\x03dsn\x12\x12\n" +
 	"\x04role\x18) \x01(\tR\x04role\x12\x18\n" +
 	"\acommand\x182 \x01(\tR\acommand\x12\x12\n" +
-	"\x04args\x183 \x03(\tR\x04args\"\xb7\x02\n" +
+	"\x04args\x183 \x03(\tR\x04args\"\xeb\x02\n" +
 	"\x06Policy\x12$\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12*\n" +
 	"\x11failover_after_ms\x18\x02 \x01(\x03R\x0ffailoverAfterMs\x12$\n" +
@@ -2540,7 +2598,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\rmax_lag_bytes\x18\x06 \x01(\x03R\vmaxLagBytes\x12\x1c\n" +
 	"\n" +
 	"max_lag_ms\x18\a \x01(\x03R\bmaxLagMs\x12(\n" +
-	"\x10fence_timeout_ms\x18\b \x01(\x03R\x0efenceTimeoutMs\"\xca\x01\n" +
+	"\x10fence_timeout_ms\x18\b \x01(\x03R\x0efenceTimeoutMs\x122\n" +
+	"\x15switchover_timeout_ms\x18\x14 \x01(\x03R\x13switchoverTimeoutMs\"\xca\x01\n" +
 	"\aActions\x12'\n" +
 	"\x03dns\x18\x01 \x01(\v2\x15.witness.v1.DNSActionR\x03dns\x126\n" +
 	"\bpostgres\x18\x02 \x01(\v2\x1a.witness.v1.PostgresActionR\bpostgres\x12,\n" +
@@ -2605,7 +2664,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x06 \x03(\tR\x02to\x12\x1a\n" +
 	"\busername\x18\a \x01(\tR\busername\x12#\n" +
-	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\x8c\x02\n" +
+	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\xba\x02\n" +
 	"\n" +
 	"Transition\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
@@ -2617,7 +2676,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"atUnixNano\x12\x0e\n" +
 	"\x02by\x18\a \x01(\tR\x02by\x12\x14\n" +
 	"\x05phase\x18\b \x01(\tR\x05phase\x12\"\n" +
-	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"\xa0\x02\n" +
+	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\x12\x16\n" +
+	"\x06forced\x18\x14 \x01(\bR\x06forced\x12\x14\n" +
+	"\x05guard\x18\x15 \x01(\tR\x05guard\"\xb9\x02\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2632,7 +2693,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04rule\x18\t \x01(\tR\x04rule\x12\x1b\n" +
 	"\tfenced_by\x18\n" +
 	" \x01(\tR\bfencedBy\x12\x16\n" +
-	"\x06detail\x18\v \x01(\tR\x06detail\"\xed\x03\n" +
+	"\x06detail\x18\v \x01(\tR\x06detail\x12\x17\n" +
+	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xed\x03\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2697,7 +2759,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04Move\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12%\n" +
 	"\x0eexpected_token\x18\x02 \x01(\x04R\rexpectedToken\x12\x17\n" +
-	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xa5\x02\n" +
+	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xd3\x02\n" +
 	"\x11TransitionCommand\x12&\n" +
 	"\x05moves\x18\x01 \x03(\v2\x10.witness.v1.MoveR\x05moves\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x16\n" +
@@ -2708,7 +2770,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\aprepare\x18\x06 \x01(\bR\aprepare\x12\x14\n" +
 	"\x05abort\x18\a \x01(\bR\x05abort\x12\x1a\n" +
 	"\boperator\x18\b \x01(\bR\boperator\x12\"\n" +
-	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\"~\n" +
+	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\x12\x16\n" +
+	"\x06forced\x18\x14 \x01(\bR\x06forced\x12\x14\n" +
+	"\x05guard\x18\x15 \x01(\tR\x05guard\"~\n" +
 	"\x0eSetModeCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12$\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12 \n" +
