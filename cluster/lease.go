@@ -39,8 +39,8 @@ type LocalFencer interface {
 // postmaster killed at the fence's time limit), so that it takes no write
 // from any client and can start again only as a standby; unfencing starts
 // it as a primary again. Without one, it fences over SQL: the application
-// roles' logins blocked and every session ended, undone by a promote at
-// the same token.
+// roles' logins blocked and every session ended, given back by Unfence on
+// a node that is a primary (never one in recovery).
 type pgFencer struct{ site string }
 
 func (f pgFencer) demoter(g *witnessv1.Group) *postgres.Demoter {
@@ -87,15 +87,23 @@ func (f pgFencer) Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (b
 	return ok && r.Role == postgres.RoleFenced && r.Token == g.GetStatus().GetToken() && !st.InRecovery, nil
 }
 
+// Unfence lifts the fence of a node that runs as a primary, or that this
+// witness demoted (stopped, standby.signal written); a node that runs in
+// recovery is left alone: promoting it is the reconciler's, under its
+// promotion rule, never a lifted fence's.
 func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
 	if d := f.demoter(g); d != nil {
-		if err := d.StartAsPrimary(ctx, dsn); err != nil {
+		err := d.StartAsPrimary(ctx, dsn)
+		if errors.Is(err, postgres.ErrNotPrimary) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 	}
-	// A promote at the same token gives back what an SQL fence took; on a
-	// node just started it records the token it already holds.
-	return f.client(g).Promote(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	// The application roles' logins that an SQL fence blocked come back;
+	// on a node just started it records the token it already holds.
+	return f.client(g).Unfence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
 // leaseLoop is the self-fencing lease: a witness at a group's active site
@@ -158,9 +166,12 @@ func (n *Node) leaseLoop() {
 				protected = append(protected, fenceAfter)
 			}
 			if looked[name] != st.GetToken() && dsn != "" {
-				looked[name] = st.GetToken()
-				if fenced[name] == nil && n.leftFenced(fencer, g, dsn) {
-					fenced[name] = &selfFence{token: st.GetToken(), database: true}
+				// Looked at again at the next check if this one failed.
+				if on, err := n.leftFenced(fencer, g, dsn); err == nil {
+					looked[name] = st.GetToken()
+					if on && fenced[name] == nil {
+						fenced[name] = &selfFence{token: st.GetToken(), database: true}
+					}
 				}
 			}
 			f := fenced[name]
@@ -247,21 +258,22 @@ func (n *Node) watchdog() (Watchdog, time.Duration) {
 }
 
 // leftFenced reports whether the group's database here holds a fence at
-// the current token that an earlier run of this witness left.
-func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) bool {
+// the current token that an earlier run of this witness left; an error
+// means it could not tell, and the caller asks again later.
+func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) (bool, error) {
 	var on bool
 	err := n.localFence(func(ctx context.Context, g *witnessv1.Group, dsn string) (err error) {
 		on, err = fencer.Fenced(ctx, g, dsn)
 		return err
 	}, g, dsn)
 	if err != nil {
-		n.log.Warn("could not tell whether an earlier run left a self-fence", "group", g.GetSpec().GetName(), keyErr, err)
-		return false
+		n.log.Warn("could not tell whether an earlier run left a self-fence; asking again", "group", g.GetSpec().GetName(), keyErr, err)
+		return false, err
 	}
 	if on {
 		n.log.Warn("found a self-fence left by an earlier run; lifting it by the same rule", "group", g.GetSpec().GetName(), "token", g.GetStatus().GetToken())
 	}
-	return on
+	return on, nil
 }
 
 // errMovedOn: the group is no longer active here at the fence's token.

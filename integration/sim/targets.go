@@ -169,6 +169,20 @@ func promote(token uint64) func(*db) error {
 	}
 }
 
+// unfence lifts the SQL fence of a primary at token; a standby is left
+// in recovery, as actions/postgres does.
+func unfence(token uint64) func(*db) error {
+	return func(d *db) error {
+		if d.token > token {
+			return fmt.Errorf("unfence at %d, holds %d: %w", token, d.token, errHigherToken)
+		}
+		if !d.inRecovery {
+			d.token, d.fenced = token, false
+		}
+		return nil
+	}
+}
+
 // runner is one witness's actions.Runner on the fake targets.
 type runner struct {
 	w    *world
@@ -251,7 +265,7 @@ func (f localFencer) Fence(ctx context.Context, g *witnessv1.Group, _ string) er
 }
 
 func (f localFencer) Unfence(ctx context.Context, g *witnessv1.Group, _ string) error {
-	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "lift self-fence", promote(g.GetStatus().GetToken()))
+	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "lift self-fence", unfence(g.GetStatus().GetToken()))
 }
 
 func (f localFencer) Fenced(ctx context.Context, g *witnessv1.Group, _ string) (bool, error) {
