@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sitewitness/witness/actions"
@@ -19,7 +21,9 @@ const leaseEvery = config.LeaseCheckEvery
 // witness's site; nil in Options means the real one (actions/postgres).
 type LocalFencer interface {
 	// Fence makes the site's database (dsn) of group g refuse writes, at
-	// g's current token.
+	// g's current token or at the higher one the database holds (a
+	// decision this witness has not heard of yet). A database in recovery
+	// is only stamped with the token; Fence never promotes.
 	Fence(ctx context.Context, g *witnessv1.Group, dsn string) error
 	// Unfence lets the site's database take writes again at g's current
 	// token, once a linearizable read showed that no failover happened.
@@ -65,11 +69,36 @@ func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mo
 	return d.Demote(ctx, dsn, mode)
 }
 
+// Fence demotes a database that runs as a primary, or that does not
+// answer, where the group has a data_dir here; a node that answers in
+// recovery is only stamped with the token over SQL: stopping a standby
+// fences nothing, and lifting the fence would then start it as a
+// primary.
 func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
 	if d := f.demoter(g); d != nil {
+		sctx, cancel := context.WithTimeout(ctx, actions.FailoverFenceConnectTimeout)
+		st, err := f.client(g).Status(sctx, dsn)
+		cancel()
+		if err == nil && st.InRecovery {
+			if err := f.sqlFence(ctx, g, dsn); err == nil {
+				return nil
+			}
+		}
 		return d.Demote(ctx, dsn, postgres.StopImmediate)
 	}
-	return f.client(g).Fence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	return f.sqlFence(ctx, g, dsn)
+}
+
+// sqlFence fences over SQL at g's token, or at the higher one the node
+// holds: a decision this witness has not heard of, which a self-fence
+// must not yield to (the site may have become active without it).
+func (f pgFencer) sqlFence(ctx context.Context, g *witnessv1.Group, dsn string) error {
+	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
+	err := f.client(g).Fence(ctx, dsn, name, token)
+	if higher, ok := errors.AsType[*postgres.HigherTokenError](err); ok {
+		return f.client(g).Fence(ctx, dsn, name, higher.Held)
+	}
+	return err
 }
 
 // Fenced reports an SQL fence of g at its current token. A demoted
@@ -115,13 +144,28 @@ func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) e
 // writes. A witness that starts is judged after its first renewal round:
 // without a quorum's grant it fences at once.
 //
+// The replica may not say which groups are active here: after a restart
+// it can be empty or behind, and a witness cut off may not have heard
+// that its site became active. So on lease loss the witness also fences
+// the database of every other group that names this site, from the
+// replica and from the record it keeps in data_dir (localGroupsFile): a
+// standby is only stamped with the token, a primary is fenced, and
+// nothing is promoted.
+//
 // When the lease is renewed again, the fence is lifted only if a
 // linearizable read (the leader's commit index, applied here) shows the
 // group still active here at the token of the fence; a local replica alone
-// may be behind a failover it has not heard of yet. What the hooks did is
-// not undone.
+// may be behind a failover it has not heard of yet. A fence of a group
+// that was not known active here is not lifted as such: once the lease is
+// held, it is looked at again as a fence an earlier run left, and lifted
+// by the same rule. What the hooks did is not undone.
 func (n *Node) leaseLoop() {
 	fencer := n.localFencer()
+	local, err := loadLocalGroups(n.cfg.DataDir, n.cfg.Site)
+	if err != nil {
+		n.log.Error("the record of this site's groups is unreadable; fencing from the replica alone until it is written again", keyErr, err)
+	}
+	var recordErr string // the last error writing the record, as logged
 	select {
 	case <-n.ctx.Done():
 		return
@@ -149,7 +193,17 @@ func (n *Node) leaseLoop() {
 	for {
 		since, held := n.lease.since(n.clock.Now())
 		var protected []time.Duration // fence_after of each group fenced here
-		for _, g := range n.fsm.Groups() {
+		replica := n.fsm.Groups()
+		if err := local.update(replica, n.raft.AppliedIndex() >= n.raft.LastIndex()); err != nil {
+			if why := err.Error(); why != recordErr {
+				recordErr = why
+				n.log.Error("could not keep the record of this site's groups", keyErr, err)
+			}
+		} else {
+			recordErr = ""
+		}
+		activeHere := map[string]bool{} // groups the loop below covers
+		for _, g := range replica {
 			name, st := g.GetSpec().GetName(), g.GetStatus()
 			dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
 			if n.cfg.Watchdog == nil && !warned[name] && dsn != "" && g.GetSpec().GetActions().GetPostgres().GetDataDir()[n.cfg.Site] != "" {
@@ -161,6 +215,10 @@ func (n *Node) leaseLoop() {
 			if (dsn == "" && len(hooks) == 0) || st.GetActiveSite() != n.cfg.Site {
 				continue
 			}
+			if f := fenced[name]; f != nil && f.elsewhere {
+				continue // fenced as not known active here; see below
+			}
+			activeHere[name] = true
 			fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
 			if fenceAfter > 0 {
 				protected = append(protected, fenceAfter)
@@ -213,6 +271,7 @@ func (n *Node) leaseLoop() {
 				delete(kept, name)
 			}
 		}
+		protected = append(protected, n.fenceElsewhere(fencer, local, replica, activeHere, fenced, looked, since, held)...)
 		if dog != nil {
 			feed := watchdogFeeds(held, since, dogTimeout, protected)
 			if feed {
@@ -230,6 +289,9 @@ func (n *Node) leaseLoop() {
 		// A group that moved away while fenced stays fenced: the new
 		// active site's leader fences it too, at the new token.
 		for name, f := range fenced {
+			if f.elsewhere {
+				continue
+			}
 			if g, ok := n.fsm.Group(name); !ok || g.GetStatus().GetToken() != f.token {
 				delete(fenced, name)
 				delete(kept, name)
@@ -294,6 +356,11 @@ func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64
 	if !ok || g.GetStatus().GetToken() != token || g.GetStatus().GetActiveSite() != n.cfg.Site {
 		return fmt.Errorf("group %q at token %d, active at %q: %w", group, g.GetStatus().GetToken(), g.GetStatus().GetActiveSite(), errMovedOn)
 	}
+	if g.GetStatus().GetPending() != nil {
+		// A switchover away from here fences this site at this token:
+		// that fence is the leader's, lifted by its own abort.
+		return fmt.Errorf("group %q at token %d has a switchover pending: the fence is the leader's to lift", group, token)
+	}
 	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {
 		return fmt.Errorf("lift the self-fence: %w", err)
 	}
@@ -305,6 +372,75 @@ func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64
 type selfFence struct {
 	token    uint64
 	database bool // the database fence holds
+	// elsewhere: the group was not known active here when fenced (the
+	// replica said another site, or lacked it); the fence is not lifted
+	// as such.
+	elsewhere bool
+}
+
+// fenceElsewhere fences, while the lease is lost, the database of every
+// group that names this site and that the lease loop did not cover as
+// active here: from the replica and from the record in data_dir, at the
+// higher token of the two. The site may have become active without this
+// witness hearing of it, or its replica may be behind after a restart.
+// A standby is only stamped with the token, a primary is fenced; the
+// fencer never promotes. Hooks run for a group last known active here.
+// Once the lease is held again such a fence is forgotten here and looked
+// at again as one an earlier run left (looked), so that it is lifted only
+// by the linearizable-read rule, for a group then active here. It returns
+// the fence_after of the groups last known active here, for the watchdog.
+func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []*witnessv1.Group, activeHere map[string]bool,
+	fenced map[string]*selfFence, looked map[string]uint64, since time.Duration, held bool) []time.Duration {
+	best := map[string]*witnessv1.Group{}
+	for _, g := range local.groups() {
+		best[g.GetSpec().GetName()] = g
+	}
+	for _, g := range replica {
+		name := g.GetSpec().GetName()
+		if old, ok := best[name]; (!ok && namesSite(g, n.cfg.Site)) || (ok && g.GetStatus().GetToken() >= old.GetStatus().GetToken()) {
+			best[name] = g
+		}
+	}
+	var protected []time.Duration
+	for _, name := range slices.Sorted(maps.Keys(best)) {
+		g := best[name]
+		if activeHere[name] || !namesSite(g, n.cfg.Site) {
+			continue
+		}
+		dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
+		here := g.GetStatus().GetActiveSite() == n.cfg.Site
+		fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
+		if here && fenceAfter > 0 {
+			protected = append(protected, fenceAfter)
+		}
+		f := fenced[name]
+		switch {
+		case fenceAfter > 0 && (!held || since >= fenceAfter):
+			if f == nil {
+				n.log.Error("lease with the voters lost: fencing this site's database of a group not known active here (the replica may be behind)",
+					"group", name, "token", g.GetStatus().GetToken(), "last_known_active", g.GetStatus().GetActiveSite())
+				f = &selfFence{token: g.GetStatus().GetToken(), elsewhere: true}
+				fenced[name] = f
+				if here {
+					n.startLocalFenceHooks(g, hooks)
+				}
+			}
+			// Fenced again at every check while the lease is lost: a
+			// standby here is only stamped, and a leader this witness
+			// cannot hear may still promote it.
+			if dsn != "" {
+				if err := n.localFence(fencer.Fence, g, dsn); err != nil {
+					n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
+					continue
+				}
+				f.database = true
+			}
+		case f != nil && held && since < fenceAfter/2:
+			delete(fenced, name)
+			delete(looked, name)
+		}
+	}
+	return protected
 }
 
 // localFenceHooks are the group's hooks of step local_fence.
