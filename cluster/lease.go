@@ -368,6 +368,40 @@ func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64
 	return nil
 }
 
+// liftPromoted lifts this witness's fence of a group that became active
+// here while the fence held: after the linearizable read that liftSelfFence
+// made, only if the group is active here, no switchover is pending, and
+// the promote step at its current token succeeded (the reconciler's rule
+// held, and the database here is meant to take writes at that token). A
+// demoted database is started again; one in recovery is left alone.
+// Otherwise it does nothing: the leader fences or promotes as its plan
+// says.
+func (n *Node) liftPromoted(fencer LocalFencer, group, dsn string) error {
+	g, ok := n.fsm.Group(group)
+	if !ok {
+		return nil
+	}
+	st := g.GetStatus()
+	if st.GetActiveSite() != n.cfg.Site || st.GetPending() != nil {
+		return nil
+	}
+	promoted := false
+	for _, r := range st.GetSteps() {
+		if r.GetToken() == st.GetToken() && r.GetStep() == actions.StepPromote && r.GetOk() {
+			promoted = true
+		}
+	}
+	if !promoted {
+		return nil
+	}
+	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {
+		return fmt.Errorf("lift the self-fence: %w", err)
+	}
+	n.log.Warn("lease renewed and the group was promoted here while this site was fenced (linearizable read): lifted the self-fence",
+		"group", group, "token", st.GetToken())
+	return nil
+}
+
 // selfFence is one episode of a witness fencing its own site for a group.
 type selfFence struct {
 	token    uint64
@@ -385,9 +419,11 @@ type selfFence struct {
 // witness hearing of it, or its replica may be behind after a restart.
 // A standby is only stamped with the token, a primary is fenced; the
 // fencer never promotes. Hooks run for a group last known active here.
-// Once the lease is held again such a fence is forgotten here and looked
-// at again as one an earlier run left (looked), so that it is lifted only
-// by the linearizable-read rule, for a group then active here. It returns
+// Once the lease is held again such a fence is lifted by the
+// linearizable-read rule if the group is then active here at the token
+// it was made at; otherwise it is forgotten here and looked at again as
+// one an earlier run left (looked), lifted by the same rule at the token
+// the database holds, for a group then active here. It returns
 // the fence_after of the groups last known active here, for the watchdog.
 func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []*witnessv1.Group, activeHere map[string]bool,
 	fenced map[string]*selfFence, looked map[string]uint64, since time.Duration, held bool) []time.Duration {
@@ -436,6 +472,20 @@ func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []
 				f.database = true
 			}
 		case f != nil && held && since < fenceAfter/2:
+			if f.database {
+				// Lifted by the linearizable-read rule if the group is
+				// active here at the token the fence was made at (a
+				// demoted database is started again); if it moved on,
+				// the database is looked at again as a fence an earlier
+				// run left, at the token it holds now.
+				err := n.liftSelfFence(fencer, name, dsn, f.token)
+				if err != nil && !errors.Is(err, errMovedOn) {
+					continue // no linearizable read yet: at the next check
+				}
+				if err != nil && n.liftPromoted(fencer, name, dsn) != nil {
+					continue
+				}
+			}
 			delete(fenced, name)
 			delete(looked, name)
 		}
