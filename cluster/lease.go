@@ -248,6 +248,7 @@ func (n *Node) leaseLoop() {
 					n.startLocalFenceHooks(g, hooks)
 				}
 				if dsn != "" && !f.database {
+					f.tried = true
 					if err := n.localFence(fencer.Fence, g, dsn); err != nil {
 						n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
 						continue
@@ -255,7 +256,7 @@ func (n *Node) leaseLoop() {
 					f.database = true
 				}
 			case f != nil && held && since < fenceAfter/2:
-				if f.database {
+				if f.database || f.tried {
 					if err := n.liftSelfFence(fencer, name, dsn, f.token); err != nil {
 						// Said once per reason, not at every check.
 						if why := err.Error(); kept[name] != why {
@@ -406,6 +407,9 @@ func (n *Node) liftPromoted(fencer LocalFencer, group, dsn string) error {
 type selfFence struct {
 	token    uint64
 	database bool // the database fence holds
+	// tried: a fence of the database was attempted; one whose answer was
+	// lost may hold all the same, so it is lifted by the same rule.
+	tried bool
 	// elsewhere: the group was not known active here when fenced (the
 	// replica said another site, or lacked it); the fence is not lifted
 	// as such.
@@ -465,6 +469,7 @@ func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []
 			// standby here is only stamped, and a leader this witness
 			// cannot hear may still promote it.
 			if dsn != "" {
+				f.tried = true
 				if err := n.localFence(fencer.Fence, g, dsn); err != nil {
 					n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
 					continue
@@ -472,7 +477,7 @@ func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []
 				f.database = true
 			}
 		case f != nil && held && since < fenceAfter/2:
-			if f.database {
+			if f.database || f.tried {
 				// Lifted by the linearizable-read rule if the group is
 				// active here at the token the fence was made at (a
 				// demoted database is started again); if it moved on,
