@@ -6,12 +6,7 @@
 // delays, drops, duplicates and reorders; probes see what the simulator
 // says; the targets (a PostgreSQL node per site, a DNS server with a
 // token prerequisite, an application writing through DNS) are fakes that
-// behave like the real ones in what matters for safety. Odd seeds give the
-// group a data_dir at each site (a witness's local demotion of its own
-// database always takes effect, and the leader may promote by the lease
-// rule), even seeds none (SQL fences only, which a broken target
-// refuses); once the faults stop, a demoted database is started again
-// through prepare-start, as an operator or its unit would.
+// behave like the real ones in what matters for safety.
 //
 // A seed chooses the schedule: partitions and heals, message faults,
 // kills and restarts of witnesses (their Raft stores survive), failing

@@ -377,55 +377,11 @@ func (s *Sim) Run() Result {
 	s.healAll()
 	s.note("faults stop; all healed")
 	for s.tick(); s.grid < s.cfg.Faults+s.cfg.Quiet; s.tick() {
-		if s.grid%time.Second == 0 {
-			s.prepareStart(ctx)
-		}
 		s.step()
 	}
 	s.ops.Wait()
 	s.liveness()
 	return s.finish(res)
-}
-
-// prepareStart is the operator (or the database's unit) starting each
-// database that a witness demoted, once the faults stop, through
-// witnessctl prepare-start: a linearizable read of the group says whether
-// its site is active; if so it starts as it was (a primary), otherwise,
-// or without an answer, as a standby. A demoted database does not start
-// again on its own.
-func (s *Sim) prepareStart(ctx context.Context) {
-	s.world.mu.Lock()
-	var stopped []string
-	for site, d := range s.world.dbs[theGroup] {
-		if d.demoted {
-			stopped = append(stopped, site)
-		}
-	}
-	s.world.mu.Unlock()
-	if len(stopped) == 0 {
-		return
-	}
-	n := s.operator()
-	if n == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := n.node.AdminServer().GetGroup(ctx, &witnessv1.GetGroupRequest{Name: theGroup, Linearizable: true})
-	active := ""
-	if err == nil {
-		active = resp.GetGroup().GetStatus().GetActiveSite()
-	}
-	for _, site := range stopped {
-		s.saw("prepare-start of %s's database: group active at %q (%v)", site, active, err)
-		_ = s.world.local("prepare-start", theGroup, site, "prepare-start", func(d *db) error {
-			if d.demoted {
-				d.demoted = false
-				d.inRecovery = d.inRecovery || site != active
-			}
-			return nil
-		})
-	}
 }
 
 // stepEvery is the period of the simulator's own steps.
