@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -171,7 +172,8 @@ func operatorFailover(t *testing.T, l *actionstest.Leader, oldSiteDown bool) uin
 // promoted, by that rule.
 func TestOperatorFailoverPromotesOnOldSiteDownOnly(t *testing.T) {
 	t.Run("without the attestation it waits", func(t *testing.T) {
-		l, r := setup(t)
+		l, r := setupDataDir(t)
+		r.Fail(actionstest.StepDemote, errors.New("old site unreachable"))
 		r.Fail(actions.StepFence, errors.New("old site unreachable"))
 		tok := operatorFailover(t, l, false)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -208,7 +210,8 @@ func TestOperatorFailoverPromotesOnOldSiteDownOnly(t *testing.T) {
 		}
 	})
 	t.Run("an expired lease still comes first", func(t *testing.T) {
-		l, r := setup(t)
+		l, r := setupDataDir(t)
+		r.Fail(actionstest.StepDemote, errors.New("old site unreachable"))
 		l.SetLeaseExpired("east", true)
 		r.Fail(actions.StepFence, errors.New("old site unreachable"))
 		operatorFailover(t, l, true)
@@ -217,5 +220,48 @@ func TestOperatorFailoverPromotesOnOldSiteDownOnly(t *testing.T) {
 		if got[len(got)-1] != "ok "+actions.RuleLeaseExpired {
 			t.Errorf("promote results %q, want the last ok by %s", got, actions.RuleLeaseExpired)
 		}
+	})
+}
+
+// The lease rule proves that the old site's witness was silent, not that
+// its fence held. An SQL self-fence can be refused by the database (too
+// many connections, a broken target); a local demotion cannot. So an
+// expired lease promotes only a group whose old site's database its
+// witness demotes locally (data_dir there); without one the failover
+// waits for a confirmed fence or the operator's old_site_down.
+func TestLeaseRuleOnlyWhereTheOldSiteDemotesLocally(t *testing.T) {
+	t.Run("without a data_dir at the old site it waits", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l, r := setup(t)
+			l.SetLeaseExpired("east", true)
+			r.Fail(actions.StepFence, errors.New("too many clients already"))
+			tok := failover(t, l, "west")
+			f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+			defer f.stop()
+			f.until(5*time.Second, func() bool { return r.Tries(actions.StepFence) >= 3 })
+			if promoted(r, tok) {
+				t.Fatalf("promoted by the lease rule over an SQL self-fence that may have failed: %v", r.Calls())
+			}
+			waits := promoteResults(l)
+			if len(waits) != 1 || !strings.Contains(waits[0], "data_dir") {
+				t.Errorf("recorded promote results %q, want one wait that names the missing data_dir", waits)
+			}
+		})
+	})
+	t.Run("with a data_dir at the old site the lease rule promotes", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			l, r := setupDataDir(t)
+			l.SetLeaseExpired("east", true)
+			r.Fail(actionstest.StepDemote, errors.New("old site unreachable"))
+			r.Fail(actions.StepFence, errors.New("old site unreachable"))
+			tok := failover(t, l, "west")
+			f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+			defer f.stop()
+			f.until(5*time.Second, func() bool { return promoted(r, tok) })
+			got := promoteResults(l)
+			if got[len(got)-1] != "ok "+actions.RuleLeaseExpired {
+				t.Errorf("promote results %q, want the last ok by %s", got, actions.RuleLeaseExpired)
+			}
+		})
 	})
 }

@@ -74,7 +74,10 @@ const (
 	RuleFenceConfirmed = "fence_confirmed"
 	// RuleLeaseExpired: a failover whose old site could not be fenced, but
 	// a quorum of voters saw every witness there without a lease for
-	// fence_after plus the margin, so the site has fenced itself.
+	// fence_after plus the margin, so the site has demoted its database
+	// itself. Only for an old site whose database its witness demotes
+	// locally (data_dir there), or that has none: an SQL self-fence can
+	// be refused by the database, and the lease does not say it held.
 	RuleLeaseExpired = "lease_expired"
 	// RuleNoFence: the group's spec says fence: none.
 	RuleNoFence = "fence_none"
@@ -499,8 +502,9 @@ func bestEffort(g *witnessv1.Group, step string) bool {
 // promoteRule says which rule allows the group's database at the active
 // site to be promoted now, or returns ErrFenceNotConfirmed saying why it
 // must wait. A switchover or failback needs the old site's fence
-// confirmed; a failover takes a confirmed fence or the old site's expired
-// lease.
+// confirmed; a failover takes a confirmed fence, or the old site's
+// expired lease where the witness there demotes its database locally, or
+// the operator's word that the old site is down.
 func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced map[string]bool) (string, error) {
 	from := previousSite(g)
 	pg := g.GetSpec().GetActions().GetPostgres()
@@ -527,9 +531,18 @@ func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced
 	if kind != witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
 		return "", fmt.Errorf("%s of %s: the fence of %s must succeed first: %w", kindName(kind), g.GetSpec().GetName(), from, ErrFenceNotConfirmed)
 	}
-	err := r.Leader.SiteLeaseExpired(ctx, from, g.GetSpec())
-	if err == nil {
-		return RuleLeaseExpired, nil
+	var err error
+	if demotesLocally(g, from) {
+		if err = r.Leader.SiteLeaseExpired(ctx, from, g.GetSpec()); err == nil {
+			return RuleLeaseExpired, nil
+		}
+	} else {
+		// The lease proves the old site's witness was silent, not that
+		// its fence held: without a data_dir there, that fence is an SQL
+		// fence, which the database can refuse (too many connections, a
+		// broken target).
+		err = fmt.Errorf("the site's lease proves nothing: %s has no data_dir at %s, so its witness fences over SQL, "+
+			"which the database can refuse; confirm the fence, or fail over with --old-site-down once the site is known down", g.GetSpec().GetName(), from)
 	}
 	if cur := currentTransition(g); cur.GetOldSiteDown() {
 		// The fence step ran first and failed (this rule is only asked
@@ -540,6 +553,16 @@ func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced
 		return RuleOldSiteDown, nil
 	}
 	return "", fmt.Errorf("fence of %s not confirmed, and %w: %w", from, err, ErrFenceNotConfirmed)
+}
+
+// demotesLocally reports whether the database of group g at site, if it
+// has one, is demoted by the witness there when its lease runs out: the
+// spec names a data_dir for that site, so the witness stops the
+// postmaster (killing it at the time limit), which the database cannot
+// refuse. A group with no database at site has nothing there to fence.
+func demotesLocally(g *witnessv1.Group, site string) bool {
+	pg := g.GetSpec().GetActions().GetPostgres()
+	return pg.GetDsn()[site] == "" || pg.GetDataDir()[site] != ""
 }
 
 func kindName(k witnessv1.TransitionKind) string {

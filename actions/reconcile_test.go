@@ -137,7 +137,8 @@ func TestNewLeaderResumesWithoutRedoingSteps(t *testing.T) {
 
 func TestRequiredFailureHoldsLaterStepsAndIsRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, r := setup(t)
+		l, r := setupDataDir(t) // the lease rule needs a local demotion at the old site
+		r.Fail(actionstest.StepDemote, errors.New("old site unreachable"))
 		l.SetLeaseExpired("east", true) // the fence fails, but east has fenced itself
 		failover(t, l, "west")
 		r.Fail(actions.StepPromote, errors.New("connection refused"))
@@ -268,7 +269,8 @@ func TestPokeStartsAPlanBeforeTheTick(t *testing.T) {
 // RetryNow, called when a failing site is seen again, runs it at once.
 func TestRetryNowSkipsTheBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, r := setup(t)
+		l, r := setupDataDir(t) // the lease rule needs a local demotion at the old site
+		r.Fail(actionstest.StepDemote, errors.New("old site unreachable"))
 		l.SetLeaseExpired("east", true)
 		r.Fail(actions.StepFence, errors.New("old site unreachable"))
 		rec := &actions.Reconciler{Leader: l, Runner: r, Tick: time.Hour, MinBackoff: time.Hour, MaxBackoff: time.Hour,
@@ -384,7 +386,8 @@ func promoted(r *actionstest.Runner, token uint64) bool {
 // promotion then records the rule that allowed it.
 func TestFailoverPromotesAfterAFailedFenceOnlyOnceTheLeaseExpired(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, r := setup(t)
+		l, r := setupDataDir(t) // the lease rule needs a local demotion at the old site
+		r.Fail(actionstest.StepDemote, errors.New("old site unreachable"))
 		r.Fail(actions.StepFence, errors.New("old site unreachable"))
 		tok := failover(t, l, "west")
 		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, Tick: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})

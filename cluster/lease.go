@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sitewitness/witness/actions"
@@ -19,7 +21,9 @@ const leaseEvery = config.LeaseCheckEvery
 // witness's site; nil in Options means the real one (actions/postgres).
 type LocalFencer interface {
 	// Fence makes the site's database (dsn) of group g refuse writes, at
-	// g's current token.
+	// g's current token or at the higher one the database holds (a
+	// decision this witness has not heard of yet). A database in recovery
+	// is only stamped with the token; Fence never promotes.
 	Fence(ctx context.Context, g *witnessv1.Group, dsn string) error
 	// Unfence lets the site's database take writes again at g's current
 	// token, once a linearizable read showed that no failover happened.
@@ -39,8 +43,8 @@ type LocalFencer interface {
 // postmaster killed at the fence's time limit), so that it takes no write
 // from any client and can start again only as a standby; unfencing starts
 // it as a primary again. Without one, it fences over SQL: the application
-// roles' logins blocked and every session ended, undone by a promote at
-// the same token.
+// roles' logins blocked and every session ended, given back by Unfence on
+// a node that is a primary (never one in recovery).
 type pgFencer struct{ site string }
 
 func (f pgFencer) demoter(g *witnessv1.Group) *postgres.Demoter {
@@ -74,11 +78,36 @@ func (f pgFencer) FinalPosition(ctx context.Context, g *witnessv1.Group) (uint64
 	return d.FinalPosition(ctx)
 }
 
+// Fence demotes a database that runs as a primary, or that does not
+// answer, where the group has a data_dir here; a node that answers in
+// recovery is only stamped with the token over SQL: stopping a standby
+// fences nothing, and lifting the fence would then start it as a
+// primary.
 func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
 	if d := f.demoter(g); d != nil {
+		sctx, cancel := context.WithTimeout(ctx, actions.FailoverFenceConnectTimeout)
+		st, err := f.client(g).Status(sctx, dsn)
+		cancel()
+		if err == nil && st.InRecovery {
+			if err := f.sqlFence(ctx, g, dsn); err == nil {
+				return nil
+			}
+		}
 		return d.Demote(ctx, dsn, postgres.StopImmediate)
 	}
-	return f.client(g).Fence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	return f.sqlFence(ctx, g, dsn)
+}
+
+// sqlFence fences over SQL at g's token, or at the higher one the node
+// holds: a decision this witness has not heard of, which a self-fence
+// must not yield to (the site may have become active without it).
+func (f pgFencer) sqlFence(ctx context.Context, g *witnessv1.Group, dsn string) error {
+	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
+	err := f.client(g).Fence(ctx, dsn, name, token)
+	if higher, ok := errors.AsType[*postgres.HigherTokenError](err); ok {
+		return f.client(g).Fence(ctx, dsn, name, higher.Held)
+	}
+	return err
 }
 
 // Fenced reports an SQL fence of g at its current token. A demoted
@@ -96,15 +125,23 @@ func (f pgFencer) Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (b
 	return ok && r.Role == postgres.RoleFenced && r.Token == g.GetStatus().GetToken() && !st.InRecovery, nil
 }
 
+// Unfence lifts the fence of a node that runs as a primary, or that this
+// witness demoted (stopped, standby.signal written); a node that runs in
+// recovery is left alone: promoting it is the reconciler's, under its
+// promotion rule, never a lifted fence's.
 func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
 	if d := f.demoter(g); d != nil {
-		if err := d.StartAsPrimary(ctx, dsn); err != nil {
+		err := d.StartAsPrimary(ctx, dsn)
+		if errors.Is(err, postgres.ErrNotPrimary) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 	}
-	// A promote at the same token gives back what an SQL fence took; on a
-	// node just started it records the token it already holds.
-	return f.client(g).Promote(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	// The application roles' logins that an SQL fence blocked come back;
+	// on a node just started it records the token it already holds.
+	return f.client(g).Unfence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
 // leaseLoop is the self-fencing lease: a witness at a group's active site
@@ -116,13 +153,28 @@ func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) e
 // writes. A witness that starts is judged after its first renewal round:
 // without a quorum's grant it fences at once.
 //
+// The replica may not say which groups are active here: after a restart
+// it can be empty or behind, and a witness cut off may not have heard
+// that its site became active. So on lease loss the witness also fences
+// the database of every other group that names this site, from the
+// replica and from the record it keeps in data_dir (localGroupsFile): a
+// standby is only stamped with the token, a primary is fenced, and
+// nothing is promoted.
+//
 // When the lease is renewed again, the fence is lifted only if a
 // linearizable read (the leader's commit index, applied here) shows the
 // group still active here at the token of the fence; a local replica alone
-// may be behind a failover it has not heard of yet. What the hooks did is
-// not undone.
+// may be behind a failover it has not heard of yet. A fence of a group
+// that was not known active here is not lifted as such: once the lease is
+// held, it is looked at again as a fence an earlier run left, and lifted
+// by the same rule. What the hooks did is not undone.
 func (n *Node) leaseLoop() {
 	fencer := n.localFencer()
+	local, err := loadLocalGroups(n.cfg.DataDir, n.cfg.Site)
+	if err != nil {
+		n.log.Error("the record of this site's groups is unreadable; fencing from the replica alone until it is written again", keyErr, err)
+	}
+	var recordErr string // the last error writing the record, as logged
 	select {
 	case <-n.ctx.Done():
 		return
@@ -150,7 +202,17 @@ func (n *Node) leaseLoop() {
 	for {
 		since, held := n.lease.since(n.clock.Now())
 		var protected []time.Duration // fence_after of each group fenced here
-		for _, g := range n.fsm.Groups() {
+		replica := n.fsm.Groups()
+		if err := local.update(replica, n.raft.AppliedIndex() >= n.raft.LastIndex()); err != nil {
+			if why := err.Error(); why != recordErr {
+				recordErr = why
+				n.log.Error("could not keep the record of this site's groups", keyErr, err)
+			}
+		} else {
+			recordErr = ""
+		}
+		activeHere := map[string]bool{} // groups the loop below covers
+		for _, g := range replica {
 			name, st := g.GetSpec().GetName(), g.GetStatus()
 			dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
 			if n.cfg.Watchdog == nil && !warned[name] && dsn != "" && g.GetSpec().GetActions().GetPostgres().GetDataDir()[n.cfg.Site] != "" {
@@ -162,6 +224,10 @@ func (n *Node) leaseLoop() {
 			if (dsn == "" && len(hooks) == 0) || st.GetActiveSite() != n.cfg.Site {
 				continue
 			}
+			if f := fenced[name]; f != nil && f.elsewhere {
+				continue // fenced as not known active here; see below
+			}
+			activeHere[name] = true
 			fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
 			if fenceAfter > 0 {
 				protected = append(protected, fenceAfter)
@@ -173,9 +239,12 @@ func (n *Node) leaseLoop() {
 			// for. The move or the abort that ends the phase has a new
 			// token.
 			if looked[name] != st.GetToken() && dsn != "" && st.GetPending() == nil {
-				looked[name] = st.GetToken()
-				if fenced[name] == nil && n.leftFenced(fencer, g, dsn) {
-					fenced[name] = &selfFence{token: st.GetToken(), database: true}
+				// Looked at again at the next check if this one failed.
+				if on, err := n.leftFenced(fencer, g, dsn); err == nil {
+					looked[name] = st.GetToken()
+					if on && fenced[name] == nil {
+						fenced[name] = &selfFence{token: st.GetToken(), database: true}
+					}
 				}
 			}
 			f := fenced[name]
@@ -194,6 +263,7 @@ func (n *Node) leaseLoop() {
 					n.startLocalFenceHooks(g, hooks)
 				}
 				if dsn != "" && !f.database {
+					f.tried = true
 					if err := n.localFence(fencer.Fence, g, dsn); err != nil {
 						n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
 						continue
@@ -201,7 +271,7 @@ func (n *Node) leaseLoop() {
 					f.database = true
 				}
 			case f != nil && held && since < fenceAfter/2:
-				if f.database {
+				if f.database || f.tried {
 					if err := n.liftSelfFence(fencer, name, dsn, f.token); err != nil {
 						// Said once per reason, not at every check.
 						if why := err.Error(); kept[name] != why {
@@ -217,6 +287,7 @@ func (n *Node) leaseLoop() {
 				delete(kept, name)
 			}
 		}
+		protected = append(protected, n.fenceElsewhere(fencer, local, replica, activeHere, fenced, looked, since, held)...)
 		if dog != nil {
 			feed := watchdogFeeds(held, since, dogTimeout, protected)
 			if feed {
@@ -234,6 +305,9 @@ func (n *Node) leaseLoop() {
 		// A group that moved away while fenced stays fenced: the new
 		// active site's leader fences it too, at the new token.
 		for name, f := range fenced {
+			if f.elsewhere {
+				continue
+			}
 			if g, ok := n.fsm.Group(name); !ok || g.GetStatus().GetToken() != f.token {
 				delete(fenced, name)
 				delete(kept, name)
@@ -262,21 +336,22 @@ func (n *Node) watchdog() (Watchdog, time.Duration) {
 }
 
 // leftFenced reports whether the group's database here holds a fence at
-// the current token that an earlier run of this witness left.
-func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) bool {
+// the current token that an earlier run of this witness left; an error
+// means it could not tell, and the caller asks again later.
+func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) (bool, error) {
 	var on bool
 	err := n.localFence(func(ctx context.Context, g *witnessv1.Group, dsn string) (err error) {
 		on, err = fencer.Fenced(ctx, g, dsn)
 		return err
 	}, g, dsn)
 	if err != nil {
-		n.log.Warn("could not tell whether an earlier run left a self-fence", "group", g.GetSpec().GetName(), keyErr, err)
-		return false
+		n.log.Warn("could not tell whether an earlier run left a self-fence; asking again", "group", g.GetSpec().GetName(), keyErr, err)
+		return false, err
 	}
 	if on {
 		n.log.Warn("found a self-fence left by an earlier run; lifting it by the same rule", "group", g.GetSpec().GetName(), "token", g.GetStatus().GetToken())
 	}
-	return on
+	return on, nil
 }
 
 // errMovedOn: the group is no longer active here at the fence's token.
@@ -297,6 +372,11 @@ func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64
 	if !ok || g.GetStatus().GetToken() != token || g.GetStatus().GetActiveSite() != n.cfg.Site {
 		return fmt.Errorf("group %q at token %d, active at %q: %w", group, g.GetStatus().GetToken(), g.GetStatus().GetActiveSite(), errMovedOn)
 	}
+	if g.GetStatus().GetPending() != nil {
+		// A switchover away from here fences this site at this token:
+		// that fence is the leader's, lifted by its own abort.
+		return fmt.Errorf("group %q at token %d has a switchover pending: the fence is the leader's to lift", group, token)
+	}
 	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {
 		return fmt.Errorf("lift the self-fence: %w", err)
 	}
@@ -304,10 +384,133 @@ func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64
 	return nil
 }
 
+// liftPromoted lifts this witness's fence of a group that became active
+// here while the fence held: after the linearizable read that liftSelfFence
+// made, only if the group is active here, no switchover is pending, and
+// the promote step at its current token succeeded (the reconciler's rule
+// held, and the database here is meant to take writes at that token). A
+// demoted database is started again; one in recovery is left alone.
+// Otherwise it does nothing: the leader fences or promotes as its plan
+// says.
+func (n *Node) liftPromoted(fencer LocalFencer, group, dsn string) error {
+	g, ok := n.fsm.Group(group)
+	if !ok {
+		return nil
+	}
+	st := g.GetStatus()
+	if st.GetActiveSite() != n.cfg.Site || st.GetPending() != nil {
+		return nil
+	}
+	promoted := false
+	for _, r := range st.GetSteps() {
+		if r.GetToken() == st.GetToken() && r.GetStep() == actions.StepPromote && r.GetOk() {
+			promoted = true
+		}
+	}
+	if !promoted {
+		return nil
+	}
+	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {
+		return fmt.Errorf("lift the self-fence: %w", err)
+	}
+	n.log.Warn("lease renewed and the group was promoted here while this site was fenced (linearizable read): lifted the self-fence",
+		"group", group, "token", st.GetToken())
+	return nil
+}
+
 // selfFence is one episode of a witness fencing its own site for a group.
 type selfFence struct {
 	token    uint64
 	database bool // the database fence holds
+	// tried: a fence of the database was attempted; one whose answer was
+	// lost may hold all the same, so it is lifted by the same rule.
+	tried bool
+	// elsewhere: the group was not known active here when fenced (the
+	// replica said another site, or lacked it); the fence is not lifted
+	// as such.
+	elsewhere bool
+}
+
+// fenceElsewhere fences, while the lease is lost, the database of every
+// group that names this site and that the lease loop did not cover as
+// active here: from the replica and from the record in data_dir, at the
+// higher token of the two. The site may have become active without this
+// witness hearing of it, or its replica may be behind after a restart.
+// A standby is only stamped with the token, a primary is fenced; the
+// fencer never promotes. Hooks run for a group last known active here.
+// Once the lease is held again such a fence is lifted by the
+// linearizable-read rule if the group is then active here at the token
+// it was made at; otherwise it is forgotten here and looked at again as
+// one an earlier run left (looked), lifted by the same rule at the token
+// the database holds, for a group then active here. It returns
+// the fence_after of the groups last known active here, for the watchdog.
+func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []*witnessv1.Group, activeHere map[string]bool,
+	fenced map[string]*selfFence, looked map[string]uint64, since time.Duration, held bool) []time.Duration {
+	best := map[string]*witnessv1.Group{}
+	for _, g := range local.groups() {
+		best[g.GetSpec().GetName()] = g
+	}
+	for _, g := range replica {
+		name := g.GetSpec().GetName()
+		if old, ok := best[name]; (!ok && namesSite(g, n.cfg.Site)) || (ok && g.GetStatus().GetToken() >= old.GetStatus().GetToken()) {
+			best[name] = g
+		}
+	}
+	var protected []time.Duration
+	for _, name := range slices.Sorted(maps.Keys(best)) {
+		g := best[name]
+		if activeHere[name] || !namesSite(g, n.cfg.Site) {
+			continue
+		}
+		dsn, hooks := localDSN(g, n.cfg.Site), localFenceHooks(g)
+		here := g.GetStatus().GetActiveSite() == n.cfg.Site
+		fenceAfter := time.Duration(g.GetSpec().GetPolicy().GetFenceAfterMs()) * time.Millisecond
+		if here && fenceAfter > 0 {
+			protected = append(protected, fenceAfter)
+		}
+		f := fenced[name]
+		switch {
+		case fenceAfter > 0 && (!held || since >= fenceAfter):
+			if f == nil {
+				n.log.Error("lease with the voters lost: fencing this site's database of a group not known active here (the replica may be behind)",
+					"group", name, "token", g.GetStatus().GetToken(), "last_known_active", g.GetStatus().GetActiveSite())
+				f = &selfFence{token: g.GetStatus().GetToken(), elsewhere: true}
+				fenced[name] = f
+				if here {
+					n.startLocalFenceHooks(g, hooks)
+				}
+			}
+			// Fenced again at every check while the lease is lost: a
+			// standby here is only stamped, and a leader this witness
+			// cannot hear may still promote it.
+			if dsn != "" {
+				f.tried = true
+				if err := n.localFence(fencer.Fence, g, dsn); err != nil {
+					n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
+					continue
+				}
+				f.database = true
+			}
+		case f != nil && held && since < fenceAfter/2:
+			if f.database || f.tried {
+				// Lifted by the linearizable-read rule if the group is
+				// active here at the token the fence was made at (a
+				// demoted database is started again); if it moved on,
+				// the database is looked at again as a fence an earlier
+				// run left, at the token it holds now.
+				err := n.liftSelfFence(fencer, name, dsn, f.token)
+				if err != nil && !errors.Is(err, errMovedOn) {
+					continue // no linearizable read yet: at the next check
+				}
+				if err != nil && n.liftPromoted(fencer, name, dsn) != nil {
+					continue
+				}
+			}
+			delete(fenced, name)
+			delete(looked, name)
+		}
+	}
+	return protected
 }
 
 // localFenceHooks are the group's hooks of step local_fence.

@@ -68,7 +68,8 @@ func roleSetting(t *testing.T, env *harness.Env) {
 // old primary is refused whatever it tries, and however often it
 // reconnects; at the new primary it writes.
 func TestSwitchedOverPrimaryRefusesEveryClient(t *testing.T) {
-	env := start(t, harness.Options{})
+	// The SQL fence is what holds against the clients here: no data_dir.
+	env := start(t, harness.Options{NoDataDirs: true})
 	before := group(t, env).GetStatus().GetToken()
 	roleSetting(t, env)
 	if _, refused := allBypasses(t, env, "east"); len(refused) > 0 {
@@ -154,7 +155,8 @@ func TestFenceNotLiftedOnAStaleReplica(t *testing.T) {
 // nothing and switches nothing: the switchover ends at a new token at east,
 // with the fence's error as its reason, and east keeps taking writes.
 func TestSwitchoverWhoseFenceFailsStaysAtEast(t *testing.T) {
-	env := start(t, harness.Options{})
+	// Only the SQL fence can fail this way: no data_dir.
+	env := start(t, harness.Options{NoDataDirs: true})
 	before := group(t, env).GetStatus().GetToken()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -193,7 +195,9 @@ func TestSwitchoverWhoseFenceFailsStaysAtEast(t *testing.T) {
 // fence itself, and the tiebreaker still sees east healthy, so nothing
 // fails over: the service stays up at east.
 func TestEastWestCutKeepsTheServiceUp(t *testing.T) {
-	env := start(t, harness.Options{})
+	// Nothing fails over here, so no lease rule is needed: the SQL fence,
+	// whose lift after the leader move below is quick.
+	env := start(t, harness.Options{NoDataDirs: true})
 	before := group(t, env).GetStatus().GetToken()
 	_, err := env.LeadFrom("west", patience)
 	must(t, err)
@@ -288,14 +292,15 @@ func TestFrozenWitnessIsCoveredByItsWatchdog(t *testing.T) {
 	checkInvariants(t, env, before, 1, true)
 }
 
-// Scenario 9c: with the databases' data_dir in the group, a switchover
+// Scenario 9c: with the databases' data_dir in the group (the harness's
+// default), a switchover
 // asks east's witness to demote east's database: it holds even where the
 // SQL fence cannot (the application role has become a superuser at east).
 // The fence step records that layer; east refuses connections, keeps a
 // standby.signal, takes no write, and starts again as a standby; west
 // takes writes.
 func TestSwitchoverDemotesTheOldPrimaryThroughItsWitness(t *testing.T) {
-	env := start(t, harness.Options{DataDirs: true})
+	env := start(t, harness.Options{})
 	before := group(t, env).GetStatus().GetToken()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -19,7 +19,7 @@ import (
 // then brings the group home to east with no row that west acknowledged
 // lost.
 func TestFailoverReinstateAndFailback(t *testing.T) {
-	env := start(t, harness.Options{DataDirs: true, Reinstate: "auto"})
+	env := start(t, harness.Options{Reinstate: "auto"})
 	before := group(t, env).GetStatus().GetToken()
 
 	must(t, env.Isolate("east"))

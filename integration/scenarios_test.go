@@ -4,6 +4,8 @@ package integration
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -298,8 +300,8 @@ func TestStaleLeaderUpdateRefusedByBIND(t *testing.T) {
 const refused = "prerequisite not satisfied"
 
 // Scenario 7: east is cut off from everyone while its PostgreSQL keeps
-// running. The east witness loses the majority and fences its database
-// before the others fail the group over.
+// running. The east witness loses the majority and demotes its database
+// before the others fail the group over by the lease rule.
 func TestIsolatedSiteFencesItself(t *testing.T) {
 	env := start(t, harness.Options{})
 	before := group(t, env).GetStatus().GetToken()
@@ -316,22 +318,30 @@ func TestIsolatedSiteFencesItself(t *testing.T) {
 	if !last.Done.Before(committed) {
 		t.Errorf("east took a write at %s, after the failover committed at %s", last.Done.Format(time.StampMilli), committed.Format(time.StampMilli))
 	}
-	st, err := dbState(env, "east")
-	must(t, err)
-	if !st.ReadOnly {
-		t.Errorf("east's database after the failover: %+v, want read-only", st)
+	// The witness demoted its database (the group names a data_dir):
+	// stopped, able to start only as a standby.
+	demoted := func(when string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := env.PG["east"].AppWrite(ctx, "", nil, "BEGIN"); err == nil {
+			t.Errorf("east's database took an application write %s", when)
+		}
+		if _, err := os.Stat(filepath.Join(env.PG["east"].Data, "standby.signal")); err != nil {
+			t.Errorf("east's data directory has no standby.signal %s: %v", when, err)
+		}
 	}
+	demoted("after the failover")
 	if !strings.Contains(env.Witness("east-1").Proc.Tail(1<<20), "lease with the voters lost while active") {
 		t.Error("the east witness's log does not show the self-fence")
+	}
+	if r := harness.StepResult(group(t, env), "promote").GetRule(); r != "lease_expired" && r != "fence_confirmed" {
+		t.Errorf("west promoted by rule %q", r)
 	}
 	// Contact returns: east stays fenced and the group stays at west.
 	must(t, env.Heal())
 	stays(t, env, 2*env.Opts.FailoverAfter)
-	st, err = dbState(env, "east")
-	must(t, err)
-	if !st.ReadOnly || st.InRecovery {
-		t.Errorf("east's database after contact returned: %+v, want a read-only old primary", st)
-	}
+	demoted("after contact returned")
 	checkInvariants(t, env, before, 1, true)
 }
 

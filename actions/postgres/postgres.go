@@ -562,3 +562,21 @@ func orDefault(d, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// Unfence lifts a fence of group at token on the node at dsn if it runs
+// as a primary: the application roles' logins that Fence blocked come
+// back and the token is recorded as a primary's. A node in recovery is
+// left alone: Unfence never promotes (that is Promote's, under the
+// reconciler's rule).
+func (c *Client) Unfence(ctx context.Context, dsn, group string, token uint64) error {
+	err := c.withGroup(ctx, dsn, group, token, func(conn *pgx.Conn, st nodeState) error {
+		if st.inRecovery {
+			return nil
+		}
+		return c.promoteLocked(ctx, conn, group, token, st)
+	})
+	if err != nil {
+		return fmt.Errorf("unfence primary: %w", err)
+	}
+	return nil
+}

@@ -75,12 +75,15 @@ type Options struct {
 	// a file that a StandInWatchdog (Env.Watchdog) watches. FenceAfter
 	// must hold it plus 750ms.
 	Watchdog time.Duration
-	// DataDirs gives the group the data_dir of each site's database, so
-	// that the witnesses there demote it (the self-fence, and the leader's
-	// fence of an old site) rather than fence it over SQL.
-	DataDirs bool
+	// NoDataDirs leaves out of the group the data_dir of each site's
+	// database. By default the group names them, so that the witnesses
+	// there demote it (the self-fence, and the leader's fence of an old
+	// site) and a failover whose fence of the old site fails may promote
+	// by the lease rule; without them the witnesses fence over SQL, and
+	// such a failover waits for a confirmed fence or old_site_down.
+	NoDataDirs bool
 	// Reinstate sets the group's reinstate (auto or manual; empty: the
-	// default); it needs DataDirs.
+	// default); it needs the data_dirs (not NoDataDirs).
 	Reinstate string
 	// MaxLag, when set, is the group's max_lag ("16MB"): the data-loss
 	// guard on WAL positions.
@@ -305,7 +308,7 @@ func (e *Env) startDatabases() error {
 	if err := east.initPrimary(); err != nil {
 		return err
 	}
-	if e.Opts.DataDirs {
+	if !e.Opts.NoDataDirs {
 		if err := east.ownConf(); err != nil {
 			return err
 		}
@@ -321,7 +324,7 @@ func (e *Env) startDatabases() error {
 	if err := west.initStandby(east); err != nil {
 		return err
 	}
-	if e.Opts.DataDirs {
+	if !e.Opts.NoDataDirs {
 		if err := west.ownConf(); err != nil {
 			return err
 		}
@@ -413,7 +416,7 @@ initial_voters:
 func (e *Env) groupYAML() string {
 	o := e.Opts
 	dataDirs := ""
-	if o.DataDirs {
+	if !o.NoDataDirs {
 		dataDirs = fmt.Sprintf("        data_dir: {east: %s, west: %s}\n", e.PG["east"].Data, e.PG["west"].Data)
 	}
 	if o.Reinstate != "" {

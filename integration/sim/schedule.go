@@ -69,12 +69,24 @@ type Sched struct {
 }
 
 func (s Sched) String() string {
-	lines := []string{fmt.Sprintf("seed %d, %d events:", s.Seed, len(s.Events))}
+	fence := "sql self-fence"
+	if LocalDemotion(s.Seed) {
+		fence = "local demotion (data_dir)"
+	}
+	lines := []string{fmt.Sprintf("seed %d, %s, %d events:", s.Seed, fence, len(s.Events))}
 	for _, e := range s.Events {
 		lines = append(lines, "  "+e.String())
 	}
 	return strings.Join(lines, "\n")
 }
+
+// LocalDemotion reports whether the group of seed's schedules names a
+// data_dir at each site, so that a witness demotes its own site's
+// database locally (which the database cannot refuse) and the leader may
+// promote by the lease rule; the other half run with the SQL fence only,
+// where a promotion needs a confirmed fence. It leaves the schedule of
+// events as it was.
+func LocalDemotion(seed uint64) bool { return seed%2 == 1 }
 
 // Schedule draws the fault schedule of seed over span of virtual time. It
 // is a function of its arguments alone.

@@ -54,8 +54,14 @@ groups:
       postgres:
         dsn: {east: "postgres://witness@10.0.1.30:5432/postgres", west: "postgres://witness@10.0.2.30:5432/postgres"}
         fence: sql
-        roles: [app]
+        roles: [app]%s
 `
+
+// dataDirs is the part of the group's postgres action that lets each
+// site's witness demote its database locally, for the schedules that
+// run with local demotion (see LocalDemotion).
+const dataDirs = `
+        data_dir: {east: /var/lib/postgresql/15/main, west: /var/lib/postgresql/15/main}`
 
 // Config is what one run of the simulator does.
 type Config struct {
@@ -203,10 +209,11 @@ func (s *Sim) start(n *simNode) error {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.checkers = map[string]*checker{}
 	tr := newRaftTransport(s.net, s.raft, n.name, raft.ServerAddress(n.cfg.RaftAddr))
+	self := &nodeRef{}
 	node, err := cluster.Start(context.Background(), cluster.Options{
 		Config:      n.cfg,
 		Logger:      s.logger,
-		Runner:      runner{w: s.world, node: n.name, dns: dnsSite},
+		Runner:      runner{w: s.world, node: n.name, dns: dnsSite, self: self},
 		LocalFencer: localFencer{w: s.world, node: n.name, site: n.site},
 		Raft:        cluster.RaftParts{Transport: tr, Logs: n.store, Stable: n.store, Snapshots: n.snaps},
 		Gossip:      s.gossip.start,
@@ -227,6 +234,7 @@ func (s *Sim) start(n *simNode) error {
 		return err
 	}
 	n.node = node
+	self.set(node)
 	s.admin.mu.Lock()
 	s.admin.by[n.cfg.AdminAddr] = adminEnd{name: n.name, srv: node.AdminServer(), ctx: n.ctx}
 	s.admin.mu.Unlock()
@@ -283,7 +291,11 @@ func (s *Sim) operator() *simNode {
 func (s *Sim) applyGroups(ctx context.Context, n *cluster.Node, active string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := n.AdminServer().ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: fmt.Appendf(nil, groupsDoc, s.tsigFile), ActiveSites: map[string]string{theGroup: active}, By: "sim"})
+	dirs := ""
+	if LocalDemotion(s.cfg.Seed) {
+		dirs = dataDirs
+	}
+	_, err := n.AdminServer().ApplyGroups(ctx, &witnessv1.ApplyGroupsRequest{Document: fmt.Appendf(nil, groupsDoc, s.tsigFile, dirs), ActiveSites: map[string]string{theGroup: active}, By: "sim"})
 	return err
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
+	"github.com/sitewitness/witness/cluster"
 	"github.com/sitewitness/witness/probes"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -25,20 +26,24 @@ var (
 
 // db is one PostgreSQL node of one group at one site, as Witness sees
 // it: a primary or a standby in recovery, the highest token it was given,
-// and the SQL fence (the application roles' logins blocked).
+// the SQL fence (the application roles' logins blocked), and whether its
+// witness demoted it (stopped, able to start only as a standby).
 type db struct {
 	site       string
 	inRecovery bool
 	fenced     bool
+	demoted    bool
 	token      uint64
 }
 
 // writable reports whether the application's writes succeed there.
-func (d *db) writable() bool { return !d.inRecovery && !d.fenced }
+func (d *db) writable() bool { return !d.inRecovery && !d.fenced && !d.demoted }
 
 func (d *db) String() string {
 	role := "primary"
 	switch {
+	case d.demoted:
+		role = "demoted"
 	case d.inRecovery:
 		role = "standby"
 	case d.fenced:
@@ -147,6 +152,46 @@ func (w *world) act(ctx context.Context, node, group, site, what string, fn func
 	return err
 }
 
+// local runs fn on the database of group at site by the witness on the
+// database's own host: no network between them, and a stop that the
+// database cannot refuse, so it always takes effect.
+func (w *world) local(node, group, site, what string, fn func(*db) error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dbs[group][site]
+	if d == nil {
+		return nil
+	}
+	err := fn(d)
+	w.checkLocked(fmt.Sprintf("%s by %s", what, node))
+	return err
+}
+
+// demote is the local demotion: a node that runs as a primary is stopped
+// and can start again only as a standby; a standby only records token,
+// as the real fencer does (it stamps a node in recovery over SQL rather
+// than stop it).
+func demote(token uint64) func(*db) error {
+	return func(d *db) error {
+		if d.inRecovery {
+			if d.token < token {
+				d.token = token
+			}
+			return nil
+		}
+		d.demoted = true
+		return nil
+	}
+}
+
+// startAsPrimary is the lift of a local demotion: a node this witness
+// stopped starts again as the primary it was, at the token it holds;
+// anything else is left as it is.
+func startAsPrimary(d *db) error {
+	d.demoted = false
+	return nil
+}
+
 // fence is the SQL fence at token: logins blocked, token recorded.
 func fence(token uint64) func(*db) error {
 	return func(d *db) error {
@@ -164,24 +209,64 @@ func promote(token uint64) func(*db) error {
 		if d.token > token {
 			return fmt.Errorf("promote at %d, holds %d: %w", token, d.token, errHigherToken)
 		}
-		d.token, d.fenced, d.inRecovery = token, false, false
+		d.token, d.fenced, d.inRecovery, d.demoted = token, false, false, false
 		return nil
 	}
+}
+
+// unfence lifts the SQL fence of a primary at token; a standby is left
+// in recovery, as actions/postgres does.
+func unfence(token uint64) func(*db) error {
+	return func(d *db) error {
+		if d.token > token {
+			return fmt.Errorf("unfence at %d, holds %d: %w", token, d.token, errHigherToken)
+		}
+		if !d.inRecovery {
+			d.token, d.fenced = token, false
+		}
+		return nil
+	}
+}
+
+// nodeRef is the cluster.Node of a witness, once it has started.
+type nodeRef struct {
+	mu sync.Mutex
+	n  *cluster.Node
+}
+
+func (r *nodeRef) set(n *cluster.Node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n = n
+}
+
+func (r *nodeRef) get() *cluster.Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
 }
 
 // runner is one witness's actions.Runner on the fake targets.
 type runner struct {
 	w    *world
 	node string
-	dns  string // the site the DNS server is at
+	dns  string   // the site the DNS server is at
+	self *nodeRef // the witness itself, which asks others to demote
 }
 
 var _ actions.Runner = runner{}
 
-// Demote: the simulated groups name no data_dir, so the SQL fence is the
-// only layer, as for a real group without one.
-func (r runner) Demote(_ context.Context, _ *witnessv1.Group, site string, _ postgres.StopMode) (uint64, error) {
-	return 0, fmt.Errorf("site %s: no data_dir: %w", site, actions.ErrNoLocalDemotion)
+// Demote asks the witness at site to demote its database, as
+// actions.Targets does: through the witnesses' own calls, which the
+// simulator cuts and delays; a group without a data_dir there has no
+// local demotion, and the SQL fence is the only layer.
+func (r runner) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) (uint64, error) {
+	pg := g.GetSpec().GetActions().GetPostgres()
+	n := r.self.get()
+	if pg.GetDataDir()[site] == "" || n == nil {
+		return 0, fmt.Errorf("site %s: no data_dir: %w", site, actions.ErrNoLocalDemotion)
+	}
+	return n.DemoteLocal(ctx, site, actions.DemoteRequest{Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(), Mode: mode})
 }
 
 // Position: replication is not modelled (a standby holds every write), so
@@ -255,20 +340,52 @@ type localFencer struct {
 	node, site string
 }
 
-// Demote is not asked: no simulated group names a data_dir.
-func (f localFencer) Demote(context.Context, *witnessv1.Group, string, postgres.StopMode) error {
-	return errors.New("no local demotion in the simulator")
+// hasDataDir reports whether the group names a data_dir at the site.
+func (f localFencer) hasDataDir(g *witnessv1.Group) bool {
+	return g.GetSpec().GetActions().GetPostgres().GetDataDir()[f.site] != ""
 }
 
+// Demote is the local demotion of the site's database, for the leader.
+func (f localFencer) Demote(_ context.Context, g *witnessv1.Group, _ string, _ postgres.StopMode) error {
+	if !f.hasDataDir(g) {
+		return errors.New("no data_dir at this site")
+	}
+	return f.w.local(f.node, g.GetSpec().GetName(), f.site, "demotion", demote(g.GetStatus().GetToken()))
+}
+
+// Fence is the self-fence: the local demotion where the group names a
+// data_dir here, else the SQL fence, which a broken target refuses.
 func (f localFencer) Fence(ctx context.Context, g *witnessv1.Group, _ string) error {
-	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "self-fence", fence(g.GetStatus().GetToken()))
+	if f.hasDataDir(g) {
+		return f.w.local(f.node, g.GetSpec().GetName(), f.site, "self-demotion", demote(g.GetStatus().GetToken()))
+	}
+	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "self-fence", selfFence(g.GetStatus().GetToken()))
+}
+
+// selfFence is the SQL fence at token, or at the higher token the node
+// holds, as the real fencer does: a self-fence does not yield to a
+// decision its witness has not heard of.
+func selfFence(token uint64) func(*db) error {
+	return func(d *db) error {
+		return fence(max(token, d.token))(d)
+	}
 }
 
 func (f localFencer) Unfence(ctx context.Context, g *witnessv1.Group, _ string) error {
-	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "lift self-fence", promote(g.GetStatus().GetToken()))
+	if f.hasDataDir(g) {
+		if err := f.w.local(f.node, g.GetSpec().GetName(), f.site, "start after self-demotion", startAsPrimary); err != nil {
+			return err
+		}
+	}
+	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "lift self-fence", unfence(g.GetStatus().GetToken()))
 }
 
+// Fenced looks for an SQL self-fence left by an earlier run; a demoted
+// database is not looked at, as in the real fencer.
 func (f localFencer) Fenced(ctx context.Context, g *witnessv1.Group, _ string) (bool, error) {
+	if f.hasDataDir(g) {
+		return false, nil
+	}
 	var on bool
 	err := f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "look at self-fence", func(d *db) error {
 		on = d.fenced && !d.inRecovery && d.token == g.GetStatus().GetToken()

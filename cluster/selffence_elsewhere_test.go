@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// fencedCall reports whether rec was asked to fence call.
+func fencedCall(rec *fenceRecorder, call string) bool {
+	calls, _ := rec.get()
+	return slices.Contains(calls, call)
+}
+
+const elsewhereDoc = `
+groups:
+  - name: app
+    sites:
+      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
+      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
+    policy: {failover_after: 1h, fence_after: 1s, mode: observe}
+    actions:
+      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
+`
+
+// A witness cut off from the voters fences its site's database also for a
+// group that its replica says is active elsewhere: its site may have
+// become active without it hearing of it (a promotion whose answer was
+// lost), and the leader may then promote another site by the lease rule.
+// (The fencer stamps a standby and fences a primary; it never promotes.)
+func TestLeaseLossFencesASiteNotKnownActive(t *testing.T) {
+	rec := &fenceRecorder{}
+	tc := newTestClusterWith(t, func(i int, o *Options) {
+		if i == 0 {
+			o.LocalFencer = rec
+		}
+	}, "east", "west", "tiebreak")
+	_, leader := tc.leader()
+	applyDoc(t, leader, elsewhereDoc)
+	eventually(t, "east to replicate the group active at west", func() bool {
+		g, ok := tc.nodes[0].FSM().Group("app")
+		return ok && g.GetStatus().GetActiveSite() == "west"
+	})
+	if calls, _ := rec.get(); len(calls) != 0 {
+		t.Fatalf("fenced while in contact: %v", calls)
+	}
+	tc.stop(1)
+	tc.stop(2)
+	eventually(t, "east to fence its database of a group active elsewhere", func() bool {
+		return fencedCall(rec, "fence host=east-db user=witness app@1")
+	})
+}
+
+// A witness restarted while cut off fences its site's database from the
+// record it keeps in data_dir, whatever its replica says: hashicorp/raft
+// applies the log past the last snapshot only once a leader tells it the
+// commit index, so the replica of a restarted witness alone is empty.
+func TestRestartedWitnessFencesFromItsRecord(t *testing.T) {
+	rec := &fenceRecorder{}
+	tc := newTestClusterWith(t, func(i int, o *Options) {
+		if i == 1 {
+			o.LocalFencer = rec
+		}
+	}, "east", "west", "tiebreak")
+	_, leader := tc.leader()
+	applyDoc(t, leader, elsewhereDoc)
+	record := filepath.Join(tc.cfgs[1].DataDir, localGroupsFile)
+	eventually(t, "west to record the group", func() bool {
+		l, err := loadLocalGroups(tc.cfgs[1].DataDir, "west")
+		return err == nil && len(l.groups()) == 1
+	})
+	tc.closeAll()
+	if _, err := os.Stat(record); err != nil {
+		t.Fatal(err)
+	}
+	tc.start(1)
+	if n := len(tc.nodes[1].FSM().Groups()); n != 0 {
+		t.Logf("the restarted replica holds %d groups", n)
+	}
+	eventually(t, "the restarted witness to fence its database from its record", func() bool {
+		return fencedCall(rec, "fence host=west-db user=witness app@1")
+	})
+}
