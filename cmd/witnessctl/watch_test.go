@@ -156,11 +156,14 @@ groups:
 	<-jsDone
 
 	lines := strings.Split(strings.TrimSpace(text.String()), "\n")
+	// What any witness's view shows in this order; which observer site's
+	// verdict reaches the watched witness first, and whether its own
+	// evaluation passes through "waiting" before the leader commits,
+	// depends on gossip's timing.
 	before := []string{
 		"app decision: healthy: ",
-		"app observation: east seen from west: healthy",
-		"app observation: east seen from west: failing",
-		"app decision: waiting: east failing for",
+		"app observation: east seen from .*: healthy",
+		"app observation: east seen from .*: failing",
 		"app transition: failover east -> west, token 2, by ",
 	}
 	// After the commit, the decision and the steps come in either order.
@@ -171,7 +174,7 @@ groups:
 		want := append(slices.Clone(before), after...)
 		i := 0
 		for _, l := range lines {
-			if i < len(want) && strings.Contains(l, want[i]) {
+			if i < len(want) && inOrder(l, want[i]) {
 				i++
 			}
 		}
@@ -247,4 +250,17 @@ func TestHistory(t *testing.T) {
 	if !strings.Contains(text, "failover") || !strings.Contains(text, "reason: test move") {
 		t.Errorf("history text:\n%s", text)
 	}
+}
+
+// inOrder reports whether line holds the parts of want, split at ".*", in
+// that order.
+func inOrder(line, want string) bool {
+	for _, part := range strings.Split(want, ".*") {
+		i := strings.Index(line, part)
+		if i < 0 {
+			return false
+		}
+		line = line[i+len(part):]
+	}
+	return true
 }
