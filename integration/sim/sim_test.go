@@ -26,8 +26,8 @@ var (
 	flagStrict = flag.Bool("strict", false, "count the known open defects (knownDefects) as violations too; make simulate sets it")
 )
 
-// knownDefects are open defects the simulator finds in code that is being
-// fixed elsewhere, by a phrase of the violation they cause. Without
+// knownDefects are open defects the simulator finds and that are not
+// fixed yet, by a phrase of the violation they cause (none now). Without
 // -strict a schedule that breaks only these is logged, not failed, so that
 // the few seeds of an ordinary test run stay about new breakage. Remove a
 // line once its fix is in.
