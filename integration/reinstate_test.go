@@ -76,9 +76,17 @@ func TestFailoverReinstateAndFailback(t *testing.T) {
 		err := env.PG["east"].Query(ctx, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'::pg_lsn", &ok)
 		return err == nil && ok, nil
 	}))
+	// East is a target once every site's probes have seen it back.
 	asked := time.Now()
-	home, err := env.Switchover("east")
-	must(t, err)
+	var home uint64
+	must(t, waitUntil(patience, "a switchover to east to be taken", func() (bool, error) {
+		var err error
+		home, err = env.Switchover("east")
+		if err != nil && strings.Contains(err.Error(), "not eligible") {
+			return false, nil
+		}
+		return err == nil, err
+	}))
 	must(t, env.WaitStable(patience, "east", home))
 	if at, ok := env.DNS.FirstAt("east", asked); ok {
 		t.Logf("failback switchover: asked → DNS answers east in %s", ms(at.Sub(asked)))

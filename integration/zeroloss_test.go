@@ -52,7 +52,12 @@ func TestSwitchoverUnderWriteLoadLosesNothing(t *testing.T) {
 
 func switchoverUnderLoad(t *testing.T, held bool) (time.Duration, int, int) {
 	t.Helper()
-	env := start(t, harness.Options{})
+	// The old primary is fenced over SQL and keeps running, so that the
+	// WAL held back reaches west once released. With a data_dir the fence
+	// is a fast stop: held-back WAL cannot be shipped after it, and the
+	// stopped primary is then judged down (an open defect, see
+	// docs/runbooks.md).
+	env := start(t, harness.Options{NoDataDirs: true})
 	before := group(t, env).GetStatus().GetToken()
 	// The leader fences east and reads west over PostgreSQL connections
 	// that a hold between east and west would cut: it leads from the

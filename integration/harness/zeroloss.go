@@ -64,7 +64,8 @@ func (e *Env) Witnessctl(args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command(filepath.Join(e.bin, "witnessctl"), append([]string{"--addr", l.AdminAddr(), "--timeout", "20s"}, args...)...)
+	flags := append(e.witnessctlTLS(), "--addr", l.AdminAddr(), "--timeout", "20s")
+	cmd := exec.Command(filepath.Join(e.bin, "witnessctl"), append(flags, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("witnessctl %s: %w: %s", strings.Join(args, " "), err, out)
