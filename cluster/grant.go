@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -500,12 +501,24 @@ func (n *Node) readIndex(ctx context.Context) error {
 	}
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for n.raft.AppliedIndex() < index {
+	for !n.stateHolds(index) {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("read index %d, applied %d: %w", index, n.raft.AppliedIndex(), ctx.Err())
+			return fmt.Errorf("read index %d, applied %d: %w", index, n.rfsm.applied.Load(), ctx.Err())
 		case <-t.C:
 		}
 	}
 	return nil
+}
+
+// stateHolds reports whether the state machine holds every entry up to
+// index: it applied them, or a snapshot at or past index was taken from it
+// or restored into it. Raft's AppliedIndex is not enough: it moves when
+// entries are handed to the state machine, before they are applied.
+func (n *Node) stateHolds(index uint64) bool {
+	if n.rfsm.applied.Load() >= index {
+		return true
+	}
+	snap, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	return err == nil && snap >= index && n.raft.AppliedIndex() >= index
 }

@@ -127,6 +127,7 @@ type Node struct {
 	keys  *gossipKeys // gossip keyring; nil when gossip is not encrypted
 
 	raft      *raft.Raft
+	rfsm      *raftFSM
 	transport raft.Transport
 	store     *raftboltdb.BoltStore // when this node opened its own
 	logs      raft.LogStore
@@ -354,7 +355,8 @@ func (n *Node) startRaft() error {
 	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	rc.Logger = hl
 	rc.NotifyCh = n.notifyCh
-	r, err := raft.NewRaft(rc, &raftFSM{f: n.fsm}, n.logs, n.stable, n.snaps, n.transport)
+	n.rfsm = &raftFSM{f: n.fsm}
+	r, err := raft.NewRaft(rc, n.rfsm, n.logs, n.stable, n.snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -11,11 +12,19 @@ import (
 )
 
 // raftFSM adapts fsm.FSM to raft.FSM.
-type raftFSM struct{ f *fsm.FSM }
+type raftFSM struct {
+	f *fsm.FSM
+	// applied is the index of the last entry the state machine has
+	// applied. Raft's own AppliedIndex moves when entries are handed to
+	// the state machine's goroutine, before it has applied them, so a
+	// read that must see an index waits for this one.
+	applied atomic.Uint64
+}
 
 // Apply applies a committed command entry. fsm.FSM.Apply panics on an
 // entry it cannot decode, which stops the node instead of diverging.
 func (r *raftFSM) Apply(l *raft.Log) any {
+	defer r.applied.Store(l.Index)
 	if l.Type != raft.LogCommand {
 		return nil
 	}
