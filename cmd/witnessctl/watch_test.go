@@ -149,7 +149,9 @@ groups:
 
 	eastDown.Store(true)
 	waitOutput(t, text, "app step: settle, token 2")
-	waitOutput(t, js, `"step":"settle"`)
+	// The JSON layout puts the token before the step's name; the settle
+	// of token 1 at the start must not end the wait.
+	waitOutput(t, js, `{"token":2,"step":"settle"`)
 	nodes[2].Close()
 	nodes[1].Close()
 	<-textDone
