@@ -102,6 +102,10 @@ type Options struct {
 	// barrier, if set, stands in for Raft's barrier of a new leader, so
 	// tests can make it fail.
 	barrier func(timeout time.Duration) error
+	// beforeApply, if set, runs in the state machine's goroutine before
+	// each entry is applied, so tests can hold an entry between Raft's
+	// hand-over and the state machine.
+	beforeApply func(index uint64)
 
 	// Raft, Gossip, Peers and Probe replace the node's network, disk and
 	// probes (see inject.go); zero values mean the real ones.
@@ -355,7 +359,7 @@ func (n *Node) startRaft() error {
 	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	rc.Logger = hl
 	rc.NotifyCh = n.notifyCh
-	n.rfsm = &raftFSM{f: n.fsm}
+	n.rfsm = &raftFSM{f: n.fsm, beforeApply: n.opts.beforeApply}
 	r, err := raft.NewRaft(rc, n.rfsm, n.logs, n.stable, n.snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)

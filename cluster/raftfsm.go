@@ -19,11 +19,16 @@ type raftFSM struct {
 	// the state machine's goroutine, before it has applied them, so a
 	// read that must see an index waits for this one.
 	applied atomic.Uint64
+	// beforeApply is Options.beforeApply (tests only).
+	beforeApply func(index uint64)
 }
 
 // Apply applies a committed command entry. fsm.FSM.Apply panics on an
 // entry it cannot decode, which stops the node instead of diverging.
 func (r *raftFSM) Apply(l *raft.Log) any {
+	if r.beforeApply != nil {
+		r.beforeApply(l.Index)
+	}
 	defer r.applied.Store(l.Index)
 	if l.Type != raft.LogCommand {
 		return nil
