@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -395,7 +396,17 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		return e.disarmed(gv, st, active, d)
 	}
 
-	down, state, why := e.down(gv, active, spec.GetPolicy())
+	if p := st.GetPending(); p != nil {
+		// The switchover's first phase may have stopped the active
+		// site's database on purpose (its fence) while the target
+		// catches up: a failover now would promote a target that lacks
+		// what the old primary acknowledged. The switchover ends by
+		// itself, moved or given up within switchover_timeout.
+		d.State = DecisionSwitchoverPending
+		d.Reason = fmt.Sprintf("switchover to %s pending: no automatic failover until it moves or is given up", p.GetToSite())
+		return d
+	}
+	down, state, why := e.down(gv, active, spec.GetPolicy(), abortedAt(st))
 	if !down {
 		d.Reason, d.State = why, state
 		return d
@@ -439,6 +450,25 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		d.Reason = fmt.Sprintf("%s; fail over to %s", why, d.To)
 	}
 	return d
+}
+
+// abortedAt is when the group's current token was committed, in Unix
+// nanos, if that token gave up a switchover; MinInt64 otherwise. The old
+// primary was stopped or fenced on purpose during the switchover, and is
+// being given back what the fence took: its failing before the abort says
+// nothing of the site, and counting it would fail over at once to the
+// target that did not catch up.
+func abortedAt(st *witnessv1.GroupStatus) int64 {
+	h := st.GetHistory()
+	for i := len(h) - 1; i >= 0; i-- {
+		if t := h[i]; t.GetToken() == st.GetToken() {
+			if t.GetPhase() == fsm.PhaseAbort {
+				return t.GetAtUnixNano()
+			}
+			break
+		}
+	}
+	return math.MinInt64
 }
 
 // mode is the group's effective mode, as the FSM applies it.
@@ -566,7 +596,10 @@ func (e *evaluator) view(spec *witnessv1.GroupSpec, recs []rec) groupView {
 }
 
 // down reports whether the group's site a is down, and why (or why not).
-func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, DecisionState, string) {
+// down judges whether the active site a is down: failing, as a majority of
+// the other observer sites sees it, for failover_after. A site is not
+// counted failing from before floor (Unix nanos, MinInt64 for none).
+func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy, floor int64) (bool, DecisionState, string) {
 	site := gv.sites[a].Site
 	voters := 0
 	e.fs = e.fs[:0]
@@ -576,7 +609,7 @@ func (e *evaluator) down(gv groupView, a int, p *witnessv1.Policy) (bool, Decisi
 		}
 		voters++
 		if ov.State == Failing {
-			e.fs = append(e.fs, nanos(ov.Since))
+			e.fs = append(e.fs, max(nanos(ov.Since), floor))
 		}
 	}
 	if voters == 0 {

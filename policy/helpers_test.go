@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sitewitness/witness/fsm"
 	"github.com/sitewitness/witness/policy"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -162,6 +163,36 @@ func failedOver(ago time.Duration) groupOpt {
 			Kind: witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER, AtUnixNano: now.Add(-ago).UnixNano(),
 		})
 		st.ActiveSite, st.Armed, st.DisarmedAtToken = to, false, st.Token
+	}
+}
+
+// switchingOver puts the group in the first phase of a switchover to its
+// second site, begun ago before now.
+func switchingOver(ago time.Duration) groupOpt {
+	return func(g *witnessv1.Group) {
+		st := g.Status
+		to := g.Spec.Sites[1].Name
+		st.Token++
+		st.History = append(st.History, &witnessv1.Transition{
+			Token: st.Token, FromSite: st.ActiveSite, ToSite: st.ActiveSite, Phase: fsm.PhasePrepare,
+			Kind: witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER, AtUnixNano: now.Add(-ago).UnixNano(),
+		})
+		st.Pending = &witnessv1.PendingSwitchover{ToSite: to, AtUnixNano: now.Add(-ago).UnixNano()}
+	}
+}
+
+// switchoverAborted gives up a switchover to the group's second site,
+// committed ago before now: a new token at the active site.
+func switchoverAborted(ago time.Duration) groupOpt {
+	return func(g *witnessv1.Group) {
+		switchingOver(ago + time.Second)(g)
+		st := g.Status
+		st.Token++
+		st.History = append(st.History, &witnessv1.Transition{
+			Token: st.Token, FromSite: st.ActiveSite, ToSite: st.ActiveSite, Phase: fsm.PhaseAbort,
+			Kind: witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER, AtUnixNano: now.Add(-ago).UnixNano(),
+		})
+		st.Pending = nil
 	}
 }
 

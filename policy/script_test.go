@@ -170,7 +170,8 @@ func kv(args []string) map[string]string {
 
 // group NAME sites=A,B,... [token=N] [mode=auto|observe|manual]
 // [failover-after=D] [postgres] [max-lag-bytes=N] [max-lag=D]
-// [rearm=auto|manual] [hold-down=D] [failed-over=AGO] [disarmed-at=N]
+// [rearm=auto|manual] [hold-down=D] [switching-over=AGO]
+// [switchover-aborted=AGO] [failed-over=AGO] [disarmed-at=N]
 // [no-status]; NAME "-" is a group with no spec, active at sites' first.
 func (s *script) group(args []string) (*witnessv1.Group, error) {
 	if len(args) == 0 {
@@ -250,6 +251,12 @@ func (s *script) group(args []string) (*witnessv1.Group, error) {
 				}
 			}
 			opts = append(opts, withRearm(r, hold))
+		case "switching-over", "switchover-aborted":
+			d, err := dur(k)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, map[string]func(time.Duration) groupOpt{"switching-over": switchingOver, "switchover-aborted": switchoverAborted}[k](d))
 		case "failed-over":
 			d, err := dur(k)
 			if err != nil {
@@ -276,7 +283,7 @@ func (s *script) group(args []string) (*witnessv1.Group, error) {
 // groupOptions are the options of `group`, in the order they apply,
 // whatever their order on the line.
 var groupOptions = []string{"sites", "token", "mode", "failover-after", "postgres", "max-lag-bytes", "max-lag",
-	"failed-over", "rearm", "hold-down", "disarmed-at", "no-status"}
+	"switching-over", "switchover-aborted", "failed-over", "rearm", "hold-down", "disarmed-at", "no-status"}
 
 // see OBSERVER,... GROUP SITE healthy|failing|unknown FOR [checked=AGO]:
 // each observer has seen the site so for FOR, checked AGO before now

@@ -39,6 +39,8 @@ func TestDecisionStates(t *testing.T) {
 		{"no healthy target", []*witnessv1.Group{group("app", 1, ew)}, live("w1", "w2", "t1"),
 			seeAll([]string{"w1", "w2", "t1"}, "app", "east", policy.Failing, time.Minute),
 			result{State: policy.DecisionNoTarget, Due: now.Add(-50 * time.Second)}},
+		{"switchover pending", []*witnessv1.Group{group("app", 1, ew, switchingOver(time.Minute))}, live("w1", "w2", "t1"), eastLost("app", 12*time.Second),
+			result{State: policy.DecisionSwitchoverPending}},
 		{"no judge", []*witnessv1.Group{group("app", 1, ew)}, live("e1"), allHealthy("app", "east"), result{State: policy.DecisionNoJudge}},
 	}
 	for _, tt := range tests {

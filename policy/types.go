@@ -198,6 +198,9 @@ const (
 	DecisionBlockedByDataLossGuard DecisionState = "blocked_by_data_loss_guard"
 	// DecisionNoTarget: the site is down and no other site is healthy.
 	DecisionNoTarget DecisionState = "no_eligible_target"
+	// DecisionSwitchoverPending: a switchover is in its first phase; no
+	// automatic failover until it moves or is given up.
+	DecisionSwitchoverPending DecisionState = "switchover_pending"
 	// DecisionNoJudge: no live witness site other than the active one.
 	DecisionNoJudge DecisionState = "no_judge"
 	// DecisionInvalid: the active site is not a site of the group.
@@ -206,7 +209,7 @@ const (
 
 // DecisionStates lists every decision state, in a fixed order.
 var DecisionStates = []DecisionState{DecisionHealthy, DecisionWaiting, DecisionFailingOver, DecisionWouldFailover, DecisionAwaitingApproval,
-	DecisionDisarmed, DecisionRearm, DecisionBlockedByDataLossGuard, DecisionNoTarget, DecisionNoJudge, DecisionInvalid}
+	DecisionDisarmed, DecisionRearm, DecisionBlockedByDataLossGuard, DecisionNoTarget, DecisionSwitchoverPending, DecisionNoJudge, DecisionInvalid}
 
 // SiteView is who sees one site of a group how.
 type SiteView struct {
