@@ -4,21 +4,37 @@
 package clustertest
 
 import (
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 )
 
 // FreeAddr returns a 127.0.0.1 address whose port is free for both TCP and
-// UDP at the time of the call (memberlist binds both on one port).
+// UDP at the time of the call (memberlist binds both on one port). The
+// port is drawn below Linux's default ephemeral range (32768-60999): a
+// port that the kernel picked for ":0" is free again once closed, and
+// until the caller binds it, any outgoing connection on the machine (a
+// database client, a gRPC dial, another test package) may be given it.
+// Ports below the range are taken only by an explicit bind. A port is
+// handed out once per process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 200 {
+		port := lowPortMin + rand.IntN(lowPortMax-lowPortMin)
+		handedMu.Lock()
+		taken := handed[port]
+		handed[port] = true
+		handedMu.Unlock()
+		if taken {
+			continue
 		}
-		addr := l.Addr().String()
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
 		u, err := net.ListenPacket("udp", addr)
 		l.Close()
 		if err != nil {
@@ -30,6 +46,17 @@ func FreeAddr(t testing.TB) string {
 	t.Fatal("no free loopback port for TCP and UDP")
 	return ""
 }
+
+// The ports FreeAddr draws from: below the ephemeral range.
+const (
+	lowPortMin = 20000
+	lowPortMax = 32768
+)
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{}
+)
 
 // Silent is a TCP server on loopback that accepts connections and reads
 // what it is sent but never answers, like a peer behind a firewall that
