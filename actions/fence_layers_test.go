@@ -43,11 +43,39 @@ func fenceResult(l *actionstest.Leader, token uint64) *witnessv1.StepResult {
 	return nil
 }
 
-// A switchover asks the old site's witness to demote its database with a
-// fast stop (it ships the final WAL), and records that layer; no SQL fence
-// is needed.
-func TestSwitchoverFencedByLocalDemotion(t *testing.T) {
+// A switchover fences the old primary over SQL first, which leaves it
+// running so that WAL still on its way reaches the target, then, at the
+// move's token and before the target is promoted, asks the old site's
+// witness to demote it with a fast stop. Both are recorded with their
+// layer.
+func TestSwitchoverFencesOverSQLThenDemotesAtTheMove(t *testing.T) {
 	l, r := setupDataDir(t)
+	prep := prepareSwitchover(t, l, "west")
+	runUntil(t, l, r, func() bool {
+		g, _ := l.FSM.Group("app")
+		return g.GetStatus().GetActiveSite() == "west" && slices.Contains(steps(l), actions.StepSettle)
+	})
+	want := []string{"fence app@2 east", "demote app@3 east fast", "promote app@3 west", "dns app@3 west", "settle app@3 west"}
+	if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if got := fenceResult(l, prep).GetFencedBy(); got != actions.FencedBySQL {
+		t.Errorf("first phase's fence confirmed by %q, want %q", got, actions.FencedBySQL)
+	}
+	if got := fenceResult(l, prep+1).GetFencedBy(); got != actions.FencedByDemote {
+		t.Errorf("move's fence confirmed by %q, want %q", got, actions.FencedByDemote)
+	}
+	if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
+		t.Errorf("promote results (-want +got):\n%s", diff)
+	}
+}
+
+// When the SQL fence of the first phase fails (a role that cannot be
+// fenced), the old site's witness demotes the database instead, and the
+// move needs no second fence.
+func TestSwitchoverDemotesWhenTheSQLFenceFails(t *testing.T) {
+	l, r := setupDataDir(t)
+	r.Fail(actions.StepFence, errors.New("role app is a superuser"))
 	prep := prepareSwitchover(t, l, "west")
 	runUntil(t, l, r, func() bool {
 		g, _ := l.FSM.Group("app")
@@ -59,9 +87,6 @@ func TestSwitchoverFencedByLocalDemotion(t *testing.T) {
 	}
 	if got := fenceResult(l, prep).GetFencedBy(); got != actions.FencedByDemote {
 		t.Errorf("fence confirmed by %q, want %q", got, actions.FencedByDemote)
-	}
-	if diff := cmp.Diff([]string{"ok " + actions.RuleFenceConfirmed}, promoteResults(l)); diff != "" {
-		t.Errorf("promote results (-want +got):\n%s", diff)
 	}
 }
 
@@ -80,18 +105,19 @@ func TestFailoverDemotesWithAnImmediateStop(t *testing.T) {
 }
 
 // A demotion that is refused or gets no answer falls back to the SQL
-// fence, which confirms the fence on its own.
+// fence, which confirms the fence on its own: at the move's token, after
+// the first phase's SQL fence.
 func TestRefusedDemotionFallsBackToTheSQLFence(t *testing.T) {
 	l, r := setupDataDir(t)
 	r.Fail(actionstest.StepDemote, errors.New("no live witness at the site"))
 	prep := prepareSwitchover(t, l, "west")
 	runUntil(t, l, r, func() bool { return slices.Contains(steps(l), actions.StepSettle) })
-	want := []string{"fence app@2 east", "promote app@3 west", "dns app@3 west", "settle app@3 west"}
+	want := []string{"fence app@2 east", "fence app@3 east", "promote app@3 west", "dns app@3 west", "settle app@3 west"}
 	if diff := cmp.Diff(want, callsFrom(r, prep)); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	if got := fenceResult(l, prep).GetFencedBy(); got != actions.FencedBySQL {
-		t.Errorf("fence confirmed by %q, want %q", got, actions.FencedBySQL)
+	if got := fenceResult(l, prep+1).GetFencedBy(); got != actions.FencedBySQL {
+		t.Errorf("move's fence confirmed by %q, want %q", got, actions.FencedBySQL)
 	}
 }
 

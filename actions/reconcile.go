@@ -441,7 +441,12 @@ func currentTransition(g *witnessv1.Group) *witnessv1.Transition {
 }
 
 // prepareFenced reports whether the current token completes a switchover
-// whose first phase, at the token before, confirmed the old site's fence.
+// whose first phase, at the token before, confirmed the old site's fence
+// for good: by a demotion, or by the SQL fence where the old site cannot
+// demote. An SQL fence of a site that can demote is followed by its
+// demotion at the move's token, before the target is promoted: the
+// target has all the WAL by then, and the old primary stops taking
+// writes from anyone, superusers too.
 func prepareFenced(g *witnessv1.Group) bool {
 	h := g.GetStatus().GetHistory()
 	if len(h) < 2 {
@@ -453,7 +458,7 @@ func prepareFenced(g *witnessv1.Group) bool {
 	}
 	for _, s := range g.GetStatus().GetSteps() {
 		if s.GetToken() == prev.GetToken() && s.GetStep() == StepFence && s.GetOk() {
-			return true
+			return s.GetFencedBy() != FencedBySQL || !demotesAtOldSite(g, cur.GetFromSite())
 		}
 	}
 	return false
@@ -950,7 +955,27 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 // the final WAL to the standby; immediate in a failover), then, if that is
 // not possible or fails, with the leader's SQL fence. Either confirms the
 // fence; it returns the layer that did.
+//
+// The first phase of a switchover turns the order round when the old site
+// can demote: the SQL fence first, which ends every session and blocks
+// the application's logins but leaves the old primary running, so that
+// WAL still held back on its way to the target (a slow link between the
+// sites) reaches it; a stopped primary ships nothing more, and the
+// switchover could then only be given up. The demotion follows at the
+// move's token (see Plan), before the target is promoted. Demotion is
+// the fallback when the SQL fence fails (a role that cannot be fenced).
 func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from string) (string, uint64, error) {
+	var sqlErr error
+	if preparing(g) && demotesAtOldSite(g, from) {
+		if sqlErr = r.Runner.Fence(ctx, g, from); sqlErr == nil {
+			return FencedBySQL, r.finalPosition(ctx, g, from), nil
+		}
+		if ctx.Err() != nil {
+			return "", 0, sqlErr
+		}
+		r.Log.Warn("SQL fence of the old primary failed in the switchover's first phase; demoting it", "group", g.GetSpec().GetName(),
+			"token", g.GetStatus().GetToken(), "site", from, keyErrLog, sqlErr)
+	}
 	mode := postgres.StopFast
 	dctx, cancel := ctx, context.CancelFunc(func() {})
 	if transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
@@ -967,6 +992,9 @@ func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from 
 	if ctx.Err() != nil {
 		return "", 0, derr
 	}
+	if sqlErr != nil {
+		return "", 0, fmt.Errorf("%w; and %w", sqlErr, derr)
+	}
 	if !errors.Is(derr, ErrNoLocalDemotion) {
 		r.Log.Warn("local demotion of the old site failed; fencing over SQL", "group", g.GetSpec().GetName(),
 			"token", g.GetStatus().GetToken(), "site", from, keyErrLog, derr)
@@ -978,6 +1006,13 @@ func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from 
 		return "", 0, fmt.Errorf("%w; and %w", err, derr)
 	}
 	return FencedBySQL, r.finalPosition(ctx, g, from), nil
+}
+
+// demotesAtOldSite reports whether the old site's database of g is one
+// its witness can demote: a data_dir there, and a fence other than none.
+func demotesAtOldSite(g *witnessv1.Group, site string) bool {
+	pg := g.GetSpec().GetActions().GetPostgres()
+	return pg.GetDsn()[site] != "" && pg.GetDataDir()[site] != "" && pg.GetFence() != "none"
 }
 
 // demoteLimit is how long the old site's witness may take to demote its
