@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -52,12 +53,11 @@ func TestSwitchoverUnderWriteLoadLosesNothing(t *testing.T) {
 
 func switchoverUnderLoad(t *testing.T, held bool) (time.Duration, int, int) {
 	t.Helper()
-	// The old primary is fenced over SQL and keeps running, so that the
-	// WAL held back reaches west once released. With a data_dir the fence
-	// is a fast stop: held-back WAL cannot be shipped after it, and the
-	// stopped primary is then judged down (an open defect, see
-	// docs/runbooks.md).
-	env := start(t, harness.Options{NoDataDirs: true})
+	// With a data_dir at east, as the harness gives every site: the
+	// first phase fences east over SQL and leaves it running, so that
+	// the WAL held back reaches west once released; east's witness
+	// demotes it at the move's token, before west is promoted.
+	env := start(t, harness.Options{})
 	before := group(t, env).GetStatus().GetToken()
 	// The leader fences east and reads west over PostgreSQL connections
 	// that a hold between east and west would cut: it leads from the
@@ -113,6 +113,17 @@ func switchoverUnderLoad(t *testing.T, held bool) (time.Duration, int, int) {
 	if r := harness.StepResult(g, "promote"); r.GetRule() != "fence_confirmed" {
 		t.Errorf("promote recorded with rule %q, want fence_confirmed", r.GetRule())
 	}
+	if r := harness.StepResult(g, "fence"); r.GetFencedBy() != "demote" {
+		t.Errorf("the move's fence confirmed by %q, want demote (east's witness stops its database)", r.GetFencedBy())
+	}
+	if _, err := os.Stat(filepath.Join(env.PG["east"].Data, "standby.signal")); err != nil {
+		t.Errorf("east's data directory has no standby.signal after the switchover: %v", err)
+	}
+	actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := env.PG["east"].AppWrite(actx, "", nil, "BEGIN"); err == nil {
+		t.Error("east took an application write after the switchover")
+	}
+	acancel()
 	for _, s := range g.GetStatus().GetSteps() {
 		if s.GetStep() == "catchup" {
 			t.Logf("catchup at token %d: ok %v, replayed %X, %s", s.GetToken(), s.GetOk(), s.GetWalLsn(), s.GetError())
