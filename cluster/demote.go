@@ -100,6 +100,10 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 	if err := n.checkLeaderCall(ctx, req.GetLeader(), req.GetTerm()); err != nil {
 		return nil, err
 	}
+	// The read and the demotion, not beside a start of the database after
+	// a given-up switchover (abortstart.go).
+	n.localDB.Lock()
+	defer n.localDB.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, 3*leaseRenewTimeout)
 	err := n.readIndex(rctx)
 	cancel()

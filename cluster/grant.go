@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -512,13 +511,45 @@ func (n *Node) readIndex(ctx context.Context) error {
 }
 
 // stateHolds reports whether the state machine holds every entry up to
-// index: it applied them, or a snapshot at or past index was taken from it
-// or restored into it. Raft's AppliedIndex is not enough: it moves when
-// entries are handed to the state machine, before they are applied.
+// index. Raft's AppliedIndex is not enough: it moves when entries are
+// handed to the state machine's goroutine, before they are applied. The
+// state machine's own index is not enough either: only commands reach it,
+// not a leader's no-op or barrier entries, so after a leader change it
+// stays below the read index until some command commits. Once every entry
+// up to index was handed over, the state machine holds them when it has
+// applied the last command among them.
 func (n *Node) stateHolds(index uint64) bool {
-	if n.rfsm.applied.Load() >= index {
+	applied := n.rfsm.applied.Load()
+	if applied >= index {
 		return true
 	}
-	snap, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
-	return err == nil && snap >= index && n.raft.AppliedIndex() >= index
+	if n.raft.AppliedIndex() < index {
+		return false
+	}
+	return applied >= n.lastCommandUpTo(index)
+}
+
+// lastCommandUpTo is the index of the last command entry at or before
+// index in the log, 0 when there is none above the log's first index (the
+// entries before were compacted into a snapshot that the state machine
+// took or restored). An entry it cannot read makes it answer index: the
+// caller then waits for the state machine to reach index itself.
+func (n *Node) lastCommandUpTo(index uint64) uint64 {
+	first, err := n.logs.FirstIndex()
+	if err != nil {
+		return index
+	}
+	var l raft.Log
+	for i := index; i >= first && i > 0; i-- {
+		if err := n.logs.GetLog(i, &l); err != nil {
+			if f, ferr := n.logs.FirstIndex(); ferr == nil && i < f {
+				return 0 // compacted meanwhile
+			}
+			return index
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
 }

@@ -203,7 +203,7 @@ func (n *Node) leaseLoop() {
 		since, held := n.lease.since(n.clock.Now())
 		var protected []time.Duration // fence_after of each group fenced here
 		replica := n.fsm.Groups()
-		if err := local.update(replica, n.rfsm.applied.Load() >= n.raft.LastIndex()); err != nil {
+		if err := local.update(replica, n.stateHolds(n.raft.LastIndex())); err != nil {
 			if why := err.Error(); why != recordErr {
 				recordErr = why
 				n.log.Error("could not keep the record of this site's groups", keyErr, err)
@@ -285,6 +285,9 @@ func (n *Node) leaseLoop() {
 				}
 				delete(fenced, name)
 				delete(kept, name)
+			}
+			if fenced[name] == nil && dsn != "" && held && (fenceAfter == 0 || since < fenceAfter/2) && abortedHere(g, n.cfg.Site) {
+				n.maybeStartAfterAbort(fencer, name, dsn, st.GetToken())
 			}
 		}
 		protected = append(protected, n.fenceElsewhere(fencer, local, replica, activeHere, fenced, looked, since, held)...)

@@ -153,6 +153,12 @@ type Node struct {
 	rec   *actions.Reconciler // while this node leads, nil otherwise
 
 	hookRuns hookRuns
+	// localDB serializes what this witness does to its site's databases
+	// for the leader (demotion) and after a given-up switchover (start).
+	localDB sync.Mutex
+	// abortStarted: group -> token at which startAfterAbort is done;
+	// abortStartErr: group -> its last error, as logged.
+	abortStarted, abortStartErr sync.Map
 	metrics  *nodeMetrics
 
 	grants     *grants // lease renewals this witness granted as a voter

@@ -87,3 +87,32 @@ groups:
 		t.Error("read ended but the state lacks the group committed before it")
 	}
 }
+
+// Only commands reach the state machine: a new leader's no-op and barrier
+// entries do not. A linearizable read whose index is such an entry ends
+// once the state machine holds the last command before it, without
+// waiting for a command that may not come.
+func TestReadIndexAfterALeaderChangeWithNoNewCommand(t *testing.T) {
+	tc := newTestCluster(t, "east", "west", "tiebreak")
+	li, leader := tc.leader()
+	applyDoc(t, leader, twoGroups)
+	tc.stop(li)
+	_, leader = tc.leader() // a new leader, whose term begins with a no-op
+	var f *Node
+	for _, n := range tc.nodes {
+		if n != nil && n != leader {
+			f = n
+		}
+	}
+	eventually(t, "the follower to hand the new leader's entries over", func() bool {
+		return f.raft.AppliedIndex() >= leader.raft.CommitIndex()
+	})
+	if cmd := f.rfsm.applied.Load(); cmd >= leader.raft.CommitIndex() {
+		t.Fatalf("the last command (%d) is at the commit index (%d): the new leader's entries are not what the read waits for", cmd, leader.raft.CommitIndex())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := f.readIndex(ctx); err != nil {
+		t.Fatalf("read at a follower after a leader change with no command since: %v", err)
+	}
+}

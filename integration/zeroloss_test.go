@@ -51,6 +51,22 @@ func TestSwitchoverUnderWriteLoadLosesNothing(t *testing.T) {
 	}
 }
 
+// leadFromTiebreak moves Raft's leadership to the tiebreaker. LeadFrom
+// freezes each leader in turn: a frozen east witness outlives its lease
+// and demotes its database, as it must, and starts it again once a
+// linearizable read shows nothing moved. The scenario begins once east
+// takes writes again.
+func leadFromTiebreak(t *testing.T, env *harness.Env) {
+	t.Helper()
+	_, err := env.LeadFrom("tiebreak", patience)
+	must(t, err)
+	must(t, waitUntil(patience, "east taking writes after the leader moved", func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return env.PG["east"].AppWrite(ctx, "", nil, "BEGIN") == nil, nil
+	}))
+}
+
 func switchoverUnderLoad(t *testing.T, held bool) (time.Duration, int, int) {
 	t.Helper()
 	// With a data_dir at east, as the harness gives every site: the
@@ -62,8 +78,7 @@ func switchoverUnderLoad(t *testing.T, held bool) (time.Duration, int, int) {
 	// The leader fences east and reads west over PostgreSQL connections
 	// that a hold between east and west would cut: it leads from the
 	// tiebreaker.
-	_, err := env.LeadFrom("tiebreak", patience)
-	must(t, err)
+	leadFromTiebreak(t, env)
 	w, err := env.StartNumberedWriter()
 	must(t, err)
 	time.Sleep(2 * time.Second)
@@ -191,4 +206,78 @@ func TestStoppedReceiverBlocksFailoverUntilForced(t *testing.T) {
 	if !strings.Contains(hist, "data-loss guard overridden") {
 		t.Errorf("witnessctl group does not show the override:\n%s", hist)
 	}
+}
+
+// Scenario (a2): a switchover whose SQL fence cannot hold (the application
+// role has become a superuser at east) falls back to demoting east, while
+// the WAL stream to west is held back: west cannot catch up with a
+// stopped east, so the switchover is given up after switchover_timeout.
+// East's witness then starts east's database again as the primary, no
+// failover follows (the policy counts east failing from the abort, and by
+// then east is back), and every acknowledged row is at east.
+func TestSwitchoverGivenUpAfterADemotionKeepsEastPrimary(t *testing.T) {
+	env := start(t, harness.Options{SwitchoverTimeout: 8 * time.Second})
+	before := group(t, env).GetStatus().GetToken()
+	leadFromTiebreak(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" SUPERUSER"))
+	w, err := env.StartNumberedWriter()
+	must(t, err)
+	time.Sleep(2 * time.Second)
+	must(t, env.HoldReplication("east", "west"))
+	time.Sleep(time.Second)
+	_, err = env.Switchover("west")
+	if err == nil {
+		t.Fatal("the switchover moved although west could not catch up")
+	}
+	t.Logf("switchover: %v", err)
+	g := group(t, env)
+	st := g.GetStatus()
+	last := st.GetHistory()[len(st.GetHistory())-1]
+	if st.GetActiveSite() != "east" || last.GetPhase() != "abort" || !strings.Contains(last.GetReason(), "did not catch up") {
+		t.Fatalf("after the switchover: active at %s, last transition %v; want an abort at east, west not caught up", st.GetActiveSite(), last)
+	}
+	var fence *witnessv1.StepResult
+	for _, s := range st.GetSteps() {
+		if s.GetToken() == last.GetToken()-1 && s.GetStep() == "fence" && s.GetOk() {
+			fence = s
+		}
+	}
+	if fence.GetFencedBy() != "demote" {
+		t.Fatalf("the first phase's fence: %v, want one confirmed by demote (the SQL fence cannot hold a superuser)", fence)
+	}
+	// East's witness starts east again; the plan of the abort's token
+	// completes at east.
+	must(t, env.WaitStable(patience, "east", last.GetToken()))
+	east, err := dbState(env, "east")
+	must(t, err)
+	if east.InRecovery {
+		t.Error("east's database is in recovery after the abort")
+	}
+	// Longer than failover_after (5s) with east back: nothing moves.
+	time.Sleep(8 * time.Second)
+	must(t, env.ReleaseReplication("east", "west"))
+	acked := w.Stop()
+	if g := group(t, env); g.GetStatus().GetActiveSite() != "east" || g.GetStatus().GetToken() != last.GetToken() {
+		t.Errorf("the group moved after the abort: at %s, token %d (abort at %d)", g.GetStatus().GetActiveSite(), g.GetStatus().GetToken(), last.GetToken())
+	}
+	west, err := dbState(env, "west")
+	must(t, err)
+	if !west.InRecovery {
+		t.Error("west was promoted")
+	}
+	if len(acked["west"]) > 0 {
+		t.Errorf("west acknowledged %d rows", len(acked["west"]))
+	}
+	missing, err := env.Missing("east", acked)
+	must(t, err)
+	if len(missing) > 0 {
+		t.Errorf("%d of %d rows acknowledged by east are not at east", len(missing), len(acked["east"]))
+	}
+	if err := env.PG["east"].AppWrite(ctx, "", nil, "BEGIN"); err != nil {
+		t.Errorf("east does not take writes after the abort: %v", err)
+	}
+	must(t, env.PG["east"].Exec(ctx, "ALTER ROLE "+harness.AppRole+" NOSUPERUSER"))
+	checkInvariants(t, env, before, 0, true)
 }

@@ -156,7 +156,8 @@ func (d *Demoter) StartAsStandby(ctx context.Context, dsn string) error {
 // linearizable read says its site is active for the group. The node then
 // holds its last token; the reconciler's Promote records the current one.
 // A node that already runs as a primary is left alone; one that runs as a
-// standby is ErrNotPrimary (Promote it instead).
+// standby, or that was in recovery when it stopped (its control file says
+// so), is ErrNotPrimary (Promote it instead).
 func (d *Demoter) StartAsPrimary(ctx context.Context, dsn string) error {
 	if err := d.start(ctx, dsn, false); err != nil {
 		return fmt.Errorf("start as primary: %w", err)
@@ -176,6 +177,21 @@ func (d *Demoter) start(ctx context.Context, dsn string, standby bool) error {
 		return d.checkRunning(ctx, dsn, standby)
 	}
 	d.waitReaped(ctx)
+	if !standby {
+		// Without standby.signal, a node that was a standby when it
+		// stopped would come up promoted: a promotion outside the
+		// group's rules. Promote is the way for such a node.
+		out, err := d.controlData(ctx)
+		if err != nil {
+			return err
+		}
+		if rec, err := stoppedInRecovery(out); err != nil || rec {
+			if err == nil {
+				err = fmt.Errorf("%w: it was in recovery when it stopped", ErrNotPrimary)
+			}
+			return err
+		}
+	}
 	if standby {
 		err = d.writeStandbySignal()
 	} else {

@@ -165,6 +165,40 @@ func TestDemoter(t *testing.T) {
 		wantStopped(t, srv, pid, backends)
 	})
 
+	t.Run("a standby stopped in recovery is not started as a primary", func(t *testing.T) {
+		if stopped, err := d.StoppedPrimary(testContext(t)); err != nil || stopped {
+			t.Errorf("StoppedPrimary of a stopped standby = %v, %v; want false", stopped, err)
+		}
+		// Without standby.signal it would come up promoted.
+		if err := d.StartAsPrimary(testContext(t), dsn); !errors.Is(err, postgres.ErrNotPrimary) {
+			t.Errorf("start as primary of a standby stopped in recovery: %v, want ErrNotPrimary", err)
+		}
+		if _, err := os.Stat(filepath.Join(srv.DataDir, "standby.signal")); err != nil {
+			t.Errorf("standby.signal after a refused start as primary: %v", err)
+		}
+		if pid, err := os.ReadFile(filepath.Join(srv.DataDir, "postmaster.pid")); err == nil {
+			t.Errorf("a postmaster runs after a refused start as primary: %s", pid)
+		}
+	})
+
+	t.Run("a demoted primary is a stopped primary", func(t *testing.T) {
+		if err := d.StartAsStandby(testContext(t), dsn); err != nil {
+			t.Fatal(err)
+		}
+		if err := write(testContext(t), dsn, []string{"SELECT pg_promote(true, 30)"}); err != nil {
+			t.Fatal(err)
+		}
+		if inRecovery(t, srv) {
+			t.Fatal("still in recovery after pg_promote")
+		}
+		if err := d.Demote(testContext(t), dsn, postgres.StopFast); err != nil {
+			t.Fatal(err)
+		}
+		if stopped, err := d.StoppedPrimary(testContext(t)); err != nil || !stopped {
+			t.Errorf("StoppedPrimary of a demoted primary = %v, %v; want true", stopped, err)
+		}
+	})
+
 	t.Run("start as primary removes standby.signal and takes writes", func(t *testing.T) {
 		if err := d.StartAsPrimary(testContext(t), dsn); err != nil {
 			t.Fatal(err)

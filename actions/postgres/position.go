@@ -38,6 +38,16 @@ func (c *Client) Position(ctx context.Context, dsn string) (lsn uint64, inRecove
 // the node did not shut down cleanly: its last checkpoint may precede
 // commits.
 func (d *Demoter) FinalPosition(ctx context.Context) (uint64, error) {
+	out, err := d.controlData(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return finalCheckpoint(out)
+}
+
+// controlData runs pg_controldata on DataDir (as its owner when Witness
+// runs as root) and returns its output.
+func (d *Demoter) controlData(ctx context.Context) ([]byte, error) {
 	pgCtl := d.PgCtl
 	if pgCtl == "" {
 		pgCtl = DefaultPgCtl
@@ -49,16 +59,56 @@ func (d *Demoter) FinalPosition(ctx context.Context) (uint64, error) {
 	if os.Geteuid() == 0 {
 		uid, gid, err := d.owner()
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("pg_controldata: %w: %s", contextError(ctx, err), bytes.TrimSpace(out.Bytes()))
+		return nil, fmt.Errorf("pg_controldata: %w: %s", contextError(ctx, err), bytes.TrimSpace(out.Bytes()))
 	}
-	return finalCheckpoint(out.Bytes())
+	return out.Bytes(), nil
+}
+
+// stoppedInRecovery reads from pg_controldata's output whether a stopped
+// node was a standby when it stopped (shut down in recovery, or stopped
+// at once while in recovery); an unknown state is an error.
+func stoppedInRecovery(out []byte) (bool, error) {
+	switch state := parseControlData(string(out))["Database cluster state"]; state {
+	case "shut down", "in production", "shutting down", "in crash recovery":
+		return false, nil
+	case "shut down in recovery", "in archive recovery", "starting up":
+		return true, nil
+	default:
+		return false, fmt.Errorf("pg_controldata: cluster state %q: %w", state, ErrInvalid)
+	}
+}
+
+// StoppedPrimary reports whether the node at DataDir is a demoted
+// primary: no postmaster runs, standby.signal is in place, and the control
+// file says it was not in recovery when it stopped. That is what Demote
+// leaves; a stopped standby is not one.
+func (d *Demoter) StoppedPrimary(ctx context.Context) (bool, error) {
+	if d.DataDir == "" {
+		return false, fmt.Errorf("no data directory: %w", ErrInvalid)
+	}
+	pid, err := d.postmaster()
+	if err != nil || pid != 0 {
+		return false, err
+	}
+	if _, err := os.Stat(filepath.Join(d.DataDir, "standby.signal")); err != nil {
+		if os.IsNotExist(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	out, err := d.controlData(ctx)
+	if err != nil {
+		return false, err
+	}
+	standby, err := stoppedInRecovery(out)
+	return err == nil && !standby, err
 }
 
 // finalCheckpoint reads the latest checkpoint location of a cleanly shut

@@ -88,6 +88,9 @@ type Options struct {
 	// MaxLag, when set, is the group's max_lag ("16MB"): the data-loss
 	// guard on WAL positions.
 	MaxLag string
+	// SwitchoverTimeout, when set, is the group's switchover_timeout
+	// (default 30s).
+	SwitchoverTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -425,6 +428,9 @@ func (e *Env) groupYAML() string {
 	maxLag := ""
 	if o.MaxLag != "" {
 		maxLag = "      max_lag: " + o.MaxLag + "\n"
+	}
+	if o.SwitchoverTimeout > 0 {
+		maxLag += fmt.Sprintf("      switchover_timeout: %s\n", o.SwitchoverTimeout)
 	}
 	probes := func(site string) string {
 		return fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}

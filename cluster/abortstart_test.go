@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sitewitness/witness/fsm"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// stoppedFencer is a fenceRecorder whose database can be a demoted
+// primary; Unfence starts it.
+type stoppedFencer struct {
+	*fenceRecorder
+	stopped atomic.Bool
+}
+
+func (f *stoppedFencer) StoppedPrimary(context.Context, *witnessv1.Group) (bool, error) {
+	return f.stopped.Load(), nil
+}
+
+func (f *stoppedFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
+	f.stopped.Store(false)
+	return f.fenceRecorder.Unfence(ctx, g, dsn)
+}
+
+const abortGroup = `
+groups:
+  - name: app
+    sites:
+      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
+      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
+    policy: {failover_after: 1h, fence_after: 1500ms, mode: observe}
+    actions:
+      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, data_dir: {east: /pg/east, west: /pg/west}, roles: [app]}
+`
+
+// A switchover given up after its first phase demoted east's database
+// leaves the group at east, whose database is stopped: east's witness
+// starts it again as the primary, once, at the abort's token. A demoted
+// database at the active site is left alone otherwise: while the
+// switchover is pending, and at a token that is not an abort.
+func TestWitnessStartsItsDemotedPrimaryAfterAnAbort(t *testing.T) {
+	east := &stoppedFencer{fenceRecorder: &fenceRecorder{}}
+	tc := newTestClusterWith(t, func(i int, o *Options) {
+		if i == 0 {
+			o.LocalFencer = east
+		}
+	}, "east", "west", "tiebreak")
+	_, leader := tc.leader()
+	applyDoc(t, leader, abortGroup)
+	eventually(t, "east to replicate the group", func() bool { _, ok := tc.nodes[0].FSM().Group("app"); return ok })
+	east.stopped.Store(true)
+
+	unfenced := func() []string {
+		calls, _ := east.get()
+		return slices.DeleteFunc(calls, func(c string) bool { return c[:7] != "unfence" })
+	}
+	time.Sleep(time.Second) // a few lease checks
+	if u := unfenced(); len(u) != 0 {
+		t.Fatalf("started at the group's first token, not after an abort: %v", u)
+	}
+
+	g, _ := leader.FSM().Group("app")
+	move := func(abort bool, token uint64) (uint64, error) {
+		cmd := &witnessv1.TransitionCommand{Kind: witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER, AtUnixNano: time.Now().UnixNano(), By: "test",
+			Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: token, ToSite: "west"}}, Prepare: !abort, Abort: abort}
+		if abort {
+			cmd.Moves[0].ToSite = "east"
+		}
+		res, err := applyAtLeader(t, leader, cmd, false)
+		if err == nil {
+			err = res.Err
+		}
+		return res.Tokens["app"], err
+	}
+	prep, err := move(false, g.GetStatus().GetToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if u := unfenced(); len(u) != 0 {
+		t.Fatalf("started while the switchover was pending: %v", u)
+	}
+	// The leader's own reconciler may give it up first (its fence of a
+	// database that does not exist fails).
+	if _, err := move(true, prep); err != nil && !errors.Is(err, fsm.ErrNoPending) && !errors.Is(err, fsm.ErrStaleToken) {
+		t.Fatal(err)
+	}
+	eventually(t, "east to start its demoted database", func() bool { return len(unfenced()) == 1 })
+	g, _ = tc.nodes[0].FSM().Group("app")
+	if want := fmt.Sprintf("unfence host=east-db user=witness app@%d", g.GetStatus().GetToken()); unfenced()[0] != want {
+		t.Errorf("start after the abort: %q, want %q", unfenced()[0], want)
+	}
+	time.Sleep(time.Second)
+	if u := unfenced(); len(u) != 1 {
+		t.Errorf("started more than once: %v", u)
+	}
+}
