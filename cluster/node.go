@@ -159,7 +159,7 @@ type Node struct {
 	// abortStarted: group -> token at which startAfterAbort is done;
 	// abortStartErr: group -> its last error, as logged.
 	abortStarted, abortStartErr sync.Map
-	metrics  *nodeMetrics
+	metrics                     *nodeMetrics
 
 	grants     *grants // lease renewals this witness granted as a voter
 	lease      *holder // this witness's own lease
