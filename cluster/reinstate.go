@@ -101,7 +101,7 @@ func reinstatable(g *witnessv1.Group, site string) error {
 // who asked.
 func (n *Node) reinstate(ctx context.Context, g *witnessv1.Group, site, rule string, record bool) ([]*witnessv1.StepResult, error) {
 	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
-	preq := &witnessv1.ReinstateLocalRequest{Group: name, Token: token, Leader: n.cfg.Name}
+	preq := &witnessv1.ReinstateLocalRequest{Group: name, Token: token, Leader: n.cfg.Name, Term: n.raft.CurrentTerm()}
 	what := fmt.Sprintf("reinstate %s at %s (token %d)", name, site, token)
 	ctx, cancel := context.WithTimeout(ctx, reinstateTimeout)
 	defer cancel()
@@ -187,13 +187,18 @@ func (s *adminServer) ReinstateLocal(ctx context.Context, req *witnessv1.Reinsta
 	return s.n.reinstateLocal(ctx, req)
 }
 
-// reinstateLocal serves ReinstateLocal on the witness at the old site:
-// after a linearizable read it refuses another token than the group's and
+// reinstateLocal serves ReinstateLocal on the witness at the old site: it
+// refuses a leader's ask from an older term (checkLeaderCall); after a
+// linearizable read it refuses another token than the group's and
 // a group active at this site, then runs the Reinstater. A run that fails
 // is not an RPC error: the response carries the steps and why.
 func (n *Node) reinstateLocal(ctx context.Context, req *witnessv1.ReinstateLocalRequest) (*witnessv1.ReinstateLocalResponse, error) {
 	if req.GetGroup() == "" || req.GetToken() == 0 {
 		return nil, status.Error(codes.InvalidArgument, "group and token are required")
+	}
+	// A deposed leader's ask is refused by its term, before the read.
+	if err := n.checkLeaderCall(ctx, req.GetLeader(), req.GetTerm()); err != nil {
+		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 3*leaseRenewTimeout)
 	err := n.readIndex(rctx)

@@ -410,7 +410,7 @@ func TestTLSBadCertificates(t *testing.T) {
 	})
 }
 
-// TestLeaderCallsJudgedByTerm: RunHook and DemoteLocal are taken only
+// TestLeaderCallsJudgedByTerm: RunHook, DemoteLocal and ReinstateLocal are taken only
 // from the certificate of the witness that claims to lead, and judged by
 // the term the request carries, not by the receiver's view of the leader.
 func TestLeaderCallsJudgedByTerm(t *testing.T) {
@@ -454,6 +454,18 @@ func TestLeaderCallsJudgedByTerm(t *testing.T) {
 		_, err := as(leader.Name()).DemoteLocal(ctx(t), &witnessv1.DemoteLocalRequest{Group: "nope", Token: 1, Mode: "fast", Leader: leader.Name(), Term: term - 1})
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("DemoteLocal: %v, want FailedPrecondition", err)
+		}
+	})
+	t.Run("reinstate from a deposed leader's term", func(t *testing.T) {
+		_, err := as(leader.Name()).ReinstateLocal(ctx(t), &witnessv1.ReinstateLocalRequest{Group: "nope", Token: 1, Leader: leader.Name(), Term: term - 1})
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("ReinstateLocal: %v, want FailedPrecondition", err)
+		}
+	})
+	t.Run("reinstate in another witness's name", func(t *testing.T) {
+		_, err := as("nobody-1").ReinstateLocal(ctx(t), &witnessv1.ReinstateLocalRequest{Group: "nope", Token: 1, Leader: leader.Name(), Term: term})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("ReinstateLocal: %v, want PermissionDenied", err)
 		}
 	})
 }

@@ -2708,6 +2708,7 @@ type ReinstateLocalRequest struct {
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
 	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"` // the Raft term it leads in (see RunHookRequest.term)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2761,6 +2762,13 @@ func (x *ReinstateLocalRequest) GetLeader() string {
 		return x.Leader
 	}
 	return ""
+}
+
+func (x *ReinstateLocalRequest) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
 }
 
 // ReinstateLocalResponse: the steps run, the failed one last. Internal.
@@ -3167,11 +3175,12 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12,\n" +
 	"\x05steps\x18\x02 \x03(\v2\x16.witness.v1.StepResultR\x05steps\x12\x0e\n" +
 	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"[\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"o\n" +
 	"\x15ReinstateLocalRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\tR\x06leader\"\xac\x01\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\"\xac\x01\n" +
 	"\x16ReinstateLocalResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
 	"\x04site\x18\x02 \x01(\tR\x04site\x12,\n" +
