@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -38,31 +37,15 @@ func (n *Node) DemoteLocal(ctx context.Context, site string, req actions.DemoteR
 		resp, err := n.demoteLocal(ctx, preq)
 		return resp.GetFinalLsn(), demoteOutcome(what, n.cfg.Name, err)
 	}
-	members, err := n.Members()
-	if err != nil {
+	var resp *witnessv1.DemoteLocalResponse
+	node, answered, err := n.askSiteWitnesses(ctx, site, func(c witnessv1.AdminClient) (err error) {
+		resp, err = c.DemoteLocal(ctx, preq)
+		return err
+	})
+	if !answered {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	var tried []string
-	for _, m := range members {
-		if m.Site != site || !m.Alive || m.AdminAddr == "" {
-			continue
-		}
-		c, err := n.client(m.AdminAddr)
-		if err != nil {
-			tried = append(tried, fmt.Sprintf("%s: %v", m.Name, err))
-			continue
-		}
-		resp, err := c.DemoteLocal(ctx, preq)
-		if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
-			tried = append(tried, fmt.Sprintf("%s: %s", m.Name, status.Convert(err).Message()))
-			continue
-		}
-		return resp.GetFinalLsn(), demoteOutcome(what, m.Name, err)
-	}
-	if len(tried) == 0 {
-		return 0, fmt.Errorf("%s: %w (gossip sees none alive)", what, ErrNoSiteWitness)
-	}
-	return 0, fmt.Errorf("%s: no witness there answered: %s: %w", what, strings.Join(tried, "; "), ErrNoSiteWitness)
+	return resp.GetFinalLsn(), demoteOutcome(what, node, err)
 }
 
 func demoteOutcome(what, node string, err error) error {

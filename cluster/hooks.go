@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -68,31 +67,15 @@ func (n *Node) RunHook(ctx context.Context, site string, req actions.HookRequest
 		resp, err := n.runHook(ctx, preq)
 		return hookOutcome(req, n.cfg.Name, site, resp, err)
 	}
-	members, err := n.Members()
-	if err != nil {
+	var resp *witnessv1.RunHookResponse
+	node, answered, err := n.askSiteWitnesses(ctx, site, func(c witnessv1.AdminClient) (err error) {
+		resp, err = c.RunHook(ctx, preq)
+		return err
+	})
+	if !answered {
 		return fmt.Errorf("hook %s on site %s: %w", req.Hook, site, err)
 	}
-	var tried []string
-	for _, m := range members {
-		if m.Site != site || !m.Alive || m.AdminAddr == "" {
-			continue
-		}
-		c, err := n.client(m.AdminAddr)
-		if err != nil {
-			tried = append(tried, fmt.Sprintf("%s: %v", m.Name, err))
-			continue
-		}
-		resp, err := c.RunHook(ctx, preq)
-		if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
-			tried = append(tried, fmt.Sprintf("%s at %s: %s", m.Name, m.AdminAddr, status.Convert(err).Message()))
-			continue
-		}
-		return hookOutcome(req, m.Name, site, resp, err)
-	}
-	if len(tried) == 0 {
-		return fmt.Errorf("hook %s on site %s: %w (gossip sees none alive)", req.Hook, site, ErrNoSiteWitness)
-	}
-	return fmt.Errorf("hook %s on site %s: no witness there answered: %s: %w", req.Hook, site, strings.Join(tried, "; "), ErrNoSiteWitness)
+	return hookOutcome(req, node, site, resp, err)
 }
 
 // hookOutcome turns the answer of the witness node into the step's error.

@@ -151,35 +151,16 @@ func (n *Node) reinstate(ctx context.Context, g *witnessv1.Group, site, rule str
 // askSite sends ReinstateLocal to each live witness at site in turn until
 // one answers.
 func (n *Node) askSite(ctx context.Context, site string, preq *witnessv1.ReinstateLocalRequest) (*witnessv1.ReinstateLocalResponse, error) {
-	members, err := n.Members()
-	if err != nil {
-		return nil, err
+	var resp *witnessv1.ReinstateLocalResponse
+	node, answered, err := n.askSiteWitnesses(ctx, site, func(c witnessv1.AdminClient) (err error) {
+		resp, err = c.ReinstateLocal(ctx, preq)
+		return err
+	})
+	if answered && err != nil {
+		st := status.Convert(err)
+		return nil, fmt.Errorf("%s: %s: %s: %w", node, st.Code(), st.Message(), ErrReinstateRefused)
 	}
-	var tried []string
-	for _, m := range members {
-		if m.Site != site || !m.Alive || m.AdminAddr == "" {
-			continue
-		}
-		c, err := n.client(m.AdminAddr)
-		if err != nil {
-			tried = append(tried, fmt.Sprintf("%s: %v", m.Name, err))
-			continue
-		}
-		resp, err := c.ReinstateLocal(ctx, preq)
-		if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
-			tried = append(tried, fmt.Sprintf("%s: %s", m.Name, status.Convert(err).Message()))
-			continue
-		}
-		if err != nil {
-			st := status.Convert(err)
-			return nil, fmt.Errorf("%s: %s: %s: %w", m.Name, st.Code(), st.Message(), ErrReinstateRefused)
-		}
-		return resp, nil
-	}
-	if len(tried) == 0 {
-		return nil, fmt.Errorf("%w (gossip sees none alive)", ErrNoSiteWitness)
-	}
-	return nil, fmt.Errorf("no witness there answered: %s: %w", strings.Join(tried, "; "), ErrNoSiteWitness)
+	return resp, err
 }
 
 // ReinstateLocal is internal; see Node.reinstateLocal.
