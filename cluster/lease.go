@@ -66,7 +66,22 @@ func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mo
 		return fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
 	}
 	d.Timeout = demoteTimeout(g, mode)
+	if f.standbyStamped(ctx, g, d, dsn) {
+		return nil
+	}
 	return d.Demote(ctx, dsn, mode)
+}
+
+// standbyStamped reports whether the database is a standby that stays one
+// (in recovery, standby.signal in place) and now holds g's token: it takes
+// no write, so it is fenced as it runs. Stopping it would fence nothing,
+// and would stop a node that came back as a standby (prepare-start) and
+// that reinstate turns into the new primary's follower.
+func (f pgFencer) standbyStamped(ctx context.Context, g *witnessv1.Group, d *postgres.Demoter, dsn string) bool {
+	sctx, cancel := context.WithTimeout(ctx, actions.FailoverFenceConnectTimeout)
+	ok, err := d.StandbyRunning(sctx, dsn)
+	cancel()
+	return err == nil && ok && f.sqlFence(ctx, g, dsn) == nil
 }
 
 // FinalPosition reads the stopped database's last checkpoint location.
@@ -79,19 +94,12 @@ func (f pgFencer) FinalPosition(ctx context.Context, g *witnessv1.Group) (uint64
 }
 
 // Fence demotes a database that runs as a primary, or that does not
-// answer, where the group has a data_dir here; a node that answers in
-// recovery is only stamped with the token over SQL: stopping a standby
-// fences nothing, and lifting the fence would then start it as a
-// primary.
+// answer, where the group has a data_dir here; a standby that stays one
+// is only stamped with the token over SQL (standbyStamped).
 func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
 	if d := f.demoter(g); d != nil {
-		sctx, cancel := context.WithTimeout(ctx, actions.FailoverFenceConnectTimeout)
-		st, err := f.client(g).Status(sctx, dsn)
-		cancel()
-		if err == nil && st.InRecovery {
-			if err := f.sqlFence(ctx, g, dsn); err == nil {
-				return nil
-			}
+		if f.standbyStamped(ctx, g, d, dsn) {
+			return nil
 		}
 		return d.Demote(ctx, dsn, postgres.StopImmediate)
 	}
@@ -279,6 +287,12 @@ func (n *Node) leaseLoop() {
 							n.log.Warn("self-fence kept", "group", name, "token", f.token, "why", err)
 						}
 						if !errors.Is(err, errMovedOn) {
+							// An unfence whose answer was lost may have
+							// lifted the fence all the same: if the
+							// lease is lost again, fence again.
+							if f.database {
+								f.database, f.tried = false, true
+							}
 							continue
 						}
 					}
