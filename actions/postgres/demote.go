@@ -139,6 +139,27 @@ func (d *Demoter) demote(ctx context.Context, dsn string, mode StopMode) error {
 	return nil
 }
 
+// StandbyRunning reports whether the node runs as a standby that stays
+// one: it answers at dsn in recovery, and standby.signal is in place (a
+// node in targeted recovery, with recovery.signal, becomes a primary when
+// it ends). Such a node takes no write; stopping it fences nothing.
+func (d *Demoter) StandbyRunning(ctx context.Context, dsn string) (bool, error) {
+	if err := d.check(dsn); err != nil {
+		return false, err
+	}
+	in, err := d.inRecovery(ctx, dsn)
+	if err != nil || !in {
+		return false, err
+	}
+	if _, err := os.Stat(filepath.Join(d.DataDir, "standby.signal")); err != nil {
+		if os.IsNotExist(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
 // StartAsStandby starts the node with standby.signal in place and waits
 // until dsn accepts connections and the node is in recovery. A node that
 // already runs as a standby is left alone; one that runs as a primary is

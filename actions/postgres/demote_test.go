@@ -145,6 +145,12 @@ func TestDemoter(t *testing.T) {
 		}
 	})
 
+	t.Run("a running standby with standby.signal is one that stays", func(t *testing.T) {
+		if ok, err := d.StandbyRunning(testContext(t), dsn); err != nil || !ok {
+			t.Errorf("StandbyRunning = %v, %v; want true", ok, err)
+		}
+	})
+
 	t.Run("start as standby of a running standby succeeds", func(t *testing.T) {
 		if err := d.StartAsStandby(testContext(t), dsn); err != nil {
 			t.Fatal(err)
@@ -208,6 +214,12 @@ func TestDemoter(t *testing.T) {
 		}
 		if err := write(testContext(t), dsn, []string{"INSERT INTO items VALUES (2)"}); err != nil {
 			t.Errorf("write on the primary: %v", err)
+		}
+	})
+
+	t.Run("a running primary is no standby", func(t *testing.T) {
+		if ok, err := d.StandbyRunning(testContext(t), dsn); err != nil || ok {
+			t.Errorf("StandbyRunning of a primary = %v, %v; want false", ok, err)
 		}
 	})
 
