@@ -88,15 +88,11 @@ func switchoverTimeout(g *witnessv1.Group) time.Duration {
 // catchUpExpired says why the switchover gives up when its target has not
 // caught up within switchover_timeout of the fence, "" while it may wait.
 func (r *Reconciler) catchUpExpired(g *witnessv1.Group) string {
-	f := fenceResult(g)
-	if f == nil {
+	deadline, ok := catchUpDeadline(g)
+	if !ok || !r.now().After(deadline) {
 		return ""
 	}
-	fenced := time.Unix(0, f.GetStartedUnixNano()+f.GetDurationMs()*int64(time.Millisecond))
 	limit := switchoverTimeout(g)
-	if r.now().Sub(fenced) <= limit {
-		return ""
-	}
 	why := "no progress read"
 	r.mu.Lock()
 	if p, ok := r.caughtUp[g.GetSpec().GetName()]; ok && p.token == g.GetStatus().GetToken() {
@@ -105,6 +101,18 @@ func (r *Reconciler) catchUpExpired(g *witnessv1.Group) string {
 	r.mu.Unlock()
 	return fmt.Sprintf("switchover to %s aborted: %s did not catch up within switchover_timeout %s of the fence of %s: %s; nothing was lost, the fence is lifted",
 		g.GetStatus().GetPending().GetToSite(), g.GetStatus().GetPending().GetToSite(), limit, g.GetStatus().GetActiveSite(), why)
+}
+
+// catchUpDeadline is when the catch-up of a switchover's first phase
+// gives up: switchover_timeout after the fence ended; false before the
+// fence.
+func catchUpDeadline(g *witnessv1.Group) (time.Time, bool) {
+	f := fenceResult(g)
+	if f == nil {
+		return time.Time{}, false
+	}
+	fenced := time.Unix(0, f.GetStartedUnixNano()+f.GetDurationMs()*int64(time.Millisecond))
+	return fenced.Add(switchoverTimeout(g)), true
 }
 
 // catchUpProgress is the last progress of a group's catch-up wait.

@@ -123,3 +123,31 @@ func TestSwitchoverAbortedWhenTheTargetDoesNotCatchUp(t *testing.T) {
 		}
 	})
 }
+
+// A catch-up that fails rather than waits (the target turns out to be a
+// primary, an old primary never rebuilt) backs off, but not past switchover_timeout: the old primary is
+// fenced meanwhile, and the abort that gives it back comes at the
+// deadline, not at the end of a backoff that outgrew it.
+func TestFailingCatchUpAbortsAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, r := setup(t)
+		r.SetPosition("east", 0x3B4A0000, false)
+		r.SetPosition("west", 0x3B4A0000, false)
+		prep := prepareSwitchover(t, l, "west")
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r, MinBackoff: 3 * time.Second, MaxBackoff: 10 * time.Minute})
+		defer f.stop()
+		f.until(5*time.Second, func() bool { return len(stepsAt(l, prep, actions.StepCatchUp)) > 0 })
+		f.advance(actions.DefaultSwitchoverTimeout - time.Second)
+		if g, _ := l.FSM.Group("app"); g.GetStatus().GetToken() != prep {
+			t.Fatalf("gave up before switchover_timeout: token %d", g.GetStatus().GetToken())
+		}
+		f.until(3*time.Second, func() bool {
+			g, _ := l.FSM.Group("app")
+			return g.GetStatus().GetToken() == prep+1
+		})
+		g, _ := l.FSM.Group("app")
+		if last := g.GetStatus().GetHistory()[len(g.GetStatus().GetHistory())-1]; last.GetPhase() != fsm.PhaseAbort {
+			t.Fatalf("after the deadline: last transition %v, want an abort", last)
+		}
+	})
+}

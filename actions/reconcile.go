@@ -647,6 +647,13 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 				// again at the next tick, not after a growing backoff.
 				next = r.now()
 			}
+			if deadline, ok := catchUpDeadline(g); ok && step == StepCatchUp && next.After(deadline) {
+				// A failing catch-up backs off, but not past the
+				// switchover's deadline: the old primary is fenced
+				// meanwhile, and the abort that gives it back is due
+				// then.
+				next = deadline.Add(time.Millisecond)
+			}
 			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl}
 		} else {
 			delete(r.retry, key)

@@ -119,8 +119,7 @@ func (f pgFencer) sqlFence(ctx context.Context, g *witnessv1.Group, dsn string) 
 }
 
 // Fenced reports an SQL fence of g at its current token. A demoted
-// database is not looked at: whether it starts again is prepare-start's
-// and the operator's call, not a restarted witness's.
+// database is not looked at here (see leftFenced and StoppedPrimary).
 func (f pgFencer) Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error) {
 	if f.demoter(g) != nil {
 		return false, nil
@@ -358,7 +357,18 @@ func (n *Node) watchdog() (Watchdog, time.Duration) {
 func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) (bool, error) {
 	var on bool
 	err := n.localFence(func(ctx context.Context, g *witnessv1.Group, dsn string) (err error) {
-		on, err = fencer.Fenced(ctx, g, dsn)
+		if on, err = fencer.Fenced(ctx, g, dsn); on || err != nil {
+			return err
+		}
+		// A database this witness demoted (stopped as a primary,
+		// standby.signal written) before it was restarted: lifted by the
+		// same rule, but only where the promote step of the current
+		// token succeeded, so that it was this token's primary. A
+		// database stopped before a promotion here is the plan's to
+		// promote, not the lift's.
+		if sp, ok := fencer.(StoppedPrimaryReader); ok && promotedAt(g) {
+			on, err = sp.StoppedPrimary(ctx, g)
+		}
 		return err
 	}, g, dsn)
 	if err != nil {
@@ -369,6 +379,18 @@ func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) (b
 		n.log.Warn("found a self-fence left by an earlier run; lifting it by the same rule", "group", g.GetSpec().GetName(), "token", g.GetStatus().GetToken())
 	}
 	return on, nil
+}
+
+// promotedAt reports whether the promote step of g's current token
+// succeeded.
+func promotedAt(g *witnessv1.Group) bool {
+	st := g.GetStatus()
+	for _, r := range st.GetSteps() {
+		if r.GetToken() == st.GetToken() && r.GetStep() == actions.StepPromote && r.GetOk() {
+			return true
+		}
+	}
+	return false
 }
 
 // errMovedOn: the group is no longer active here at the fence's token.
@@ -418,13 +440,7 @@ func (n *Node) liftPromoted(fencer LocalFencer, group, dsn string) error {
 	if st.GetActiveSite() != n.cfg.Site || st.GetPending() != nil {
 		return nil
 	}
-	promoted := false
-	for _, r := range st.GetSteps() {
-		if r.GetToken() == st.GetToken() && r.GetStep() == actions.StepPromote && r.GetOk() {
-			promoted = true
-		}
-	}
-	if !promoted {
+	if !promotedAt(g) {
 		return nil
 	}
 	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {

@@ -380,6 +380,20 @@ func (f localFencer) Unfence(ctx context.Context, g *witnessv1.Group, _ string) 
 	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "lift self-fence", unfence(g.GetStatus().GetToken()))
 }
 
+// StoppedPrimary reports a primary that a local demotion stopped, as the
+// real fencer reads it from the data directory (no network involved).
+func (f localFencer) StoppedPrimary(_ context.Context, g *witnessv1.Group) (bool, error) {
+	if !f.hasDataDir(g) {
+		return false, nil
+	}
+	var stopped bool
+	err := f.w.local(f.node, g.GetSpec().GetName(), f.site, "look at the data directory", func(d *db) error {
+		stopped = d.demoted && !d.inRecovery
+		return nil
+	})
+	return stopped, err
+}
+
 // Fenced looks for an SQL self-fence left by an earlier run; a demoted
 // database is not looked at, as in the real fencer.
 func (f localFencer) Fenced(ctx context.Context, g *witnessv1.Group, _ string) (bool, error) {
