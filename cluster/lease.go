@@ -294,6 +294,10 @@ func (n *Node) leaseLoop() {
 							}
 							continue
 						}
+						// Moved on (a new token here, such as a group
+						// re-created): the database is looked at again
+						// as a fence an earlier run left, at that token.
+						delete(looked, name)
 					}
 				}
 				delete(fenced, name)
