@@ -135,7 +135,10 @@ fence=$(dns_answer _witness.app.example.test TXT)
 case $fence in *site=west*) ;; *) fail "fence record $fence does not name west" ;; esac
 echo "fence record: $fence"
 wait_for 30 "the app writes at west" sh -c "docker logs --since $cut_at witness-demo-app 2>&1 | grep -q 'to west: ok'"
-docker logs --since "$cut_at" witness-demo-app 2>&1 | grep -m1 'to west: ok'
+# Read whole before grep stops early: under pipefail, a writer cut off by
+# grep -m1 (SIGPIPE) would fail the run.
+app_log=$(docker logs --since "$cut_at" witness-demo-app 2>&1)
+grep -m1 'to west: ok' <<<"$app_log"
 east_fenced || fail "east, cut off, still takes the app's writes or has no standby.signal"
 echo "east demoted itself: no writes, standby.signal left"
 
@@ -150,8 +153,9 @@ echo "east reconnected and still fenced; group app stays at west"
 step "restart the east container: PostgreSQL starts as a standby"
 docker-compose restart -t 20 east >/dev/null
 wait_for 90 "east's database answers" is_standby east
-docker logs witness-demo-east 2>&1 | grep 'prepare-start:' | tail -n1
-docker logs witness-demo-east 2>&1 | grep 'prepare-start:' | tail -n1 | grep -q 'starts as a standby' ||
+prepared=$(docker logs witness-demo-east 2>&1 | grep 'prepare-start:' | tail -n1) || true
+echo "$prepared"
+case $prepared in *'starts as a standby'*) ;; *) false ;; esac ||
 	fail "prepare-start did not keep east a standby"
 east_fenced || fail "east came back from a restart writable"
 is_primary west || fail "west is no longer primary"
