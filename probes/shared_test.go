@@ -35,6 +35,22 @@ func countingListener(t *testing.T) (string, *atomic.Int64) {
 	return l.Addr().String(), &n
 }
 
+// accepted is the count of a countingListener once its accept loop has
+// caught up: a check ends when the client's connect completes, which can
+// be before the server's Accept returns. It waits for a first connection
+// (up to 5 s), then until the count has not moved for 100 ms.
+func accepted(n *atomic.Int64) int64 {
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for last := int64(-1); last != n.Load(); {
+		last = n.Load()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return n.Load()
+}
+
 func tcpTarget(group, site, addr string, threshold int) Target {
 	return Target{Group: group, Site: site, Spec: Spec{Kind: KindTCP, FailThreshold: threshold, TCP: &TCPSpec{Address: addr}}}
 }
@@ -72,10 +88,10 @@ func TestSharedProbeRunsOnce(t *testing.T) {
 			t.Fatalf("target %d: %+v", i, r)
 		}
 	}
-	if got := accepts.Load(); got != 1 {
+	if got := accepted(accepts); got != 1 {
 		t.Errorf("200 groups' checks of one probe connected %d times, want once", got)
 	}
-	if got := otherAccepts.Load(); got != 1 {
+	if got := accepted(otherAccepts); got != 1 {
 		t.Errorf("the other probe connected %d times, want once", got)
 	}
 
