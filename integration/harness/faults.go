@@ -1,10 +1,14 @@
 package harness
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -93,7 +97,62 @@ func (e *Env) Reconnect(site string) error {
 // Freeze stops w's process with SIGSTOP, as a VM pause or a long GC
 // would: it keeps its sockets and state and does nothing until Thaw. The
 // harness's Leader skips a frozen witness; Close resumes it to stop it.
-func (w *Witness) Freeze() error { return w.Proc.Signal(syscall.SIGSTOP) }
+//
+// It returns once every process of the witness's process group is
+// stopped: SIGSTOP is delivered asynchronously, and on a loaded machine a
+// witness can still answer a call for a moment after the signal was sent.
+func (w *Witness) Freeze() error {
+	if err := w.Proc.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(w.Proc.Pid(), 5*time.Second)
+}
+
+// waitStopped waits until every process in process group pgid is in the
+// stopped state (T in /proc/PID/stat).
+func waitStopped(pgid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		running, err := groupRunning(pgid)
+		if err != nil || running == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process group %d: %d processes not stopped %s after SIGSTOP", pgid, running, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// groupRunning counts the processes of group pgid that are not stopped.
+func groupRunning(pgid int) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
+		rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		switch f[0] {
+		case "T", "t", "Z", "X": // stopped, or exited
+		default:
+			n++
+		}
+	}
+	return n, nil
+}
 
 // Thaw resumes a frozen witness (SIGCONT).
 func (w *Witness) Thaw() error { return w.Proc.Signal(syscall.SIGCONT) }
