@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -530,9 +531,9 @@ func (n *Node) stateHolds(index uint64) bool {
 }
 
 // lastCommandUpTo is the index of the last command entry at or before
-// index in the log, 0 when there is none above the log's first index (the
-// entries before were compacted into a snapshot that the state machine
-// took or restored). An entry it cannot read makes it answer index: the
+// index in the log, 0 when there is none above the log's first index or
+// the entries are in a snapshot (compacted into one that the state
+// machine took, or installed from the leader and restored into it). An entry it cannot read makes it answer index: the
 // caller then waits for the state machine to reach index itself.
 func (n *Node) lastCommandUpTo(index uint64) uint64 {
 	first, err := n.logs.FirstIndex()
@@ -545,6 +546,9 @@ func (n *Node) lastCommandUpTo(index uint64) uint64 {
 			if f, ferr := n.logs.FirstIndex(); ferr == nil && i < f {
 				return 0 // compacted meanwhile
 			}
+			if n.snapshotCovers(i) {
+				return 0 // an installed snapshot holds it, the log not
+			}
 			return index
 		}
 		if l.Type == raft.LogCommand {
@@ -552,4 +556,11 @@ func (n *Node) lastCommandUpTo(index uint64) uint64 {
 		}
 	}
 	return 0
+}
+
+// snapshotCovers reports whether the latest snapshot holds entry index:
+// the state machine took it or had it restored, so it holds that entry.
+func (n *Node) snapshotCovers(index uint64) bool {
+	snap, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64)
+	return err == nil && snap >= index
 }
