@@ -66,17 +66,16 @@ func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mo
 		return fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
 	}
 	d.Timeout = demoteTimeout(g, mode)
-	if f.standbyStamped(ctx, g, d, dsn) {
-		return nil
-	}
+	// Also a standby is stopped: the leader's fence of an old site finds
+	// there an old primary that may have come back as a standby on its
+	// old timeline (prepare-start), and reinstate must rewind it, not
+	// repoint it.
 	return d.Demote(ctx, dsn, mode)
 }
 
 // standbyStamped reports whether the database is a standby that stays one
 // (in recovery, standby.signal in place) and now holds g's token: it takes
-// no write, so it is fenced as it runs. Stopping it would fence nothing,
-// and would stop a node that came back as a standby (prepare-start) and
-// that reinstate turns into the new primary's follower.
+// no write, so the self-fence leaves it running.
 func (f pgFencer) standbyStamped(ctx context.Context, g *witnessv1.Group, d *postgres.Demoter, dsn string) bool {
 	sctx, cancel := context.WithTimeout(ctx, actions.FailoverFenceConnectTimeout)
 	ok, err := d.StandbyRunning(sctx, dsn)
