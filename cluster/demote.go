@@ -133,7 +133,7 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 			}
 		}
 	}
-	log.Warn("demoted this site's database for the leader", "took", took, "final_lsn", postgres.FormatLSN(final))
+	log.Warn("demoted this site's database for the leader (a standby that stays one is only stamped with the token)", "took", took, "final_lsn", postgres.FormatLSN(final))
 	return &witnessv1.DemoteLocalResponse{Node: n.cfg.Name, Site: n.cfg.Site, DurationMs: took.Milliseconds(), FinalLsn: final}, nil
 }
 

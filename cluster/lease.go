@@ -66,16 +66,20 @@ func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mo
 		return fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
 	}
 	d.Timeout = demoteTimeout(g, mode)
-	// Also a standby is stopped: the leader's fence of an old site finds
-	// there an old primary that may have come back as a standby on its
-	// old timeline (prepare-start), and reinstate must rewind it, not
-	// repoint it.
+	// A standby that stays one takes no write: stopping it would fence
+	// nothing, and would stop an old primary that came back as a standby
+	// through prepare-start after the leader's fence of the site was
+	// first tried. Reinstate rewinds such a node (its history left the
+	// new primary's), running or not.
+	if f.standbyStamped(ctx, g, d, dsn) {
+		return nil
+	}
 	return d.Demote(ctx, dsn, mode)
 }
 
 // standbyStamped reports whether the database is a standby that stays one
 // (in recovery, standby.signal in place) and now holds g's token: it takes
-// no write, so the self-fence leaves it running.
+// no write, so a fence or demotion leaves it running.
 func (f pgFencer) standbyStamped(ctx context.Context, g *witnessv1.Group, d *postgres.Demoter, dsn string) bool {
 	sctx, cancel := context.WithTimeout(ctx, actions.FailoverFenceConnectTimeout)
 	ok, err := d.StandbyRunning(sctx, dsn)
@@ -302,8 +306,8 @@ func (n *Node) leaseLoop() {
 				delete(fenced, name)
 				delete(kept, name)
 			}
-			if fenced[name] == nil && dsn != "" && held && (fenceAfter == 0 || since < fenceAfter/2) && abortedHere(g, n.cfg.Site) {
-				n.maybeStartAfterAbort(fencer, name, dsn, st.GetToken())
+			if fenced[name] == nil && dsn != "" && held && (fenceAfter == 0 || since < fenceAfter/2) && startsHere(g, n.cfg.Site) != "" {
+				n.maybeStartDemoted(fencer, name, dsn, st.GetToken())
 			}
 		}
 		protected = append(protected, n.fenceElsewhere(fencer, local, replica, activeHere, fenced, looked, since, held)...)

@@ -187,6 +187,16 @@ func (r *Reinstater) reinstate(ctx context.Context, req ReinstateRequest, rep *R
 		if err := r.checkSource(ctx, req.SourceDSN); err != nil {
 			return "", err
 		}
+		if running && standby {
+			past, err := pastFork(ctx, r.connect, req.LocalDSN, req.SourceDSN)
+			if err != nil {
+				return "", err
+			}
+			if past != "" {
+				standby = false // rewound like an old primary
+				notes = append(notes, past+": rewound, not repointed")
+			}
+		}
 		hints, err := r.rewindable()
 		if err != nil {
 			return "", err
@@ -306,6 +316,85 @@ func (r *Reinstater) reinstate(ctx context.Context, req ReinstateRequest, rep *R
 	return r.step(ctx, rep, "stream", func() (string, error) {
 		return r.waitStreaming(ctx, req, r.streamTimeout())
 	})
+}
+
+// pastFork says how a running standby's history left the source's ("" when
+// it has not): its timeline is not one the source's history holds, or it
+// replayed past the point where the source's timeline forked from it. Such
+// a node (an old primary that came back as a standby) connects to the
+// source and never follows it: it is rewound at once rather than after a
+// repoint times out. The source's history file is read with
+// pg_read_binary_file, which a role that may rewind can execute.
+func pastFork(ctx context.Context, connect func(context.Context, string) (*pgx.Conn, error), localDSN, sourceDSN string) (string, error) {
+	conn, err := connect(ctx, localDSN)
+	if err != nil {
+		return "", err
+	}
+	var replayed string
+	var tli int32
+	err = conn.QueryRow(ctx, `SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text,
+		(SELECT timeline_id FROM pg_control_checkpoint())`).Scan(&replayed, &tli)
+	closeConn(conn)
+	if err != nil {
+		return "", contextError(ctx, err)
+	}
+	src, err := connect(ctx, sourceDSN)
+	if err != nil {
+		return "", fmt.Errorf("new primary: %w", err)
+	}
+	defer closeConn(src)
+	var srcTLI int32
+	err = src.QueryRow(ctx, `SELECT ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))::bit(32)::int`).Scan(&srcTLI)
+	if err != nil {
+		return "", fmt.Errorf("new primary's timeline: %w", contextError(ctx, err))
+	}
+	switch {
+	case tli == srcTLI:
+		return "", nil
+	case tli > srcTLI:
+		return fmt.Sprintf("a standby on timeline %d, newer than the new primary's %d", tli, srcTLI), nil
+	}
+	var history string
+	err = src.QueryRow(ctx, `SELECT convert_from(pg_read_binary_file(format('pg_wal/%s.history', lpad(upper(to_hex($1::int)), 8, '0'))), 'UTF8')`, srcTLI).Scan(&history)
+	if err != nil {
+		return "", fmt.Errorf("new primary's timeline history: %w", contextError(ctx, err))
+	}
+	at, ok, err := switchPoint(history, tli)
+	if err != nil {
+		return "", fmt.Errorf("new primary's timeline %d history: %w", srcTLI, err)
+	}
+	if !ok {
+		return fmt.Sprintf("a standby on timeline %d, which the new primary's history (timeline %d) does not hold", tli, srcTLI), nil
+	}
+	pos, err := ParseLSN(replayed)
+	if err != nil {
+		return "", err
+	}
+	if pos > at {
+		return fmt.Sprintf("a standby that replayed timeline %d to %s, past the fork at %s", tli, replayed, FormatLSN(at)), nil
+	}
+	return "", nil
+}
+
+// switchPoint reads where timeline tli ended in a timeline history file
+// (lines of parent timeline, switch position and reason).
+func switchPoint(history string, tli int32) (uint64, bool, error) {
+	for line := range strings.Lines(history) {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		parent, err := strconv.ParseInt(f[0], 10, 32)
+		if err != nil {
+			return 0, false, fmt.Errorf("line %q: %w", strings.TrimSpace(line), err)
+		}
+		if int32(parent) != tli {
+			continue
+		}
+		at, err := ParseLSN(f[1])
+		return at, err == nil, err
+	}
+	return 0, false, nil
 }
 
 type localState struct {

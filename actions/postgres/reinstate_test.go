@@ -272,6 +272,43 @@ func TestReinstateFallsBackToBaseBackup(t *testing.T) {
 	}
 }
 
+// An old primary that came back as a standby (prepare-start, or a leader's
+// fence that found it so) holds commits past the fork on its old
+// timeline: it is rewound at once, never repointed at the new primary,
+// which it could not follow.
+func TestReinstateRewindsAnOldPrimaryBackAsAStandby(t *testing.T) {
+	old, promoted := forked(t, 2)
+	r := reinstater(t, old)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := r.Demote(ctx, old.DSN("postgres"), postgres.StopFast); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartAsStandby(ctx, old.DSN("postgres")); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Reinstate(ctx, postgres.ReinstateRequest{
+		Group: "app", Token: 7, LocalDSN: old.DSN("postgres"), SourceDSN: promoted.DSN("postgres"),
+		Slot: "witness_east", ApplicationName: "east",
+	})
+	if err != nil {
+		t.Fatalf("reinstate: %v (steps %+v)", err, rep)
+	}
+	var names []string
+	for _, s := range rep.Steps {
+		names = append(names, s.Name)
+	}
+	if got, want := strings.Join(names, " "), "check stop save rewind slot configure start stream"; got != want || rep.Method != "rewind" {
+		t.Errorf("method %q, steps %q; want rewind, %q", rep.Method, got, want)
+	}
+	if d := rep.Steps[0].Detail; !strings.Contains(d, "past the fork") || !strings.Contains(d, "not repointed") {
+		t.Errorf("check says %q, want the standby past the fork named", d)
+	}
+	if sa := rep.SetAside; sa == nil || sa.Transactions != 2 {
+		t.Errorf("set aside %+v, want the 2 commits past the fork", sa)
+	}
+}
+
 func pgExecT(t *testing.T, srv *pgharness.Server, stmt string) {
 	t.Helper()
 	if _, err := connect(t, srv.DSN("postgres")).Exec(testContext(t), stmt); err != nil {
@@ -290,7 +327,7 @@ func TestReinstateRepointsAStandby(t *testing.T) {
 		wantStepsTo string
 	}{
 		{"follows the new timeline", true, "repoint", "check repoint"},
-		{"past the fork", false, "rewind", "check repoint stop save rewind slot configure start stream"},
+		{"past the fork", false, "rewind", "check stop save rewind slot configure start stream"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			old := pgharness.StartPrimary(t)
