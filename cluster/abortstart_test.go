@@ -102,3 +102,40 @@ func TestWitnessStartsItsDemotedPrimaryAfterAnAbort(t *testing.T) {
 		t.Errorf("started more than once: %v", u)
 	}
 }
+
+// startsHere: after an abort here, and after a creation here once the
+// leader's promote step of it was allowed; never at a move to this site,
+// where the stopped database may be an old primary left behind.
+func TestStartsHereOnlyAfterAnAbortOrACreation(t *testing.T) {
+	promote := func(token uint64, rule string, ok bool) *witnessv1.StepResult {
+		return &witnessv1.StepResult{Token: token, Step: "promote", Rule: rule, Ok: ok}
+	}
+	group := func(active string, pending bool, last *witnessv1.Transition, steps ...*witnessv1.StepResult) *witnessv1.Group {
+		st := &witnessv1.GroupStatus{ActiveSite: active, Token: last.GetToken(), Steps: steps,
+			History: []*witnessv1.Transition{{Token: 1, ToSite: "east", Kind: witnessv1.TransitionKind_TRANSITION_KIND_INITIAL}, last}}
+		if pending {
+			st.Pending = &witnessv1.PendingSwitchover{ToSite: "west"}
+		}
+		return &witnessv1.Group{Spec: &witnessv1.GroupSpec{Name: "app"}, Status: st}
+	}
+	created := &witnessv1.Transition{Token: 9, ToSite: "east", Kind: witnessv1.TransitionKind_TRANSITION_KIND_INITIAL}
+	failover := &witnessv1.Transition{Token: 9, FromSite: "west", ToSite: "east", Kind: witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER}
+	aborted := &witnessv1.Transition{Token: 9, FromSite: "east", ToSite: "east", Kind: witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER, Phase: fsm.PhaseAbort}
+	for _, tt := range []struct {
+		name string
+		g    *witnessv1.Group
+		want string
+	}{
+		{"created, promote failed under its rule", group("east", false, created, promote(9, "fence_confirmed", false)), "group created here"},
+		{"created, promote not run yet", group("east", false, created), ""},
+		{"created, a promote of an older token", group("east", false, created, promote(1, "no_old_site", false)), ""},
+		{"created at another site", group("west", false, created, promote(9, "fence_confirmed", false)), ""},
+		{"failed over here", group("east", false, failover, promote(9, "lease_expired", false)), ""},
+		{"switchover given up", group("east", false, aborted), "switchover given up"},
+		{"switchover pending", group("east", true, aborted), ""},
+	} {
+		if got := startsHere(tt.g, "east"); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -156,7 +156,7 @@ type Node struct {
 	// localDB serializes what this witness does to its site's databases
 	// for the leader (demotion) and after a given-up switchover (start).
 	localDB sync.Mutex
-	// abortStarted: group -> token at which startAfterAbort is done;
+	// abortStarted: group -> token at which startDemoted is done;
 	// abortStartErr: group -> its last error, as logged.
 	abortStarted, abortStartErr sync.Map
 	metrics                     *nodeMetrics

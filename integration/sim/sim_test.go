@@ -31,15 +31,7 @@ var (
 // schedule that breaks only these is logged, not failed, so that the
 // seeds of an ordinary test run (and of CI) stay about new breakage.
 // Remove a line once its fix is in.
-var knownDefects = []struct{ phrase, defect string }{
-	// About one seed in 2,000 (seed 1019, replayed: 1 run in 12): a group
-	// re-created at a site whose witness had demoted its database. The
-	// promote step of the new token reaches the database over SQL, which
-	// cannot start a stopped node, and the witness starts a demoted
-	// database only after that step succeeded (or after an abort): the
-	// database stays stopped, and no write is lost.
-	{"demoted@", "a re-created group's promote cannot start a database its own witness demoted"},
-}
+var knownDefects = []struct{ phrase, defect string }{}
 
 // known reports which known defect a violation is, if any.
 func known(v string) string {
