@@ -291,3 +291,40 @@ func TestLeaseRuleOnlyWhereTheOldSiteDemotesLocally(t *testing.T) {
 		})
 	})
 }
+
+// A new group's plan fences every other site the way a move fences its
+// old site: the witness there demotes the database where it can (a
+// standby that stays one is only stamped), and the SQL fence is the
+// fallback when no witness there answers.
+func TestCreationFencesByDemotionThenOverSQL(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		demoteFail bool
+		want       []string
+		by         string
+	}{
+		{"demoted", false, []string{"demote app@1 west fast", "promote app@1 east", "dns app@1 east", "settle app@1 east"}, actions.FencedByDemote},
+		{"no witness answers", true, []string{"fence:west app@1 west", "promote app@1 east", "dns app@1 east", "settle app@1 east"}, actions.FencedBySQL},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, r := setupDataDir(t)
+			if tt.demoteFail {
+				r.Fail(actionstest.StepDemote, errors.New("no live witness at the site"))
+			}
+			runUntil(t, l, r, func() bool { return slices.Contains(steps(l), actions.StepSettle) })
+			if diff := cmp.Diff(tt.want, callsFrom(r, 1)); diff != "" {
+				t.Errorf("calls (-want +got):\n%s", diff)
+			}
+			g, _ := l.FSM.Group("app")
+			var by string
+			for _, s := range g.GetStatus().GetSteps() {
+				if s.GetStep() == actions.StepCreationFence+"west" && s.GetOk() {
+					by = s.GetFencedBy()
+				}
+			}
+			if by != tt.by {
+				t.Errorf("creation fence confirmed by %q, want %q", by, tt.by)
+			}
+		})
+	}
+}

@@ -894,7 +894,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 			return err // not a failure: look again next tick
 		}
 	case StepCreationFence + siteOf(step):
-		err = r.Runner.Fence(sctx, g, siteOf(step))
+		fencedBy, _, err = r.fenceOldSite(sctx, g, siteOf(step))
 	case StepPromote:
 		err = r.Runner.Promote(sctx, g)
 	case StepDNS:
@@ -957,7 +957,8 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	return err
 }
 
-// fenceOldSite fences the group's old site: first by asking a witness
+// fenceOldSite fences the group's old site (or, for a creation, each
+// other site of the group): first by asking a witness
 // there to demote the database (fast stop in a switchover, which ships
 // the final WAL to the standby; immediate in a failover), then, if that is
 // not possible or fails, with the leader's SQL fence. Either confirms the
@@ -985,10 +986,15 @@ func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from 
 	}
 	mode := postgres.StopFast
 	dctx, cancel := ctx, context.CancelFunc(func() {})
-	if transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
+	switch transitionKind(g) {
+	case witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER:
 		// The old site is likely gone: an unanswered ask must leave the
 		// SQL fence its time within the step.
 		mode = postgres.StopImmediate
+		dctx, cancel = context.WithTimeout(ctx, FailoverFenceConnectTimeout+demoteLimit(g))
+	case witnessv1.TransitionKind_TRANSITION_KIND_INITIAL:
+		// A creation fences every other site, some of which may be
+		// down: likewise bounded.
 		dctx, cancel = context.WithTimeout(ctx, FailoverFenceConnectTimeout+demoteLimit(g))
 	}
 	final, derr := r.Runner.Demote(dctx, g, from, mode)
