@@ -365,7 +365,7 @@ func (n *Node) startRaft() error {
 	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	rc.Logger = hl
 	rc.NotifyCh = n.notifyCh
-	n.rfsm = &raftFSM{f: n.fsm, beforeApply: n.opts.beforeApply}
+	n.rfsm = &raftFSM{f: n.fsm, beforeApply: n.opts.beforeApply, changed: n.pokeReconciler}
 	r, err := raft.NewRaft(rc, n.rfsm, n.logs, n.stable, n.snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
@@ -568,7 +568,8 @@ func (n *Node) reconciler() *actions.Reconciler {
 }
 
 // pokeReconciler tells the reconciler, if this node runs one, that the
-// state changed.
+// state changed: the state machine calls it after every applied command,
+// whoever proposed it.
 func (n *Node) pokeReconciler() {
 	if r := n.reconciler(); r != nil {
 		r.Poke()
@@ -765,7 +766,6 @@ func (n *Node) Apply(ctx context.Context, cmd proto.Message) (fsm.Result, error)
 	}
 	res, _ := f.Response().(fsm.Result)
 	n.applied(cmd, time.Since(began))
-	n.pokeReconciler()
 	return res, nil
 }
 

@@ -21,6 +21,9 @@ type raftFSM struct {
 	applied atomic.Uint64
 	// beforeApply is Options.beforeApply (tests only).
 	beforeApply func(index uint64)
+	// changed is called after each applied command and restored
+	// snapshot: the leader's reconciler looks at the state again.
+	changed func()
 }
 
 // Apply applies a committed command entry. fsm.FSM.Apply panics on an
@@ -33,7 +36,11 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	return r.f.Apply(l.Data)
+	res := r.f.Apply(l.Data)
+	if r.changed != nil {
+		r.changed()
+	}
+	return res
 }
 
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
@@ -50,7 +57,13 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	return r.f.Restore(s)
+	if err := r.f.Restore(s); err != nil {
+		return err
+	}
+	if r.changed != nil {
+		r.changed()
+	}
+	return nil
 }
 
 // fsmSnapshot holds an immutable copy of the state; Persist encodes it off
