@@ -15,7 +15,9 @@ while true; do
 		continue
 	fi
 	n=$((n + 1))
-	if out=$(psql "host=$ip user=app dbname=postgres connect_timeout=2" -XAtq -v ON_ERROR_STOP=1 \
+	# A site cut off mid-write answers nothing, not even a reset: the
+	# write is given up after 5 s, as an application's would be.
+	if out=$(timeout 5 psql "host=$ip user=app dbname=postgres connect_timeout=2 tcp_user_timeout=3000" -XAtq -v ON_ERROR_STOP=1 \
 		-c "INSERT INTO demo_writes (n, site) VALUES ($n, current_setting('cluster_name')) RETURNING site" 2>&1); then
 		echo "$now write $n to ${site[$ip]:-$ip}: ok (written at $out)"
 	else

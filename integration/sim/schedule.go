@@ -66,6 +66,38 @@ func (e event) String() string {
 type Sched struct {
 	Seed   uint64
 	Events []event
+	// Clocks says each witness's clock (Clocks), for the printout.
+	Clocks []string
+}
+
+// skew is one witness's clock: its rate against true time and its
+// reading's offset.
+type skew struct {
+	Rate   float64
+	Offset time.Duration
+}
+
+func (k skew) String() string {
+	return fmt.Sprintf("clock %+.2f%% %+.3fs", (k.Rate-1)*100, k.Offset.Seconds())
+}
+
+// Clocks draws each witness's clock from seed: a rate within drift of
+// true time and an offset within offset. It draws from a stream of its
+// own, so that the events of a seed do not depend on the bounds.
+func Clocks(seed uint64, drift float64, offset time.Duration) map[string]skew {
+	r := rand.New(rand.NewPCG(seed, 0xc10c))
+	out := map[string]skew{}
+	for _, site := range sites {
+		k := skew{Rate: 1}
+		if drift > 0 {
+			k.Rate = 1 + drift*(2*r.Float64()-1)
+		}
+		if offset > 0 {
+			k.Offset = time.Duration(r.Int64N(int64(2*offset))) - offset
+		}
+		out[site+"-1"] = k
+	}
+	return out
 }
 
 func (s Sched) String() string {
@@ -74,6 +106,9 @@ func (s Sched) String() string {
 		fence = "local demotion (data_dir)"
 	}
 	lines := []string{fmt.Sprintf("seed %d, %s, %d events:", s.Seed, fence, len(s.Events))}
+	if len(s.Clocks) > 0 {
+		lines = append(lines, "  clocks: "+strings.Join(s.Clocks, ", "))
+	}
 	for _, e := range s.Events {
 		lines = append(lines, "  "+e.String())
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/sitewitness/witness/actions"
+	"github.com/sitewitness/witness/clock"
 	"github.com/sitewitness/witness/cluster"
 	"github.com/sitewitness/witness/config"
 	"github.com/sitewitness/witness/probes"
@@ -79,6 +80,12 @@ type Config struct {
 	// Events, if set, is the schedule to run instead of the seed's (a
 	// minimised one); the seed still draws every message's fate.
 	Events []event
+	// Drift bounds how far each witness's clock rate is from true time
+	// (0.005: up to half a per cent fast or slow), and Offset how far its
+	// reading is; the seed draws each witness's rate and offset within
+	// them. Zero runs every witness on true time.
+	Drift  float64
+	Offset time.Duration
 }
 
 // Result is what a run found.
@@ -121,12 +128,15 @@ type Sim struct {
 type simNode struct {
 	name, site string
 	cfg        config.Node
-	store      *raft.InmemStore
-	snaps      *raft.InmemSnapshotStore
-	node       *cluster.Node // nil while down
-	ctx        context.Context
-	cancel     context.CancelFunc
-	checkers   map[string]*checker
+	// clock is the machine's clock, kept across restarts of its witness.
+	clock    clock.Clock
+	skew     skew
+	store    *raft.InmemStore
+	snaps    *raft.InmemSnapshotStore
+	node     *cluster.Node // nil while down
+	ctx      context.Context
+	cancel   context.CancelFunc
+	checkers map[string]*checker
 }
 
 // New makes a simulator for cfg. Call it inside a synctest bubble.
@@ -145,6 +155,7 @@ func New(cfg Config) *Sim {
 		s.logger = slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	var voters []config.Voter
+	clocks := Clocks(cfg.Seed, cfg.Drift, cfg.Offset)
 	for i, site := range sites {
 		c := config.Default()
 		c.Name, c.Site = fmt.Sprintf("%s-1", site), site
@@ -154,7 +165,9 @@ func New(cfg Config) *Sim {
 		c.Raft.HeartbeatTimeout = config.Duration(cfg.Raft)
 		c.Raft.ElectionTimeout = config.Duration(cfg.Raft)
 		c.Raft.LeaderLeaseTimeout = config.Duration(cfg.Raft / 2)
-		s.nodes = append(s.nodes, &simNode{name: c.Name, site: site, cfg: c, store: raft.NewInmemStore(), snaps: raft.NewInmemSnapshotStore()})
+		sk := clocks[c.Name]
+		s.nodes = append(s.nodes, &simNode{name: c.Name, site: site, cfg: c, store: raft.NewInmemStore(), snaps: raft.NewInmemSnapshotStore(),
+			clock: clock.Skewed(clock.Real, sk.Rate, sk.Offset), skew: sk})
 		voters = append(voters, config.Voter{Name: c.Name, RaftAddr: c.RaftAddr, GossipAddr: c.GossipAddr})
 		nw.siteOf[c.Name] = site
 	}
@@ -212,6 +225,7 @@ func (s *Sim) start(n *simNode) error {
 	self := &nodeRef{}
 	node, err := cluster.Start(context.Background(), cluster.Options{
 		Config:      n.cfg,
+		Clock:       n.clock,
 		Logger:      s.logger,
 		Runner:      runner{w: s.world, node: n.name, dns: dnsSite, self: self},
 		LocalFencer: localFencer{w: s.world, node: n.name, site: n.site},
@@ -350,6 +364,9 @@ func (s *Sim) Run() Result {
 	sched := Schedule(s.cfg.Seed, s.cfg.Faults)
 	if s.cfg.Events != nil {
 		sched.Events = s.cfg.Events
+	}
+	for _, n := range s.nodes {
+		sched.Clocks = append(sched.Clocks, n.name+" "+n.skew.String())
 	}
 	res := Result{Schedule: sched.String()}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -23,6 +23,8 @@ var (
 	flagQuiet  = flag.Duration("quiet", 40*time.Second, "virtual time the healed cluster has to carry out its decisions")
 	flagRaft   = flag.Duration("raft", time.Second, "the witnesses' Raft heartbeat and election timeout")
 	flagLog    = flag.Bool("simlog", false, "print the witnesses' logs")
+	flagDrift  = flag.Float64("drift", 0.005, "each witness's clock runs up to this fraction fast or slow (the margin allows 0.01 between two witnesses)")
+	flagOffset = flag.Duration("offset", 2*time.Second, "each witness's clock reads up to this far ahead or behind")
 	flagStrict = flag.Bool("strict", false, "count the known open defects (knownDefects) as violations too; make simulate sets it")
 )
 
@@ -55,7 +57,7 @@ func TestMain(m *testing.M) {
 }
 
 func simConfig(t *testing.T, seed uint64) Config {
-	c := Config{Seed: seed, Faults: *flagFaults, Quiet: *flagQuiet, Raft: *flagRaft, Dir: t.TempDir()}
+	c := Config{Seed: seed, Faults: *flagFaults, Quiet: *flagQuiet, Raft: *flagRaft, Dir: t.TempDir(), Drift: *flagDrift, Offset: *flagOffset}
 	if *flagLog {
 		c.Log = os.Stderr
 	}
