@@ -8,6 +8,14 @@
 // token prerequisite, an application writing through DNS) are fakes that
 // behave like the real ones in what matters for safety.
 //
+// Every witness runs on a clock of its own (clock.Skewed over the
+// bubble's): a rate up to -drift fast or slow (half a per cent by default,
+// so two witnesses differ by up to the 1 % that the timing margin allows)
+// and a reading up to -offset ahead or behind (2 s). The seed draws both,
+// and the schedule prints them. Witness decides on durations of one
+// machine's clock, which the rate changes; where one machine's time is
+// read on another (observation and transition times), the offset shows.
+//
 // A seed chooses the schedule: partitions and heals, message faults,
 // kills and restarts of witnesses (their Raft stores survive), failing
 // and flapping sites, slow and failing targets, operator switchovers and
