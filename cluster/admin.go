@@ -149,7 +149,7 @@ func toStatus(err error) error {
 	case errors.Is(err, fsm.ErrUnknownSite), errors.Is(err, fsm.ErrInvalid), errors.Is(err, errInvalidRequest):
 		code = codes.InvalidArgument
 	case errors.Is(err, fsm.ErrSameSite), errors.Is(err, fsm.ErrActiveSiteRemoved), errors.Is(err, fsm.ErrPending), errors.Is(err, fsm.ErrNoPending),
-		errors.Is(err, fsm.ErrDisarmed), errors.Is(err, fsm.ErrObserveOnly):
+		errors.Is(err, fsm.ErrDisarmed), errors.Is(err, fsm.ErrObserveOnly), errors.Is(err, fsm.ErrScheduled), errors.Is(err, fsm.ErrNotScheduled):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrNameClash):
 		code = codes.AlreadyExists
@@ -290,6 +290,9 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 	g, ok := s.n.fsm.Group(req.GetGroup())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetGroup())
+	}
+	if at := req.GetAtUnixNano(); at > s.n.nowNano() {
+		return s.n.scheduleSwitchover(ctx, g, req)
 	}
 	if exp := req.GetExpectedToken(); exp == 0 || exp == g.GetStatus().GetToken() {
 		// (A stale token is refused by the FSM as Aborted, first.)
@@ -476,15 +479,8 @@ func isPermanent(err error) bool {
 // active site, or is not eligible by the policy as this witness sees it
 // now, as for a switchover (whose target may still stream).
 func (n *Node) checkTarget(g *witnessv1.Group, site string) error {
-	known := false
-	for _, s := range g.GetSpec().GetSites() {
-		known = known || s.GetName() == site
-	}
-	switch {
-	case !known:
-		return status.Errorf(codes.InvalidArgument, "%q is not a site of group %q", site, g.GetSpec().GetName())
-	case site == g.GetStatus().GetActiveSite():
-		return status.Errorf(codes.FailedPrecondition, "group %q is already active at %s", g.GetSpec().GetName(), site)
+	if err := n.checkSite(g, site); err != nil {
+		return err
 	}
 	if ok, why := policy.Eligible(n.policyInput(n.clock.Now()), g.GetSpec().GetName(), site, policy.JudgePlanned); !ok {
 		return status.Errorf(codes.FailedPrecondition, "%s is not eligible: %s", site, why)

@@ -24,7 +24,7 @@ import (
 // refused to every client.
 var roleMethods = map[string][]string{
 	config.RoleViewer:   {"Status", "ListGroups", "GetGroup", "Watch"},
-	config.RoleOperator: {"Switchover", "Failover", "SetMode", "SetArmed", "Reinstate"},
+	config.RoleOperator: {"Switchover", "CancelSwitchover", "Failover", "SetMode", "SetArmed", "Reinstate"},
 	config.RoleAdmin:    {"ApplyGroups", "DeleteGroup", "AddMember", "RemoveMember", "Keyring"},
 }
 

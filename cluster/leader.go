@@ -44,6 +44,9 @@ func (n *Node) decide(ctx context.Context) {
 		}
 		n.recordProposals(ctx, out)
 		wake := out.Wake
+		if at := n.startScheduled(ctx, n.clock.Now()); !at.IsZero() && (wake.IsZero() || at.Before(wake)) {
+			wake = at
+		}
 		if !held.IsZero() && (wake.IsZero() || held.Before(wake)) {
 			wake = held
 		}

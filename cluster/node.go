@@ -159,6 +159,9 @@ type Node struct {
 	// abortStarted: group -> token at which startDemoted is done;
 	// abortStartErr: group -> its last error, as logged.
 	abortStarted, abortStartErr sync.Map
+	// scheduleWaits: group -> why its scheduled switchover waits, as
+	// logged.
+	scheduleWaits sync.Map
 	metrics                     *nodeMetrics
 
 	grants     *grants // lease renewals this witness granted as a voter

@@ -20,6 +20,7 @@ const (
 	TypeSetArmed    Type = 5
 	TypeRecordStep  Type = 6
 	TypeProposal    Type = 7
+	TypeSchedule    Type = 8
 )
 
 func (t Type) String() string {
@@ -38,6 +39,8 @@ func (t Type) String() string {
 		return "record-step"
 	case TypeProposal:
 		return "record-proposal"
+	case TypeSchedule:
+		return "schedule-switchover"
 	}
 	return fmt.Sprintf("type(%d)", byte(t))
 }
@@ -58,6 +61,8 @@ func newPayload(t Type) proto.Message {
 		return &witnessv1.RecordStepCommand{}
 	case TypeProposal:
 		return &witnessv1.RecordProposalCommand{}
+	case TypeSchedule:
+		return &witnessv1.ScheduleSwitchoverCommand{}
 	}
 	return nil
 }
@@ -78,6 +83,8 @@ func typeOf(m proto.Message) (Type, bool) {
 		return TypeRecordStep, true
 	case *witnessv1.RecordProposalCommand:
 		return TypeProposal, true
+	case *witnessv1.ScheduleSwitchoverCommand:
+		return TypeSchedule, true
 	}
 	return 0, false
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -35,6 +36,10 @@ var (
 	ErrNoPending = errors.New("no such switchover pending")
 	// ErrPending: a switchover is already pending for the group.
 	ErrPending = errors.New("a switchover is already pending")
+	// ErrScheduled: a switchover is already scheduled for the group.
+	ErrScheduled = errors.New("a switchover is already scheduled")
+	// ErrNotScheduled: no switchover is scheduled for the group.
+	ErrNotScheduled = errors.New("no switchover is scheduled")
 	// ErrInvalid: a command that is malformed (empty name, no sites, a
 	// group named twice); the API refuses these before they reach the log.
 	ErrInvalid = errors.New("invalid command")
@@ -107,6 +112,8 @@ func (f *FSM) Apply(entry []byte) Result {
 		return f.recordStep(c)
 	case *witnessv1.RecordProposalCommand:
 		return f.recordProposal(c)
+	case *witnessv1.ScheduleSwitchoverCommand:
+		return f.schedule(c)
 	}
 	panic(fmt.Sprintf("fsm: entry %s has no handler", t))
 }
@@ -375,6 +382,16 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 		st.History = appendBounded(st.History, t, HistoryLimit)
 		countTransition(st, t)
 		st.Token = f.lastToken
+		if sch := st.GetScheduled(); sch != nil {
+			// Any transition ends a scheduled switchover: it starts it,
+			// or it moved the group some other way and the operator's
+			// plan no longer holds.
+			outcome := fmt.Sprintf("started at token %d", f.lastToken)
+			if !c.GetScheduled() {
+				outcome = fmt.Sprintf("dropped: %s %s→%s at token %d", kindWord(c.GetKind(), t.GetPhase()), t.GetFromSite(), m.GetToSite(), f.lastToken)
+			}
+			endScheduled(st, outcome, c.GetAtUnixNano())
+		}
 		st.Proposal = nil
 		st.UpdatedUnixNano = c.GetAtUnixNano()
 		if failover && !c.GetOperator() {
@@ -431,6 +448,56 @@ func (f *FSM) recordStep(c *witnessv1.RecordStepCommand) Result {
 	g, _ = f.edit(c.GetGroup())
 	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
 	return Result{}
+}
+
+// schedule records a scheduled switchover, or ends the one recorded.
+func (f *FSM) schedule(c *witnessv1.ScheduleSwitchoverCommand) Result {
+	g, ok := f.groups[c.GetGroup()]
+	if !ok {
+		return refuse("schedule a switchover of %q: %w", c.GetGroup(), ErrNoGroup)
+	}
+	sch := c.GetSwitchover()
+	if sch == nil {
+		if g.GetStatus().GetScheduled() == nil {
+			return refuse("end the scheduled switchover of %q: %w", c.GetGroup(), ErrNotScheduled)
+		}
+		g, _ = f.edit(c.GetGroup())
+		endScheduled(g.Status, c.GetOutcome(), c.GetAtUnixNano())
+		g.Status.UpdatedUnixNano = c.GetAtUnixNano()
+		return Result{}
+	}
+	switch {
+	case g.GetStatus().GetScheduled() != nil:
+		return refuse("schedule a switchover of %q to %q: %w (to %s)", c.GetGroup(), sch.GetToSite(), ErrScheduled, g.GetStatus().GetScheduled().GetToSite())
+	case siteIndex(g.GetSpec(), sch.GetToSite()) < 0:
+		return refuse("schedule a switchover of %q to %q: %w", c.GetGroup(), sch.GetToSite(), ErrUnknownSite)
+	case sch.GetToSite() == g.GetStatus().GetActiveSite():
+		return refuse("schedule a switchover of %q to %q: %w", c.GetGroup(), sch.GetToSite(), ErrSameSite)
+	case sch.GetAtUnixNano() == 0:
+		return refuse("schedule a switchover of %q without a time: %w", c.GetGroup(), ErrInvalid)
+	}
+	g, _ = f.edit(c.GetGroup())
+	g.Status.Scheduled = proto.Clone(sch).(*witnessv1.ScheduledSwitchover)
+	g.Status.Scheduled.Outcome, g.Status.Scheduled.EndedUnixNano = "", 0
+	g.Status.UpdatedUnixNano = c.GetAtUnixNano()
+	return Result{}
+}
+
+// endScheduled moves st's scheduled switchover to last_scheduled with its
+// outcome.
+func endScheduled(st *witnessv1.GroupStatus, outcome string, at int64) {
+	ended := proto.Clone(st.GetScheduled()).(*witnessv1.ScheduledSwitchover)
+	ended.Outcome, ended.EndedUnixNano = outcome, at
+	st.LastScheduled, st.Scheduled = ended, nil
+}
+
+// kindWord names a transition for a dropped schedule's outcome.
+func kindWord(k witnessv1.TransitionKind, phase string) string {
+	w := strings.ToLower(strings.TrimPrefix(k.String(), "TRANSITION_KIND_"))
+	if phase != "" {
+		w += " " + phase
+	}
+	return w
 }
 
 func (f *FSM) recordProposal(c *witnessv1.RecordProposalCommand) Result {

@@ -37,10 +37,13 @@ Commands:
   apply -f FILE [--dry-run] [--active GROUP=SITE]
                                   create or update the groups in a YAML file (- for stdin)
   delete NAME                     delete a group
-  switchover GROUP SITE [--token N] [--reason TEXT] [--wait D]
+  switchover GROUP SITE [--token N] [--reason TEXT] [--wait D] [--at TIME]
                                   planned move of GROUP to SITE: fences the old site, waits
                                   until SITE has replayed its final WAL, then moves; refused
-                                  if SITE is not eligible or the token moved
+                                  if SITE is not eligible or the token moved; with --at
+                                  (RFC 3339 or +30m) the leader starts it at that time
+  switchover --cancel GROUP [--reason TEXT]
+                                  cancel GROUP's scheduled switchover
   failover GROUP SITE --reason TEXT [--force] [--old-site-down] [--yes] [--token N] [--wait D]
                                   unplanned move of GROUP to SITE when its active site is
                                   lost: promoted once the old site is fenced or its lease
@@ -407,6 +410,13 @@ func (c *cli) group(args []string) error {
 		fmt.Fprintf(c.stdout, "switchover to %s pending since %s: %s is being fenced at token %d; the move commits once the fence holds\n",
 			p.To, p.Since.Format(time.RFC3339), d.ActiveSite, d.Token)
 	}
+	if p := d.Scheduled; p != nil {
+		fmt.Fprintf(c.stdout, "switchover to %s scheduled for %s (in %s) by %s: %s; cancel with: witnessctl switchover --cancel %s\n",
+			p.To, p.At.Format(time.RFC3339), time.Until(p.At).Round(time.Second), p.By, p.Reason, d.Name)
+	}
+	if p := d.LastScheduled; p != nil && p.Ended != nil && time.Since(*p.Ended) < 24*time.Hour {
+		fmt.Fprintf(c.stdout, "last scheduled switchover (to %s for %s, by %s): %s\n", p.To, p.At.Format(time.RFC3339), p.By, p.Outcome)
+	}
 	if p := d.Proposal; p != nil {
 		fmt.Fprintf(c.stdout, "proposal (%s): %s -> %s at token %d: %s\n", p.Action, p.From, p.To, p.ExpectedToken, p.Reason)
 		if p.Action == "pending" {
@@ -606,19 +616,92 @@ func (c *cli) call(f func(context.Context, witnessv1.AdminClient) error) error {
 
 func (c *cli) switchover(args []string) error {
 	var token uint64
-	var reason string
+	var reason, at string
 	var wait time.Duration
-	pos, err := c.flags("switchover", "switchover GROUP SITE [--token N] [--reason TEXT] [--wait D]", args, func(fs *flag.FlagSet) {
+	var cancel bool
+	pos, err := c.flags("switchover", "switchover GROUP SITE [--at TIME] [--token N] [--reason TEXT] [--wait D] | switchover --cancel GROUP [--reason TEXT]", args, func(fs *flag.FlagSet) {
 		fs.Uint64Var(&token, "token", 0, "the token you expect the group to hold (default: its current token)")
 		fs.StringVar(&reason, "reason", "", "why, for the history")
 		fs.DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for the old site's fence and the move (0: return once started)")
-	}, 2)
+		fs.StringVar(&at, "at", "", "start it later instead: a time (2026-12-01T02:00:00Z, RFC 3339) or a delay from now (+30m); it waits in the cluster's state and survives a leader change")
+		fs.BoolVar(&cancel, "cancel", false, "cancel GROUP's scheduled switchover (one asked with --at, not yet started)")
+	}, -1)
 	if err != nil {
 		return err
+	}
+	if cancel {
+		if len(pos) != 1 || at != "" || token != 0 {
+			fmt.Fprintln(c.stderr, "witnessctl switchover --cancel: give the group alone: witnessctl switchover --cancel GROUP [--reason TEXT]")
+			return errUsage
+		}
+		return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+			resp, err := cl.CancelSwitchover(ctx, &witnessv1.CancelSwitchoverRequest{Group: pos[0], Reason: reason, By: who()})
+			if err != nil {
+				return err
+			}
+			if c.g.output == "json" {
+				return c.printJSON(map[string]any{"group": pos[0], "cancelled": toScheduled(resp.GetCancelled())})
+			}
+			fmt.Fprintf(c.stdout, "group %s: scheduled switchover to %s at %s cancelled\n", pos[0], resp.GetCancelled().GetToSite(),
+				time.Unix(0, resp.GetCancelled().GetAtUnixNano()).UTC().Format(time.RFC3339))
+			return nil
+		})
+	}
+	if len(pos) != 2 {
+		fmt.Fprintf(c.stderr, "witnessctl switchover: want 2 argument(s), got %d\n", len(pos))
+		return errUsage
+	}
+	if at != "" {
+		when, err := parseAt(at, time.Now())
+		if err != nil {
+			fmt.Fprintf(c.stderr, "witnessctl switchover --at: %v\n", err)
+			return errUsage
+		}
+		return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
+			resp, err := cl.Switchover(ctx, &witnessv1.SwitchoverRequest{Group: pos[0], ToSite: pos[1], Reason: reason, By: who(), AtUnixNano: when.UnixNano()})
+			if err != nil {
+				return err
+			}
+			sch := resp.GetScheduled()
+			if sch == nil {
+				// The time had passed when the leader took it: started.
+				fmt.Fprintf(c.stdout, "group %s: switchover %s -> %s started at token %d (its time had come)\n", pos[0], resp.GetFromSite(), pos[1], resp.GetToken())
+				return nil
+			}
+			if c.g.output == "json" {
+				return c.printJSON(map[string]any{"group": pos[0], "scheduled": toScheduled(sch)})
+			}
+			fmt.Fprintf(c.stdout, "group %s: switchover %s -> %s scheduled for %s; the leader then starts it if %s is a target (witnessctl group %s shows it; witnessctl switchover --cancel %s cancels it)\n",
+				pos[0], resp.GetFromSite(), pos[1], when.UTC().Format(time.RFC3339), pos[1], pos[0], pos[0])
+			return nil
+		})
 	}
 	return c.call(func(ctx context.Context, cl witnessv1.AdminClient) error {
 		return c.switchoverAndWait(ctx, cl, pos[0], pos[1], token, reason, wait)
 	})
+}
+
+// parseAt reads --at: an RFC 3339 time, or a delay from now written +D.
+// A time that has passed is refused: a switchover meant for now needs no
+// --at.
+func parseAt(s string, now time.Time) (time.Time, error) {
+	var at time.Time
+	if d, ok := strings.CutPrefix(s, "+"); ok {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q: a delay such as +30m or +2h: %w", s, err)
+		}
+		at = now.Add(dur)
+	} else {
+		var err error
+		if at, err = time.Parse(time.RFC3339, s); err != nil {
+			return time.Time{}, fmt.Errorf("%q: an RFC 3339 time such as 2026-12-01T02:00:00Z, or a delay such as +30m", s)
+		}
+	}
+	if !at.After(now) {
+		return time.Time{}, fmt.Errorf("%q has passed (now %s): leave out --at to switch over now", s, now.UTC().Format(time.RFC3339))
+	}
+	return at, nil
 }
 
 // switchoverAndWait starts a switchover and, unless wait is zero, waits

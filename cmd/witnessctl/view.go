@@ -73,6 +73,8 @@ type groupDetail struct {
 	DisarmedAtToken uint64           `json:"disarmed_at_token,omitempty"`
 	Proposal        *proposalJSON    `json:"proposal,omitempty"`
 	Pending         *pendingJSON     `json:"pending_switchover,omitempty"`
+	Scheduled       *scheduledJSON   `json:"scheduled_switchover,omitempty"`
+	LastScheduled   *scheduledJSON   `json:"last_scheduled_switchover,omitempty"`
 	History         []transitionJSON `json:"history"`
 	Steps           []stepJSON       `json:"steps"`
 	Explanation     *explanationJSON `json:"explanation,omitempty"`
@@ -83,6 +85,29 @@ type pendingJSON struct {
 	Reason string    `json:"reason"`
 	By     string    `json:"by"`
 	Since  time.Time `json:"since"`
+}
+
+type scheduledJSON struct {
+	To      string     `json:"to_site"`
+	At      time.Time  `json:"at"`
+	Reason  string     `json:"reason"`
+	By      string     `json:"by"`
+	Asked   time.Time  `json:"asked"`
+	Outcome string     `json:"outcome,omitempty"`
+	Ended   *time.Time `json:"ended,omitempty"`
+}
+
+func toScheduled(s *witnessv1.ScheduledSwitchover) *scheduledJSON {
+	if s == nil {
+		return nil
+	}
+	out := &scheduledJSON{To: s.GetToSite(), At: time.Unix(0, s.GetAtUnixNano()).UTC(), Reason: s.GetReason(), By: s.GetBy(),
+		Asked: time.Unix(0, s.GetAskedUnixNano()).UTC(), Outcome: s.GetOutcome()}
+	if s.GetEndedUnixNano() != 0 {
+		ended := time.Unix(0, s.GetEndedUnixNano()).UTC()
+		out.Ended = &ended
+	}
+	return out
 }
 
 type proposalJSON struct {
@@ -192,6 +217,7 @@ func toDetail(g *witnessv1.Group) groupDetail {
 	if p := s.GetPending(); p != nil {
 		d.Pending = &pendingJSON{To: p.GetToSite(), Reason: p.GetReason(), By: p.GetBy(), Since: time.Unix(0, p.GetAtUnixNano()).UTC()}
 	}
+	d.Scheduled, d.LastScheduled = toScheduled(s.GetScheduled()), toScheduled(s.GetLastScheduled())
 	for _, h := range s.GetHistory() {
 		d.History = append(d.History, toTransition(h))
 	}

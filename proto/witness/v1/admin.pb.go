@@ -1087,6 +1087,9 @@ type SwitchoverRequest struct {
 	ExpectedToken uint64                 `protobuf:"varint,3,opt,name=expected_token,json=expectedToken,proto3" json:"expected_token,omitempty"`
 	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	By            string                 `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
+	// at_unix_nano, when later than now, schedules the switchover for that
+	// time instead of starting it; the leader starts it then.
+	AtUnixNano    int64 `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,10 +1159,19 @@ func (x *SwitchoverRequest) GetBy() string {
 	return ""
 }
 
+func (x *SwitchoverRequest) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
 type SwitchoverResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
-	FromSite      string                 `protobuf:"bytes,2,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Token    uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	FromSite string                 `protobuf:"bytes,2,opt,name=from_site,json=fromSite,proto3" json:"from_site,omitempty"`
+	// scheduled is the switchover scheduled, when at_unix_nano asked for one.
+	Scheduled     *ScheduledSwitchover `protobuf:"bytes,3,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1208,6 +1220,118 @@ func (x *SwitchoverResponse) GetFromSite() string {
 	return ""
 }
 
+func (x *SwitchoverResponse) GetScheduled() *ScheduledSwitchover {
+	if x != nil {
+		return x.Scheduled
+	}
+	return nil
+}
+
+type CancelSwitchoverRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelSwitchoverRequest) Reset() {
+	*x = CancelSwitchoverRequest{}
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelSwitchoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelSwitchoverRequest) ProtoMessage() {}
+
+func (x *CancelSwitchoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelSwitchoverRequest.ProtoReflect.Descriptor instead.
+func (*CancelSwitchoverRequest) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CancelSwitchoverRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CancelSwitchoverRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CancelSwitchoverRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type CancelSwitchoverResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cancelled is the scheduled switchover that was cancelled.
+	Cancelled     *ScheduledSwitchover `protobuf:"bytes,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelSwitchoverResponse) Reset() {
+	*x = CancelSwitchoverResponse{}
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelSwitchoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelSwitchoverResponse) ProtoMessage() {}
+
+func (x *CancelSwitchoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelSwitchoverResponse.ProtoReflect.Descriptor instead.
+func (*CancelSwitchoverResponse) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CancelSwitchoverResponse) GetCancelled() *ScheduledSwitchover {
+	if x != nil {
+		return x.Cancelled
+	}
+	return nil
+}
+
 type FailoverRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -1227,7 +1351,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1363,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1376,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FailoverRequest) GetGroup() string {
@@ -1314,7 +1438,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1450,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1463,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FailoverResponse) GetToken() uint64 {
@@ -1367,7 +1491,7 @@ type SetModeRequest struct {
 
 func (x *SetModeRequest) Reset() {
 	*x = SetModeRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1503,7 @@ func (x *SetModeRequest) String() string {
 func (*SetModeRequest) ProtoMessage() {}
 
 func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1516,7 @@ func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeRequest.ProtoReflect.Descriptor instead.
 func (*SetModeRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetModeRequest) GetGroup() string {
@@ -1424,7 +1548,7 @@ type SetModeResponse struct {
 
 func (x *SetModeResponse) Reset() {
 	*x = SetModeResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1560,7 @@ func (x *SetModeResponse) String() string {
 func (*SetModeResponse) ProtoMessage() {}
 
 func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1573,7 @@ func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeResponse.ProtoReflect.Descriptor instead.
 func (*SetModeResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type SetArmedRequest struct {
@@ -1463,7 +1587,7 @@ type SetArmedRequest struct {
 
 func (x *SetArmedRequest) Reset() {
 	*x = SetArmedRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1599,7 @@ func (x *SetArmedRequest) String() string {
 func (*SetArmedRequest) ProtoMessage() {}
 
 func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1612,7 @@ func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedRequest.ProtoReflect.Descriptor instead.
 func (*SetArmedRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetArmedRequest) GetGroup() string {
@@ -1520,7 +1644,7 @@ type SetArmedResponse struct {
 
 func (x *SetArmedResponse) Reset() {
 	*x = SetArmedResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[22]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1656,7 @@ func (x *SetArmedResponse) String() string {
 func (*SetArmedResponse) ProtoMessage() {}
 
 func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[22]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1669,7 @@ func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedResponse.ProtoReflect.Descriptor instead.
 func (*SetArmedResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type AddMemberRequest struct {
@@ -1561,7 +1685,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[23]
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1697,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[23]
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1710,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -1634,7 +1758,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[24]
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1770,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[24]
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1783,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AddMemberResponse) GetClusterId() string {
@@ -1685,7 +1809,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1821,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1834,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -1728,7 +1852,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1864,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1877,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 // RunHookRequest names one hook of a group's spec. Internal.
@@ -1774,7 +1898,7 @@ type RunHookRequest struct {
 
 func (x *RunHookRequest) Reset() {
 	*x = RunHookRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1910,7 @@ func (x *RunHookRequest) String() string {
 func (*RunHookRequest) ProtoMessage() {}
 
 func (x *RunHookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1923,7 @@ func (x *RunHookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHookRequest.ProtoReflect.Descriptor instead.
 func (*RunHookRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RunHookRequest) GetGroup() string {
@@ -1860,7 +1984,7 @@ type RunHookResponse struct {
 
 func (x *RunHookResponse) Reset() {
 	*x = RunHookResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1996,7 @@ func (x *RunHookResponse) String() string {
 func (*RunHookResponse) ProtoMessage() {}
 
 func (x *RunHookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2009,7 @@ func (x *RunHookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHookResponse.ProtoReflect.Descriptor instead.
 func (*RunHookResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RunHookResponse) GetNode() string {
@@ -1949,7 +2073,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2085,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2098,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RenewLeaseRequest) GetNode() string {
@@ -2008,7 +2132,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2144,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2157,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RenewLeaseResponse) GetNode() string {
@@ -2055,7 +2179,7 @@ type LeaseStatusRequest struct {
 
 func (x *LeaseStatusRequest) Reset() {
 	*x = LeaseStatusRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2191,7 @@ func (x *LeaseStatusRequest) String() string {
 func (*LeaseStatusRequest) ProtoMessage() {}
 
 func (x *LeaseStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2204,7 @@ func (x *LeaseStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseStatusRequest.ProtoReflect.Descriptor instead.
 func (*LeaseStatusRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LeaseStatusRequest) GetSite() string {
@@ -2116,7 +2240,7 @@ type LeaseStatusResponse struct {
 
 func (x *LeaseStatusResponse) Reset() {
 	*x = LeaseStatusResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2252,7 @@ func (x *LeaseStatusResponse) String() string {
 func (*LeaseStatusResponse) ProtoMessage() {}
 
 func (x *LeaseStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2265,7 @@ func (x *LeaseStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseStatusResponse.ProtoReflect.Descriptor instead.
 func (*LeaseStatusResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaseStatusResponse) GetNode() string {
@@ -2174,7 +2298,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	mi := &file_witness_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2310,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	mi := &file_witness_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2323,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 // ReadIndexResponse is the leader's commit index after it verified its
@@ -2214,7 +2338,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	mi := &file_witness_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2350,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	mi := &file_witness_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2363,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -2265,7 +2389,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[35]
+	mi := &file_witness_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2401,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[35]
+	mi := &file_witness_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2414,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchRequest) GetGroup() string {
@@ -2325,7 +2449,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_witness_v1_admin_proto_msgTypes[36]
+	mi := &file_witness_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2461,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[36]
+	mi := &file_witness_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2474,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchEvent) GetAtUnixNano() int64 {
@@ -2438,7 +2562,7 @@ type DemoteLocalRequest struct {
 
 func (x *DemoteLocalRequest) Reset() {
 	*x = DemoteLocalRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[37]
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2574,7 @@ func (x *DemoteLocalRequest) String() string {
 func (*DemoteLocalRequest) ProtoMessage() {}
 
 func (x *DemoteLocalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[37]
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2587,7 @@ func (x *DemoteLocalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoteLocalRequest.ProtoReflect.Descriptor instead.
 func (*DemoteLocalRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DemoteLocalRequest) GetGroup() string {
@@ -2517,7 +2641,7 @@ type DemoteLocalResponse struct {
 
 func (x *DemoteLocalResponse) Reset() {
 	*x = DemoteLocalResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[38]
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2653,7 @@ func (x *DemoteLocalResponse) String() string {
 func (*DemoteLocalResponse) ProtoMessage() {}
 
 func (x *DemoteLocalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[38]
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2666,7 @@ func (x *DemoteLocalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoteLocalResponse.ProtoReflect.Descriptor instead.
 func (*DemoteLocalResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DemoteLocalResponse) GetNode() string {
@@ -2584,7 +2708,7 @@ type ReinstateRequest struct {
 
 func (x *ReinstateRequest) Reset() {
 	*x = ReinstateRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	mi := &file_witness_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2720,7 @@ func (x *ReinstateRequest) String() string {
 func (*ReinstateRequest) ProtoMessage() {}
 
 func (x *ReinstateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	mi := &file_witness_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2733,7 @@ func (x *ReinstateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateRequest.ProtoReflect.Descriptor instead.
 func (*ReinstateRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReinstateRequest) GetGroup() string {
@@ -2645,7 +2769,7 @@ type ReinstateResponse struct {
 
 func (x *ReinstateResponse) Reset() {
 	*x = ReinstateResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	mi := &file_witness_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2657,7 +2781,7 @@ func (x *ReinstateResponse) String() string {
 func (*ReinstateResponse) ProtoMessage() {}
 
 func (x *ReinstateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	mi := &file_witness_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2670,7 +2794,7 @@ func (x *ReinstateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateResponse.ProtoReflect.Descriptor instead.
 func (*ReinstateResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReinstateResponse) GetToken() uint64 {
@@ -2715,7 +2839,7 @@ type ReinstateLocalRequest struct {
 
 func (x *ReinstateLocalRequest) Reset() {
 	*x = ReinstateLocalRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[41]
+	mi := &file_witness_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2851,7 @@ func (x *ReinstateLocalRequest) String() string {
 func (*ReinstateLocalRequest) ProtoMessage() {}
 
 func (x *ReinstateLocalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[41]
+	mi := &file_witness_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2864,7 @@ func (x *ReinstateLocalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateLocalRequest.ProtoReflect.Descriptor instead.
 func (*ReinstateLocalRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReinstateLocalRequest) GetGroup() string {
@@ -2786,7 +2910,7 @@ type ReinstateLocalResponse struct {
 
 func (x *ReinstateLocalResponse) Reset() {
 	*x = ReinstateLocalResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[42]
+	mi := &file_witness_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2798,7 +2922,7 @@ func (x *ReinstateLocalResponse) String() string {
 func (*ReinstateLocalResponse) ProtoMessage() {}
 
 func (x *ReinstateLocalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[42]
+	mi := &file_witness_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2811,7 +2935,7 @@ func (x *ReinstateLocalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateLocalResponse.ProtoReflect.Descriptor instead.
 func (*ReinstateLocalResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReinstateLocalResponse) GetNode() string {
@@ -2868,7 +2992,7 @@ type KeyringRequest struct {
 
 func (x *KeyringRequest) Reset() {
 	*x = KeyringRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[43]
+	mi := &file_witness_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3004,7 @@ func (x *KeyringRequest) String() string {
 func (*KeyringRequest) ProtoMessage() {}
 
 func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[43]
+	mi := &file_witness_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3017,7 @@ func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
 func (*KeyringRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *KeyringRequest) GetOp() string {
@@ -2923,7 +3047,7 @@ type KeyringResponse struct {
 
 func (x *KeyringResponse) Reset() {
 	*x = KeyringResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[44]
+	mi := &file_witness_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3059,7 @@ func (x *KeyringResponse) String() string {
 func (*KeyringResponse) ProtoMessage() {}
 
 func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[44]
+	mi := &file_witness_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3072,7 @@ func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
 func (*KeyringResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KeyringResponse) GetNode() string {
@@ -3056,16 +3180,25 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x12DeleteGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02by\x18\x02 \x01(\tR\x02by\"\x15\n" +
-	"\x13DeleteGroupResponse\"\x91\x01\n" +
+	"\x13DeleteGroupResponse\"\xb3\x01\n" +
 	"\x11SwitchoverRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
 	"\ato_site\x18\x02 \x01(\tR\x06toSite\x12%\n" +
 	"\x0eexpected_token\x18\x03 \x01(\x04R\rexpectedToken\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x0e\n" +
-	"\x02by\x18\x05 \x01(\tR\x02by\"G\n" +
+	"\x02by\x18\x05 \x01(\tR\x02by\x12 \n" +
+	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
+	"atUnixNano\"\x86\x01\n" +
 	"\x12SwitchoverResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
-	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\"\xc9\x01\n" +
+	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\x12=\n" +
+	"\tscheduled\x18\x03 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\tscheduled\"W\n" +
+	"\x17CancelSwitchoverRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\"Y\n" +
+	"\x18CancelSwitchoverResponse\x12=\n" +
+	"\tcancelled\x18\x01 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\tcancelled\"\xc9\x01\n" +
 	"\x0fFailoverRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
 	"\ato_site\x18\x02 \x01(\tR\x06toSite\x12%\n" +
@@ -3200,7 +3333,7 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANGE_KIND_CREATE\x10\x01\x12\x16\n" +
 	"\x12CHANGE_KIND_UPDATE\x10\x02\x12\x19\n" +
-	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xd7\v\n" +
+	"\x15CHANGE_KIND_UNCHANGED\x10\x032\xb6\f\n" +
 	"\x05Admin\x12?\n" +
 	"\x06Status\x12\x19.witness.v1.StatusRequest\x1a\x1a.witness.v1.StatusResponse\x12N\n" +
 	"\vApplyGroups\x12\x1e.witness.v1.ApplyGroupsRequest\x1a\x1f.witness.v1.ApplyGroupsResponse\x12K\n" +
@@ -3209,7 +3342,8 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\bGetGroup\x12\x1b.witness.v1.GetGroupRequest\x1a\x1c.witness.v1.GetGroupResponse\x12N\n" +
 	"\vDeleteGroup\x12\x1e.witness.v1.DeleteGroupRequest\x1a\x1f.witness.v1.DeleteGroupResponse\x12K\n" +
 	"\n" +
-	"Switchover\x12\x1d.witness.v1.SwitchoverRequest\x1a\x1e.witness.v1.SwitchoverResponse\x12E\n" +
+	"Switchover\x12\x1d.witness.v1.SwitchoverRequest\x1a\x1e.witness.v1.SwitchoverResponse\x12]\n" +
+	"\x10CancelSwitchover\x12#.witness.v1.CancelSwitchoverRequest\x1a$.witness.v1.CancelSwitchoverResponse\x12E\n" +
 	"\bFailover\x12\x1b.witness.v1.FailoverRequest\x1a\x1c.witness.v1.FailoverResponse\x12B\n" +
 	"\aSetMode\x12\x1a.witness.v1.SetModeRequest\x1a\x1b.witness.v1.SetModeResponse\x12E\n" +
 	"\bSetArmed\x12\x1b.witness.v1.SetArmedRequest\x1a\x1c.witness.v1.SetArmedResponse\x12H\n" +
@@ -3239,122 +3373,129 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_witness_v1_admin_proto_goTypes = []any{
-	(ChangeKind)(0),                // 0: witness.v1.ChangeKind
-	(*Member)(nil),                 // 1: witness.v1.Member
-	(*StatusRequest)(nil),          // 2: witness.v1.StatusRequest
-	(*StatusResponse)(nil),         // 3: witness.v1.StatusResponse
-	(*ApplyGroupsRequest)(nil),     // 4: witness.v1.ApplyGroupsRequest
-	(*GroupChange)(nil),            // 5: witness.v1.GroupChange
-	(*ApplyGroupsResponse)(nil),    // 6: witness.v1.ApplyGroupsResponse
-	(*ListGroupsRequest)(nil),      // 7: witness.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),     // 8: witness.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),        // 9: witness.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),       // 10: witness.v1.GetGroupResponse
-	(*Explanation)(nil),            // 11: witness.v1.Explanation
-	(*SiteView)(nil),               // 12: witness.v1.SiteView
-	(*ObserverView)(nil),           // 13: witness.v1.ObserverView
-	(*DeleteGroupRequest)(nil),     // 14: witness.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),    // 15: witness.v1.DeleteGroupResponse
-	(*SwitchoverRequest)(nil),      // 16: witness.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil),     // 17: witness.v1.SwitchoverResponse
-	(*FailoverRequest)(nil),        // 18: witness.v1.FailoverRequest
-	(*FailoverResponse)(nil),       // 19: witness.v1.FailoverResponse
-	(*SetModeRequest)(nil),         // 20: witness.v1.SetModeRequest
-	(*SetModeResponse)(nil),        // 21: witness.v1.SetModeResponse
-	(*SetArmedRequest)(nil),        // 22: witness.v1.SetArmedRequest
-	(*SetArmedResponse)(nil),       // 23: witness.v1.SetArmedResponse
-	(*AddMemberRequest)(nil),       // 24: witness.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),      // 25: witness.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),    // 26: witness.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 27: witness.v1.RemoveMemberResponse
-	(*RunHookRequest)(nil),         // 28: witness.v1.RunHookRequest
-	(*RunHookResponse)(nil),        // 29: witness.v1.RunHookResponse
-	(*RenewLeaseRequest)(nil),      // 30: witness.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),     // 31: witness.v1.RenewLeaseResponse
-	(*LeaseStatusRequest)(nil),     // 32: witness.v1.LeaseStatusRequest
-	(*LeaseStatusResponse)(nil),    // 33: witness.v1.LeaseStatusResponse
-	(*ReadIndexRequest)(nil),       // 34: witness.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),      // 35: witness.v1.ReadIndexResponse
-	(*WatchRequest)(nil),           // 36: witness.v1.WatchRequest
-	(*WatchEvent)(nil),             // 37: witness.v1.WatchEvent
-	(*DemoteLocalRequest)(nil),     // 38: witness.v1.DemoteLocalRequest
-	(*DemoteLocalResponse)(nil),    // 39: witness.v1.DemoteLocalResponse
-	(*ReinstateRequest)(nil),       // 40: witness.v1.ReinstateRequest
-	(*ReinstateResponse)(nil),      // 41: witness.v1.ReinstateResponse
-	(*ReinstateLocalRequest)(nil),  // 42: witness.v1.ReinstateLocalRequest
-	(*ReinstateLocalResponse)(nil), // 43: witness.v1.ReinstateLocalResponse
-	(*KeyringRequest)(nil),         // 44: witness.v1.KeyringRequest
-	(*KeyringResponse)(nil),        // 45: witness.v1.KeyringResponse
-	nil,                            // 46: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
-	(*Group)(nil),                  // 47: witness.v1.Group
-	(Mode)(0),                      // 48: witness.v1.Mode
-	(*Transition)(nil),             // 49: witness.v1.Transition
-	(*StepResult)(nil),             // 50: witness.v1.StepResult
+	(ChangeKind)(0),                  // 0: witness.v1.ChangeKind
+	(*Member)(nil),                   // 1: witness.v1.Member
+	(*StatusRequest)(nil),            // 2: witness.v1.StatusRequest
+	(*StatusResponse)(nil),           // 3: witness.v1.StatusResponse
+	(*ApplyGroupsRequest)(nil),       // 4: witness.v1.ApplyGroupsRequest
+	(*GroupChange)(nil),              // 5: witness.v1.GroupChange
+	(*ApplyGroupsResponse)(nil),      // 6: witness.v1.ApplyGroupsResponse
+	(*ListGroupsRequest)(nil),        // 7: witness.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 8: witness.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),          // 9: witness.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),         // 10: witness.v1.GetGroupResponse
+	(*Explanation)(nil),              // 11: witness.v1.Explanation
+	(*SiteView)(nil),                 // 12: witness.v1.SiteView
+	(*ObserverView)(nil),             // 13: witness.v1.ObserverView
+	(*DeleteGroupRequest)(nil),       // 14: witness.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),      // 15: witness.v1.DeleteGroupResponse
+	(*SwitchoverRequest)(nil),        // 16: witness.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),       // 17: witness.v1.SwitchoverResponse
+	(*CancelSwitchoverRequest)(nil),  // 18: witness.v1.CancelSwitchoverRequest
+	(*CancelSwitchoverResponse)(nil), // 19: witness.v1.CancelSwitchoverResponse
+	(*FailoverRequest)(nil),          // 20: witness.v1.FailoverRequest
+	(*FailoverResponse)(nil),         // 21: witness.v1.FailoverResponse
+	(*SetModeRequest)(nil),           // 22: witness.v1.SetModeRequest
+	(*SetModeResponse)(nil),          // 23: witness.v1.SetModeResponse
+	(*SetArmedRequest)(nil),          // 24: witness.v1.SetArmedRequest
+	(*SetArmedResponse)(nil),         // 25: witness.v1.SetArmedResponse
+	(*AddMemberRequest)(nil),         // 26: witness.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),        // 27: witness.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),      // 28: witness.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),     // 29: witness.v1.RemoveMemberResponse
+	(*RunHookRequest)(nil),           // 30: witness.v1.RunHookRequest
+	(*RunHookResponse)(nil),          // 31: witness.v1.RunHookResponse
+	(*RenewLeaseRequest)(nil),        // 32: witness.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),       // 33: witness.v1.RenewLeaseResponse
+	(*LeaseStatusRequest)(nil),       // 34: witness.v1.LeaseStatusRequest
+	(*LeaseStatusResponse)(nil),      // 35: witness.v1.LeaseStatusResponse
+	(*ReadIndexRequest)(nil),         // 36: witness.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 37: witness.v1.ReadIndexResponse
+	(*WatchRequest)(nil),             // 38: witness.v1.WatchRequest
+	(*WatchEvent)(nil),               // 39: witness.v1.WatchEvent
+	(*DemoteLocalRequest)(nil),       // 40: witness.v1.DemoteLocalRequest
+	(*DemoteLocalResponse)(nil),      // 41: witness.v1.DemoteLocalResponse
+	(*ReinstateRequest)(nil),         // 42: witness.v1.ReinstateRequest
+	(*ReinstateResponse)(nil),        // 43: witness.v1.ReinstateResponse
+	(*ReinstateLocalRequest)(nil),    // 44: witness.v1.ReinstateLocalRequest
+	(*ReinstateLocalResponse)(nil),   // 45: witness.v1.ReinstateLocalResponse
+	(*KeyringRequest)(nil),           // 46: witness.v1.KeyringRequest
+	(*KeyringResponse)(nil),          // 47: witness.v1.KeyringResponse
+	nil,                              // 48: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                    // 49: witness.v1.Group
+	(*ScheduledSwitchover)(nil),      // 50: witness.v1.ScheduledSwitchover
+	(Mode)(0),                        // 51: witness.v1.Mode
+	(*Transition)(nil),               // 52: witness.v1.Transition
+	(*StepResult)(nil),               // 53: witness.v1.StepResult
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	47, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	46, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	49, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	48, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
 	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	47, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	47, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	49, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	49, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
 	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	48, // 10: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
-	1,  // 11: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	49, // 12: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
-	50, // 13: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
-	50, // 14: witness.v1.ReinstateResponse.steps:type_name -> witness.v1.StepResult
-	50, // 15: witness.v1.ReinstateLocalResponse.steps:type_name -> witness.v1.StepResult
-	2,  // 16: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
-	4,  // 17: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
-	7,  // 18: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
-	9,  // 19: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
-	14, // 20: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
-	16, // 21: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
-	18, // 22: witness.v1.Admin.Failover:input_type -> witness.v1.FailoverRequest
-	20, // 23: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
-	22, // 24: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
-	24, // 25: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
-	26, // 26: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	36, // 27: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
-	28, // 28: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
-	30, // 29: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
-	32, // 30: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
-	34, // 31: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
-	38, // 32: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
-	40, // 33: witness.v1.Admin.Reinstate:input_type -> witness.v1.ReinstateRequest
-	42, // 34: witness.v1.Admin.ReinstateLocal:input_type -> witness.v1.ReinstateLocalRequest
-	44, // 35: witness.v1.Admin.Keyring:input_type -> witness.v1.KeyringRequest
-	3,  // 36: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 37: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 38: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 39: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 40: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 41: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 42: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
-	21, // 43: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	23, // 44: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	25, // 45: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	27, // 46: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	37, // 47: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
-	29, // 48: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	31, // 49: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	33, // 50: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	35, // 51: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	39, // 52: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
-	41, // 53: witness.v1.Admin.Reinstate:output_type -> witness.v1.ReinstateResponse
-	43, // 54: witness.v1.Admin.ReinstateLocal:output_type -> witness.v1.ReinstateLocalResponse
-	45, // 55: witness.v1.Admin.Keyring:output_type -> witness.v1.KeyringResponse
-	36, // [36:56] is the sub-list for method output_type
-	16, // [16:36] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	50, // 10: witness.v1.SwitchoverResponse.scheduled:type_name -> witness.v1.ScheduledSwitchover
+	50, // 11: witness.v1.CancelSwitchoverResponse.cancelled:type_name -> witness.v1.ScheduledSwitchover
+	51, // 12: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	1,  // 13: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
+	52, // 14: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
+	53, // 15: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
+	53, // 16: witness.v1.ReinstateResponse.steps:type_name -> witness.v1.StepResult
+	53, // 17: witness.v1.ReinstateLocalResponse.steps:type_name -> witness.v1.StepResult
+	2,  // 18: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
+	4,  // 19: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
+	7,  // 20: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
+	9,  // 21: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
+	14, // 22: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
+	16, // 23: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
+	18, // 24: witness.v1.Admin.CancelSwitchover:input_type -> witness.v1.CancelSwitchoverRequest
+	20, // 25: witness.v1.Admin.Failover:input_type -> witness.v1.FailoverRequest
+	22, // 26: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
+	24, // 27: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
+	26, // 28: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
+	28, // 29: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
+	38, // 30: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
+	30, // 31: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
+	32, // 32: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
+	34, // 33: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
+	36, // 34: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
+	40, // 35: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
+	42, // 36: witness.v1.Admin.Reinstate:input_type -> witness.v1.ReinstateRequest
+	44, // 37: witness.v1.Admin.ReinstateLocal:input_type -> witness.v1.ReinstateLocalRequest
+	46, // 38: witness.v1.Admin.Keyring:input_type -> witness.v1.KeyringRequest
+	3,  // 39: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 40: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 41: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 42: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	15, // 43: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	17, // 44: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	19, // 45: witness.v1.Admin.CancelSwitchover:output_type -> witness.v1.CancelSwitchoverResponse
+	21, // 46: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
+	23, // 47: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	25, // 48: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	27, // 49: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	29, // 50: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	39, // 51: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
+	31, // 52: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	33, // 53: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	35, // 54: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	37, // 55: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	41, // 56: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
+	43, // 57: witness.v1.Admin.Reinstate:output_type -> witness.v1.ReinstateResponse
+	45, // 58: witness.v1.Admin.ReinstateLocal:output_type -> witness.v1.ReinstateLocalResponse
+	47, // 59: witness.v1.Admin.Keyring:output_type -> witness.v1.KeyringResponse
+	39, // [39:60] is the sub-list for method output_type
+	18, // [18:39] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_admin_proto_init() }
@@ -3369,7 +3510,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,26 +19,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Status_FullMethodName         = "/witness.v1.Admin/Status"
-	Admin_ApplyGroups_FullMethodName    = "/witness.v1.Admin/ApplyGroups"
-	Admin_ListGroups_FullMethodName     = "/witness.v1.Admin/ListGroups"
-	Admin_GetGroup_FullMethodName       = "/witness.v1.Admin/GetGroup"
-	Admin_DeleteGroup_FullMethodName    = "/witness.v1.Admin/DeleteGroup"
-	Admin_Switchover_FullMethodName     = "/witness.v1.Admin/Switchover"
-	Admin_Failover_FullMethodName       = "/witness.v1.Admin/Failover"
-	Admin_SetMode_FullMethodName        = "/witness.v1.Admin/SetMode"
-	Admin_SetArmed_FullMethodName       = "/witness.v1.Admin/SetArmed"
-	Admin_AddMember_FullMethodName      = "/witness.v1.Admin/AddMember"
-	Admin_RemoveMember_FullMethodName   = "/witness.v1.Admin/RemoveMember"
-	Admin_Watch_FullMethodName          = "/witness.v1.Admin/Watch"
-	Admin_RunHook_FullMethodName        = "/witness.v1.Admin/RunHook"
-	Admin_RenewLease_FullMethodName     = "/witness.v1.Admin/RenewLease"
-	Admin_LeaseStatus_FullMethodName    = "/witness.v1.Admin/LeaseStatus"
-	Admin_ReadIndex_FullMethodName      = "/witness.v1.Admin/ReadIndex"
-	Admin_DemoteLocal_FullMethodName    = "/witness.v1.Admin/DemoteLocal"
-	Admin_Reinstate_FullMethodName      = "/witness.v1.Admin/Reinstate"
-	Admin_ReinstateLocal_FullMethodName = "/witness.v1.Admin/ReinstateLocal"
-	Admin_Keyring_FullMethodName        = "/witness.v1.Admin/Keyring"
+	Admin_Status_FullMethodName           = "/witness.v1.Admin/Status"
+	Admin_ApplyGroups_FullMethodName      = "/witness.v1.Admin/ApplyGroups"
+	Admin_ListGroups_FullMethodName       = "/witness.v1.Admin/ListGroups"
+	Admin_GetGroup_FullMethodName         = "/witness.v1.Admin/GetGroup"
+	Admin_DeleteGroup_FullMethodName      = "/witness.v1.Admin/DeleteGroup"
+	Admin_Switchover_FullMethodName       = "/witness.v1.Admin/Switchover"
+	Admin_CancelSwitchover_FullMethodName = "/witness.v1.Admin/CancelSwitchover"
+	Admin_Failover_FullMethodName         = "/witness.v1.Admin/Failover"
+	Admin_SetMode_FullMethodName          = "/witness.v1.Admin/SetMode"
+	Admin_SetArmed_FullMethodName         = "/witness.v1.Admin/SetArmed"
+	Admin_AddMember_FullMethodName        = "/witness.v1.Admin/AddMember"
+	Admin_RemoveMember_FullMethodName     = "/witness.v1.Admin/RemoveMember"
+	Admin_Watch_FullMethodName            = "/witness.v1.Admin/Watch"
+	Admin_RunHook_FullMethodName          = "/witness.v1.Admin/RunHook"
+	Admin_RenewLease_FullMethodName       = "/witness.v1.Admin/RenewLease"
+	Admin_LeaseStatus_FullMethodName      = "/witness.v1.Admin/LeaseStatus"
+	Admin_ReadIndex_FullMethodName        = "/witness.v1.Admin/ReadIndex"
+	Admin_DemoteLocal_FullMethodName      = "/witness.v1.Admin/DemoteLocal"
+	Admin_Reinstate_FullMethodName        = "/witness.v1.Admin/Reinstate"
+	Admin_ReinstateLocal_FullMethodName   = "/witness.v1.Admin/ReinstateLocal"
+	Admin_Keyring_FullMethodName          = "/witness.v1.Admin/Keyring"
 )
 
 // AdminClient is the client API for Admin service.
@@ -65,6 +66,10 @@ type AdminClient interface {
 	// commits once the fence holds, or the switchover is given up at a
 	// further token (history phase "abort") when the fence keeps failing.
 	Switchover(ctx context.Context, in *SwitchoverRequest, opts ...grpc.CallOption) (*SwitchoverResponse, error)
+	// CancelSwitchover cancels a group's scheduled switchover (one asked
+	// with at_unix_nano, not yet started). A switchover already started
+	// ends by its own rules (its move or its abort).
+	CancelSwitchover(ctx context.Context, in *CancelSwitchoverRequest, opts ...grpc.CallOption) (*CancelSwitchoverResponse, error)
 	// Failover moves a group to another site at once, without the two
 	// phases of a switchover: for when the active site is lost. Like an
 	// automatic failover, the new site is promoted only after the old site's
@@ -197,6 +202,16 @@ func (c *adminClient) Switchover(ctx context.Context, in *SwitchoverRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SwitchoverResponse)
 	err := c.cc.Invoke(ctx, Admin_Switchover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) CancelSwitchover(ctx context.Context, in *CancelSwitchoverRequest, opts ...grpc.CallOption) (*CancelSwitchoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelSwitchoverResponse)
+	err := c.cc.Invoke(ctx, Admin_CancelSwitchover_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +391,10 @@ type AdminServer interface {
 	// commits once the fence holds, or the switchover is given up at a
 	// further token (history phase "abort") when the fence keeps failing.
 	Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error)
+	// CancelSwitchover cancels a group's scheduled switchover (one asked
+	// with at_unix_nano, not yet started). A switchover already started
+	// ends by its own rules (its move or its abort).
+	CancelSwitchover(context.Context, *CancelSwitchoverRequest) (*CancelSwitchoverResponse, error)
 	// Failover moves a group to another site at once, without the two
 	// phases of a switchover: for when the active site is lost. Like an
 	// automatic failover, the new site is promoted only after the old site's
@@ -471,6 +490,9 @@ func (UnimplementedAdminServer) DeleteGroup(context.Context, *DeleteGroupRequest
 }
 func (UnimplementedAdminServer) Switchover(context.Context, *SwitchoverRequest) (*SwitchoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Switchover not implemented")
+}
+func (UnimplementedAdminServer) CancelSwitchover(context.Context, *CancelSwitchoverRequest) (*CancelSwitchoverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelSwitchover not implemented")
 }
 func (UnimplementedAdminServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
@@ -639,6 +661,24 @@ func _Admin_Switchover_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServer).Switchover(ctx, req.(*SwitchoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_CancelSwitchover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelSwitchoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).CancelSwitchover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_CancelSwitchover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).CancelSwitchover(ctx, req.(*CancelSwitchoverRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -918,6 +958,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Switchover",
 			Handler:    _Admin_Switchover_Handler,
+		},
+		{
+			MethodName: "CancelSwitchover",
+			Handler:    _Admin_CancelSwitchover_Handler,
 		},
 		{
 			MethodName: "Failover",

@@ -1464,8 +1464,14 @@ type GroupStatus struct {
 	// phase and sites, beyond the bounded history: the replicated source of
 	// the transitions counter, so it survives a leader change or a restart.
 	TransitionCounts []*TransitionCount `protobuf:"bytes,20,rep,name=transition_counts,json=transitionCounts,proto3" json:"transition_counts,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// scheduled is a switchover an operator asked for a later time; the
+	// leader starts it when the time comes. Any transition of the group
+	// ends it: the one that starts it, or another (a failover) that drops
+	// it. last_scheduled is the one that ended last, with its outcome.
+	Scheduled     *ScheduledSwitchover `protobuf:"bytes,21,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	LastScheduled *ScheduledSwitchover `protobuf:"bytes,22,opt,name=last_scheduled,json=lastScheduled,proto3" json:"last_scheduled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupStatus) Reset() {
@@ -1575,6 +1581,114 @@ func (x *GroupStatus) GetTransitionCounts() []*TransitionCount {
 	return nil
 }
 
+func (x *GroupStatus) GetScheduled() *ScheduledSwitchover {
+	if x != nil {
+		return x.Scheduled
+	}
+	return nil
+}
+
+func (x *GroupStatus) GetLastScheduled() *ScheduledSwitchover {
+	if x != nil {
+		return x.LastScheduled
+	}
+	return nil
+}
+
+type ScheduledSwitchover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ToSite        string                 `protobuf:"bytes,1,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,2,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"` // when to start it
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	By            string                 `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
+	AskedUnixNano int64                  `protobuf:"varint,5,opt,name=asked_unix_nano,json=askedUnixNano,proto3" json:"asked_unix_nano,omitempty"` // when it was asked for
+	// outcome, once it ended: started at a token, dropped and why, or
+	// cancelled and by whom.
+	Outcome       string `protobuf:"bytes,6,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	EndedUnixNano int64  `protobuf:"varint,7,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduledSwitchover) Reset() {
+	*x = ScheduledSwitchover{}
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduledSwitchover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduledSwitchover) ProtoMessage() {}
+
+func (x *ScheduledSwitchover) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduledSwitchover.ProtoReflect.Descriptor instead.
+func (*ScheduledSwitchover) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ScheduledSwitchover) GetToSite() string {
+	if x != nil {
+		return x.ToSite
+	}
+	return ""
+}
+
+func (x *ScheduledSwitchover) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *ScheduledSwitchover) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ScheduledSwitchover) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *ScheduledSwitchover) GetAskedUnixNano() int64 {
+	if x != nil {
+		return x.AskedUnixNano
+	}
+	return 0
+}
+
+func (x *ScheduledSwitchover) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ScheduledSwitchover) GetEndedUnixNano() int64 {
+	if x != nil {
+		return x.EndedUnixNano
+	}
+	return 0
+}
+
 type TransitionCount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          TransitionKind         `protobuf:"varint,1,opt,name=kind,proto3,enum=witness.v1.TransitionKind" json:"kind,omitempty"`
@@ -1588,7 +1702,7 @@ type TransitionCount struct {
 
 func (x *TransitionCount) Reset() {
 	*x = TransitionCount{}
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1714,7 @@ func (x *TransitionCount) String() string {
 func (*TransitionCount) ProtoMessage() {}
 
 func (x *TransitionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1727,7 @@ func (x *TransitionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCount.ProtoReflect.Descriptor instead.
 func (*TransitionCount) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TransitionCount) GetKind() TransitionKind {
@@ -1663,7 +1777,7 @@ type PendingSwitchover struct {
 
 func (x *PendingSwitchover) Reset() {
 	*x = PendingSwitchover{}
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1789,7 @@ func (x *PendingSwitchover) String() string {
 func (*PendingSwitchover) ProtoMessage() {}
 
 func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1802,7 @@ func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSwitchover.ProtoReflect.Descriptor instead.
 func (*PendingSwitchover) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PendingSwitchover) GetToSite() string {
@@ -1734,7 +1848,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1860,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1873,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Proposal) GetAction() string {
@@ -1823,7 +1937,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1949,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1962,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Group) GetSpec() *GroupSpec {
@@ -1885,7 +1999,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2011,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2024,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *State) GetLastToken() uint64 {
@@ -1941,7 +2055,7 @@ type PutGroupsCommand struct {
 
 func (x *PutGroupsCommand) Reset() {
 	*x = PutGroupsCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2067,7 @@ func (x *PutGroupsCommand) String() string {
 func (*PutGroupsCommand) ProtoMessage() {}
 
 func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2080,7 @@ func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupsCommand.ProtoReflect.Descriptor instead.
 func (*PutGroupsCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutGroupsCommand) GetSpecs() []*GroupSpec {
@@ -2010,7 +2124,7 @@ type GroupStart struct {
 
 func (x *GroupStart) Reset() {
 	*x = GroupStart{}
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2136,7 @@ func (x *GroupStart) String() string {
 func (*GroupStart) ProtoMessage() {}
 
 func (x *GroupStart) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2149,7 @@ func (x *GroupStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStart.ProtoReflect.Descriptor instead.
 func (*GroupStart) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GroupStart) GetSite() string {
@@ -2063,7 +2177,7 @@ type DeleteGroupCommand struct {
 
 func (x *DeleteGroupCommand) Reset() {
 	*x = DeleteGroupCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2189,7 @@ func (x *DeleteGroupCommand) String() string {
 func (*DeleteGroupCommand) ProtoMessage() {}
 
 func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2202,7 @@ func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupCommand.ProtoReflect.Descriptor instead.
 func (*DeleteGroupCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteGroupCommand) GetName() string {
@@ -2123,7 +2237,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2249,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2262,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Move) GetGroup() string {
@@ -2194,15 +2308,17 @@ type TransitionCommand struct {
 	// down (a failover by an operator only); see Transition.old_site_down.
 	OldSiteDown bool `protobuf:"varint,9,opt,name=old_site_down,json=oldSiteDown,proto3" json:"old_site_down,omitempty"`
 	// forced and guard: see Transition.
-	Forced        bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
-	Guard         string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
+	Forced bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
+	Guard  string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
+	// scheduled: this switchover carries out the group's scheduled one.
+	Scheduled     bool `protobuf:"varint,22,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TransitionCommand) Reset() {
 	*x = TransitionCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2330,7 @@ func (x *TransitionCommand) String() string {
 func (*TransitionCommand) ProtoMessage() {}
 
 func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2343,7 @@ func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCommand.ProtoReflect.Descriptor instead.
 func (*TransitionCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransitionCommand) GetMoves() []*Move {
@@ -2307,6 +2423,13 @@ func (x *TransitionCommand) GetGuard() string {
 	return ""
 }
 
+func (x *TransitionCommand) GetScheduled() bool {
+	if x != nil {
+		return x.Scheduled
+	}
+	return false
+}
+
 type SetModeCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -2319,7 +2442,7 @@ type SetModeCommand struct {
 
 func (x *SetModeCommand) Reset() {
 	*x = SetModeCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2454,7 @@ func (x *SetModeCommand) String() string {
 func (*SetModeCommand) ProtoMessage() {}
 
 func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2467,7 @@ func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeCommand.ProtoReflect.Descriptor instead.
 func (*SetModeCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetModeCommand) GetGroup() string {
@@ -2387,7 +2510,7 @@ type SetArmedCommand struct {
 
 func (x *SetArmedCommand) Reset() {
 	*x = SetArmedCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2522,7 @@ func (x *SetArmedCommand) String() string {
 func (*SetArmedCommand) ProtoMessage() {}
 
 func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2535,7 @@ func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedCommand.ProtoReflect.Descriptor instead.
 func (*SetArmedCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetArmedCommand) GetGroup() string {
@@ -2443,6 +2566,77 @@ func (x *SetArmedCommand) GetBy() string {
 	return ""
 }
 
+// ScheduleSwitchoverCommand schedules a switchover of a group, or, with
+// none, ends the scheduled one (cancelled, or dropped by the leader) with
+// outcome.
+type ScheduleSwitchoverCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Switchover    *ScheduledSwitchover   `protobuf:"bytes,2,opt,name=switchover,proto3" json:"switchover,omitempty"`
+	Outcome       string                 `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleSwitchoverCommand) Reset() {
+	*x = ScheduleSwitchoverCommand{}
+	mi := &file_witness_v1_state_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleSwitchoverCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleSwitchoverCommand) ProtoMessage() {}
+
+func (x *ScheduleSwitchoverCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleSwitchoverCommand.ProtoReflect.Descriptor instead.
+func (*ScheduleSwitchoverCommand) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ScheduleSwitchoverCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ScheduleSwitchoverCommand) GetSwitchover() *ScheduledSwitchover {
+	if x != nil {
+		return x.Switchover
+	}
+	return nil
+}
+
+func (x *ScheduleSwitchoverCommand) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *ScheduleSwitchoverCommand) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
 // RecordProposalCommand records (or, with no proposal, clears) a group's
 // proposal.
 type RecordProposalCommand struct {
@@ -2455,7 +2649,7 @@ type RecordProposalCommand struct {
 
 func (x *RecordProposalCommand) Reset() {
 	*x = RecordProposalCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2661,7 @@ func (x *RecordProposalCommand) String() string {
 func (*RecordProposalCommand) ProtoMessage() {}
 
 func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2674,7 @@ func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordProposalCommand.ProtoReflect.Descriptor instead.
 func (*RecordProposalCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RecordProposalCommand) GetGroup() string {
@@ -2507,7 +2701,7 @@ type RecordStepCommand struct {
 
 func (x *RecordStepCommand) Reset() {
 	*x = RecordStepCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[26]
+	mi := &file_witness_v1_state_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2713,7 @@ func (x *RecordStepCommand) String() string {
 func (*RecordStepCommand) ProtoMessage() {}
 
 func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[26]
+	mi := &file_witness_v1_state_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2726,7 @@ func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordStepCommand.ProtoReflect.Descriptor instead.
 func (*RecordStepCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{26}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RecordStepCommand) GetGroup() string {
@@ -2694,7 +2888,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\tfenced_by\x18\n" +
 	" \x01(\tR\bfencedBy\x12\x16\n" +
 	"\x06detail\x18\v \x01(\tR\x06detail\x12\x17\n" +
-	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xed\x03\n" +
+	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xf4\x04\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2708,7 +2902,18 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\bproposal\x18\t \x01(\v2\x14.witness.v1.ProposalR\bproposal\x127\n" +
 	"\apending\x18\n" +
 	" \x01(\v2\x1d.witness.v1.PendingSwitchoverR\apending\x12H\n" +
-	"\x11transition_counts\x18\x14 \x03(\v2\x1b.witness.v1.TransitionCountR\x10transitionCounts\"\xa3\x01\n" +
+	"\x11transition_counts\x18\x14 \x03(\v2\x1b.witness.v1.TransitionCountR\x10transitionCounts\x12=\n" +
+	"\tscheduled\x18\x15 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\tscheduled\x12F\n" +
+	"\x0elast_scheduled\x18\x16 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\rlastScheduled\"\xe2\x01\n" +
+	"\x13ScheduledSwitchover\x12\x17\n" +
+	"\ato_site\x18\x01 \x01(\tR\x06toSite\x12 \n" +
+	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
+	"atUnixNano\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x12&\n" +
+	"\x0fasked_unix_nano\x18\x05 \x01(\x03R\raskedUnixNano\x12\x18\n" +
+	"\aoutcome\x18\x06 \x01(\tR\aoutcome\x12&\n" +
+	"\x0fended_unix_nano\x18\a \x01(\x03R\rendedUnixNano\"\xa3\x01\n" +
 	"\x0fTransitionCount\x12.\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x1b\n" +
@@ -2759,7 +2964,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04Move\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12%\n" +
 	"\x0eexpected_token\x18\x02 \x01(\x04R\rexpectedToken\x12\x17\n" +
-	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xd3\x02\n" +
+	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xf1\x02\n" +
 	"\x11TransitionCommand\x12&\n" +
 	"\x05moves\x18\x01 \x03(\v2\x10.witness.v1.MoveR\x05moves\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x16\n" +
@@ -2772,7 +2977,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\boperator\x18\b \x01(\bR\boperator\x12\"\n" +
 	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\x12\x16\n" +
 	"\x06forced\x18\x14 \x01(\bR\x06forced\x12\x14\n" +
-	"\x05guard\x18\x15 \x01(\tR\x05guard\"~\n" +
+	"\x05guard\x18\x15 \x01(\tR\x05guard\x12\x1c\n" +
+	"\tscheduled\x18\x16 \x01(\bR\tscheduled\"~\n" +
 	"\x0eSetModeCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12$\n" +
 	"\x04mode\x18\x02 \x01(\x0e2\x10.witness.v1.ModeR\x04mode\x12 \n" +
@@ -2784,7 +2990,15 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05armed\x18\x02 \x01(\bR\x05armed\x12 \n" +
 	"\fat_unix_nano\x18\x03 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\x04 \x01(\tR\x02by\"_\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\"\xae\x01\n" +
+	"\x19ScheduleSwitchoverCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12?\n" +
+	"\n" +
+	"switchover\x18\x02 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\n" +
+	"switchover\x12\x18\n" +
+	"\aoutcome\x18\x03 \x01(\tR\aoutcome\x12 \n" +
+	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
+	"atUnixNano\"_\n" +
 	"\x15RecordProposalCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x120\n" +
 	"\bproposal\x18\x02 \x01(\v2\x14.witness.v1.ProposalR\bproposal\"Y\n" +
@@ -2821,44 +3035,46 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_witness_v1_state_proto_goTypes = []any{
-	(Mode)(0),                     // 0: witness.v1.Mode
-	(Rearm)(0),                    // 1: witness.v1.Rearm
-	(TransitionKind)(0),           // 2: witness.v1.TransitionKind
-	(*GroupSpec)(nil),             // 3: witness.v1.GroupSpec
-	(*SiteSpec)(nil),              // 4: witness.v1.SiteSpec
-	(*ProbeSpec)(nil),             // 5: witness.v1.ProbeSpec
-	(*Policy)(nil),                // 6: witness.v1.Policy
-	(*Actions)(nil),               // 7: witness.v1.Actions
-	(*DNSAction)(nil),             // 8: witness.v1.DNSAction
-	(*DNSRecord)(nil),             // 9: witness.v1.DNSRecord
-	(*PostgresAction)(nil),        // 10: witness.v1.PostgresAction
-	(*HookAction)(nil),            // 11: witness.v1.HookAction
-	(*NotifyAction)(nil),          // 12: witness.v1.NotifyAction
-	(*Transition)(nil),            // 13: witness.v1.Transition
-	(*StepResult)(nil),            // 14: witness.v1.StepResult
-	(*GroupStatus)(nil),           // 15: witness.v1.GroupStatus
-	(*TransitionCount)(nil),       // 16: witness.v1.TransitionCount
-	(*PendingSwitchover)(nil),     // 17: witness.v1.PendingSwitchover
-	(*Proposal)(nil),              // 18: witness.v1.Proposal
-	(*Group)(nil),                 // 19: witness.v1.Group
-	(*State)(nil),                 // 20: witness.v1.State
-	(*PutGroupsCommand)(nil),      // 21: witness.v1.PutGroupsCommand
-	(*GroupStart)(nil),            // 22: witness.v1.GroupStart
-	(*DeleteGroupCommand)(nil),    // 23: witness.v1.DeleteGroupCommand
-	(*Move)(nil),                  // 24: witness.v1.Move
-	(*TransitionCommand)(nil),     // 25: witness.v1.TransitionCommand
-	(*SetModeCommand)(nil),        // 26: witness.v1.SetModeCommand
-	(*SetArmedCommand)(nil),       // 27: witness.v1.SetArmedCommand
-	(*RecordProposalCommand)(nil), // 28: witness.v1.RecordProposalCommand
-	(*RecordStepCommand)(nil),     // 29: witness.v1.RecordStepCommand
-	nil,                           // 30: witness.v1.DNSRecord.ValuesEntry
-	nil,                           // 31: witness.v1.PostgresAction.DsnEntry
-	nil,                           // 32: witness.v1.PostgresAction.DataDirEntry
-	nil,                           // 33: witness.v1.PostgresAction.SaveDirEntry
-	nil,                           // 34: witness.v1.PostgresAction.ReplicationDsnEntry
-	nil,                           // 35: witness.v1.PutGroupsCommand.StartsEntry
+	(Mode)(0),                         // 0: witness.v1.Mode
+	(Rearm)(0),                        // 1: witness.v1.Rearm
+	(TransitionKind)(0),               // 2: witness.v1.TransitionKind
+	(*GroupSpec)(nil),                 // 3: witness.v1.GroupSpec
+	(*SiteSpec)(nil),                  // 4: witness.v1.SiteSpec
+	(*ProbeSpec)(nil),                 // 5: witness.v1.ProbeSpec
+	(*Policy)(nil),                    // 6: witness.v1.Policy
+	(*Actions)(nil),                   // 7: witness.v1.Actions
+	(*DNSAction)(nil),                 // 8: witness.v1.DNSAction
+	(*DNSRecord)(nil),                 // 9: witness.v1.DNSRecord
+	(*PostgresAction)(nil),            // 10: witness.v1.PostgresAction
+	(*HookAction)(nil),                // 11: witness.v1.HookAction
+	(*NotifyAction)(nil),              // 12: witness.v1.NotifyAction
+	(*Transition)(nil),                // 13: witness.v1.Transition
+	(*StepResult)(nil),                // 14: witness.v1.StepResult
+	(*GroupStatus)(nil),               // 15: witness.v1.GroupStatus
+	(*ScheduledSwitchover)(nil),       // 16: witness.v1.ScheduledSwitchover
+	(*TransitionCount)(nil),           // 17: witness.v1.TransitionCount
+	(*PendingSwitchover)(nil),         // 18: witness.v1.PendingSwitchover
+	(*Proposal)(nil),                  // 19: witness.v1.Proposal
+	(*Group)(nil),                     // 20: witness.v1.Group
+	(*State)(nil),                     // 21: witness.v1.State
+	(*PutGroupsCommand)(nil),          // 22: witness.v1.PutGroupsCommand
+	(*GroupStart)(nil),                // 23: witness.v1.GroupStart
+	(*DeleteGroupCommand)(nil),        // 24: witness.v1.DeleteGroupCommand
+	(*Move)(nil),                      // 25: witness.v1.Move
+	(*TransitionCommand)(nil),         // 26: witness.v1.TransitionCommand
+	(*SetModeCommand)(nil),            // 27: witness.v1.SetModeCommand
+	(*SetArmedCommand)(nil),           // 28: witness.v1.SetArmedCommand
+	(*ScheduleSwitchoverCommand)(nil), // 29: witness.v1.ScheduleSwitchoverCommand
+	(*RecordProposalCommand)(nil),     // 30: witness.v1.RecordProposalCommand
+	(*RecordStepCommand)(nil),         // 31: witness.v1.RecordStepCommand
+	nil,                               // 32: witness.v1.DNSRecord.ValuesEntry
+	nil,                               // 33: witness.v1.PostgresAction.DsnEntry
+	nil,                               // 34: witness.v1.PostgresAction.DataDirEntry
+	nil,                               // 35: witness.v1.PostgresAction.SaveDirEntry
+	nil,                               // 36: witness.v1.PostgresAction.ReplicationDsnEntry
+	nil,                               // 37: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -2872,35 +3088,38 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	30, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	31, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	32, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
-	33, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
-	34, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
+	32, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	33, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	34, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	35, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
+	36, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
 	2,  // 16: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
 	0,  // 17: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
 	13, // 18: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
 	14, // 19: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
-	18, // 20: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
-	17, // 21: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
-	16, // 22: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
-	2,  // 23: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
-	3,  // 24: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
-	15, // 25: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
-	19, // 26: witness.v1.State.groups:type_name -> witness.v1.Group
-	3,  // 27: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	35, // 28: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
-	24, // 29: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 30: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 31: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	18, // 32: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
-	14, // 33: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	22, // 34: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	19, // 20: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
+	18, // 21: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
+	17, // 22: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
+	16, // 23: witness.v1.GroupStatus.scheduled:type_name -> witness.v1.ScheduledSwitchover
+	16, // 24: witness.v1.GroupStatus.last_scheduled:type_name -> witness.v1.ScheduledSwitchover
+	2,  // 25: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
+	3,  // 26: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
+	15, // 27: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
+	20, // 28: witness.v1.State.groups:type_name -> witness.v1.Group
+	3,  // 29: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
+	37, // 30: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	25, // 31: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 32: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 33: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	16, // 34: witness.v1.ScheduleSwitchoverCommand.switchover:type_name -> witness.v1.ScheduledSwitchover
+	19, // 35: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	14, // 36: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	23, // 37: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -2914,7 +3133,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
