@@ -162,7 +162,7 @@ type Node struct {
 	// scheduleWaits: group -> why its scheduled switchover waits, as
 	// logged.
 	scheduleWaits sync.Map
-	metrics                     *nodeMetrics
+	metrics       *nodeMetrics
 
 	grants     *grants // lease renewals this witness granted as a voter
 	lease      *holder // this witness's own lease
