@@ -10,5 +10,6 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
 ENV PATH=/usr/lib/postgresql/15/bin:$PATH
 COPY site.sh /usr/local/bin/witness-demo-site
 COPY app.sh /usr/local/bin/witness-demo-app
+COPY pki.sh /usr/local/bin/witness-demo-pki
 COPY stage/witnessd stage/witnessctl /usr/local/bin/
 STOPSIGNAL SIGTERM

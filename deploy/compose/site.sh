@@ -60,6 +60,7 @@ wal_receiver_status_interval = 1s
 wal_retrieve_retry_interval = 500ms
 wal_receiver_timeout = 2s
 wal_sender_timeout = 2s
+wal_log_hints = on
 log_line_prefix = '%m [%p] %b '
 CONF
 		cat >>"$pgdata/pg_hba.conf" <<HBA

@@ -4,7 +4,9 @@
 # network, checks that west is promoted and that BIND answers west within
 # failover_after plus a few seconds, brings east back and checks that its
 # database stays fenced, restarts the east container and checks that its
-# PostgreSQL comes back as a standby, not as a second primary. Everything
+# PostgreSQL comes back as a standby, not as a second primary, that
+# reinstate makes it a streaming standby of west, and that the admin API
+# refuses a client without a certificate. Everything
 # (containers, networks, volumes) is removed at the end, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -150,6 +152,14 @@ east_fenced || fail "east came back writable after reconnecting"
 group_is west || fail "group app moved off west when east came back"
 echo "east reconnected and still fenced; group app stays at west"
 
+step "reinstate: east becomes a streaming standby of west by itself"
+# east_streams: east's WAL receiver streams from west.
+east_streams() { [ "$(pg east 'SELECT status || sender_host FROM pg_stat_wal_receiver')" = "streaming$west" ]; }
+wait_for 120 "east streaming from west (reinstate: auto)" east_streams
+ctl group app | grep -E '^ *[0-9]+ +reinstate:' | tail -n 8 || true
+east_fenced || fail "the reinstated east takes the app's writes"
+echo "east reinstated: a standby streaming from west"
+
 step "restart the east container: PostgreSQL starts as a standby"
 docker-compose restart -t 20 east >/dev/null
 wait_for 90 "east's database answers" is_standby east
@@ -160,4 +170,23 @@ case $prepared in *'starts as a standby'*) ;; *) false ;; esac ||
 east_fenced || fail "east came back from a restart writable"
 is_primary west || fail "west is no longer primary"
 dns_is "$west" || fail "DNS moved off west"
-echo "east restarted as a standby; west is still the one primary"
+wait_for 60 "east streaming from west again after its restart" east_streams
+echo "east restarted as a standby and streams from west; west is still the one primary"
+
+step "the admin API refuses a client without a certificate"
+if docker-compose exec -T -e WITNESS_CA= -e WITNESS_CERT= -e WITNESS_KEY= tiebreak /witnessctl --timeout 3s status >/dev/null 2>&1; then
+	fail "a plaintext witnessctl was answered"
+fi
+ctl status >/dev/null || fail "witnessctl with the operator's certificate was refused"
+echo "plaintext refused; the operator's certificate answered"
+
+step "switch over home to east: no row west acknowledged is lost"
+wait_for 90 "a switchover to east to be taken" ctl switchover app east --reason "back home" --wait 0
+wait_for 60 "group app stable at east again" group_is east
+dns_is "$east" || fail "DNS does not answer east after the switchover home"
+is_primary east || fail "east is not the primary after the switchover home"
+app_log=$(docker logs witness-demo-app 2>&1)
+acked=$(grep -c 'to west: ok' <<<"$app_log" || true)
+kept=$(pg east "SELECT count(*) FROM demo_writes WHERE site = 'west' AND n > 0")
+echo "rows the app wrote at west and saw acknowledged: $acked; on east after the switchover home: $kept"
+[ "$kept" -ge "$acked" ] || fail "east holds $kept of the $acked rows west acknowledged"

@@ -53,7 +53,7 @@ cat <<'TRY'
 The demo is starting: sites east (primary) and west (standby), tiebreak, BIND, Prometheus, app.
   docker-compose ps                                    # health of every container
   docker-compose logs -f app                           # the app's writes
-  docker-compose exec tiebreak /witnessctl status      # or bin/witnessctl --addr 127.0.0.1:17400 status
+  docker-compose exec tiebreak /witnessctl status      # mutual TLS, the operator's certificate (pki volume)
   dig @127.0.0.1 -p 15353 app.example.test A +short    # 10.213.0.11 (east)
   docker network disconnect witness-demo_wan witness-demo-east   # lose east; or docker-compose stop east
   docker network connect --ip 10.213.0.11 witness-demo_wan witness-demo-east
