@@ -151,6 +151,23 @@ func TestDemoter(t *testing.T) {
 		}
 	})
 
+	t.Run("a running standby without standby.signal is not one that stays", func(t *testing.T) {
+		// It would come back a primary from its next restart: the
+		// self-fence must stop it, not only stamp it.
+		sig := filepath.Join(srv.DataDir, "standby.signal")
+		if err := os.Rename(sig, sig+".away"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := os.Rename(sig+".away", sig); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		if ok, err := d.StandbyRunning(testContext(t), dsn); err != nil || ok {
+			t.Errorf("StandbyRunning = %v, %v; want false", ok, err)
+		}
+	})
+
 	t.Run("start as standby of a running standby succeeds", func(t *testing.T) {
 		if err := d.StartAsStandby(testContext(t), dsn); err != nil {
 			t.Fatal(err)
