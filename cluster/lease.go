@@ -458,6 +458,77 @@ func (n *Node) liftPromoted(fencer LocalFencer, group, dsn string) error {
 	return nil
 }
 
+// StandbyStarter is a LocalFencer that can start again a standby that a
+// self-fence stopped.
+type StandbyStarter interface {
+	// StartStoppedStandby starts the group's database here as the standby
+	// it was, if it is one that stopped in recovery with standby.signal in
+	// place; it reports whether it started one.
+	StartStoppedStandby(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error)
+}
+
+// StartStoppedStandby starts a standby that stopped in recovery (a self-fence
+// that could not tell it from a primary stops it) as a standby again.
+func (f pgFencer) StartStoppedStandby(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error) {
+	d := f.demoter(g)
+	if d == nil {
+		return false, nil
+	}
+	stopped, err := d.StoppedStandby(ctx)
+	if err != nil || !stopped {
+		return false, err
+	}
+	return true, d.StartAsStandby(ctx, dsn)
+}
+
+// startStoppedStandby ends a self-fence of a group that is not active here
+// (after the linearizable read of liftSelfFence): a standby that the fence
+// stopped, because under load it could not be told from a primary in
+// time, is started again as the standby it was. It takes no write either
+// way, and stopped it would stay stopped: no plan starts a database at a
+// site the group is not active at, and a move here could not promote it.
+// The start runs in the background, beside the lease loop, which must not
+// wait for it; it is tried a few times.
+func (n *Node) startStoppedStandby(fencer LocalFencer, group, dsn string) {
+	ss, ok := fencer.(StandbyStarter)
+	if !ok || dsn == "" {
+		return
+	}
+	key := "start-standby/" + group
+	if !n.hookRuns.start(key) {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.hookRuns.done(key)
+		for attempt := 1; attempt <= 3; attempt++ {
+			g, found := n.fsm.Group(group)
+			if !found || g.GetStatus().GetActiveSite() == n.cfg.Site {
+				return // gone, or the leader's to promote
+			}
+			n.localDB.Lock()
+			ctx, cancel := context.WithTimeout(n.ctx, abortStartTimeout)
+			started, err := ss.StartStoppedStandby(ctx, g, dsn)
+			cancel()
+			n.localDB.Unlock()
+			if err == nil {
+				if started {
+					n.log.Warn("self-fence ended: started this site's standby again, which the fence had stopped", "group", group,
+						"token", g.GetStatus().GetToken(), "active_site", g.GetStatus().GetActiveSite())
+				}
+				return
+			}
+			n.log.Warn("self-fence ended, but this site's stopped standby did not start again", "group", group, "attempt", attempt, keyErr, err)
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-n.clock.After(2 * time.Second):
+			}
+		}
+	}()
+}
+
 // selfFence is one episode of a witness fencing its own site for a group.
 type selfFence struct {
 	token    uint64
@@ -544,6 +615,9 @@ func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []
 				}
 				if err != nil && n.liftPromoted(fencer, name, dsn) != nil {
 					continue
+				}
+				if err != nil {
+					n.startStoppedStandby(fencer, name, dsn)
 				}
 			}
 			delete(fenced, name)

@@ -1,10 +1,14 @@
 package cluster
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
 // fencedCall reports whether rec was asked to fence call.
@@ -81,4 +85,46 @@ func TestRestartedWitnessFencesFromItsRecord(t *testing.T) {
 	eventually(t, "the restarted witness to fence its database from its record", func() bool {
 		return fencedCall(rec, "fence host=west-db user=witness app@1")
 	})
+}
+
+// standbyFencer is a fenceRecorder whose fence stopped a standby (as a
+// self-fence does that cannot tell it from a primary under load): it
+// counts the starts of that standby.
+type standbyFencer struct {
+	*fenceRecorder
+	starts atomic.Int32
+}
+
+func (f *standbyFencer) StartStoppedStandby(context.Context, *witnessv1.Group, string) (bool, error) {
+	f.starts.Add(1)
+	return true, nil
+}
+
+// When the lease returns, a self-fence of a group active elsewhere ends
+// and the standby it may have stopped is started again as a standby:
+// nothing else would start it, and a move here could not promote it.
+func TestSelfFenceElsewhereStartsTheStandbyAgain(t *testing.T) {
+	f := &standbyFencer{fenceRecorder: &fenceRecorder{}}
+	tc := newTestClusterWith(t, func(i int, o *Options) {
+		if i == 0 {
+			o.LocalFencer = f
+		}
+	}, "east", "west", "tiebreak")
+	_, leader := tc.leader()
+	applyDoc(t, leader, elsewhereDoc)
+	eventually(t, "east to replicate the group active at west", func() bool {
+		g, ok := tc.nodes[0].FSM().Group("app")
+		return ok && g.GetStatus().GetActiveSite() == "west"
+	})
+	tc.stop(1)
+	tc.stop(2)
+	eventually(t, "east to fence its database of a group active elsewhere", func() bool {
+		return fencedCall(f.fenceRecorder, "fence host=east-db user=witness app@1")
+	})
+	if n := f.starts.Load(); n != 0 {
+		t.Fatalf("started the standby %d times while the lease is lost", n)
+	}
+	tc.start(1)
+	tc.start(2)
+	eventually(t, "east to start its standby again once the lease is back", func() bool { return f.starts.Load() > 0 })
 }

@@ -192,6 +192,9 @@ func TestDemoter(t *testing.T) {
 		if stopped, err := d.StoppedPrimary(testContext(t)); err != nil || stopped {
 			t.Errorf("StoppedPrimary of a stopped standby = %v, %v; want false", stopped, err)
 		}
+		if stopped, err := d.StoppedStandby(testContext(t)); err != nil || !stopped {
+			t.Errorf("StoppedStandby of a stopped standby = %v, %v; want true", stopped, err)
+		}
 		// Without standby.signal it would come up promoted.
 		if err := d.StartAsPrimary(testContext(t), dsn); !errors.Is(err, postgres.ErrNotPrimary) {
 			t.Errorf("start as primary of a standby stopped in recovery: %v, want ErrNotPrimary", err)
@@ -219,6 +222,9 @@ func TestDemoter(t *testing.T) {
 		}
 		if stopped, err := d.StoppedPrimary(testContext(t)); err != nil || !stopped {
 			t.Errorf("StoppedPrimary of a demoted primary = %v, %v; want true", stopped, err)
+		}
+		if stopped, err := d.StoppedStandby(testContext(t)); err != nil || stopped {
+			t.Errorf("StoppedStandby of a demoted primary = %v, %v; want false", stopped, err)
 		}
 	})
 

@@ -90,25 +90,45 @@ func stoppedInRecovery(out []byte) (bool, error) {
 // file says it was not in recovery when it stopped. That is what Demote
 // leaves; a stopped standby is not one.
 func (d *Demoter) StoppedPrimary(ctx context.Context) (bool, error) {
+	stopped, standby, err := d.stopped(ctx)
+	return stopped && !standby, err
+}
+
+// StoppedStandby reports whether the node at DataDir is a stopped
+// standby that stays one: no postmaster runs, standby.signal is in place,
+// and the control file says it was in recovery when it stopped. Started,
+// it is the standby it was.
+func (d *Demoter) StoppedStandby(ctx context.Context) (bool, error) {
+	stopped, standby, err := d.stopped(ctx)
+	return stopped && standby, err
+}
+
+// stopped reports whether no postmaster runs at DataDir and
+// standby.signal is in place, and if so whether the node was in recovery
+// when it stopped.
+func (d *Demoter) stopped(ctx context.Context) (stopped, inRecovery bool, err error) {
 	if d.DataDir == "" {
-		return false, fmt.Errorf("no data directory: %w", ErrInvalid)
+		return false, false, fmt.Errorf("no data directory: %w", ErrInvalid)
 	}
 	pid, err := d.postmaster()
 	if err != nil || pid != 0 {
-		return false, err
+		return false, false, err
 	}
 	if _, err := os.Stat(filepath.Join(d.DataDir, "standby.signal")); err != nil {
 		if os.IsNotExist(err) {
-			return false, nil
+			return false, false, nil
 		}
-		return false, err
+		return false, false, err
 	}
 	out, err := d.controlData(ctx)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	standby, err := stoppedInRecovery(out)
-	return err == nil && !standby, err
+	if err != nil {
+		return false, false, err
+	}
+	return true, standby, nil
 }
 
 // finalCheckpoint reads the latest checkpoint location of a cleanly shut
