@@ -300,7 +300,10 @@ func (n *Node) leaseLoop() {
 						// Moved on (a new token here, such as a group
 						// re-created): the database is looked at again
 						// as a fence an earlier run left, at that token.
+						// A standby that the fence stopped (a failover
+						// away from here made this one) starts again.
 						delete(looked, name)
+						n.startStoppedStandby(fencer, name, dsn)
 					}
 				}
 				delete(fenced, name)
@@ -481,12 +484,14 @@ func (f pgFencer) StartStoppedStandby(ctx context.Context, g *witnessv1.Group, d
 	return true, d.StartAsStandby(ctx, dsn)
 }
 
-// startStoppedStandby ends a self-fence of a group that is not active here
-// (after the linearizable read of liftSelfFence): a standby that the fence
-// stopped, because under load it could not be told from a primary in
-// time, is started again as the standby it was. It takes no write either
-// way, and stopped it would stay stopped: no plan starts a database at a
-// site the group is not active at, and a move here could not promote it.
+// startStoppedStandby ends a self-fence whose group moved on (after the
+// linearizable read of liftSelfFence): a database that the fence stopped
+// while it was in recovery (a standby, or one still starting up as a
+// standby, that under load it could not tell from a primary in time) is
+// started again as the standby it was. It takes no write either way, and
+// stopped it would stay stopped: no plan starts a database at a site the
+// group is not active at, and a promote over SQL cannot start one at a
+// site it moved to.
 // The start runs in the background, beside the lease loop, which must not
 // wait for it; it is tried a few times.
 func (n *Node) startStoppedStandby(fencer LocalFencer, group, dsn string) {
@@ -504,8 +509,8 @@ func (n *Node) startStoppedStandby(fencer LocalFencer, group, dsn string) {
 		defer n.hookRuns.done(key)
 		for attempt := 1; attempt <= 3; attempt++ {
 			g, found := n.fsm.Group(group)
-			if !found || g.GetStatus().GetActiveSite() == n.cfg.Site {
-				return // gone, or the leader's to promote
+			if !found {
+				return
 			}
 			n.localDB.Lock()
 			ctx, cancel := context.WithTimeout(n.ctx, abortStartTimeout)
