@@ -187,7 +187,7 @@ dns_is "$east" || fail "DNS does not answer east after the switchover home"
 # On a loaded machine east's witness may lose its lease for a moment and
 # fence east until it is renewed: east must be the primary again soon.
 wait_for 60 "east the primary after the switchover home" is_primary east
-is_standby west || fail "west is not a standby after the switchover home"
+wait_for 120 "west a standby of east again (reinstate: auto)" is_standby west
 app_log=$(docker logs witness-demo-app 2>&1)
 acked=$(grep -c 'to west: ok' <<<"$app_log" || true)
 kept=$(pg east "SELECT count(*) FROM demo_writes WHERE site = 'west' AND n > 0")
