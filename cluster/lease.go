@@ -499,7 +499,9 @@ func (n *Node) startStoppedStandby(fencer LocalFencer, group, dsn string) {
 	if !ok || dsn == "" {
 		return
 	}
-	key := "start-standby/" + group
+	// Not beside a reinstate of the group here, which stops, rewinds and
+	// starts the same database: they share its key.
+	key := "reinstate/" + group
 	if !n.hookRuns.start(key) {
 		return
 	}
