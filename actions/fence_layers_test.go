@@ -303,7 +303,7 @@ func TestCreationFencesByDemotionThenOverSQL(t *testing.T) {
 		want       []string
 		by         string
 	}{
-		{"demoted", false, []string{"demote app@1 west fast", "promote app@1 east", "dns app@1 east", "settle app@1 east"}, actions.FencedByDemote},
+		{"demoted", false, []string{"demote app@1 west immediate", "promote app@1 east", "dns app@1 east", "settle app@1 east"}, actions.FencedByDemote},
 		{"no witness answers", true, []string{"fence:west app@1 west", "promote app@1 east", "dns app@1 east", "settle app@1 east"}, actions.FencedBySQL},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -991,7 +991,10 @@ func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from 
 		dctx, cancel = context.WithTimeout(ctx, FailoverFenceConnectTimeout+demoteLimit(g))
 	case witnessv1.TransitionKind_TRANSITION_KIND_INITIAL:
 		// A creation fences every other site, some of which may be
-		// down: likewise bounded.
+		// down: likewise bounded, and so an immediate stop, which the
+		// bound leaves time for. Most of them are standbys, which are
+		// only stamped.
+		mode = postgres.StopImmediate
 		dctx, cancel = context.WithTimeout(ctx, FailoverFenceConnectTimeout+demoteLimit(g))
 	}
 	final, derr := r.Runner.Demote(dctx, g, from, mode)
