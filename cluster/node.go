@@ -154,8 +154,12 @@ type Node struct {
 
 	hookRuns hookRuns
 	// localDB serializes what this witness does to its site's databases
-	// for the leader (demotion) and after a given-up switchover (start).
-	localDB sync.Mutex
+	// for the leader (demotion), after a given-up switchover or a creation
+	// (start) and after a self-fence (start of a standby). Its holders
+	// wait on time (a linearizable read, a start), and a goroutine
+	// waiting for a sync.Mutex does not let a synctest bubble's clock
+	// move: it is a channel.
+	localDB chanMutex
 	// abortStarted: group -> token at which startDemoted is done;
 	// abortStartErr: group -> its last error, as logged.
 	abortStarted, abortStartErr sync.Map
@@ -191,7 +195,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	}
 	log = log.With(keyNode, cfg.Name)
 	n := &Node{cfg: cfg, log: log, opts: opts, fsm: fsm.New(), notifyCh: make(chan bool, 8), metrics: newNodeMetrics(),
-		clock: clock.Or(opts.Clock), lease: newHolder(), peers: opts.Peers}
+		clock: clock.Or(opts.Clock), lease: newHolder(), peers: opts.Peers, localDB: make(chanMutex, 1)}
 	n.grants = newGrants(n.clock.Now())
 	if n.peers == nil {
 		n.peers = newGRPCPeers(n.dialCredentials)
@@ -898,3 +902,14 @@ func (n *Node) join(ctx context.Context) (identity, error) {
 func (n *Node) client(addr string) (witnessv1.AdminClient, error) {
 	return n.peers.Client(addr)
 }
+
+// chanMutex is a mutual exclusion lock made of a channel of one slot.
+// Unlike sync.Mutex, a goroutine waiting for it is durably blocked in a
+// testing/synctest bubble, so the bubble's clock moves for the holder.
+type chanMutex chan struct{}
+
+// Lock takes the lock, waiting for it.
+func (m chanMutex) Lock() { m <- struct{}{} }
+
+// Unlock gives the lock back.
+func (m chanMutex) Unlock() { <-m }
