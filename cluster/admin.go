@@ -338,15 +338,10 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 		return nil, status.Errorf(codes.NotFound, "group %q not found", req.GetGroup())
 	}
 	st := g.GetStatus()
-	known := false
-	for _, site := range g.GetSpec().GetSites() {
-		known = known || site.GetName() == req.GetToSite()
+	if err := s.n.checkSite(g, req.GetToSite()); err != nil {
+		return nil, err
 	}
 	switch {
-	case !known:
-		return nil, status.Errorf(codes.InvalidArgument, "%q is not a site of group %q", req.GetToSite(), req.GetGroup())
-	case req.GetToSite() == st.GetActiveSite():
-		return nil, status.Errorf(codes.FailedPrecondition, "group %q is already active at %s", req.GetGroup(), req.GetToSite())
 	case st.GetPending() != nil:
 		return nil, status.Errorf(codes.FailedPrecondition, "group %q is in the middle of a switchover to %s: wait for it to move or abort", req.GetGroup(), st.GetPending().GetToSite())
 	}

@@ -151,21 +151,7 @@ func TestAdminAPI(t *testing.T) {
 	t.Run("switchover with stale token is Aborted and changes nothing", func(t *testing.T) {
 		// West's probe now answers: once a majority of sites sees it
 		// working, it is a switchover target.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				conn.Close()
-			}
-		}()
-		doc := strings.Replace(twoGroups, "127.0.0.1:2", ln.Addr().String(), 1)
+		doc := strings.Replace(twoGroups, "127.0.0.1:2", answering(t), 1)
 		if _, err := c.ApplyGroups(ctx(t), &witnessv1.ApplyGroupsRequest{Document: []byte(doc)}); err != nil {
 			t.Fatal(err)
 		}
@@ -318,4 +304,26 @@ func TestBadNodeConfigRefused(t *testing.T) {
 	if !errors.As(err, &es) {
 		t.Fatalf("err = %v, want config.Errors", err)
 	}
+}
+
+// answering returns the address of a loopback listener that accepts every
+// connection and closes it: a TCP probe's working target. It is closed
+// when the test ends.
+func answering(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,22 +18,8 @@ import (
 // cancelled, and a second one is refused while one waits.
 func TestScheduledSwitchoverSurvivesALeaderChange(t *testing.T) {
 	tc := newTestCluster(t, "east", "west", "tiebreak")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
 	li, leader := tc.leader()
-	applyDoc(t, leader, strings.Replace(twoGroups, "127.0.0.1:2", ln.Addr().String(), 1))
+	applyDoc(t, leader, strings.Replace(twoGroups, "127.0.0.1:2", answering(t), 1))
 	eventually(t, "west seen working", func() bool {
 		_, leader := tc.leader()
 		ok, _ := policy.Eligible(leader.policyInput(leader.clock.Now()), "app", "west", policy.JudgePlanned)
