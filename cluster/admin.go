@@ -305,7 +305,8 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 		reason = "switchover asked by operator"
 	}
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
-		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: req.GetExpectedToken(), ToSite: req.GetToSite()}},
+		Moves: []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: req.GetExpectedToken(), ToSite: req.GetToSite(),
+			FromPrimary: s.n.primaryAt(req.GetGroup(), s.n.clock.Now())}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
 		Reason: reason, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()),
 		// Two phases: the group stays at its site while the leader fences
@@ -362,7 +363,8 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 		guard = why
 	}
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
-		Moves:  []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: expected, ToSite: req.GetToSite()}},
+		Moves: []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: expected, ToSite: req.GetToSite(),
+			FromPrimary: s.n.primaryAt(req.GetGroup(), s.n.clock.Now())}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
 		Reason: reason, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()),
 		Operator: true, OldSiteDown: req.GetOldSiteDown(),

@@ -97,7 +97,8 @@ func (n *Node) recordProposals(ctx context.Context, out policy.Output) {
 		d := out.Decisions[name]
 		var want *witnessv1.Proposal
 		if d.Action == policy.ActionWouldFailover || d.Action == policy.ActionPending {
-			want = &witnessv1.Proposal{Action: d.Action.String(), FromSite: d.From, ToSite: d.To, ExpectedToken: d.ExpectedToken, Reason: d.Reason}
+			want = &witnessv1.Proposal{Action: d.Action.String(), FromSite: d.From, ToSite: d.To, ExpectedToken: d.ExpectedToken, Reason: d.Reason,
+				FromPrimary: d.Primary.Proto(d.From)}
 		}
 		have := g.GetStatus().GetProposal()
 		if want == nil && have == nil {

@@ -545,6 +545,16 @@ func (n *Node) evaluate(now time.Time) policy.Output {
 	return policy.Evaluate(n.policyInput(now))
 }
 
+// primaryAt is where this witness knows the active primary of group
+// (fresh observations, gossip, Raft), as a move records it.
+func (n *Node) primaryAt(group string, now time.Time) *witnessv1.PrimaryPosition {
+	g, ok := n.fsm.Group(group)
+	if !ok {
+		return nil
+	}
+	return policy.PrimaryAt(n.policyInput(now), group).Proto(g.GetStatus().GetActiveSite())
+}
+
 // policyInput is what the policy decides on, now.
 func (n *Node) policyInput(now time.Time) policy.Input {
 	return policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live(), ObserverSites: n.observerSites(),

@@ -122,7 +122,7 @@ func (n *Node) startScheduled(ctx context.Context, now time.Time) (wake time.Tim
 			continue
 		}
 		res, err := n.Apply(ctx, &witnessv1.TransitionCommand{
-			Moves:  []*witnessv1.Move{{Group: name, ExpectedToken: g.GetStatus().GetToken(), ToSite: sch.GetToSite()}},
+			Moves:  []*witnessv1.Move{{Group: name, ExpectedToken: g.GetStatus().GetToken(), ToSite: sch.GetToSite(), FromPrimary: n.primaryAt(name, now)}},
 			Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
 			Reason: "scheduled: " + sch.GetReason(), AtUnixNano: now.UnixNano(), By: sch.GetBy(),
 			Prepare: true, Scheduled: true,

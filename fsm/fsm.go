@@ -379,6 +379,9 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 			st.ActiveSite = m.GetToSite()
 			st.Pending = nil
 		}
+		if fp := m.GetFromPrimary(); fp.GetSite() == t.GetFromSite() {
+			notePrimary(st, fp)
+		}
 		st.History = appendBounded(st.History, t, HistoryLimit)
 		countTransition(st, t)
 		st.Token = f.lastToken
@@ -447,6 +450,7 @@ func (f *FSM) recordStep(c *witnessv1.RecordStepCommand) Result {
 	}
 	g, _ = f.edit(c.GetGroup())
 	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
+	notePrimary(g.Status, fencedPosition(g.Status, r))
 	return Result{}
 }
 
@@ -515,6 +519,9 @@ func (f *FSM) recordProposal(c *witnessv1.RecordProposalCommand) Result {
 		return Result{}
 	}
 	g.Status.Proposal = proto.Clone(p).(*witnessv1.Proposal)
+	if fp := p.GetFromPrimary(); fp.GetSite() == g.Status.GetActiveSite() {
+		notePrimary(g.Status, fp)
+	}
 	return Result{}
 }
 

@@ -36,7 +36,7 @@ func Evaluate(in Input) Output {
 		switch d.Action {
 		case ActionFailover:
 			bySite[d.From] = append(bySite[d.From], pending{
-				move:   &witnessv1.Move{Group: name, ExpectedToken: d.ExpectedToken, ToSite: d.To},
+				move:   &witnessv1.Move{Group: name, ExpectedToken: d.ExpectedToken, ToSite: d.To, FromPrimary: d.Primary.Proto(d.From)},
 				reason: d.Reason,
 			})
 		case ActionRearm:
@@ -376,13 +376,15 @@ func (c *dbCell) add(r *rec, obs []Observation) {
 
 // groupView is one group's evaluated observations.
 type groupView struct {
-	spec  *witnessv1.GroupSpec
-	sites []SiteView
+	spec   *witnessv1.GroupSpec
+	status *witnessv1.GroupStatus
+	sites  []SiteView
 }
 
 func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 	spec, st := g.GetSpec(), g.GetStatus()
 	gv := e.view(spec, recs)
+	gv.status = st
 	active := siteIndex(spec, st.GetActiveSite())
 	d := Decision{From: st.GetActiveSite(), Sites: gv.sites, State: DecisionInvalid}
 	if active < 0 {
@@ -390,7 +392,8 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		return d
 	}
 	gv.sites[active].Active = true
-	gv.sites[active].PrimaryWAL = e.primaryAt(gv, active).WAL
+	d.Primary = e.primaryAt(gv, active)
+	gv.sites[active].PrimaryWAL = d.Primary.WAL
 	d.Targets, d.NoTarget = e.targets(gv, active)
 	if !st.GetArmed() {
 		return e.disarmed(gv, st, active, d)
@@ -769,9 +772,18 @@ func (e *evaluator) positionGuard(gv groupView, t, a int, maxB int64) (bool, str
 }
 
 // primaryAt is the furthest position the group's site a was seen at as a
-// primary: the fresh observations of this evaluation and Input.Primaries.
+// primary: the fresh observations of this evaluation, Input.Primaries
+// (gossip) and the positions recorded in the group's status (Raft).
 func (e *evaluator) primaryAt(gv groupView, a int) Position {
 	pp := e.primaries[GroupSite{gv.spec.GetName(), gv.sites[a].Site}]
+	for _, r := range gv.status.GetPrimaries() {
+		if r.GetSite() != gv.sites[a].Site {
+			continue
+		}
+		if rp := (Position{Timeline: r.GetTimeline(), WAL: r.GetWalLsn(), At: time.Unix(0, r.GetAtUnixNano())}); rp.Ahead(pp) {
+			pp = rp
+		}
+	}
 	if db := &e.db[a]; db.n > 0 && db.primary {
 		if now := (Position{Timeline: db.tli, WAL: db.wal, At: e.now}); now.Ahead(pp) {
 			pp = now
@@ -881,6 +893,7 @@ func Eligible(in Input, group, site string, j Judge) (bool, string) {
 		}
 		spec := g.GetSpec()
 		gv := e.view(spec, e.recs[e.start[gi]:e.start[gi+1]])
+		gv.status = g.GetStatus()
 		a, t := siteIndex(spec, g.GetStatus().GetActiveSite()), siteIndex(spec, site)
 		switch {
 		case t < 0:
@@ -893,4 +906,22 @@ func Eligible(in Input, group, site string, j Judge) (bool, string) {
 		return e.eligible(gv, t, a, j)
 	}
 	return false, fmt.Sprintf("group %q not found", group)
+}
+
+// PrimaryAt is the furthest position the active site of group is known at
+// in in (fresh observations, gossip and Raft), as the data-loss guard
+// measures it; zero when unknown.
+func PrimaryAt(in Input, group string) Position {
+	e := newEvaluator(in)
+	for gi, g := range in.Groups {
+		if !e.indexed[gi] || g.GetSpec().GetName() != group {
+			continue
+		}
+		gv := e.view(g.GetSpec(), e.recs[e.start[gi]:e.start[gi+1]])
+		gv.status = g.GetStatus()
+		if a := siteIndex(g.GetSpec(), g.GetStatus().GetActiveSite()); a >= 0 {
+			return e.primaryAt(gv, a)
+		}
+	}
+	return Position{}
 }

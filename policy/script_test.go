@@ -145,6 +145,8 @@ func (s *script) do(f []string) error {
 		return s.db(args)
 	case "primary-seen":
 		return s.primarySeen(args)
+	case "primary-recorded":
+		return s.primaryRecorded(args)
 	default:
 		return fmt.Errorf("unknown command %q", f[0])
 	}
@@ -343,6 +345,34 @@ func (s *script) primarySeen(args []string) error {
 	}
 	s.in.Primaries[policy.GroupSite{Group: args[0], Site: args[1]}] = p
 	return nil
+}
+
+// primary-recorded GROUP SITE LSN [tli=N]: the group's status (Raft)
+// holds SITE's primary at LSN, on timeline N (default 1), as a transition,
+// proposal or fence recorded it.
+func (s *script) primaryRecorded(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("want group, site and position")
+	}
+	lsn, err := parseLSN(args[2])
+	if err != nil {
+		return err
+	}
+	p := &witnessv1.PrimaryPosition{Site: args[1], Timeline: 1, WalLsn: lsn, AtUnixNano: s.in.Now.Add(-time.Hour).UnixNano()}
+	if v, ok := kv(args[3:])["tli"]; ok {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return err
+		}
+		p.Timeline = uint32(n)
+	}
+	for _, g := range s.in.Groups {
+		if g.GetSpec().GetName() == args[0] {
+			g.Status.Primaries = append(g.Status.Primaries, p)
+			return nil
+		}
+	}
+	return fmt.Errorf("no group %q", args[0])
 }
 
 // parseLSN reads a WAL position written as PostgreSQL does (0/3A000000).

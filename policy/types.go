@@ -75,12 +75,28 @@ type Position struct {
 }
 
 // Ahead reports whether p is further than q: a higher timeline, or the
-// same timeline and a higher position.
+// same timeline and a higher position. A timeline of 0 is unknown: then
+// the positions alone compare.
 func (p Position) Ahead(q Position) bool {
-	if p.Timeline != q.Timeline {
+	if q.WAL == 0 {
+		return p.WAL != 0
+	}
+	if p.Timeline != q.Timeline && p.Timeline != 0 && q.Timeline != 0 {
 		return p.Timeline > q.Timeline
 	}
 	return p.WAL > q.WAL
+}
+
+// Proto is p as recorded in Raft for site.
+func (p Position) Proto(site string) *witnessv1.PrimaryPosition {
+	if p.WAL == 0 {
+		return nil
+	}
+	var at int64
+	if !p.At.IsZero() {
+		at = p.At.UnixNano()
+	}
+	return &witnessv1.PrimaryPosition{Site: site, Timeline: p.Timeline, WalLsn: p.WAL, AtUnixNano: at}
 }
 
 // Witness is one live witness node.
@@ -108,7 +124,9 @@ type Input struct {
 	// Primaries holds the furthest position each (group, site) was seen at
 	// as a primary, by any witness, fresh or not: the data-loss guard
 	// measures a target against the active site's, so a primary that is
-	// lost is still known where it stopped.
+	// lost is still known where it stopped. The positions recorded in
+	// each group's status (GroupStatus.primaries, in Raft) count too:
+	// the furthest of both is taken.
 	Primaries map[GroupSite]Position
 }
 
@@ -169,6 +187,9 @@ type Decision struct {
 	// NoTarget says why none could, when Targets is 0.
 	Targets  int
 	NoTarget string
+	// Primary is the furthest position the active site's primary is known
+	// at (gossip, fresh observations and Raft); a move records it.
+	Primary Position
 }
 
 // DecisionState is a decision as one of a fixed set of words, so that "why

@@ -1470,6 +1470,14 @@ type GroupStatus struct {
 	// it. last_scheduled is the one that ended last, with its outcome.
 	Scheduled     *ScheduledSwitchover `protobuf:"bytes,21,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
 	LastScheduled *ScheduledSwitchover `protobuf:"bytes,22,opt,name=last_scheduled,json=lastScheduled,proto3" json:"last_scheduled,omitempty"`
+	// primaries is, per site, the furthest position the site's primary was
+	// confirmed at by an entry written anyway: a transition or proposal
+	// (where the leader had seen the old site's primary), or a fence step
+	// (the fenced primary's final position). The data-loss guard takes the
+	// furthest of these and of gossip, so a leader that has seen no gossip
+	// of a lost primary (new, or after every witness restarted) still knows
+	// where it stopped. One entry per site, sorted by site.
+	Primaries     []*PrimaryPosition `protobuf:"bytes,23,rep,name=primaries,proto3" json:"primaries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1595,6 +1603,83 @@ func (x *GroupStatus) GetLastScheduled() *ScheduledSwitchover {
 	return nil
 }
 
+func (x *GroupStatus) GetPrimaries() []*PrimaryPosition {
+	if x != nil {
+		return x.Primaries
+	}
+	return nil
+}
+
+// PrimaryPosition is a WAL position a site's primary was seen or confirmed
+// at: the highest timeline, then the highest position on it, is furthest.
+type PrimaryPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Timeline      uint32                 `protobuf:"varint,2,opt,name=timeline,proto3" json:"timeline,omitempty"` // 0 unknown
+	WalLsn        uint64                 `protobuf:"varint,3,opt,name=wal_lsn,json=walLsn,proto3" json:"wal_lsn,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrimaryPosition) Reset() {
+	*x = PrimaryPosition{}
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrimaryPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrimaryPosition) ProtoMessage() {}
+
+func (x *PrimaryPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrimaryPosition.ProtoReflect.Descriptor instead.
+func (*PrimaryPosition) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PrimaryPosition) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *PrimaryPosition) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
+func (x *PrimaryPosition) GetWalLsn() uint64 {
+	if x != nil {
+		return x.WalLsn
+	}
+	return 0
+}
+
+func (x *PrimaryPosition) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
 type ScheduledSwitchover struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ToSite        string                 `protobuf:"bytes,1,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
@@ -1612,7 +1697,7 @@ type ScheduledSwitchover struct {
 
 func (x *ScheduledSwitchover) Reset() {
 	*x = ScheduledSwitchover{}
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1709,7 @@ func (x *ScheduledSwitchover) String() string {
 func (*ScheduledSwitchover) ProtoMessage() {}
 
 func (x *ScheduledSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1722,7 @@ func (x *ScheduledSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduledSwitchover.ProtoReflect.Descriptor instead.
 func (*ScheduledSwitchover) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ScheduledSwitchover) GetToSite() string {
@@ -1702,7 +1787,7 @@ type TransitionCount struct {
 
 func (x *TransitionCount) Reset() {
 	*x = TransitionCount{}
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1799,7 @@ func (x *TransitionCount) String() string {
 func (*TransitionCount) ProtoMessage() {}
 
 func (x *TransitionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1812,7 @@ func (x *TransitionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCount.ProtoReflect.Descriptor instead.
 func (*TransitionCount) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransitionCount) GetKind() TransitionKind {
@@ -1777,7 +1862,7 @@ type PendingSwitchover struct {
 
 func (x *PendingSwitchover) Reset() {
 	*x = PendingSwitchover{}
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1874,7 @@ func (x *PendingSwitchover) String() string {
 func (*PendingSwitchover) ProtoMessage() {}
 
 func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1887,7 @@ func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSwitchover.ProtoReflect.Descriptor instead.
 func (*PendingSwitchover) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PendingSwitchover) GetToSite() string {
@@ -1842,13 +1927,15 @@ type Proposal struct {
 	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	AtUnixNano    int64                  `protobuf:"varint,6,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
 	By            string                 `protobuf:"bytes,7,opt,name=by,proto3" json:"by,omitempty"`
+	// from_primary: see Move.from_primary.
+	FromPrimary   *PrimaryPosition `protobuf:"bytes,8,opt,name=from_primary,json=fromPrimary,proto3" json:"from_primary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +1947,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +1960,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Proposal) GetAction() string {
@@ -1925,6 +2012,13 @@ func (x *Proposal) GetBy() string {
 	return ""
 }
 
+func (x *Proposal) GetFromPrimary() *PrimaryPosition {
+	if x != nil {
+		return x.FromPrimary
+	}
+	return nil
+}
+
 type Group struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Spec   *GroupSpec             `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1937,7 +2031,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2043,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2056,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Group) GetSpec() *GroupSpec {
@@ -1999,7 +2093,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2105,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2118,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *State) GetLastToken() uint64 {
@@ -2055,7 +2149,7 @@ type PutGroupsCommand struct {
 
 func (x *PutGroupsCommand) Reset() {
 	*x = PutGroupsCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2161,7 @@ func (x *PutGroupsCommand) String() string {
 func (*PutGroupsCommand) ProtoMessage() {}
 
 func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2174,7 @@ func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupsCommand.ProtoReflect.Descriptor instead.
 func (*PutGroupsCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PutGroupsCommand) GetSpecs() []*GroupSpec {
@@ -2124,7 +2218,7 @@ type GroupStart struct {
 
 func (x *GroupStart) Reset() {
 	*x = GroupStart{}
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2230,7 @@ func (x *GroupStart) String() string {
 func (*GroupStart) ProtoMessage() {}
 
 func (x *GroupStart) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2243,7 @@ func (x *GroupStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStart.ProtoReflect.Descriptor instead.
 func (*GroupStart) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GroupStart) GetSite() string {
@@ -2177,7 +2271,7 @@ type DeleteGroupCommand struct {
 
 func (x *DeleteGroupCommand) Reset() {
 	*x = DeleteGroupCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +2283,7 @@ func (x *DeleteGroupCommand) String() string {
 func (*DeleteGroupCommand) ProtoMessage() {}
 
 func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +2296,7 @@ func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupCommand.ProtoReflect.Descriptor instead.
 func (*DeleteGroupCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteGroupCommand) GetName() string {
@@ -2231,13 +2325,17 @@ type Move struct {
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
 	ExpectedToken uint64                 `protobuf:"varint,2,opt,name=expected_token,json=expectedToken,proto3" json:"expected_token,omitempty"`
 	ToSite        string                 `protobuf:"bytes,3,opt,name=to_site,json=toSite,proto3" json:"to_site,omitempty"`
+	// from_primary is the furthest position the proposer knew the group's
+	// active site's primary at (gossip and Raft); the FSM keeps it in
+	// GroupStatus.primaries when it is further.
+	FromPrimary   *PrimaryPosition `protobuf:"bytes,4,opt,name=from_primary,json=fromPrimary,proto3" json:"from_primary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2347,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2360,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Move) GetGroup() string {
@@ -2284,6 +2382,13 @@ func (x *Move) GetToSite() string {
 		return x.ToSite
 	}
 	return ""
+}
+
+func (x *Move) GetFromPrimary() *PrimaryPosition {
+	if x != nil {
+		return x.FromPrimary
+	}
+	return nil
 }
 
 // TransitionCommand changes the active site of one or more groups in one
@@ -2318,7 +2423,7 @@ type TransitionCommand struct {
 
 func (x *TransitionCommand) Reset() {
 	*x = TransitionCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2435,7 @@ func (x *TransitionCommand) String() string {
 func (*TransitionCommand) ProtoMessage() {}
 
 func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2448,7 @@ func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCommand.ProtoReflect.Descriptor instead.
 func (*TransitionCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TransitionCommand) GetMoves() []*Move {
@@ -2442,7 +2547,7 @@ type SetModeCommand struct {
 
 func (x *SetModeCommand) Reset() {
 	*x = SetModeCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2559,7 @@ func (x *SetModeCommand) String() string {
 func (*SetModeCommand) ProtoMessage() {}
 
 func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2572,7 @@ func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeCommand.ProtoReflect.Descriptor instead.
 func (*SetModeCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetModeCommand) GetGroup() string {
@@ -2510,7 +2615,7 @@ type SetArmedCommand struct {
 
 func (x *SetArmedCommand) Reset() {
 	*x = SetArmedCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2627,7 @@ func (x *SetArmedCommand) String() string {
 func (*SetArmedCommand) ProtoMessage() {}
 
 func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2640,7 @@ func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedCommand.ProtoReflect.Descriptor instead.
 func (*SetArmedCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetArmedCommand) GetGroup() string {
@@ -2581,7 +2686,7 @@ type ScheduleSwitchoverCommand struct {
 
 func (x *ScheduleSwitchoverCommand) Reset() {
 	*x = ScheduleSwitchoverCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[26]
+	mi := &file_witness_v1_state_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2698,7 @@ func (x *ScheduleSwitchoverCommand) String() string {
 func (*ScheduleSwitchoverCommand) ProtoMessage() {}
 
 func (x *ScheduleSwitchoverCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[26]
+	mi := &file_witness_v1_state_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2711,7 @@ func (x *ScheduleSwitchoverCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSwitchoverCommand.ProtoReflect.Descriptor instead.
 func (*ScheduleSwitchoverCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{26}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ScheduleSwitchoverCommand) GetGroup() string {
@@ -2649,7 +2754,7 @@ type RecordProposalCommand struct {
 
 func (x *RecordProposalCommand) Reset() {
 	*x = RecordProposalCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[27]
+	mi := &file_witness_v1_state_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2766,7 @@ func (x *RecordProposalCommand) String() string {
 func (*RecordProposalCommand) ProtoMessage() {}
 
 func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[27]
+	mi := &file_witness_v1_state_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2779,7 @@ func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordProposalCommand.ProtoReflect.Descriptor instead.
 func (*RecordProposalCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{27}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RecordProposalCommand) GetGroup() string {
@@ -2701,7 +2806,7 @@ type RecordStepCommand struct {
 
 func (x *RecordStepCommand) Reset() {
 	*x = RecordStepCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[28]
+	mi := &file_witness_v1_state_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2818,7 @@ func (x *RecordStepCommand) String() string {
 func (*RecordStepCommand) ProtoMessage() {}
 
 func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[28]
+	mi := &file_witness_v1_state_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2831,7 @@ func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordStepCommand.ProtoReflect.Descriptor instead.
 func (*RecordStepCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{28}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecordStepCommand) GetGroup() string {
@@ -2888,7 +2993,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\tfenced_by\x18\n" +
 	" \x01(\tR\bfencedBy\x12\x16\n" +
 	"\x06detail\x18\v \x01(\tR\x06detail\x12\x17\n" +
-	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xf4\x04\n" +
+	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xaf\x05\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -2904,7 +3009,14 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	" \x01(\v2\x1d.witness.v1.PendingSwitchoverR\apending\x12H\n" +
 	"\x11transition_counts\x18\x14 \x03(\v2\x1b.witness.v1.TransitionCountR\x10transitionCounts\x12=\n" +
 	"\tscheduled\x18\x15 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\tscheduled\x12F\n" +
-	"\x0elast_scheduled\x18\x16 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\rlastScheduled\"\xe2\x01\n" +
+	"\x0elast_scheduled\x18\x16 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\rlastScheduled\x129\n" +
+	"\tprimaries\x18\x17 \x03(\v2\x1b.witness.v1.PrimaryPositionR\tprimaries\"|\n" +
+	"\x0fPrimaryPosition\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1a\n" +
+	"\btimeline\x18\x02 \x01(\rR\btimeline\x12\x17\n" +
+	"\awal_lsn\x18\x03 \x01(\x04R\x06walLsn\x12 \n" +
+	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
+	"atUnixNano\"\xe2\x01\n" +
 	"\x13ScheduledSwitchover\x12\x17\n" +
 	"\ato_site\x18\x01 \x01(\tR\x06toSite\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
@@ -2925,7 +3037,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x0e\n" +
 	"\x02by\x18\x03 \x01(\tR\x02by\x12 \n" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
-	"atUnixNano\"\xc9\x01\n" +
+	"atUnixNano\"\x89\x02\n" +
 	"\bProposal\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
 	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\x12\x17\n" +
@@ -2934,7 +3046,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12 \n" +
 	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\a \x01(\tR\x02by\"\x86\x01\n" +
+	"\x02by\x18\a \x01(\tR\x02by\x12>\n" +
+	"\ffrom_primary\x18\b \x01(\v2\x1b.witness.v1.PrimaryPositionR\vfromPrimary\"\x86\x01\n" +
 	"\x05Group\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x15.witness.v1.GroupSpecR\x04spec\x12/\n" +
 	"\x06status\x18\x02 \x01(\v2\x17.witness.v1.GroupStatusR\x06status\x12!\n" +
@@ -2960,11 +3073,12 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\x03 \x01(\tR\x02by\"\\\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\"\x9c\x01\n" +
 	"\x04Move\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12%\n" +
 	"\x0eexpected_token\x18\x02 \x01(\x04R\rexpectedToken\x12\x17\n" +
-	"\ato_site\x18\x03 \x01(\tR\x06toSite\"\xf1\x02\n" +
+	"\ato_site\x18\x03 \x01(\tR\x06toSite\x12>\n" +
+	"\ffrom_primary\x18\x04 \x01(\v2\x1b.witness.v1.PrimaryPositionR\vfromPrimary\"\xf1\x02\n" +
 	"\x11TransitionCommand\x12&\n" +
 	"\x05moves\x18\x01 \x03(\v2\x10.witness.v1.MoveR\x05moves\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x16\n" +
@@ -3035,7 +3149,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                         // 0: witness.v1.Mode
 	(Rearm)(0),                        // 1: witness.v1.Rearm
@@ -3053,28 +3167,29 @@ var file_witness_v1_state_proto_goTypes = []any{
 	(*Transition)(nil),                // 13: witness.v1.Transition
 	(*StepResult)(nil),                // 14: witness.v1.StepResult
 	(*GroupStatus)(nil),               // 15: witness.v1.GroupStatus
-	(*ScheduledSwitchover)(nil),       // 16: witness.v1.ScheduledSwitchover
-	(*TransitionCount)(nil),           // 17: witness.v1.TransitionCount
-	(*PendingSwitchover)(nil),         // 18: witness.v1.PendingSwitchover
-	(*Proposal)(nil),                  // 19: witness.v1.Proposal
-	(*Group)(nil),                     // 20: witness.v1.Group
-	(*State)(nil),                     // 21: witness.v1.State
-	(*PutGroupsCommand)(nil),          // 22: witness.v1.PutGroupsCommand
-	(*GroupStart)(nil),                // 23: witness.v1.GroupStart
-	(*DeleteGroupCommand)(nil),        // 24: witness.v1.DeleteGroupCommand
-	(*Move)(nil),                      // 25: witness.v1.Move
-	(*TransitionCommand)(nil),         // 26: witness.v1.TransitionCommand
-	(*SetModeCommand)(nil),            // 27: witness.v1.SetModeCommand
-	(*SetArmedCommand)(nil),           // 28: witness.v1.SetArmedCommand
-	(*ScheduleSwitchoverCommand)(nil), // 29: witness.v1.ScheduleSwitchoverCommand
-	(*RecordProposalCommand)(nil),     // 30: witness.v1.RecordProposalCommand
-	(*RecordStepCommand)(nil),         // 31: witness.v1.RecordStepCommand
-	nil,                               // 32: witness.v1.DNSRecord.ValuesEntry
-	nil,                               // 33: witness.v1.PostgresAction.DsnEntry
-	nil,                               // 34: witness.v1.PostgresAction.DataDirEntry
-	nil,                               // 35: witness.v1.PostgresAction.SaveDirEntry
-	nil,                               // 36: witness.v1.PostgresAction.ReplicationDsnEntry
-	nil,                               // 37: witness.v1.PutGroupsCommand.StartsEntry
+	(*PrimaryPosition)(nil),           // 16: witness.v1.PrimaryPosition
+	(*ScheduledSwitchover)(nil),       // 17: witness.v1.ScheduledSwitchover
+	(*TransitionCount)(nil),           // 18: witness.v1.TransitionCount
+	(*PendingSwitchover)(nil),         // 19: witness.v1.PendingSwitchover
+	(*Proposal)(nil),                  // 20: witness.v1.Proposal
+	(*Group)(nil),                     // 21: witness.v1.Group
+	(*State)(nil),                     // 22: witness.v1.State
+	(*PutGroupsCommand)(nil),          // 23: witness.v1.PutGroupsCommand
+	(*GroupStart)(nil),                // 24: witness.v1.GroupStart
+	(*DeleteGroupCommand)(nil),        // 25: witness.v1.DeleteGroupCommand
+	(*Move)(nil),                      // 26: witness.v1.Move
+	(*TransitionCommand)(nil),         // 27: witness.v1.TransitionCommand
+	(*SetModeCommand)(nil),            // 28: witness.v1.SetModeCommand
+	(*SetArmedCommand)(nil),           // 29: witness.v1.SetArmedCommand
+	(*ScheduleSwitchoverCommand)(nil), // 30: witness.v1.ScheduleSwitchoverCommand
+	(*RecordProposalCommand)(nil),     // 31: witness.v1.RecordProposalCommand
+	(*RecordStepCommand)(nil),         // 32: witness.v1.RecordStepCommand
+	nil,                               // 33: witness.v1.DNSRecord.ValuesEntry
+	nil,                               // 34: witness.v1.PostgresAction.DsnEntry
+	nil,                               // 35: witness.v1.PostgresAction.DataDirEntry
+	nil,                               // 36: witness.v1.PostgresAction.SaveDirEntry
+	nil,                               // 37: witness.v1.PostgresAction.ReplicationDsnEntry
+	nil,                               // 38: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -3088,38 +3203,41 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	32, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	33, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	34, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
-	35, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
-	36, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
+	33, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	34, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	35, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	36, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
+	37, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
 	2,  // 16: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
 	0,  // 17: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
 	13, // 18: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
 	14, // 19: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
-	19, // 20: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
-	18, // 21: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
-	17, // 22: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
-	16, // 23: witness.v1.GroupStatus.scheduled:type_name -> witness.v1.ScheduledSwitchover
-	16, // 24: witness.v1.GroupStatus.last_scheduled:type_name -> witness.v1.ScheduledSwitchover
-	2,  // 25: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
-	3,  // 26: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
-	15, // 27: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
-	20, // 28: witness.v1.State.groups:type_name -> witness.v1.Group
-	3,  // 29: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	37, // 30: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
-	25, // 31: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 32: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 33: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	16, // 34: witness.v1.ScheduleSwitchoverCommand.switchover:type_name -> witness.v1.ScheduledSwitchover
-	19, // 35: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
-	14, // 36: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	23, // 37: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	20, // 20: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
+	19, // 21: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
+	18, // 22: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
+	17, // 23: witness.v1.GroupStatus.scheduled:type_name -> witness.v1.ScheduledSwitchover
+	17, // 24: witness.v1.GroupStatus.last_scheduled:type_name -> witness.v1.ScheduledSwitchover
+	16, // 25: witness.v1.GroupStatus.primaries:type_name -> witness.v1.PrimaryPosition
+	2,  // 26: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
+	16, // 27: witness.v1.Proposal.from_primary:type_name -> witness.v1.PrimaryPosition
+	3,  // 28: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
+	15, // 29: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
+	21, // 30: witness.v1.State.groups:type_name -> witness.v1.Group
+	3,  // 31: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
+	38, // 32: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	16, // 33: witness.v1.Move.from_primary:type_name -> witness.v1.PrimaryPosition
+	26, // 34: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 35: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 36: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	17, // 37: witness.v1.ScheduleSwitchoverCommand.switchover:type_name -> witness.v1.ScheduledSwitchover
+	20, // 38: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	14, // 39: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	24, // 40: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -3133,7 +3251,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
