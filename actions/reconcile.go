@@ -32,6 +32,9 @@ const (
 	// StepCreationFence, followed by a site's name, fences that site's
 	// database when a group is created elsewhere.
 	StepCreationFence = "fence:"
+	// StepRepoint points the other standbys of a group with several
+	// nodes at a site at the node promoted (postgres nodes, on a move).
+	StepRepoint = "repoint"
 )
 
 // DefaultDNSCheckEvery is how often the records of a settled group are
@@ -359,6 +362,7 @@ func (r *Reconciler) doorbell() chan struct{} {
 //	hook:promote:NAME       promote hooks
 //	dns                     records and fence (dns)
 //	hook:after_switch:NAME  after_switch hooks
+//	repoint                 the other standbys follow the new primary (postgres nodes, on a move)
 //	notify                  people (notify, on a move)
 //	settle                  DNS answers the new value, TTL passed (dns)
 //
@@ -415,6 +419,9 @@ func Plan(g *witnessv1.Group) []string {
 		steps = append(steps, StepDNS)
 	}
 	hooks(HookAfterSwitch)
+	if moved && len(a.GetPostgres().GetNodes()) > 0 {
+		steps = append(steps, StepRepoint)
+	}
 	// People hear of transitions and aborted switchovers, not of a
 	// group's creation.
 	if len(a.GetNotify()) > 0 && from != "" {
@@ -495,7 +502,7 @@ func bestEffort(g *witnessv1.Group, step string) bool {
 	switch step {
 	case StepFence:
 		return transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER
-	case StepNotify:
+	case StepNotify, StepRepoint:
 		return true
 	}
 	return false
@@ -563,8 +570,8 @@ func (r *Reconciler) promoteRule(ctx context.Context, g *witnessv1.Group, fenced
 // postmaster (killing it at the time limit), which the database cannot
 // refuse. A group with no database at site has nothing there to fence.
 func demotesLocally(g *witnessv1.Group, site string) bool {
-	pg := g.GetSpec().GetActions().GetPostgres()
-	return pg.GetDsn()[site] == "" || pg.GetDataDir()[site] != ""
+	n := SiteNode(g, site)
+	return n.GetDsn() == "" || n.GetDataDir() != ""
 }
 
 func kindName(k witnessv1.TransitionKind) string {
@@ -898,6 +905,8 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 		err = r.Runner.SwitchDNS(sctx, g)
 	case StepNotify:
 		err = r.Runner.Notify(sctx, g, previousSite(g))
+	case StepRepoint:
+		err = r.repoint(sctx, g)
 	case StepSettle:
 		err = r.Runner.Settled(sctx, g, switched)
 		if errors.Is(err, ErrNotSettled) {
@@ -1024,8 +1033,8 @@ func (r *Reconciler) fenceOldSite(ctx context.Context, g *witnessv1.Group, from 
 // demotesAtOldSite reports whether the old site's database of g is one
 // its witness can demote: a data_dir there, and a fence other than none.
 func demotesAtOldSite(g *witnessv1.Group, site string) bool {
-	pg := g.GetSpec().GetActions().GetPostgres()
-	return pg.GetDsn()[site] != "" && pg.GetDataDir()[site] != "" && pg.GetFence() != "none"
+	n := SiteNode(g, site)
+	return n.GetDsn() != "" && n.GetDataDir() != "" && g.GetSpec().GetActions().GetPostgres().GetFence() != "none"
 }
 
 // demoteLimit is how long the old site's witness may take to demote its

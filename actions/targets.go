@@ -68,8 +68,8 @@ type DemoteRequest struct {
 // Demote asks a witness at site to demote the group's database there,
 // when the spec names a data_dir for that site.
 func (t Targets) Demote(ctx context.Context, g *witnessv1.Group, site string, mode postgres.StopMode) (uint64, error) {
-	pg := g.GetSpec().GetActions().GetPostgres()
-	if pg.GetDataDir()[site] == "" || pg.GetDsn()[site] == "" || pg.GetFence() == "none" {
+	pg, n := g.GetSpec().GetActions().GetPostgres(), SiteNode(g, site)
+	if n.GetDataDir() == "" || n.GetDsn() == "" || pg.GetFence() == "none" {
 		return 0, fmt.Errorf("site %s: no data_dir: %w", site, ErrNoLocalDemotion)
 	}
 	if t.Demoter == nil {
@@ -80,7 +80,7 @@ func (t Targets) Demote(ctx context.Context, g *witnessv1.Group, site string, mo
 
 // Position reads the WAL position of the group's database at site.
 func (Targets) Position(ctx context.Context, g *witnessv1.Group, site string) (uint64, bool, error) {
-	dsn := g.GetSpec().GetActions().GetPostgres().GetDsn()[site]
+	dsn := SiteNode(g, site).GetDsn()
 	if dsn == "" {
 		return 0, false, fmt.Errorf("site %s has no database in the group's spec", site)
 	}
@@ -91,7 +91,7 @@ func (Targets) Position(ctx context.Context, g *witnessv1.Group, site string) (u
 // Fence makes the old site's database read-only, if it can be reached.
 func (Targets) Fence(ctx context.Context, g *witnessv1.Group, from string) error {
 	pg := g.GetSpec().GetActions().GetPostgres()
-	dsn := pg.GetDsn()[from]
+	dsn := SiteNode(g, from).GetDsn()
 	if dsn == "" || pg.GetFence() == "none" {
 		return nil
 	}
@@ -114,7 +114,7 @@ const FailoverFenceConnectTimeout = time.Second
 // Promote promotes the active site's database.
 func (Targets) Promote(ctx context.Context, g *witnessv1.Group) error {
 	site := g.GetStatus().GetActiveSite()
-	dsn := g.GetSpec().GetActions().GetPostgres().GetDsn()[site]
+	dsn := SiteNode(g, site).GetDsn()
 	if dsn == "" {
 		return nil
 	}
@@ -262,4 +262,14 @@ func (t Targets) Settled(ctx context.Context, g *witnessv1.Group, switched time.
 		return fmt.Errorf("TTL not yet passed (%s left): %w", wait.Round(time.Second), ErrNotSettled)
 	}
 	return nil
+}
+
+// Repoint points node, a standby of the group, at the active site's
+// node, promoted at the current token.
+func (Targets) Repoint(ctx context.Context, g *witnessv1.Group, node *witnessv1.PostgresNode) error {
+	src := SiteNode(g, g.GetStatus().GetActiveSite())
+	if src == nil {
+		return fmt.Errorf("site %s has no database in the group's spec", g.GetStatus().GetActiveSite())
+	}
+	return postgres.RepointStandby(ctx, node.GetDsn(), ReplicationDSN(src), node.GetName())
 }

@@ -306,7 +306,7 @@ func (s *adminServer) Switchover(ctx context.Context, req *witnessv1.SwitchoverR
 	}
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves: []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: req.GetExpectedToken(), ToSite: req.GetToSite(),
-			FromPrimary: s.n.primaryAt(req.GetGroup(), s.n.clock.Now())}},
+			FromPrimary: s.n.primaryAt(req.GetGroup(), s.n.clock.Now()), ToNode: s.n.targetNode(req.GetGroup(), req.GetToSite(), policy.JudgePlanned)}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
 		Reason: reason, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()),
 		// Two phases: the group stays at its site while the leader fences
@@ -364,7 +364,7 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 	}
 	res, err := s.apply(ctx, &witnessv1.TransitionCommand{
 		Moves: []*witnessv1.Move{{Group: req.GetGroup(), ExpectedToken: expected, ToSite: req.GetToSite(),
-			FromPrimary: s.n.primaryAt(req.GetGroup(), s.n.clock.Now())}},
+			FromPrimary: s.n.primaryAt(req.GetGroup(), s.n.clock.Now()), ToNode: s.n.targetNode(req.GetGroup(), req.GetToSite(), policy.JudgeGuard)}},
 		Kind:   witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
 		Reason: reason, AtUnixNano: s.n.nowNano(), By: s.n.caller(ctx, req.GetBy()),
 		Operator: true, OldSiteDown: req.GetOldSiteDown(),

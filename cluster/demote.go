@@ -107,7 +107,7 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 		return nil, status.Errorf(codes.FailedPrecondition, "group %q is active at this witness's site %s at token %d, with no switchover pending", req.GetGroup(), n.cfg.Site, st.GetToken())
 	}
 	dsn := localDSN(g, n.cfg.Site)
-	if dsn == "" || g.GetSpec().GetActions().GetPostgres().GetDataDir()[n.cfg.Site] == "" {
+	if dsn == "" || actions.SiteNode(g, n.cfg.Site).GetDataDir() == "" {
 		return nil, status.Errorf(codes.FailedPrecondition, "group %q has no database with a data_dir at site %s", req.GetGroup(), n.cfg.Site)
 	}
 	key := fmt.Sprintf("demote/%s/%d", req.GetGroup(), req.GetToken())

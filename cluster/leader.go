@@ -98,7 +98,7 @@ func (n *Node) recordProposals(ctx context.Context, out policy.Output) {
 		var want *witnessv1.Proposal
 		if d.Action == policy.ActionWouldFailover || d.Action == policy.ActionPending {
 			want = &witnessv1.Proposal{Action: d.Action.String(), FromSite: d.From, ToSite: d.To, ExpectedToken: d.ExpectedToken, Reason: d.Reason,
-				FromPrimary: d.Primary.Proto(d.From)}
+				FromPrimary: d.Primary.Proto(d.From), ToNode: d.ToNode}
 		}
 		have := g.GetStatus().GetProposal()
 		if want == nil && have == nil {

@@ -49,7 +49,7 @@ type pgFencer struct{ site string }
 
 func (f pgFencer) demoter(g *witnessv1.Group) *postgres.Demoter {
 	pg := g.GetSpec().GetActions().GetPostgres()
-	dir := pg.GetDataDir()[f.site]
+	dir := actions.SiteNode(g, f.site).GetDataDir()
 	if dir == "" {
 		return nil
 	}
@@ -692,5 +692,5 @@ func localDSN(g *witnessv1.Group, site string) string {
 	if pg.GetFence() == "none" {
 		return ""
 	}
-	return pg.GetDsn()[site]
+	return actions.SiteNode(g, site).GetDsn()
 }

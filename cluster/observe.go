@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +81,9 @@ type wireObs struct {
 	Replayed  uint64  `json:"rep,omitempty"`
 	Timeline  uint32  `json:"tli,omitempty"`
 	Detail    string  `json:"d,omitempty"`
+	// Node is the PostgreSQL node probed, of a group with several at a
+	// site; empty for the site's only one.
+	Node string `json:"n,omitempty"`
 	// At and Since on the receiver's clock, the only ones it decides
 	// with (see receipt).
 	rAt, rSince int64
@@ -172,6 +176,7 @@ func toWire(o probes.Observation) wireObs {
 	if o.Kind == probes.KindPostgres {
 		w.DB, w.Role, w.LagBytes, w.LagSecond, w.Streaming = true, o.Role, o.LagBytes, o.LagSeconds, o.Streaming
 		w.WAL, w.Replayed, w.Timeline = o.WAL, o.Replayed, o.Timeline
+		w.Node = probeNode(o.Name)
 	}
 	return w
 }
@@ -401,7 +406,7 @@ func (s *observations) snapshot() []policy.Observation {
 		for _, w := range m {
 			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
 				Since: time.Unix(0, w.rSince), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming,
-				WAL: w.WAL, Replayed: w.Replayed, Timeline: w.Timeline, Detail: w.Detail}
+				WAL: w.WAL, Replayed: w.Replayed, Timeline: w.Timeline, Detail: w.Detail, Node: w.Node}
 			at := w.rAt
 			if node != s.self && s.inSync[node] {
 				at = max(at, s.freshAt[node])
@@ -455,13 +460,28 @@ func probeSpec(p *witnessv1.ProbeSpec) probes.Spec {
 	return s.WithDefaults()
 }
 
+// probeName names the i-th probe p of a site: "0-http"; a probe of one
+// of several PostgreSQL nodes at the site says which: "1-postgres@west-b".
+func probeName(i int, p *witnessv1.ProbeSpec) string {
+	if p.GetNode() != "" {
+		return fmt.Sprintf("%d-%s@%s", i, p.GetKind(), p.GetNode())
+	}
+	return fmt.Sprintf("%d-%s", i, p.GetKind())
+}
+
+// probeNode is the node a probe name says, or "".
+func probeNode(name string) string {
+	_, node, _ := strings.Cut(name, "@")
+	return node
+}
+
 // targets lists every probe of every group at every site.
 func targets(groups []*witnessv1.Group) []probes.Target {
 	var out []probes.Target
 	for _, g := range groups {
 		for _, site := range g.GetSpec().GetSites() {
 			for i, p := range site.GetProbes() {
-				out = append(out, probes.Target{Group: g.GetSpec().GetName(), Site: site.GetName(), Name: fmt.Sprintf("%d-%s", i, p.GetKind()), Spec: probeSpec(p)})
+				out = append(out, probes.Target{Group: g.GetSpec().GetName(), Site: site.GetName(), Name: probeName(i, p), Spec: probeSpec(p)})
 			}
 		}
 	}
@@ -553,6 +573,15 @@ func (n *Node) primaryAt(group string, now time.Time) *witnessv1.PrimaryPosition
 		return nil
 	}
 	return policy.PrimaryAt(n.policyInput(now), group).Proto(g.GetStatus().GetActiveSite())
+}
+
+// targetNode is the node of site that a move of group there promotes:
+// the most advanced eligible of several, judged for j; "" for a site's
+// only node, or when none is eligible (an operator's forced failover then
+// promotes the site's first node).
+func (n *Node) targetNode(group, site string, j policy.Judge) string {
+	node, _, _ := policy.EligibleNode(n.policyInput(n.clock.Now()), group, site, j)
+	return node
 }
 
 // policyInput is what the policy decides on, now.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
 	"github.com/sitewitness/witness/config"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
@@ -79,7 +80,6 @@ func reinstatable(g *witnessv1.Group, site string) error {
 	for _, s := range g.GetSpec().GetSites() {
 		known = known || s.GetName() == site
 	}
-	pg := g.GetSpec().GetActions().GetPostgres()
 	switch {
 	case !known:
 		return status.Errorf(codes.InvalidArgument, "%q is not a site of group %q", site, g.GetSpec().GetName())
@@ -87,9 +87,9 @@ func reinstatable(g *witnessv1.Group, site string) error {
 		return status.Errorf(codes.FailedPrecondition, "group %q is active at %s: reinstate makes a standby of an old primary, not of the active site", g.GetSpec().GetName(), site)
 	case st.GetPending() != nil:
 		return status.Errorf(codes.FailedPrecondition, "group %q is in the middle of a switchover to %s", g.GetSpec().GetName(), st.GetPending().GetToSite())
-	case pg.GetDsn()[site] == "" || pg.GetDataDir()[site] == "":
+	case actions.SiteNode(g, site).GetDsn() == "" || actions.SiteNode(g, site).GetDataDir() == "":
 		return status.Errorf(codes.FailedPrecondition, "group %q has no database with a dsn and data_dir at site %s", g.GetSpec().GetName(), site)
-	case pg.GetDsn()[st.GetActiveSite()] == "" && pg.GetReplicationDsn()[st.GetActiveSite()] == "":
+	case actions.ReplicationDSN(actions.SiteNode(g, st.GetActiveSite())) == "":
 		return status.Errorf(codes.FailedPrecondition, "group %q has no dsn for its active site %s to follow", g.GetSpec().GetName(), st.GetActiveSite())
 	}
 	return nil
@@ -237,12 +237,10 @@ var slotUnsafe = regexp.MustCompile(`[^a-z0-9_]`)
 func reinstaterFor(g *witnessv1.Group, site string) (*postgres.Reinstater, postgres.ReinstateRequest) {
 	pg := g.GetSpec().GetActions().GetPostgres()
 	active := g.GetStatus().GetActiveSite()
-	source := pg.GetReplicationDsn()[active]
-	if source == "" {
-		source = pg.GetDsn()[active]
-	}
+	source := actions.ReplicationDSN(actions.SiteNode(g, active))
+	local := actions.SiteNode(g, site)
 	r := &postgres.Reinstater{
-		Demoter: postgres.Demoter{DataDir: pg.GetDataDir()[site], PgCtl: pg.GetPgCtl(), Command: pg.GetDemoteCommand()},
+		Demoter: postgres.Demoter{DataDir: local.GetDataDir(), PgCtl: pg.GetPgCtl(), Command: pg.GetDemoteCommand()},
 		SaveDir: pg.GetSaveDir()[site],
 	}
 	if pg.GetPgCtl() != "" {
@@ -250,7 +248,7 @@ func reinstaterFor(g *witnessv1.Group, site string) (*postgres.Reinstater, postg
 	}
 	return r, postgres.ReinstateRequest{
 		Group: g.GetSpec().GetName(), Token: g.GetStatus().GetToken(),
-		LocalDSN: pg.GetDsn()[site], SourceDSN: source,
+		LocalDSN: local.GetDsn(), SourceDSN: source,
 		Slot:            "witness_" + slotUnsafe.ReplaceAllString(strings.ToLower(site), "_"),
 		ApplicationName: site,
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sitewitness/witness/fsm"
+	"github.com/sitewitness/witness/policy"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -122,7 +123,8 @@ func (n *Node) startScheduled(ctx context.Context, now time.Time) (wake time.Tim
 			continue
 		}
 		res, err := n.Apply(ctx, &witnessv1.TransitionCommand{
-			Moves:  []*witnessv1.Move{{Group: name, ExpectedToken: g.GetStatus().GetToken(), ToSite: sch.GetToSite(), FromPrimary: n.primaryAt(name, now)}},
+			Moves: []*witnessv1.Move{{Group: name, ExpectedToken: g.GetStatus().GetToken(), ToSite: sch.GetToSite(), FromPrimary: n.primaryAt(name, now),
+				ToNode: n.targetNode(name, sch.GetToSite(), policy.JudgePlanned)}},
 			Kind:   witnessv1.TransitionKind_TRANSITION_KIND_SWITCHOVER,
 			Reason: "scheduled: " + sch.GetReason(), AtUnixNano: now.UnixNano(), By: sch.GetBy(),
 			Prepare: true, Scheduled: true,

@@ -73,6 +73,7 @@ type Probe struct {
 	Type         string   `yaml:"type"`          // dns: record type, default A
 	Expect       string   `yaml:"expect"`        // dns: one answer must equal this
 	DSN          string   `yaml:"dsn"`           // postgres
+	Node         string   `yaml:"node"`          // postgres: a node of actions.postgres.nodes, whose dsn it probes
 	Role         string   `yaml:"role"`          // postgres: primary, standby, or empty for either
 	Command      string   `yaml:"command"`       // exec
 	Args         []string `yaml:"args"`          // exec
@@ -156,6 +157,22 @@ type Postgres struct {
 	// ReplicationDSN is, per site, how the other sites' nodes reach this
 	// one for pg_rewind and streaming; empty means DSN.
 	ReplicationDSN map[string]string `yaml:"replication_dsn"`
+	// Nodes lists every node of a group with several at a site, instead
+	// of DSN, DataDir and ReplicationDSN.
+	Nodes []PostgresNode `yaml:"nodes"`
+}
+
+// PostgresNode is one PostgreSQL node of a group with several at a site.
+type PostgresNode struct {
+	Name string `yaml:"name"`
+	Site string `yaml:"site"`
+	DSN  string `yaml:"dsn"`
+	// DataDir is the data directory the site's witness demotes locally;
+	// at most one node per site has one.
+	DataDir string `yaml:"data_dir"`
+	// ReplicationDSN is how the other nodes reach this one for pg_rewind
+	// and streaming; empty means DSN.
+	ReplicationDSN string `yaml:"replication_dsn"`
 }
 
 // Hook steps: where in a transition a hook runs.
@@ -386,6 +403,7 @@ func (g *Group) validate(p *problems, f string, t Timing) {
 	}
 	if a.Postgres != nil {
 		a.Postgres.validate(p, f+".actions.postgres", sites, g.postgresDSNs())
+		g.validateNodeProbes(p, f)
 	}
 	hooks := map[string]bool{}
 	for hi, h := range a.Hooks {
@@ -437,8 +455,8 @@ func (pr *Probe) validate(p *problems, f string) {
 			p.addf(f+".type", pr.Type, ErrInvalid, "one of A, AAAA, CNAME, TXT, MX, NS, SOA, SRV")
 		}
 	case "postgres":
-		if pr.DSN == "" {
-			p.add(f+".dsn", "", ErrRequired)
+		if pr.DSN == "" && pr.Node == "" {
+			p.addf(f+".dsn", "", ErrRequired, "give a dsn, or the node it probes")
 		}
 		if pr.Role != "" && pr.Role != "primary" && pr.Role != "standby" {
 			p.addf(f+".role", pr.Role, ErrInvalid, "one of primary, standby, or leave it out for either (recommended: roles swap with every move)")
@@ -691,7 +709,10 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 				FailThreshold: int32(pr.FailThreshold), RecoverThreshold: int32(pr.RecoverThreshold),
 				Url: pr.URL, BodyContains: pr.BodyContains, CaFile: pr.CAFile,
 				Address: pr.Address, Server: pr.Server, QueryName: pr.Name, QueryType: strings.ToUpper(pr.Type), Expect: pr.Expect,
-				Dsn: pr.DSN, Role: pr.Role, Command: pr.Command, Args: pr.Args,
+				Dsn: pr.DSN, Role: pr.Role, Command: pr.Command, Args: pr.Args, Node: pr.Node,
+			}
+			if n := g.Actions.Postgres.node(pr.Node); n != nil && pr.DSN == "" {
+				ps.Dsn = n.DSN
 			}
 			if len(pr.ExpectStatus) == 2 {
 				ps.ExpectStatusMin, ps.ExpectStatusMax = int32(pr.ExpectStatus[0]), int32(pr.ExpectStatus[1])
@@ -724,6 +745,7 @@ func (g *Group) Proto() *witnessv1.GroupSpec {
 			Dsn: pg.DSN, Fence: pg.Fence, Roles: pg.Roles, DataDir: pg.DataDir, PgCtl: pg.PGCtl, DemoteCommand: pg.DemoteCommand,
 			Reinstate: pg.Reinstate, SaveDir: pg.SaveDir, ReplicationDsn: pg.ReplicationDSN,
 		}
+		pg.nodesProto(out.Actions.Postgres)
 	}
 	for _, h := range g.Actions.Hooks {
 		out.Actions.Hooks = append(out.Actions.Hooks, &witnessv1.HookAction{

@@ -54,6 +54,9 @@ func (g *Group) postgresDSNs() map[string]string {
 		for site, dsn := range pg.DSN {
 			out["dsn."+site] = dsn
 		}
+		for i, n := range pg.Nodes {
+			out[fmt.Sprintf("nodes[%d].dsn", i)] = n.DSN
+		}
 	}
 	for si, s := range g.Sites {
 		for pi, pr := range s.Probes {
@@ -69,8 +72,10 @@ func (g *Group) postgresDSNs() map[string]string {
 // path (see postgresDSNs): Witness logs in as their users, so the fence
 // may not block them.
 func (pg *Postgres) validate(p *problems, f string, sites map[string]bool, dsns map[string]string) {
-	if len(pg.DSN) == 0 {
-		p.add(f+".dsn", "", ErrRequired)
+	if len(pg.Nodes) > 0 {
+		pg.validateNodes(p, f, sites)
+	} else if len(pg.DSN) == 0 {
+		p.addf(f+".dsn", "", ErrRequired, "give a dsn per site, or nodes")
 	}
 	for _, site := range slices.Sorted(maps.Keys(pg.DSN)) {
 		dsn := pg.DSN[site]
@@ -132,7 +137,7 @@ func (pg *Postgres) validate(p *problems, f string, sites map[string]bool, dsns 
 	switch pg.Reinstate {
 	case ReinstateManual:
 	case ReinstateAuto:
-		if len(pg.DataDir) < 2 {
+		if len(pg.dataDirs()) < 2 {
 			p.addf(f+".reinstate", pg.Reinstate, ErrRequired, "reinstate auto runs on the old site's own host: give data_dir for every site")
 		}
 	default:

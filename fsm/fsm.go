@@ -249,6 +249,9 @@ func (f *FSM) checkMove(c *witnessv1.TransitionCommand, m *witnessv1.Move, seen 
 	if siteIndex(g.GetSpec(), m.GetToSite()) < 0 {
 		return fmt.Errorf("transition %q to %q: %w", m.GetGroup(), m.GetToSite(), ErrUnknownSite)
 	}
+	if err := checkNode(g.GetSpec(), m); err != nil {
+		return err
+	}
 	pending := st.GetPending()
 	switch {
 	case c.GetAbort():
@@ -371,12 +374,15 @@ func (f *FSM) transition(c *witnessv1.TransitionCommand) Result {
 		switch {
 		case c.GetPrepare():
 			t.ToSite, t.Phase = st.GetActiveSite(), PhasePrepare
-			st.Pending = &witnessv1.PendingSwitchover{ToSite: m.GetToSite(), Reason: c.GetReason(), By: c.GetBy(), AtUnixNano: c.GetAtUnixNano()}
+			st.Pending = &witnessv1.PendingSwitchover{ToSite: m.GetToSite(), Reason: c.GetReason(), By: c.GetBy(), AtUnixNano: c.GetAtUnixNano(), ToNode: m.GetToNode()}
+			t.FromNode, t.ToNode = st.GetActiveNode(), st.GetActiveNode()
 		case c.GetAbort():
 			t.Phase = PhaseAbort
 			st.Pending = nil
+			t.FromNode, t.ToNode = st.GetActiveNode(), st.GetActiveNode()
 		default:
-			st.ActiveSite = m.GetToSite()
+			t.FromNode, t.ToNode = st.GetActiveNode(), moveNode(st, m)
+			st.ActiveSite, st.ActiveNode = m.GetToSite(), t.ToNode
 			st.Pending = nil
 		}
 		if fp := m.GetFromPrimary(); fp.GetSite() == t.GetFromSite() {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -63,4 +64,32 @@ func fencedPosition(st *witnessv1.GroupStatus, r *witnessv1.StepResult) *witness
 		}
 	}
 	return nil
+}
+
+// checkNode refuses a move that names a node not of its target site.
+func checkNode(spec *witnessv1.GroupSpec, m *witnessv1.Move) error {
+	if m.GetToNode() == "" {
+		return nil
+	}
+	for _, n := range spec.GetActions().GetPostgres().GetNodes() {
+		if n.GetName() == m.GetToNode() {
+			if n.GetSite() != m.GetToSite() {
+				return fmt.Errorf("transition %q to node %q: the node is at %q, not %q: %w", m.GetGroup(), m.GetToNode(), n.GetSite(), m.GetToSite(), ErrInvalid)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("transition %q to node %q: no such node: %w", m.GetGroup(), m.GetToNode(), ErrInvalid)
+}
+
+// moveNode is the node a move promotes: the one it names, else the one
+// its switchover's prepare chose.
+func moveNode(st *witnessv1.GroupStatus, m *witnessv1.Move) string {
+	if n := m.GetToNode(); n != "" {
+		return n
+	}
+	if p := st.GetPending(); p != nil && p.GetToSite() == m.GetToSite() {
+		return p.GetToNode()
+	}
+	return ""
 }

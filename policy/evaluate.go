@@ -36,7 +36,7 @@ func Evaluate(in Input) Output {
 		switch d.Action {
 		case ActionFailover:
 			bySite[d.From] = append(bySite[d.From], pending{
-				move:   &witnessv1.Move{Group: name, ExpectedToken: d.ExpectedToken, ToSite: d.To, FromPrimary: d.Primary.Proto(d.From)},
+				move:   &witnessv1.Move{Group: name, ExpectedToken: d.ExpectedToken, ToSite: d.To, FromPrimary: d.Primary.Proto(d.From), ToNode: d.ToNode},
 				reason: d.Reason,
 			})
 		case ActionRearm:
@@ -114,7 +114,13 @@ type evaluator struct {
 	wc []witnessCell // [target site][witness]
 	sc []siteCell    // [target site][observer site]
 	db []dbCell      // [target site]
-	fs []int64       // failing sinces of one check
+	// nodes are the database cells of the named nodes of a group with
+	// several at a site, in the order first seen.
+	nodes []nodeCell
+	// node is the node that the last call of eligible chose, "" for a
+	// site's only one.
+	node string
+	fs   []int64 // failing sinces of one check
 
 	// primaries are Input.Primaries.
 	primaries map[GroupSite]Position
@@ -141,6 +147,7 @@ type rec struct {
 	db         bool
 	primary    bool // a database observation of a primary
 	streaming  bool
+	node       bool // the observation names a node of several at its site
 }
 
 // The seconds within which unix nanoseconds fit an int64 (1678 to 2262).
@@ -295,6 +302,7 @@ func newEvaluator(in Input) *evaluator {
 		if o.IsDatabase {
 			r.db, r.primary, r.streaming = true, o.Role == rolePrimary, o.Streaming
 			r.lagBytes, r.lagSeconds = o.LagBytes, o.LagSeconds
+			r.node = o.Node != ""
 		}
 	}
 	return e
@@ -306,16 +314,79 @@ type witnessCell struct {
 	n, failing, healthy int32
 	failSince           int64 // earliest Since of a failing probe
 	healthySince        int64 // latest Since of a healthy probe
+	// The probes of several PostgreSQL nodes at a site count as one,
+	// healthy while any node is: one standby down does not fail its site.
+	nodes, nodesHealthy, nodesFailing int32
+	nodesFailSince                    int64 // latest Since of a failing node probe
+	nodesHealthySince                 int64 // earliest Since of a healthy node probe
 }
 
 func (c *witnessCell) verdict() (State, int64) {
+	failing, healthy, n := c.failing, c.healthy, c.n
+	failSince, healthySince := c.failSince, c.healthySince
+	if c.nodes > 0 {
+		n = n - c.nodes + 1
+		switch {
+		case c.nodesHealthy > 0:
+			if healthy == 0 || c.nodesHealthySince > healthySince {
+				healthySince = c.nodesHealthySince
+			}
+			healthy++
+		case c.nodesFailing == c.nodes:
+			if failing == 0 || c.nodesFailSince < failSince {
+				failSince = c.nodesFailSince
+			}
+			failing++
+		}
+	}
 	switch {
-	case c.failing > 0:
-		return Failing, c.failSince
-	case c.healthy == c.n:
-		return Healthy, c.healthySince
+	case failing > 0:
+		return Failing, failSince
+	case healthy == n:
+		return Healthy, healthySince
 	}
 	return Unknown, math.MinInt64
+}
+
+// add folds in one probe's observation r.
+func (c *witnessCell) add(r *rec) {
+	c.n++
+	if r.node {
+		c.nodes++
+		switch r.state {
+		case Failing:
+			if c.nodesFailing == 0 || r.since > c.nodesFailSince {
+				c.nodesFailSince = r.since
+			}
+			c.nodesFailing++
+		case Healthy:
+			if c.nodesHealthy == 0 || r.since < c.nodesHealthySince {
+				c.nodesHealthySince = r.since
+			}
+			c.nodesHealthy++
+		}
+		return
+	}
+	switch r.state {
+	case Failing:
+		if c.failing == 0 || r.since < c.failSince {
+			c.failSince = r.since
+		}
+		c.failing++
+	case Healthy:
+		if c.healthy == 0 || r.since > c.healthySince {
+			c.healthySince = r.since
+		}
+		c.healthy++
+	}
+}
+
+// nodeCell is the worst of the fresh observations of one named node.
+type nodeCell struct {
+	site    int
+	name    string
+	db      dbCell
+	failing bool // a witness sees its probe failing
 }
 
 // siteCell is one observer site's verdict on one (group, site).
@@ -415,7 +486,7 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		return d
 	}
 	d.Due = fromNanos(e.due)
-	target := -1
+	target, toNode := -1, ""
 	var refused []string
 	d.State = DecisionNoTarget
 	for t := range spec.GetSites() {
@@ -429,7 +500,7 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 			refused = append(refused, why)
 			continue
 		}
-		target = t
+		target, toNode = t, e.node
 		break
 	}
 	if target < 0 {
@@ -439,18 +510,18 @@ func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 		d.Reason = why + "; no eligible target: " + strings.Join(refused, "; ")
 		return d
 	}
-	d.To = spec.GetSites()[target].GetName()
+	d.To, d.ToNode = spec.GetSites()[target].GetName(), toNode
 	d.ExpectedToken = st.GetToken()
 	switch mode(g) {
 	case witnessv1.Mode_MODE_OBSERVE:
 		d.Action, d.State = ActionWouldFailover, DecisionWouldFailover
-		d.Reason = fmt.Sprintf("observe mode: would fail over %s→%s; %s", d.From, d.To, why)
+		d.Reason = fmt.Sprintf("observe mode: would fail over %s→%s; %s", d.From, d.target(), why)
 	case witnessv1.Mode_MODE_MANUAL:
 		d.Action, d.State = ActionPending, DecisionAwaitingApproval
-		d.Reason = fmt.Sprintf("manual mode: failover %s→%s awaits approval; %s", d.From, d.To, why)
+		d.Reason = fmt.Sprintf("manual mode: failover %s→%s awaits approval; %s", d.From, d.target(), why)
 	default:
 		d.Action, d.State = ActionFailover, DecisionFailingOver
-		d.Reason = fmt.Sprintf("%s; fail over to %s", why, d.To)
+		d.Reason = fmt.Sprintf("%s; fail over to %s", why, d.target())
 	}
 	return d
 }
@@ -522,27 +593,20 @@ func (e *evaluator) disarmed(gv groupView, st *witnessv1.GroupStatus, active int
 // scratch cells that down, healthy and eligible read.
 func (e *evaluator) view(spec *witnessv1.GroupSpec, recs []rec) groupView {
 	k, nw, ns := len(spec.GetSites()), len(e.witnessSite), len(e.sites)
+	e.nodes = e.nodes[:0]
 	e.wc = resize(e.wc, k*nw)
 	e.sc = resize(e.sc, k*ns)
 	e.db = resize(e.db, k)
 	for i := range recs {
 		r := &recs[i]
-		c := &e.wc[int(r.site)*nw+int(r.witness)]
-		c.n++
-		switch r.state {
-		case Failing:
-			if c.failing == 0 || r.since < c.failSince {
-				c.failSince = r.since
-			}
-			c.failing++
-		case Healthy:
-			if c.healthy == 0 || r.since > c.healthySince {
-				c.healthySince = r.since
-			}
-			c.healthy++
-		}
+		e.wc[int(r.site)*nw+int(r.witness)].add(r)
 		if r.db {
 			e.db[r.site].add(r, e.obs)
+		}
+		if r.node {
+			n := e.nodeCell(int(r.site), e.obs[r.obs].Node)
+			n.db.add(r, e.obs)
+			n.failing = n.failing || r.state == Failing
 		}
 	}
 	for t := range k {
@@ -593,6 +657,13 @@ func (e *evaluator) view(spec *witnessv1.GroupSpec, recs []rec) groupView {
 			v.Database, v.Role = true, db.role
 			v.LagBytes, v.LagSeconds, v.Streaming = db.lagBytes, db.lagSeconds, db.streaming
 			v.WAL, v.Replayed, v.Timeline = db.wal, db.replayed, db.tli
+		}
+		v.Nodes = nil
+		for i := range e.nodes {
+			if n := &e.nodes[i]; n.site == t {
+				v.Nodes = append(v.Nodes, NodeView{Name: n.name, Role: n.db.role, Failing: n.failing, Streaming: n.db.streaming,
+					WAL: n.db.wal, Replayed: n.db.replayed, Timeline: n.db.tli, LagBytes: n.db.lagBytes})
+			}
 		}
 	}
 	return groupView{spec: spec, sites: views}
@@ -713,6 +784,7 @@ func (e *evaluator) eligible(gv groupView, t, a int, j Judge) (bool, string) {
 	if h := e.healthy(gv, t); !h.ok() && j != JudgeGuard {
 		return false, h.describe(v.Site, true)
 	}
+	e.node = ""
 	db := &e.db[t]
 	if db.n == 0 {
 		if hasProbe(gv.spec.GetSites()[t], probePostgres) && (j != JudgeGuard || p.GetMaxLagBytes() > 0) {
@@ -720,40 +792,51 @@ func (e *evaluator) eligible(gv groupView, t, a int, j Judge) (bool, string) {
 		}
 		return true, ""
 	}
+	if e.hasNodes(t) {
+		return e.eligibleNode(gv, t, a, j)
+	}
+	return e.eligibleDB(gv, db, v.Site, a, j)
+}
+
+// eligibleDB is the data-loss guard of eligible on one database: the
+// site's only one, or one of its nodes (what names it).
+func (e *evaluator) eligibleDB(gv groupView, db *dbCell, what string, a int, j Judge) (bool, string) {
+	p := gv.spec.GetPolicy()
+	planned := j != JudgeFailover
 	if db.primary {
 		// A primary that is not the active site is an old primary (fenced,
 		// or never rebuilt): it stopped following when the group left it,
 		// so moving back there would lose the writes made since.
-		return false, fmt.Sprintf("%s is a primary, not a standby: rebuild it as a standby of the active site first", v.Site)
+		return false, fmt.Sprintf("%s is a primary, not a standby: rebuild it as a standby of the active site first", what)
 	}
 	if db.streaming && !planned {
-		return false, fmt.Sprintf("%s still streams from its primary", v.Site)
+		return false, fmt.Sprintf("%s still streams from its primary", what)
 	}
 	if maxB := p.GetMaxLagBytes(); maxB > 0 {
-		if ok, why := e.positionGuard(gv, t, a, maxB); !ok {
+		if ok, why := e.positionGuard(gv, db, what, a, maxB); !ok {
 			return false, why
 		}
 	}
 	if maxMs := p.GetMaxLagMs(); maxMs > 0 {
 		limit := time.Duration(maxMs) * time.Millisecond
 		if db.unknownSeconds {
-			return false, fmt.Sprintf("%s lag unknown (max_lag_time %s)", v.Site, fmtDuration(limit))
+			return false, fmt.Sprintf("%s lag unknown (max_lag_time %s)", what, fmtDuration(limit))
 		}
 		if lag := time.Duration(db.lagSeconds * float64(time.Second)); lag > limit {
-			return false, fmt.Sprintf("%s lags %s > max_lag_time %s", v.Site, fmtDuration(lag), fmtDuration(limit))
+			return false, fmt.Sprintf("%s lags %s > max_lag_time %s", what, fmtDuration(lag), fmtDuration(limit))
 		}
 	}
 	return true, ""
 }
 
-// positionGuard is the data-loss guard on WAL positions: what t's standby
+// positionGuard is the data-loss guard on WAL positions: what the standby db
 // holds is within maxB of the furthest position the active site's primary
 // was seen at. Either position unknown fails it: a stopped WAL receiver
 // reports no lag however much it never received, so lag alone cannot
 // pass it.
-func (e *evaluator) positionGuard(gv groupView, t, a int, maxB int64) (bool, string) {
-	site, active := gv.sites[t].Site, gv.sites[a].Site
-	held := e.db[t].wal
+func (e *evaluator) positionGuard(gv groupView, db *dbCell, site string, a int, maxB int64) (bool, string) {
+	active := gv.sites[a].Site
+	held := db.wal
 	if held == 0 {
 		return false, fmt.Sprintf("%s WAL position unknown (max_lag %s)", site, fmtBytes(maxB))
 	}
@@ -787,6 +870,13 @@ func (e *evaluator) primaryAt(gv groupView, a int) Position {
 	if db := &e.db[a]; db.n > 0 && db.primary {
 		if now := (Position{Timeline: db.tli, WAL: db.wal, At: e.now}); now.Ahead(pp) {
 			pp = now
+		}
+	}
+	for i := range e.nodes {
+		if n := &e.nodes[i]; n.site == a && n.db.primary {
+			if now := (Position{Timeline: n.db.tli, WAL: n.db.wal, At: e.now}); now.Ahead(pp) {
+				pp = now
+			}
 		}
 	}
 	return pp

@@ -424,6 +424,10 @@ func (s *script) db(args []string) error {
 				var n uint64
 				n, err = strconv.ParseUint(v, 10, 32)
 				ob.Timeline = uint32(n)
+			case "node":
+				ob.Node = v
+			case "failing":
+				ob.State = policy.Failing
 			default:
 				err = fmt.Errorf("unknown option %q", k)
 			}
@@ -446,7 +450,11 @@ func (s *script) evaluate(args []string) []string {
 	for _, p := range out.Proposals {
 		var moves []string
 		for _, m := range p.GetMoves() {
-			moves = append(moves, fmt.Sprintf("%s@%d→%s", m.GetGroup(), m.GetExpectedToken(), m.GetToSite()))
+			to := m.GetToSite()
+			if m.GetToNode() != "" {
+				to += "/" + m.GetToNode()
+			}
+			moves = append(moves, fmt.Sprintf("%s@%d→%s", m.GetGroup(), m.GetExpectedToken(), to))
 		}
 		kind := strings.ToLower(strings.TrimPrefix(p.GetKind().String(), "TRANSITION_KIND_"))
 		lines = append(lines, fmt.Sprintf("propose %s %s: %s", kind, strings.Join(moves, " "), p.GetReason()))
@@ -460,7 +468,11 @@ func (s *script) evaluate(args []string) []string {
 		d := out.Decisions[name]
 		line := name + ": " + d.Action.String()
 		if d.To != "" {
-			line += fmt.Sprintf(" %s→%s@%d", d.From, d.To, d.ExpectedToken)
+			to := d.To
+			if d.ToNode != "" {
+				to += "/" + d.ToNode
+			}
+			line += fmt.Sprintf(" %s→%s@%d", d.From, to, d.ExpectedToken)
 		}
 		lines = append(lines, line+": "+d.Reason)
 		if slices.Contains(args, "targets") {
@@ -487,6 +499,10 @@ func (s *script) evaluate(args []string) []string {
 				active = " (active)"
 			}
 			lines = append(lines, fmt.Sprintf("  %s%s: %s", v.Site, active, strings.Join(obs, ", ")))
+			for _, n := range v.Nodes {
+				lines = append(lines, fmt.Sprintf("    %s: %s tli %d wal %s replayed %s streaming=%t failing=%t", n.Name, n.Role, n.Timeline,
+					policy.FormatLSN(n.WAL), policy.FormatLSN(n.Replayed), n.Streaming, n.Failing))
+			}
 		}
 	}
 	if len(out.Rearm) > 0 {

@@ -58,6 +58,9 @@ type Observation struct {
 	// unknown.
 	WAL, Replayed uint64
 	Timeline      uint32
+	// Node names the PostgreSQL node observed, of a group with several at
+	// a site; empty for the site's only one.
+	Node string
 
 	Detail string
 }
@@ -187,6 +190,9 @@ type Decision struct {
 	// NoTarget says why none could, when Targets is 0.
 	Targets  int
 	NoTarget string
+	// ToNode names the node of To that the move promotes: the most
+	// advanced eligible of several; "" for a site's only node.
+	ToNode string
 	// Primary is the furthest position the active site's primary is known
 	// at (gossip, fresh observations and Raft); a move records it.
 	Primary Position
@@ -253,6 +259,9 @@ type SiteView struct {
 	WAL, Replayed uint64
 	Timeline      uint32
 	PrimaryWAL    uint64
+	// Nodes has, for a site with several PostgreSQL nodes, each node with
+	// fresh observations.
+	Nodes []NodeView
 }
 
 // ObserverView is one observer site's verdict on one site of a group.

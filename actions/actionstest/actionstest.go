@@ -218,8 +218,28 @@ func (r *Runner) Fence(ctx context.Context, g *witnessv1.Group, from string) err
 	return r.do(ctx, step, g, from)
 }
 
+// Promote records the active site; for a group with several nodes at a
+// site, the node too ("west/west-a").
 func (r *Runner) Promote(ctx context.Context, g *witnessv1.Group) error {
-	return r.do(ctx, actions.StepPromote, g, g.GetStatus().GetActiveSite())
+	site := g.GetStatus().GetActiveSite()
+	if len(g.GetSpec().GetActions().GetPostgres().GetNodes()) > 0 {
+		site += "/" + actions.SiteNode(g, site).GetName()
+	}
+	return r.do(ctx, actions.StepPromote, g, site)
+}
+
+var _ actions.Repointer = (*Runner)(nil)
+
+// Repoint records the node re-pointed as its site and name
+// ("west/west-b"); Fail("repoint/west-b", err) fails it for that node.
+func (r *Runner) Repoint(ctx context.Context, g *witnessv1.Group, n *witnessv1.PostgresNode) error {
+	r.mu.Lock()
+	err := r.fail[actions.StepRepoint+"/"+n.GetName()]
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return r.do(ctx, actions.StepRepoint, g, n.GetSite()+"/"+n.GetName())
 }
 
 func (r *Runner) SwitchDNS(ctx context.Context, g *witnessv1.Group) error {

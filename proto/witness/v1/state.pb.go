@@ -326,6 +326,9 @@ type ProbeSpec struct {
 	// postgres
 	Dsn  string `protobuf:"bytes,40,opt,name=dsn,proto3" json:"dsn,omitempty"`
 	Role string `protobuf:"bytes,41,opt,name=role,proto3" json:"role,omitempty"` // primary or standby
+	// node names the PostgreSQL node probed, for a group with several at a
+	// site (PostgresAction.nodes); empty for the site's only node.
+	Node string `protobuf:"bytes,42,opt,name=node,proto3" json:"node,omitempty"`
 	// exec
 	Command       string   `protobuf:"bytes,50,opt,name=command,proto3" json:"command,omitempty"`
 	Args          []string `protobuf:"bytes,51,rep,name=args,proto3" json:"args,omitempty"`
@@ -478,6 +481,13 @@ func (x *ProbeSpec) GetDsn() string {
 func (x *ProbeSpec) GetRole() string {
 	if x != nil {
 		return x.Role
+	}
+	return ""
+}
+
+func (x *ProbeSpec) GetNode() string {
+	if x != nil {
+		return x.Node
 	}
 	return ""
 }
@@ -871,8 +881,12 @@ type PostgresAction struct {
 	// this one for pg_rewind and streaming (a role with REPLICATION, and
 	// superuser or the pg_rewind function grants); empty means dsn.
 	ReplicationDsn map[string]string `protobuf:"bytes,9,rep,name=replication_dsn,json=replicationDsn,proto3" json:"replication_dsn,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// nodes lists every PostgreSQL node of a group that has more than one
+	// at a site. The per-site maps above then hold each site's first
+	// listed node. Empty for a group with one node per site.
+	Nodes         []*PostgresNode `protobuf:"bytes,10,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PostgresAction) Reset() {
@@ -968,6 +982,92 @@ func (x *PostgresAction) GetReplicationDsn() map[string]string {
 	return nil
 }
 
+func (x *PostgresAction) GetNodes() []*PostgresNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// PostgresNode is one PostgreSQL node of a group.
+type PostgresNode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // unique within the group
+	Site  string                 `protobuf:"bytes,2,opt,name=site,proto3" json:"site,omitempty"`
+	Dsn   string                 `protobuf:"bytes,3,opt,name=dsn,proto3" json:"dsn,omitempty"`
+	// data_dir is set on at most one node per site: the one the site's
+	// witness demotes locally.
+	DataDir        string `protobuf:"bytes,4,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	ReplicationDsn string `protobuf:"bytes,5,opt,name=replication_dsn,json=replicationDsn,proto3" json:"replication_dsn,omitempty"` // empty means dsn
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PostgresNode) Reset() {
+	*x = PostgresNode{}
+	mi := &file_witness_v1_state_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostgresNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostgresNode) ProtoMessage() {}
+
+func (x *PostgresNode) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostgresNode.ProtoReflect.Descriptor instead.
+func (*PostgresNode) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PostgresNode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PostgresNode) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *PostgresNode) GetDsn() string {
+	if x != nil {
+		return x.Dsn
+	}
+	return ""
+}
+
+func (x *PostgresNode) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+func (x *PostgresNode) GetReplicationDsn() string {
+	if x != nil {
+		return x.ReplicationDsn
+	}
+	return ""
+}
+
 type HookAction struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // unique within the group
@@ -985,7 +1085,7 @@ type HookAction struct {
 
 func (x *HookAction) Reset() {
 	*x = HookAction{}
-	mi := &file_witness_v1_state_proto_msgTypes[8]
+	mi := &file_witness_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1097,7 @@ func (x *HookAction) String() string {
 func (*HookAction) ProtoMessage() {}
 
 func (x *HookAction) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[8]
+	mi := &file_witness_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1110,7 @@ func (x *HookAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HookAction.ProtoReflect.Descriptor instead.
 func (*HookAction) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HookAction) GetName() string {
@@ -1078,7 +1178,7 @@ type NotifyAction struct {
 
 func (x *NotifyAction) Reset() {
 	*x = NotifyAction{}
-	mi := &file_witness_v1_state_proto_msgTypes[9]
+	mi := &file_witness_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1190,7 @@ func (x *NotifyAction) String() string {
 func (*NotifyAction) ProtoMessage() {}
 
 func (x *NotifyAction) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[9]
+	mi := &file_witness_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1203,7 @@ func (x *NotifyAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyAction.ProtoReflect.Descriptor instead.
 func (*NotifyAction) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NotifyAction) GetKind() string {
@@ -1184,15 +1284,19 @@ type Transition struct {
 	// forced: an operator failover that overrode the data-loss guard;
 	// guard says what the guard refused (the positions), as the leader saw
 	// it when the failover was asked.
-	Forced        bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
-	Guard         string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
+	Forced bool   `protobuf:"varint,20,opt,name=forced,proto3" json:"forced,omitempty"`
+	Guard  string `protobuf:"bytes,21,opt,name=guard,proto3" json:"guard,omitempty"`
+	// from_node and to_node name the nodes of a group with several at a
+	// site: the primary it left and the node it promotes.
+	FromNode      string `protobuf:"bytes,22,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	ToNode        string `protobuf:"bytes,23,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Transition) Reset() {
 	*x = Transition{}
-	mi := &file_witness_v1_state_proto_msgTypes[10]
+	mi := &file_witness_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1308,7 @@ func (x *Transition) String() string {
 func (*Transition) ProtoMessage() {}
 
 func (x *Transition) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[10]
+	mi := &file_witness_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1321,7 @@ func (x *Transition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transition.ProtoReflect.Descriptor instead.
 func (*Transition) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Transition) GetToken() uint64 {
@@ -1297,6 +1401,20 @@ func (x *Transition) GetGuard() string {
 	return ""
 }
 
+func (x *Transition) GetFromNode() string {
+	if x != nil {
+		return x.FromNode
+	}
+	return ""
+}
+
+func (x *Transition) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
+}
+
 type StepResult struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Token           uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -1329,7 +1447,7 @@ type StepResult struct {
 
 func (x *StepResult) Reset() {
 	*x = StepResult{}
-	mi := &file_witness_v1_state_proto_msgTypes[11]
+	mi := &file_witness_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1459,7 @@ func (x *StepResult) String() string {
 func (*StepResult) ProtoMessage() {}
 
 func (x *StepResult) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[11]
+	mi := &file_witness_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1472,7 @@ func (x *StepResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepResult.ProtoReflect.Descriptor instead.
 func (*StepResult) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StepResult) GetToken() uint64 {
@@ -1477,14 +1595,18 @@ type GroupStatus struct {
 	// furthest of these and of gossip, so a leader that has seen no gossip
 	// of a lost primary (new, or after every witness restarted) still knows
 	// where it stopped. One entry per site, sorted by site.
-	Primaries     []*PrimaryPosition `protobuf:"bytes,23,rep,name=primaries,proto3" json:"primaries,omitempty"`
+	Primaries []*PrimaryPosition `protobuf:"bytes,23,rep,name=primaries,proto3" json:"primaries,omitempty"`
+	// active_node is the node of active_site that the current token
+	// promotes or keeps as primary, for a group with several nodes there;
+	// empty means the site's first node.
+	ActiveNode    string `protobuf:"bytes,24,opt,name=active_node,json=activeNode,proto3" json:"active_node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_witness_v1_state_proto_msgTypes[12]
+	mi := &file_witness_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1618,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[12]
+	mi := &file_witness_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1631,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GroupStatus) GetActiveSite() string {
@@ -1610,6 +1732,13 @@ func (x *GroupStatus) GetPrimaries() []*PrimaryPosition {
 	return nil
 }
 
+func (x *GroupStatus) GetActiveNode() string {
+	if x != nil {
+		return x.ActiveNode
+	}
+	return ""
+}
+
 // PrimaryPosition is a WAL position a site's primary was seen or confirmed
 // at: the highest timeline, then the highest position on it, is furthest.
 type PrimaryPosition struct {
@@ -1624,7 +1753,7 @@ type PrimaryPosition struct {
 
 func (x *PrimaryPosition) Reset() {
 	*x = PrimaryPosition{}
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1765,7 @@ func (x *PrimaryPosition) String() string {
 func (*PrimaryPosition) ProtoMessage() {}
 
 func (x *PrimaryPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[13]
+	mi := &file_witness_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1778,7 @@ func (x *PrimaryPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrimaryPosition.ProtoReflect.Descriptor instead.
 func (*PrimaryPosition) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PrimaryPosition) GetSite() string {
@@ -1697,7 +1826,7 @@ type ScheduledSwitchover struct {
 
 func (x *ScheduledSwitchover) Reset() {
 	*x = ScheduledSwitchover{}
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1838,7 @@ func (x *ScheduledSwitchover) String() string {
 func (*ScheduledSwitchover) ProtoMessage() {}
 
 func (x *ScheduledSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[14]
+	mi := &file_witness_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1851,7 @@ func (x *ScheduledSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduledSwitchover.ProtoReflect.Descriptor instead.
 func (*ScheduledSwitchover) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ScheduledSwitchover) GetToSite() string {
@@ -1787,7 +1916,7 @@ type TransitionCount struct {
 
 func (x *TransitionCount) Reset() {
 	*x = TransitionCount{}
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1928,7 @@ func (x *TransitionCount) String() string {
 func (*TransitionCount) ProtoMessage() {}
 
 func (x *TransitionCount) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[15]
+	mi := &file_witness_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +1941,7 @@ func (x *TransitionCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCount.ProtoReflect.Descriptor instead.
 func (*TransitionCount) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TransitionCount) GetKind() TransitionKind {
@@ -1856,13 +1985,14 @@ type PendingSwitchover struct {
 	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
 	AtUnixNano    int64                  `protobuf:"varint,4,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	ToNode        string                 `protobuf:"bytes,5,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"` // see Move.to_node
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PendingSwitchover) Reset() {
 	*x = PendingSwitchover{}
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2004,7 @@ func (x *PendingSwitchover) String() string {
 func (*PendingSwitchover) ProtoMessage() {}
 
 func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[16]
+	mi := &file_witness_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2017,7 @@ func (x *PendingSwitchover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingSwitchover.ProtoReflect.Descriptor instead.
 func (*PendingSwitchover) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PendingSwitchover) GetToSite() string {
@@ -1918,6 +2048,13 @@ func (x *PendingSwitchover) GetAtUnixNano() int64 {
 	return 0
 }
 
+func (x *PendingSwitchover) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
+}
+
 type Proposal struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Action        string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"` // would-failover or pending
@@ -1929,13 +2066,14 @@ type Proposal struct {
 	By            string                 `protobuf:"bytes,7,opt,name=by,proto3" json:"by,omitempty"`
 	// from_primary: see Move.from_primary.
 	FromPrimary   *PrimaryPosition `protobuf:"bytes,8,opt,name=from_primary,json=fromPrimary,proto3" json:"from_primary,omitempty"`
+	ToNode        string           `protobuf:"bytes,9,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"` // see Move.to_node
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2085,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[17]
+	mi := &file_witness_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2098,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Proposal) GetAction() string {
@@ -2019,6 +2157,13 @@ func (x *Proposal) GetFromPrimary() *PrimaryPosition {
 	return nil
 }
 
+func (x *Proposal) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
+}
+
 type Group struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Spec   *GroupSpec             `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -2031,7 +2176,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2188,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[18]
+	mi := &file_witness_v1_state_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2201,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Group) GetSpec() *GroupSpec {
@@ -2093,7 +2238,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2250,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[19]
+	mi := &file_witness_v1_state_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2263,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *State) GetLastToken() uint64 {
@@ -2149,7 +2294,7 @@ type PutGroupsCommand struct {
 
 func (x *PutGroupsCommand) Reset() {
 	*x = PutGroupsCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2306,7 @@ func (x *PutGroupsCommand) String() string {
 func (*PutGroupsCommand) ProtoMessage() {}
 
 func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[20]
+	mi := &file_witness_v1_state_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2319,7 @@ func (x *PutGroupsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupsCommand.ProtoReflect.Descriptor instead.
 func (*PutGroupsCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PutGroupsCommand) GetSpecs() []*GroupSpec {
@@ -2218,7 +2363,7 @@ type GroupStart struct {
 
 func (x *GroupStart) Reset() {
 	*x = GroupStart{}
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2375,7 @@ func (x *GroupStart) String() string {
 func (*GroupStart) ProtoMessage() {}
 
 func (x *GroupStart) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[21]
+	mi := &file_witness_v1_state_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2388,7 @@ func (x *GroupStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStart.ProtoReflect.Descriptor instead.
 func (*GroupStart) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GroupStart) GetSite() string {
@@ -2271,7 +2416,7 @@ type DeleteGroupCommand struct {
 
 func (x *DeleteGroupCommand) Reset() {
 	*x = DeleteGroupCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2428,7 @@ func (x *DeleteGroupCommand) String() string {
 func (*DeleteGroupCommand) ProtoMessage() {}
 
 func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[22]
+	mi := &file_witness_v1_state_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2441,7 @@ func (x *DeleteGroupCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupCommand.ProtoReflect.Descriptor instead.
 func (*DeleteGroupCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteGroupCommand) GetName() string {
@@ -2328,14 +2473,17 @@ type Move struct {
 	// from_primary is the furthest position the proposer knew the group's
 	// active site's primary at (gossip and Raft); the FSM keeps it in
 	// GroupStatus.primaries when it is further.
-	FromPrimary   *PrimaryPosition `protobuf:"bytes,4,opt,name=from_primary,json=fromPrimary,proto3" json:"from_primary,omitempty"`
+	FromPrimary *PrimaryPosition `protobuf:"bytes,4,opt,name=from_primary,json=fromPrimary,proto3" json:"from_primary,omitempty"`
+	// to_node names the node of to_site to promote, for a group with
+	// several nodes there; empty means the site's first node.
+	ToNode        string `protobuf:"bytes,5,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2495,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[23]
+	mi := &file_witness_v1_state_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2508,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Move) GetGroup() string {
@@ -2389,6 +2537,13 @@ func (x *Move) GetFromPrimary() *PrimaryPosition {
 		return x.FromPrimary
 	}
 	return nil
+}
+
+func (x *Move) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
 }
 
 // TransitionCommand changes the active site of one or more groups in one
@@ -2423,7 +2578,7 @@ type TransitionCommand struct {
 
 func (x *TransitionCommand) Reset() {
 	*x = TransitionCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2590,7 @@ func (x *TransitionCommand) String() string {
 func (*TransitionCommand) ProtoMessage() {}
 
 func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[24]
+	mi := &file_witness_v1_state_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2603,7 @@ func (x *TransitionCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionCommand.ProtoReflect.Descriptor instead.
 func (*TransitionCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TransitionCommand) GetMoves() []*Move {
@@ -2547,7 +2702,7 @@ type SetModeCommand struct {
 
 func (x *SetModeCommand) Reset() {
 	*x = SetModeCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2714,7 @@ func (x *SetModeCommand) String() string {
 func (*SetModeCommand) ProtoMessage() {}
 
 func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[25]
+	mi := &file_witness_v1_state_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2727,7 @@ func (x *SetModeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeCommand.ProtoReflect.Descriptor instead.
 func (*SetModeCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{25}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetModeCommand) GetGroup() string {
@@ -2615,7 +2770,7 @@ type SetArmedCommand struct {
 
 func (x *SetArmedCommand) Reset() {
 	*x = SetArmedCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[26]
+	mi := &file_witness_v1_state_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2782,7 @@ func (x *SetArmedCommand) String() string {
 func (*SetArmedCommand) ProtoMessage() {}
 
 func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[26]
+	mi := &file_witness_v1_state_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2795,7 @@ func (x *SetArmedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedCommand.ProtoReflect.Descriptor instead.
 func (*SetArmedCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{26}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetArmedCommand) GetGroup() string {
@@ -2686,7 +2841,7 @@ type ScheduleSwitchoverCommand struct {
 
 func (x *ScheduleSwitchoverCommand) Reset() {
 	*x = ScheduleSwitchoverCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[27]
+	mi := &file_witness_v1_state_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +2853,7 @@ func (x *ScheduleSwitchoverCommand) String() string {
 func (*ScheduleSwitchoverCommand) ProtoMessage() {}
 
 func (x *ScheduleSwitchoverCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[27]
+	mi := &file_witness_v1_state_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +2866,7 @@ func (x *ScheduleSwitchoverCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSwitchoverCommand.ProtoReflect.Descriptor instead.
 func (*ScheduleSwitchoverCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{27}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ScheduleSwitchoverCommand) GetGroup() string {
@@ -2754,7 +2909,7 @@ type RecordProposalCommand struct {
 
 func (x *RecordProposalCommand) Reset() {
 	*x = RecordProposalCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[28]
+	mi := &file_witness_v1_state_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2921,7 @@ func (x *RecordProposalCommand) String() string {
 func (*RecordProposalCommand) ProtoMessage() {}
 
 func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[28]
+	mi := &file_witness_v1_state_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2934,7 @@ func (x *RecordProposalCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordProposalCommand.ProtoReflect.Descriptor instead.
 func (*RecordProposalCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{28}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecordProposalCommand) GetGroup() string {
@@ -2806,7 +2961,7 @@ type RecordStepCommand struct {
 
 func (x *RecordStepCommand) Reset() {
 	*x = RecordStepCommand{}
-	mi := &file_witness_v1_state_proto_msgTypes[29]
+	mi := &file_witness_v1_state_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2973,7 @@ func (x *RecordStepCommand) String() string {
 func (*RecordStepCommand) ProtoMessage() {}
 
 func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_state_proto_msgTypes[29]
+	mi := &file_witness_v1_state_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2986,7 @@ func (x *RecordStepCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordStepCommand.ProtoReflect.Descriptor instead.
 func (*RecordStepCommand) Descriptor() ([]byte, []int) {
-	return file_witness_v1_state_proto_rawDescGZIP(), []int{29}
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RecordStepCommand) GetGroup() string {
@@ -2861,7 +3016,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\aactions\x18\x04 \x01(\v2\x13.witness.v1.ActionsR\aactions\"M\n" +
 	"\bSiteSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
-	"\x06probes\x18\x02 \x03(\v2\x15.witness.v1.ProbeSpecR\x06probes\"\xb7\x04\n" +
+	"\x06probes\x18\x02 \x03(\v2\x15.witness.v1.ProbeSpecR\x06probes\"\xcb\x04\n" +
 	"\tProbeSpec\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1f\n" +
 	"\vinterval_ms\x18\x02 \x01(\x03R\n" +
@@ -2884,7 +3039,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"query_type\x18  \x01(\tR\tqueryType\x12\x16\n" +
 	"\x06expect\x18! \x01(\tR\x06expect\x12\x10\n" +
 	"\x03dsn\x18( \x01(\tR\x03dsn\x12\x12\n" +
-	"\x04role\x18) \x01(\tR\x04role\x12\x18\n" +
+	"\x04role\x18) \x01(\tR\x04role\x12\x12\n" +
+	"\x04node\x18* \x01(\tR\x04node\x12\x18\n" +
 	"\acommand\x182 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x183 \x03(\tR\x04args\"\xeb\x02\n" +
 	"\x06Policy\x12$\n" +
@@ -2919,7 +3075,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x06values\x18\x04 \x03(\v2!.witness.v1.DNSRecord.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x05\n" +
 	"\x0ePostgresAction\x125\n" +
 	"\x03dsn\x18\x01 \x03(\v2#.witness.v1.PostgresAction.DsnEntryR\x03dsn\x12\x14\n" +
 	"\x05fence\x18\x02 \x01(\tR\x05fence\x12\x14\n" +
@@ -2929,7 +3085,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x0edemote_command\x18\x06 \x03(\tR\rdemoteCommand\x12\x1c\n" +
 	"\treinstate\x18\a \x01(\tR\treinstate\x12B\n" +
 	"\bsave_dir\x18\b \x03(\v2'.witness.v1.PostgresAction.SaveDirEntryR\asaveDir\x12W\n" +
-	"\x0freplication_dsn\x18\t \x03(\v2..witness.v1.PostgresAction.ReplicationDsnEntryR\x0ereplicationDsn\x1a6\n" +
+	"\x0freplication_dsn\x18\t \x03(\v2..witness.v1.PostgresAction.ReplicationDsnEntryR\x0ereplicationDsn\x12.\n" +
+	"\x05nodes\x18\n" +
+	" \x03(\v2\x18.witness.v1.PostgresNodeR\x05nodes\x1a6\n" +
 	"\bDsnEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -2941,7 +3099,13 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aA\n" +
 	"\x13ReplicationDsnEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8c\x01\n" +
+	"\fPostgresNode\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04site\x18\x02 \x01(\tR\x04site\x12\x10\n" +
+	"\x03dsn\x18\x03 \x01(\tR\x03dsn\x12\x19\n" +
+	"\bdata_dir\x18\x04 \x01(\tR\adataDir\x12'\n" +
+	"\x0freplication_dsn\x18\x05 \x01(\tR\x0ereplicationDsn\"\xb9\x01\n" +
 	"\n" +
 	"HookAction\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2963,7 +3127,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x06 \x03(\tR\x02to\x12\x1a\n" +
 	"\busername\x18\a \x01(\tR\busername\x12#\n" +
-	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\xba\x02\n" +
+	"\rpassword_file\x18\b \x01(\tR\fpasswordFile\"\xf0\x02\n" +
 	"\n" +
 	"Transition\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x1b\n" +
@@ -2977,7 +3141,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05phase\x18\b \x01(\tR\x05phase\x12\"\n" +
 	"\rold_site_down\x18\t \x01(\bR\voldSiteDown\x12\x16\n" +
 	"\x06forced\x18\x14 \x01(\bR\x06forced\x12\x14\n" +
-	"\x05guard\x18\x15 \x01(\tR\x05guard\"\xb9\x02\n" +
+	"\x05guard\x18\x15 \x01(\tR\x05guard\x12\x1b\n" +
+	"\tfrom_node\x18\x16 \x01(\tR\bfromNode\x12\x17\n" +
+	"\ato_node\x18\x17 \x01(\tR\x06toNode\"\xb9\x02\n" +
 	"\n" +
 	"StepResult\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
@@ -2993,7 +3159,7 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\tfenced_by\x18\n" +
 	" \x01(\tR\bfencedBy\x12\x16\n" +
 	"\x06detail\x18\v \x01(\tR\x06detail\x12\x17\n" +
-	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xaf\x05\n" +
+	"\awal_lsn\x18\x14 \x01(\x04R\x06walLsn\"\xd0\x05\n" +
 	"\vGroupStatus\x12\x1f\n" +
 	"\vactive_site\x18\x01 \x01(\tR\n" +
 	"activeSite\x12\x14\n" +
@@ -3010,7 +3176,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x11transition_counts\x18\x14 \x03(\v2\x1b.witness.v1.TransitionCountR\x10transitionCounts\x12=\n" +
 	"\tscheduled\x18\x15 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\tscheduled\x12F\n" +
 	"\x0elast_scheduled\x18\x16 \x01(\v2\x1f.witness.v1.ScheduledSwitchoverR\rlastScheduled\x129\n" +
-	"\tprimaries\x18\x17 \x03(\v2\x1b.witness.v1.PrimaryPositionR\tprimaries\"|\n" +
+	"\tprimaries\x18\x17 \x03(\v2\x1b.witness.v1.PrimaryPositionR\tprimaries\x12\x1f\n" +
+	"\vactive_node\x18\x18 \x01(\tR\n" +
+	"activeNode\"|\n" +
 	"\x0fPrimaryPosition\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x1a\n" +
 	"\btimeline\x18\x02 \x01(\rR\btimeline\x12\x17\n" +
@@ -3031,13 +3199,14 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x1b\n" +
 	"\tfrom_site\x18\x03 \x01(\tR\bfromSite\x12\x17\n" +
 	"\ato_site\x18\x04 \x01(\tR\x06toSite\x12\x14\n" +
-	"\x05count\x18\x05 \x01(\x04R\x05count\"v\n" +
+	"\x05count\x18\x05 \x01(\x04R\x05count\"\x8f\x01\n" +
 	"\x11PendingSwitchover\x12\x17\n" +
 	"\ato_site\x18\x01 \x01(\tR\x06toSite\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x0e\n" +
 	"\x02by\x18\x03 \x01(\tR\x02by\x12 \n" +
 	"\fat_unix_nano\x18\x04 \x01(\x03R\n" +
-	"atUnixNano\"\x89\x02\n" +
+	"atUnixNano\x12\x17\n" +
+	"\ato_node\x18\x05 \x01(\tR\x06toNode\"\xa2\x02\n" +
 	"\bProposal\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
 	"\tfrom_site\x18\x02 \x01(\tR\bfromSite\x12\x17\n" +
@@ -3047,7 +3216,8 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\fat_unix_nano\x18\x06 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
 	"\x02by\x18\a \x01(\tR\x02by\x12>\n" +
-	"\ffrom_primary\x18\b \x01(\v2\x1b.witness.v1.PrimaryPositionR\vfromPrimary\"\x86\x01\n" +
+	"\ffrom_primary\x18\b \x01(\v2\x1b.witness.v1.PrimaryPositionR\vfromPrimary\x12\x17\n" +
+	"\ato_node\x18\t \x01(\tR\x06toNode\"\x86\x01\n" +
 	"\x05Group\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x15.witness.v1.GroupSpecR\x04spec\x12/\n" +
 	"\x06status\x18\x02 \x01(\v2\x17.witness.v1.GroupStatusR\x06status\x12!\n" +
@@ -3073,12 +3243,13 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
 	"atUnixNano\x12\x0e\n" +
-	"\x02by\x18\x03 \x01(\tR\x02by\"\x9c\x01\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\"\xb5\x01\n" +
 	"\x04Move\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12%\n" +
 	"\x0eexpected_token\x18\x02 \x01(\x04R\rexpectedToken\x12\x17\n" +
 	"\ato_site\x18\x03 \x01(\tR\x06toSite\x12>\n" +
-	"\ffrom_primary\x18\x04 \x01(\v2\x1b.witness.v1.PrimaryPositionR\vfromPrimary\"\xf1\x02\n" +
+	"\ffrom_primary\x18\x04 \x01(\v2\x1b.witness.v1.PrimaryPositionR\vfromPrimary\x12\x17\n" +
+	"\ato_node\x18\x05 \x01(\tR\x06toNode\"\xf1\x02\n" +
 	"\x11TransitionCommand\x12&\n" +
 	"\x05moves\x18\x01 \x03(\v2\x10.witness.v1.MoveR\x05moves\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.witness.v1.TransitionKindR\x04kind\x12\x16\n" +
@@ -3149,7 +3320,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                         // 0: witness.v1.Mode
 	(Rearm)(0),                        // 1: witness.v1.Rearm
@@ -3162,34 +3333,35 @@ var file_witness_v1_state_proto_goTypes = []any{
 	(*DNSAction)(nil),                 // 8: witness.v1.DNSAction
 	(*DNSRecord)(nil),                 // 9: witness.v1.DNSRecord
 	(*PostgresAction)(nil),            // 10: witness.v1.PostgresAction
-	(*HookAction)(nil),                // 11: witness.v1.HookAction
-	(*NotifyAction)(nil),              // 12: witness.v1.NotifyAction
-	(*Transition)(nil),                // 13: witness.v1.Transition
-	(*StepResult)(nil),                // 14: witness.v1.StepResult
-	(*GroupStatus)(nil),               // 15: witness.v1.GroupStatus
-	(*PrimaryPosition)(nil),           // 16: witness.v1.PrimaryPosition
-	(*ScheduledSwitchover)(nil),       // 17: witness.v1.ScheduledSwitchover
-	(*TransitionCount)(nil),           // 18: witness.v1.TransitionCount
-	(*PendingSwitchover)(nil),         // 19: witness.v1.PendingSwitchover
-	(*Proposal)(nil),                  // 20: witness.v1.Proposal
-	(*Group)(nil),                     // 21: witness.v1.Group
-	(*State)(nil),                     // 22: witness.v1.State
-	(*PutGroupsCommand)(nil),          // 23: witness.v1.PutGroupsCommand
-	(*GroupStart)(nil),                // 24: witness.v1.GroupStart
-	(*DeleteGroupCommand)(nil),        // 25: witness.v1.DeleteGroupCommand
-	(*Move)(nil),                      // 26: witness.v1.Move
-	(*TransitionCommand)(nil),         // 27: witness.v1.TransitionCommand
-	(*SetModeCommand)(nil),            // 28: witness.v1.SetModeCommand
-	(*SetArmedCommand)(nil),           // 29: witness.v1.SetArmedCommand
-	(*ScheduleSwitchoverCommand)(nil), // 30: witness.v1.ScheduleSwitchoverCommand
-	(*RecordProposalCommand)(nil),     // 31: witness.v1.RecordProposalCommand
-	(*RecordStepCommand)(nil),         // 32: witness.v1.RecordStepCommand
-	nil,                               // 33: witness.v1.DNSRecord.ValuesEntry
-	nil,                               // 34: witness.v1.PostgresAction.DsnEntry
-	nil,                               // 35: witness.v1.PostgresAction.DataDirEntry
-	nil,                               // 36: witness.v1.PostgresAction.SaveDirEntry
-	nil,                               // 37: witness.v1.PostgresAction.ReplicationDsnEntry
-	nil,                               // 38: witness.v1.PutGroupsCommand.StartsEntry
+	(*PostgresNode)(nil),              // 11: witness.v1.PostgresNode
+	(*HookAction)(nil),                // 12: witness.v1.HookAction
+	(*NotifyAction)(nil),              // 13: witness.v1.NotifyAction
+	(*Transition)(nil),                // 14: witness.v1.Transition
+	(*StepResult)(nil),                // 15: witness.v1.StepResult
+	(*GroupStatus)(nil),               // 16: witness.v1.GroupStatus
+	(*PrimaryPosition)(nil),           // 17: witness.v1.PrimaryPosition
+	(*ScheduledSwitchover)(nil),       // 18: witness.v1.ScheduledSwitchover
+	(*TransitionCount)(nil),           // 19: witness.v1.TransitionCount
+	(*PendingSwitchover)(nil),         // 20: witness.v1.PendingSwitchover
+	(*Proposal)(nil),                  // 21: witness.v1.Proposal
+	(*Group)(nil),                     // 22: witness.v1.Group
+	(*State)(nil),                     // 23: witness.v1.State
+	(*PutGroupsCommand)(nil),          // 24: witness.v1.PutGroupsCommand
+	(*GroupStart)(nil),                // 25: witness.v1.GroupStart
+	(*DeleteGroupCommand)(nil),        // 26: witness.v1.DeleteGroupCommand
+	(*Move)(nil),                      // 27: witness.v1.Move
+	(*TransitionCommand)(nil),         // 28: witness.v1.TransitionCommand
+	(*SetModeCommand)(nil),            // 29: witness.v1.SetModeCommand
+	(*SetArmedCommand)(nil),           // 30: witness.v1.SetArmedCommand
+	(*ScheduleSwitchoverCommand)(nil), // 31: witness.v1.ScheduleSwitchoverCommand
+	(*RecordProposalCommand)(nil),     // 32: witness.v1.RecordProposalCommand
+	(*RecordStepCommand)(nil),         // 33: witness.v1.RecordStepCommand
+	nil,                               // 34: witness.v1.DNSRecord.ValuesEntry
+	nil,                               // 35: witness.v1.PostgresAction.DsnEntry
+	nil,                               // 36: witness.v1.PostgresAction.DataDirEntry
+	nil,                               // 37: witness.v1.PostgresAction.SaveDirEntry
+	nil,                               // 38: witness.v1.PostgresAction.ReplicationDsnEntry
+	nil,                               // 39: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -3200,44 +3372,45 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	1,  // 5: witness.v1.Policy.rearm:type_name -> witness.v1.Rearm
 	8,  // 6: witness.v1.Actions.dns:type_name -> witness.v1.DNSAction
 	10, // 7: witness.v1.Actions.postgres:type_name -> witness.v1.PostgresAction
-	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
-	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
+	12, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
+	13, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	33, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	34, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	35, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
-	36, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
-	37, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
-	2,  // 16: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
-	0,  // 17: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
-	13, // 18: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
-	14, // 19: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
-	20, // 20: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
-	19, // 21: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
-	18, // 22: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
-	17, // 23: witness.v1.GroupStatus.scheduled:type_name -> witness.v1.ScheduledSwitchover
-	17, // 24: witness.v1.GroupStatus.last_scheduled:type_name -> witness.v1.ScheduledSwitchover
-	16, // 25: witness.v1.GroupStatus.primaries:type_name -> witness.v1.PrimaryPosition
-	2,  // 26: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
-	16, // 27: witness.v1.Proposal.from_primary:type_name -> witness.v1.PrimaryPosition
-	3,  // 28: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
-	15, // 29: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
-	21, // 30: witness.v1.State.groups:type_name -> witness.v1.Group
-	3,  // 31: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	38, // 32: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
-	16, // 33: witness.v1.Move.from_primary:type_name -> witness.v1.PrimaryPosition
-	26, // 34: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
-	2,  // 35: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
-	0,  // 36: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
-	17, // 37: witness.v1.ScheduleSwitchoverCommand.switchover:type_name -> witness.v1.ScheduledSwitchover
-	20, // 38: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
-	14, // 39: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	24, // 40: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	34, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	35, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	36, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	37, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
+	38, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
+	11, // 16: witness.v1.PostgresAction.nodes:type_name -> witness.v1.PostgresNode
+	2,  // 17: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
+	0,  // 18: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
+	14, // 19: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
+	15, // 20: witness.v1.GroupStatus.steps:type_name -> witness.v1.StepResult
+	21, // 21: witness.v1.GroupStatus.proposal:type_name -> witness.v1.Proposal
+	20, // 22: witness.v1.GroupStatus.pending:type_name -> witness.v1.PendingSwitchover
+	19, // 23: witness.v1.GroupStatus.transition_counts:type_name -> witness.v1.TransitionCount
+	18, // 24: witness.v1.GroupStatus.scheduled:type_name -> witness.v1.ScheduledSwitchover
+	18, // 25: witness.v1.GroupStatus.last_scheduled:type_name -> witness.v1.ScheduledSwitchover
+	17, // 26: witness.v1.GroupStatus.primaries:type_name -> witness.v1.PrimaryPosition
+	2,  // 27: witness.v1.TransitionCount.kind:type_name -> witness.v1.TransitionKind
+	17, // 28: witness.v1.Proposal.from_primary:type_name -> witness.v1.PrimaryPosition
+	3,  // 29: witness.v1.Group.spec:type_name -> witness.v1.GroupSpec
+	16, // 30: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
+	22, // 31: witness.v1.State.groups:type_name -> witness.v1.Group
+	3,  // 32: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
+	39, // 33: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	17, // 34: witness.v1.Move.from_primary:type_name -> witness.v1.PrimaryPosition
+	27, // 35: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
+	2,  // 36: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
+	0,  // 37: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
+	18, // 38: witness.v1.ScheduleSwitchoverCommand.switchover:type_name -> witness.v1.ScheduledSwitchover
+	21, // 39: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
+	15, // 40: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
+	25, // 41: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -3251,7 +3424,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
