@@ -140,6 +140,10 @@ func (n *Node) explain(group string) *witnessv1.Explanation {
 	for _, s := range d.Sites {
 		sv := &witnessv1.SiteView{Site: s.Site, Active: s.Active, Database: s.Database, Role: s.Role, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds, Streaming: s.Streaming,
 			WalLsn: s.WAL, ReplayedLsn: s.Replayed, Timeline: s.Timeline, PrimaryLsn: s.PrimaryWAL}
+		for _, nv := range s.Nodes {
+			sv.Nodes = append(sv.Nodes, &witnessv1.NodeView{Name: nv.Name, Role: nv.Role, Timeline: nv.Timeline, WalLsn: nv.WAL, ReplayedLsn: nv.Replayed,
+				Streaming: nv.Streaming, Failing: nv.Failing})
+		}
 		for _, o := range s.Observers {
 			ov := &witnessv1.ObserverView{Site: o.Site, State: o.State.String(), Witnesses: int32(o.Witnesses)}
 			if !o.Since.IsZero() {

@@ -464,7 +464,18 @@ func (c *cli) group(args []string) error {
 			if role == "" {
 				role, state = "unseen", "-"
 			}
-			dbRows = append(dbRows, []string{site, role, tli, dash(s.WAL), dash(s.Replayed), dash(s.PrimaryWAL), state})
+			if len(s.Nodes) == 0 {
+				dbRows = append(dbRows, []string{site, role, tli, dash(s.WAL), dash(s.Replayed), dash(s.PrimaryWAL), state})
+				continue
+			}
+			// A site with several nodes: one row each, then where the
+			// site's primary was last seen.
+			for _, n := range s.Nodes {
+				dbRows = append(dbRows, nodeRow(site, n))
+			}
+			if s.PrimaryWAL != "" {
+				dbRows = append(dbRows, []string{site, "-", "-", "-", "-", s.PrimaryWAL, "-"})
+			}
 		}
 		if len(dbRows) > 0 {
 			fmt.Fprintln(c.stdout, "\ndatabases:")

@@ -38,7 +38,8 @@ func (c *cli) prepareStart(args []string) error {
 		return errUsage
 	}
 	group, site := pos[0], pos[1]
-	active, token, err := c.activeSite(group)
+	g, err := c.readGroup(group)
+	active, token := g.GetStatus().GetActiveSite(), g.GetStatus().GetToken()
 	signal := filepath.Join(dataDir, standbySignal)
 	switch {
 	case err != nil:
@@ -50,6 +51,12 @@ func (c *cli) prepareStart(args []string) error {
 		}
 		fmt.Fprintf(c.stdout, "group %s is active at %s (token %d), not %s: %s starts as a standby\n", group, active, token, site, dataDir)
 		return nil
+	case !actingNode(g, dataDir):
+		if err := writeSignal(signal, dataDir); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "group %s is active at %s (token %d) on node %s, not this one: %s starts as a standby\n", group, active, token, g.GetStatus().GetActiveNode(), dataDir)
+		return nil
 	}
 	if err := os.Remove(signal); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", signal, err)
@@ -58,13 +65,31 @@ func (c *cli) prepareStart(args []string) error {
 	return nil
 }
 
-// activeSite reads the group linearizably from the first of the
+// actingNode reports whether dataDir is the node of g that acts for its
+// active site: always for a group with one node per site; for one with
+// several, the node the current token promoted (active_node), or, when it
+// names none, the site's node with a data_dir.
+func actingNode(g *witnessv1.Group, dataDir string) bool {
+	nodes := g.GetSpec().GetActions().GetPostgres().GetNodes()
+	if len(nodes) == 0 {
+		return true
+	}
+	st := g.GetStatus()
+	for _, n := range nodes {
+		if n.GetSite() == st.GetActiveSite() && filepath.Clean(n.GetDataDir()) == filepath.Clean(dataDir) {
+			return st.GetActiveNode() == "" || st.GetActiveNode() == n.GetName()
+		}
+	}
+	return false
+}
+
+// readGroup reads the group linearizably from the first of the
 // comma-separated --addr witnesses that can give such a read.
-func (c *cli) activeSite(group string) (string, uint64, error) {
+func (c *cli) readGroup(group string) (*witnessv1.Group, error) {
 	var errs []error
 	creds, err := c.g.dialOption()
 	if err != nil {
-		return "", 0, err
+		return nil, err
 	}
 	for _, addr := range strings.Split(c.g.addr, ",") {
 		conn, err := grpc.NewClient(strings.TrimSpace(addr), creds)
@@ -77,12 +102,11 @@ func (c *cli) activeSite(group string) (string, uint64, error) {
 		cancel()
 		conn.Close()
 		if err == nil {
-			st := resp.GetGroup().GetStatus()
-			return st.GetActiveSite(), st.GetToken(), nil
+			return resp.GetGroup(), nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
-	return "", 0, errors.Join(errs...)
+	return nil, errors.Join(errs...)
 }
 
 // writeSignal writes standby.signal, owned like the data directory.

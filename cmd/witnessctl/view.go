@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,6 +141,18 @@ type siteViewJSON struct {
 	Replayed   string `json:"replayed_lsn,omitempty"`
 	PrimaryWAL string `json:"primary_last_seen_lsn,omitempty"`
 	Streaming  bool   `json:"streaming,omitempty"`
+	// Nodes, for a site with several PostgreSQL nodes: each one.
+	Nodes []nodeViewJSON `json:"nodes,omitempty"`
+}
+
+type nodeViewJSON struct {
+	Name      string `json:"name"`
+	Role      string `json:"role,omitempty"`
+	Timeline  uint32 `json:"timeline,omitempty"`
+	WAL       string `json:"wal_lsn,omitempty"`
+	Replayed  string `json:"replayed_lsn,omitempty"`
+	Streaming bool   `json:"streaming,omitempty"`
+	Failing   bool   `json:"failing,omitempty"`
 }
 
 // lsn writes a WAL position as PostgreSQL does; empty when unknown.
@@ -171,6 +184,10 @@ func toExplanation(e *witnessv1.Explanation) *explanationJSON {
 		}
 		// Where the active site's primary was last seen outlives it.
 		sv.PrimaryWAL = lsn(s.GetPrimaryLsn())
+		for _, n := range s.GetNodes() {
+			sv.Nodes = append(sv.Nodes, nodeViewJSON{Name: n.GetName(), Role: n.GetRole(), Timeline: n.GetTimeline(), WAL: lsn(n.GetWalLsn()),
+				Replayed: lsn(n.GetReplayedLsn()), Streaming: n.GetStreaming(), Failing: n.GetFailing()})
+		}
 		for _, o := range s.GetObservers() {
 			ov := observerViewJSON{Site: o.GetSite(), State: o.GetState(), Witnesses: o.GetWitnesses()}
 			if o.GetSinceUnixNano() != 0 {
@@ -255,4 +272,30 @@ func stepResult(s stepJSON) string {
 		res += " (by " + s.FencedBy + ")"
 	}
 	return res
+}
+
+// nodeRow is one node of a site with several in the databases table:
+// SITE/NODE, role, timeline, positions, receiver.
+func nodeRow(site string, n nodeViewJSON) []string {
+	tli := "-"
+	if n.Timeline != 0 {
+		tli = strconv.FormatUint(uint64(n.Timeline), 10)
+	}
+	role, state := n.Role, "-"
+	switch {
+	case role == "":
+		role = "unseen"
+	case role != "primary" && n.Streaming:
+		state = "streaming"
+	case role != "primary":
+		state = "not streaming"
+	}
+	if n.Failing {
+		state = "failing"
+	}
+	name, active, _ := strings.Cut(site, " ")
+	if active != "" {
+		active = " " + active
+	}
+	return []string{name + "/" + n.Name + active, role, tli, dash(n.WAL), dash(n.Replayed), "-", state}
 }

@@ -91,6 +91,11 @@ type Options struct {
 	// SwitchoverTimeout, when set, is the group's switchover_timeout
 	// (default 30s).
 	SwitchoverTimeout time.Duration
+	// WestB adds a second standby at west, PG["west-b"], on port 5433 of
+	// west's address, streaming from east: the group then lists its
+	// PostgreSQL nodes (east, west, west-b; data_dir on east and west)
+	// and probes each.
+	WestB bool
 }
 
 func (o *Options) defaults() {
@@ -335,7 +340,7 @@ func (e *Env) startDatabases() error {
 	if err := west.Start(); err != nil {
 		return err
 	}
-	return waitFor(startTimeout, "west to stream from east", func() error {
+	err = waitFor(startTimeout, "west to stream from east", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var n int
@@ -344,6 +349,35 @@ func (e *Env) startDatabases() error {
 		}
 		if n == 0 {
 			return errors.New("no streaming standby yet")
+		}
+		return nil
+	})
+	if err != nil || !e.Opts.WestB {
+		return err
+	}
+	westB, err := newPostgresNode(e.Dir, "west-b", "west", siteAddr["west"], 5433)
+	if err != nil {
+		return err
+	}
+	e.PG["west-b"] = westB
+	if err := westB.initStandby(east); err != nil {
+		return err
+	}
+	if err := westB.ownConf(); err != nil {
+		return err
+	}
+	if err := westB.Start(); err != nil {
+		return err
+	}
+	return waitFor(startTimeout, "west-b to stream from east", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var n int
+		if err := east.Query(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name = 'west-b'", &n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("west-b not streaming yet")
 		}
 		return nil
 	})
@@ -433,9 +467,30 @@ func (e *Env) groupYAML() string {
 		maxLag += fmt.Sprintf("      switchover_timeout: %s\n", o.SwitchoverTimeout)
 	}
 	probes := func(site string) string {
-		return fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}
+		out := fmt.Sprintf(`          - {kind: http, url: "http://%[1]s:%[2]s/health", interval: %[3]s, fail_threshold: %[4]d}
           - {kind: postgres, dsn: "%[5]s", interval: %[3]s, fail_threshold: %[4]d}
 `, siteAddr[site], ServicePort, o.ProbeInterval, o.FailThreshold, e.PG[site].DSN())
+		if !o.WestB {
+			return out
+		}
+		// Each node's probe names it.
+		out = strings.Replace(out, "{kind: postgres,", "{kind: postgres, node: "+site+",", 1)
+		if site == "west" {
+			out += fmt.Sprintf("          - {kind: postgres, node: west-b, interval: %s, fail_threshold: %d}\n", o.ProbeInterval, o.FailThreshold)
+		}
+		return out
+	}
+	pgNodes := fmt.Sprintf("        dsn:\n          east: \"%s\"\n          west: \"%s\"\n", e.PG["east"].DSN(), e.PG["west"].DSN())
+	if o.WestB {
+		dir := func(site string) string {
+			if o.NoDataDirs {
+				return ""
+			}
+			return ", data_dir: " + e.PG[site].Data
+		}
+		pgNodes = fmt.Sprintf("        nodes:\n          - {name: east, site: east, dsn: \"%s\"%s}\n          - {name: west, site: west, dsn: \"%s\"%s}\n          - {name: west-b, site: west, dsn: \"%s\"}\n",
+			e.PG["east"].DSN(), dir("east"), e.PG["west"].DSN(), dir("west"), e.PG["west-b"].DSN())
+		dataDirs = strings.Replace(dataDirs, fmt.Sprintf("        data_dir: {east: %s, west: %s}\n", e.PG["east"].Data, e.PG["west"].Data), "", 1)
 	}
 	return fmt.Sprintf(`groups:
   - name: %[1]s
@@ -448,7 +503,7 @@ func (e *Env) groupYAML() string {
       mode: auto
       failover_after: %[4]s
       fence_after: %[5]s
-%[19]s    actions:
+%[18]s    actions:
       dns:
         server: "%[6]s:53"
         zone: %[7]s
@@ -456,13 +511,10 @@ func (e *Env) groupYAML() string {
         records:
           - {name: %[10]s, type: A, ttl: %[11]d, values: {east: %[12]s, west: %[13]s}}
       postgres:
-        dsn:
-          east: "%[14]s"
-          west: "%[15]s"
-        roles: [%[16]s, %[17]s]
-%[18]s`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
+%[14]s        roles: [%[15]s, %[16]s]
+%[17]s`, Group, probes("east"), probes("west"), o.FailoverAfter, o.FenceAfter,
 		siteAddr["dns"], Zone, TSIGName, e.named.secretFile, RecordName, o.TTL, recordValue["east"], recordValue["west"],
-		e.PG["east"].DSN(), e.PG["west"].DSN(), AppRole, BypassRole, dataDirs, maxLag)
+		pgNodes, AppRole, BypassRole, dataDirs, maxLag)
 }
 
 func (e *Env) applyGroup() error {

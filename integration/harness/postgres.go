@@ -43,6 +43,10 @@ type Postgres struct {
 	Site string
 	Addr string
 	Data string
+	// Name is the node's name, its site's for the site's first node;
+	// Port is where it listens (5432 for a site's first node).
+	Name string
+	Port int
 	proc *Process
 	uid  int
 	gid  int
@@ -52,7 +56,7 @@ type Postgres struct {
 // DSN connects as the superuser over TCP from anywhere on the harness's
 // network.
 func (p *Postgres) DSN() string {
-	return fmt.Sprintf("postgres://postgres@%s:5432/postgres?sslmode=disable&connect_timeout=2", p.Addr)
+	return fmt.Sprintf("postgres://postgres@%s:%d/postgres?sslmode=disable&connect_timeout=2", p.Addr, p.Port)
 }
 
 // appDSN is how the application (the write recorder) connects: as the
@@ -62,22 +66,27 @@ func (p *Postgres) appDSN() string {
 }
 
 func (p *Postgres) roleDSN(role string) string {
-	return fmt.Sprintf("postgres://%s@%s:5432/postgres?sslmode=disable&connect_timeout=15", role, p.Addr)
+	return fmt.Sprintf("postgres://%s@%s:%d/postgres?sslmode=disable&connect_timeout=15", role, p.Addr, p.Port)
 }
 
 // harnessDSN is DSN with a connect timeout long enough for a loaded
 // machine, for the harness's own queries; the caller's context bounds
 // them. Witness's probes and actions keep DSN.
 func (p *Postgres) harnessDSN() string {
-	return fmt.Sprintf("postgres://postgres@%s:5432/postgres?sslmode=disable&connect_timeout=15", p.Addr)
+	return fmt.Sprintf("postgres://postgres@%s:%d/postgres?sslmode=disable&connect_timeout=15", p.Addr, p.Port)
 }
 
 func newPostgres(dir, site, addr string) (*Postgres, error) {
+	return newPostgresNode(dir, site, site, addr, 5432)
+}
+
+// newPostgresNode is a further node of site, named name, on port.
+func newPostgresNode(dir, name, site, addr string, port int) (*Postgres, error) {
 	uid, gid, err := userIDs("postgres")
 	if err != nil {
 		return nil, err
 	}
-	base := filepath.Join(dir, "pg-"+site)
+	base := filepath.Join(dir, "pg-"+name)
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return nil, err
 	}
@@ -90,10 +99,10 @@ func newPostgres(dir, site, addr string) (*Postgres, error) {
 			return nil, err
 		}
 	}
-	p := &Postgres{Site: site, Addr: addr, Data: filepath.Join(base, "data"), uid: uid, gid: gid, sock: sock}
-	p.proc = &Process{Name: "postgres " + site, Site: site, Log: filepath.Join(dir, "postgres-"+site+".log"), user: "postgres",
+	p := &Postgres{Site: site, Name: name, Port: port, Addr: addr, Data: filepath.Join(base, "data"), uid: uid, gid: gid, sock: sock}
+	p.proc = &Process{Name: "postgres " + name, Site: site, Log: filepath.Join(dir, "postgres-"+name+".log"), user: "postgres",
 		env:  []string{"LC_ALL=C", "TZ=UTC"},
-		argv: []string{filepath.Join(pgBin, "postgres"), "-D", p.Data, "-k", sock, "-p", "5432", "-c", "listen_addresses=" + addr + ",127.0.0.1"}}
+		argv: []string{filepath.Join(pgBin, "postgres"), "-D", p.Data, "-k", sock, "-p", strconv.Itoa(port), "-c", "listen_addresses=" + addr + ",127.0.0.1"}}
 	return p, nil
 }
 
@@ -125,7 +134,7 @@ func (p *Postgres) initPrimary() error {
 
 // initStandby clones primary with pg_basebackup -R from the host.
 func (p *Postgres) initStandby(primary *Postgres) error {
-	conninfo := fmt.Sprintf("host=%s port=5432 user=postgres application_name=%s", primary.Addr, p.Site)
+	conninfo := fmt.Sprintf("host=%s port=%d user=postgres application_name=%s", primary.Addr, primary.Port, p.Name)
 	return p.asPostgres("pg_basebackup", "-d", conninfo, "-D", p.Data, "-R", "-X", "stream", "-c", "fast", "--no-sync")
 }
 
@@ -134,7 +143,7 @@ func (p *Postgres) initStandby(primary *Postgres) error {
 // the harness's start does.
 func (p *Postgres) ownConf() error {
 	return appendFile(filepath.Join(p.Data, "postgresql.conf"), fmt.Sprintf(
-		"\n# harness: this node's own addresses\nport = 5432\nlisten_addresses = '%s,127.0.0.1'\nunix_socket_directories = '%s'\n", p.Addr, p.sock))
+		"\n# harness: this node's own addresses\nport = %d\nlisten_addresses = '%s,127.0.0.1'\nunix_socket_directories = '%s'\n", p.Port, p.Addr, p.sock))
 }
 
 // stopExternal stops a postmaster that something other than the harness

@@ -802,10 +802,13 @@ type SiteView struct {
 	// replayed), replayed_lsn what a standby has replayed, timeline the
 	// timeline it is on; 0 when unknown. primary_lsn is, for the active
 	// site, the furthest position it was seen at as a primary.
-	WalLsn        uint64 `protobuf:"varint,20,opt,name=wal_lsn,json=walLsn,proto3" json:"wal_lsn,omitempty"`
-	ReplayedLsn   uint64 `protobuf:"varint,21,opt,name=replayed_lsn,json=replayedLsn,proto3" json:"replayed_lsn,omitempty"`
-	Timeline      uint32 `protobuf:"varint,22,opt,name=timeline,proto3" json:"timeline,omitempty"`
-	PrimaryLsn    uint64 `protobuf:"varint,23,opt,name=primary_lsn,json=primaryLsn,proto3" json:"primary_lsn,omitempty"`
+	WalLsn      uint64 `protobuf:"varint,20,opt,name=wal_lsn,json=walLsn,proto3" json:"wal_lsn,omitempty"`
+	ReplayedLsn uint64 `protobuf:"varint,21,opt,name=replayed_lsn,json=replayedLsn,proto3" json:"replayed_lsn,omitempty"`
+	Timeline    uint32 `protobuf:"varint,22,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	PrimaryLsn  uint64 `protobuf:"varint,23,opt,name=primary_lsn,json=primaryLsn,proto3" json:"primary_lsn,omitempty"`
+	// nodes has, for a site with several PostgreSQL nodes, each one as its
+	// fresh observations show it.
+	Nodes         []*NodeView `protobuf:"bytes,24,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -924,6 +927,105 @@ func (x *SiteView) GetPrimaryLsn() uint64 {
 	return 0
 }
 
+func (x *SiteView) GetNodes() []*NodeView {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type NodeView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Timeline      uint32                 `protobuf:"varint,3,opt,name=timeline,proto3" json:"timeline,omitempty"`
+	WalLsn        uint64                 `protobuf:"varint,4,opt,name=wal_lsn,json=walLsn,proto3" json:"wal_lsn,omitempty"`
+	ReplayedLsn   uint64                 `protobuf:"varint,5,opt,name=replayed_lsn,json=replayedLsn,proto3" json:"replayed_lsn,omitempty"`
+	Streaming     bool                   `protobuf:"varint,6,opt,name=streaming,proto3" json:"streaming,omitempty"`
+	Failing       bool                   `protobuf:"varint,7,opt,name=failing,proto3" json:"failing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeView) Reset() {
+	*x = NodeView{}
+	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeView) ProtoMessage() {}
+
+func (x *NodeView) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeView.ProtoReflect.Descriptor instead.
+func (*NodeView) Descriptor() ([]byte, []int) {
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *NodeView) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeView) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *NodeView) GetTimeline() uint32 {
+	if x != nil {
+		return x.Timeline
+	}
+	return 0
+}
+
+func (x *NodeView) GetWalLsn() uint64 {
+	if x != nil {
+		return x.WalLsn
+	}
+	return 0
+}
+
+func (x *NodeView) GetReplayedLsn() uint64 {
+	if x != nil {
+		return x.ReplayedLsn
+	}
+	return 0
+}
+
+func (x *NodeView) GetStreaming() bool {
+	if x != nil {
+		return x.Streaming
+	}
+	return false
+}
+
+func (x *NodeView) GetFailing() bool {
+	if x != nil {
+		return x.Failing
+	}
+	return false
+}
+
 type ObserverView struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Site          string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
@@ -936,7 +1038,7 @@ type ObserverView struct {
 
 func (x *ObserverView) Reset() {
 	*x = ObserverView{}
-	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	mi := &file_witness_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1050,7 @@ func (x *ObserverView) String() string {
 func (*ObserverView) ProtoMessage() {}
 
 func (x *ObserverView) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[12]
+	mi := &file_witness_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1063,7 @@ func (x *ObserverView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserverView.ProtoReflect.Descriptor instead.
 func (*ObserverView) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ObserverView) GetSite() string {
@@ -1002,7 +1104,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[13]
+	mi := &file_witness_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1116,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[13]
+	mi := &file_witness_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1129,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -1052,7 +1154,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[14]
+	mi := &file_witness_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1166,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[14]
+	mi := &file_witness_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1179,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 type SwitchoverRequest struct {
@@ -1096,7 +1198,7 @@ type SwitchoverRequest struct {
 
 func (x *SwitchoverRequest) Reset() {
 	*x = SwitchoverRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[15]
+	mi := &file_witness_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1210,7 @@ func (x *SwitchoverRequest) String() string {
 func (*SwitchoverRequest) ProtoMessage() {}
 
 func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[15]
+	mi := &file_witness_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1223,7 @@ func (x *SwitchoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverRequest.ProtoReflect.Descriptor instead.
 func (*SwitchoverRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SwitchoverRequest) GetGroup() string {
@@ -1178,7 +1280,7 @@ type SwitchoverResponse struct {
 
 func (x *SwitchoverResponse) Reset() {
 	*x = SwitchoverResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[16]
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1292,7 @@ func (x *SwitchoverResponse) String() string {
 func (*SwitchoverResponse) ProtoMessage() {}
 
 func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[16]
+	mi := &file_witness_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1305,7 @@ func (x *SwitchoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwitchoverResponse.ProtoReflect.Descriptor instead.
 func (*SwitchoverResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SwitchoverResponse) GetToken() uint64 {
@@ -1238,7 +1340,7 @@ type CancelSwitchoverRequest struct {
 
 func (x *CancelSwitchoverRequest) Reset() {
 	*x = CancelSwitchoverRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1352,7 @@ func (x *CancelSwitchoverRequest) String() string {
 func (*CancelSwitchoverRequest) ProtoMessage() {}
 
 func (x *CancelSwitchoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[17]
+	mi := &file_witness_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1365,7 @@ func (x *CancelSwitchoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSwitchoverRequest.ProtoReflect.Descriptor instead.
 func (*CancelSwitchoverRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelSwitchoverRequest) GetGroup() string {
@@ -1297,7 +1399,7 @@ type CancelSwitchoverResponse struct {
 
 func (x *CancelSwitchoverResponse) Reset() {
 	*x = CancelSwitchoverResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1411,7 @@ func (x *CancelSwitchoverResponse) String() string {
 func (*CancelSwitchoverResponse) ProtoMessage() {}
 
 func (x *CancelSwitchoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[18]
+	mi := &file_witness_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1424,7 @@ func (x *CancelSwitchoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelSwitchoverResponse.ProtoReflect.Descriptor instead.
 func (*CancelSwitchoverResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelSwitchoverResponse) GetCancelled() *ScheduledSwitchover {
@@ -1351,7 +1453,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1465,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[19]
+	mi := &file_witness_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1478,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FailoverRequest) GetGroup() string {
@@ -1438,7 +1540,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1552,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[20]
+	mi := &file_witness_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1565,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FailoverResponse) GetToken() uint64 {
@@ -1491,7 +1593,7 @@ type SetModeRequest struct {
 
 func (x *SetModeRequest) Reset() {
 	*x = SetModeRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1605,7 @@ func (x *SetModeRequest) String() string {
 func (*SetModeRequest) ProtoMessage() {}
 
 func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[21]
+	mi := &file_witness_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1618,7 @@ func (x *SetModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeRequest.ProtoReflect.Descriptor instead.
 func (*SetModeRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetModeRequest) GetGroup() string {
@@ -1548,7 +1650,7 @@ type SetModeResponse struct {
 
 func (x *SetModeResponse) Reset() {
 	*x = SetModeResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[22]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1662,7 @@ func (x *SetModeResponse) String() string {
 func (*SetModeResponse) ProtoMessage() {}
 
 func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[22]
+	mi := &file_witness_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1675,7 @@ func (x *SetModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetModeResponse.ProtoReflect.Descriptor instead.
 func (*SetModeResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type SetArmedRequest struct {
@@ -1587,7 +1689,7 @@ type SetArmedRequest struct {
 
 func (x *SetArmedRequest) Reset() {
 	*x = SetArmedRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[23]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1701,7 @@ func (x *SetArmedRequest) String() string {
 func (*SetArmedRequest) ProtoMessage() {}
 
 func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[23]
+	mi := &file_witness_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1714,7 @@ func (x *SetArmedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedRequest.ProtoReflect.Descriptor instead.
 func (*SetArmedRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetArmedRequest) GetGroup() string {
@@ -1644,7 +1746,7 @@ type SetArmedResponse struct {
 
 func (x *SetArmedResponse) Reset() {
 	*x = SetArmedResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[24]
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1758,7 @@ func (x *SetArmedResponse) String() string {
 func (*SetArmedResponse) ProtoMessage() {}
 
 func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[24]
+	mi := &file_witness_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1771,7 @@ func (x *SetArmedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetArmedResponse.ProtoReflect.Descriptor instead.
 func (*SetArmedResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 type AddMemberRequest struct {
@@ -1685,7 +1787,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1799,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[25]
+	mi := &file_witness_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1812,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -1758,7 +1860,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1872,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[26]
+	mi := &file_witness_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1885,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AddMemberResponse) GetClusterId() string {
@@ -1809,7 +1911,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1923,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[27]
+	mi := &file_witness_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1936,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -1852,7 +1954,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1966,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[28]
+	mi := &file_witness_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +1979,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 // RunHookRequest names one hook of a group's spec. Internal.
@@ -1898,7 +2000,7 @@ type RunHookRequest struct {
 
 func (x *RunHookRequest) Reset() {
 	*x = RunHookRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2012,7 @@ func (x *RunHookRequest) String() string {
 func (*RunHookRequest) ProtoMessage() {}
 
 func (x *RunHookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[29]
+	mi := &file_witness_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2025,7 @@ func (x *RunHookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHookRequest.ProtoReflect.Descriptor instead.
 func (*RunHookRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RunHookRequest) GetGroup() string {
@@ -1984,7 +2086,7 @@ type RunHookResponse struct {
 
 func (x *RunHookResponse) Reset() {
 	*x = RunHookResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2098,7 @@ func (x *RunHookResponse) String() string {
 func (*RunHookResponse) ProtoMessage() {}
 
 func (x *RunHookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[30]
+	mi := &file_witness_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2111,7 @@ func (x *RunHookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunHookResponse.ProtoReflect.Descriptor instead.
 func (*RunHookResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RunHookResponse) GetNode() string {
@@ -2073,7 +2175,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2187,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[31]
+	mi := &file_witness_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2200,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RenewLeaseRequest) GetNode() string {
@@ -2132,7 +2234,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2246,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[32]
+	mi := &file_witness_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2259,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RenewLeaseResponse) GetNode() string {
@@ -2179,7 +2281,7 @@ type LeaseStatusRequest struct {
 
 func (x *LeaseStatusRequest) Reset() {
 	*x = LeaseStatusRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2293,7 @@ func (x *LeaseStatusRequest) String() string {
 func (*LeaseStatusRequest) ProtoMessage() {}
 
 func (x *LeaseStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[33]
+	mi := &file_witness_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2306,7 @@ func (x *LeaseStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseStatusRequest.ProtoReflect.Descriptor instead.
 func (*LeaseStatusRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LeaseStatusRequest) GetSite() string {
@@ -2240,7 +2342,7 @@ type LeaseStatusResponse struct {
 
 func (x *LeaseStatusResponse) Reset() {
 	*x = LeaseStatusResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	mi := &file_witness_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2354,7 @@ func (x *LeaseStatusResponse) String() string {
 func (*LeaseStatusResponse) ProtoMessage() {}
 
 func (x *LeaseStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[34]
+	mi := &file_witness_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2367,7 @@ func (x *LeaseStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseStatusResponse.ProtoReflect.Descriptor instead.
 func (*LeaseStatusResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LeaseStatusResponse) GetNode() string {
@@ -2298,7 +2400,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[35]
+	mi := &file_witness_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2412,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[35]
+	mi := &file_witness_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2425,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 // ReadIndexResponse is the leader's commit index after it verified its
@@ -2338,7 +2440,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[36]
+	mi := &file_witness_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2452,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[36]
+	mi := &file_witness_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2465,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -2389,7 +2491,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[37]
+	mi := &file_witness_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2503,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[37]
+	mi := &file_witness_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2516,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchRequest) GetGroup() string {
@@ -2449,7 +2551,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_witness_v1_admin_proto_msgTypes[38]
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2563,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[38]
+	mi := &file_witness_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2576,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchEvent) GetAtUnixNano() int64 {
@@ -2562,7 +2664,7 @@ type DemoteLocalRequest struct {
 
 func (x *DemoteLocalRequest) Reset() {
 	*x = DemoteLocalRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2676,7 @@ func (x *DemoteLocalRequest) String() string {
 func (*DemoteLocalRequest) ProtoMessage() {}
 
 func (x *DemoteLocalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[39]
+	mi := &file_witness_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2689,7 @@ func (x *DemoteLocalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoteLocalRequest.ProtoReflect.Descriptor instead.
 func (*DemoteLocalRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DemoteLocalRequest) GetGroup() string {
@@ -2641,7 +2743,7 @@ type DemoteLocalResponse struct {
 
 func (x *DemoteLocalResponse) Reset() {
 	*x = DemoteLocalResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	mi := &file_witness_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2755,7 @@ func (x *DemoteLocalResponse) String() string {
 func (*DemoteLocalResponse) ProtoMessage() {}
 
 func (x *DemoteLocalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[40]
+	mi := &file_witness_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2768,7 @@ func (x *DemoteLocalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoteLocalResponse.ProtoReflect.Descriptor instead.
 func (*DemoteLocalResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DemoteLocalResponse) GetNode() string {
@@ -2708,7 +2810,7 @@ type ReinstateRequest struct {
 
 func (x *ReinstateRequest) Reset() {
 	*x = ReinstateRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[41]
+	mi := &file_witness_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2822,7 @@ func (x *ReinstateRequest) String() string {
 func (*ReinstateRequest) ProtoMessage() {}
 
 func (x *ReinstateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[41]
+	mi := &file_witness_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2835,7 @@ func (x *ReinstateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateRequest.ProtoReflect.Descriptor instead.
 func (*ReinstateRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ReinstateRequest) GetGroup() string {
@@ -2769,7 +2871,7 @@ type ReinstateResponse struct {
 
 func (x *ReinstateResponse) Reset() {
 	*x = ReinstateResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[42]
+	mi := &file_witness_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +2883,7 @@ func (x *ReinstateResponse) String() string {
 func (*ReinstateResponse) ProtoMessage() {}
 
 func (x *ReinstateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[42]
+	mi := &file_witness_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +2896,7 @@ func (x *ReinstateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateResponse.ProtoReflect.Descriptor instead.
 func (*ReinstateResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReinstateResponse) GetToken() uint64 {
@@ -2839,7 +2941,7 @@ type ReinstateLocalRequest struct {
 
 func (x *ReinstateLocalRequest) Reset() {
 	*x = ReinstateLocalRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[43]
+	mi := &file_witness_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2953,7 @@ func (x *ReinstateLocalRequest) String() string {
 func (*ReinstateLocalRequest) ProtoMessage() {}
 
 func (x *ReinstateLocalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[43]
+	mi := &file_witness_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2966,7 @@ func (x *ReinstateLocalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateLocalRequest.ProtoReflect.Descriptor instead.
 func (*ReinstateLocalRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReinstateLocalRequest) GetGroup() string {
@@ -2910,7 +3012,7 @@ type ReinstateLocalResponse struct {
 
 func (x *ReinstateLocalResponse) Reset() {
 	*x = ReinstateLocalResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[44]
+	mi := &file_witness_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3024,7 @@ func (x *ReinstateLocalResponse) String() string {
 func (*ReinstateLocalResponse) ProtoMessage() {}
 
 func (x *ReinstateLocalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[44]
+	mi := &file_witness_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3037,7 @@ func (x *ReinstateLocalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReinstateLocalResponse.ProtoReflect.Descriptor instead.
 func (*ReinstateLocalResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReinstateLocalResponse) GetNode() string {
@@ -2992,7 +3094,7 @@ type KeyringRequest struct {
 
 func (x *KeyringRequest) Reset() {
 	*x = KeyringRequest{}
-	mi := &file_witness_v1_admin_proto_msgTypes[45]
+	mi := &file_witness_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3106,7 @@ func (x *KeyringRequest) String() string {
 func (*KeyringRequest) ProtoMessage() {}
 
 func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[45]
+	mi := &file_witness_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3119,7 @@ func (x *KeyringRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringRequest.ProtoReflect.Descriptor instead.
 func (*KeyringRequest) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KeyringRequest) GetOp() string {
@@ -3047,7 +3149,7 @@ type KeyringResponse struct {
 
 func (x *KeyringResponse) Reset() {
 	*x = KeyringResponse{}
-	mi := &file_witness_v1_admin_proto_msgTypes[46]
+	mi := &file_witness_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3161,7 @@ func (x *KeyringResponse) String() string {
 func (*KeyringResponse) ProtoMessage() {}
 
 func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_witness_v1_admin_proto_msgTypes[46]
+	mi := &file_witness_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3174,7 @@ func (x *KeyringResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyringResponse.ProtoReflect.Descriptor instead.
 func (*KeyringResponse) Descriptor() ([]byte, []int) {
-	return file_witness_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_witness_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *KeyringResponse) GetNode() string {
@@ -3156,7 +3258,7 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"atUnixNano\x12!\n" +
 	"\fevaluated_by\x18\a \x01(\tR\vevaluatedBy\x12\x18\n" +
 	"\atargets\x18\x14 \x01(\x05R\atargets\x12\x1b\n" +
-	"\tno_target\x18\x15 \x01(\tR\bnoTarget\"\xf3\x02\n" +
+	"\tno_target\x18\x15 \x01(\tR\bnoTarget\"\x9f\x03\n" +
 	"\bSiteView\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x126\n" +
@@ -3171,7 +3273,16 @@ const file_witness_v1_admin_proto_rawDesc = "" +
 	"\freplayed_lsn\x18\x15 \x01(\x04R\vreplayedLsn\x12\x1a\n" +
 	"\btimeline\x18\x16 \x01(\rR\btimeline\x12\x1f\n" +
 	"\vprimary_lsn\x18\x17 \x01(\x04R\n" +
-	"primaryLsn\"~\n" +
+	"primaryLsn\x12*\n" +
+	"\x05nodes\x18\x18 \x03(\v2\x14.witness.v1.NodeViewR\x05nodes\"\xc2\x01\n" +
+	"\bNodeView\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1a\n" +
+	"\btimeline\x18\x03 \x01(\rR\btimeline\x12\x17\n" +
+	"\awal_lsn\x18\x04 \x01(\x04R\x06walLsn\x12!\n" +
+	"\freplayed_lsn\x18\x05 \x01(\x04R\vreplayedLsn\x12\x1c\n" +
+	"\tstreaming\x18\x06 \x01(\bR\tstreaming\x12\x18\n" +
+	"\afailing\x18\a \x01(\bR\afailing\"~\n" +
 	"\fObserverView\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12&\n" +
@@ -3373,7 +3484,7 @@ func file_witness_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_witness_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_witness_v1_admin_proto_goTypes = []any{
 	(ChangeKind)(0),                  // 0: witness.v1.ChangeKind
 	(*Member)(nil),                   // 1: witness.v1.Member
@@ -3388,114 +3499,116 @@ var file_witness_v1_admin_proto_goTypes = []any{
 	(*GetGroupResponse)(nil),         // 10: witness.v1.GetGroupResponse
 	(*Explanation)(nil),              // 11: witness.v1.Explanation
 	(*SiteView)(nil),                 // 12: witness.v1.SiteView
-	(*ObserverView)(nil),             // 13: witness.v1.ObserverView
-	(*DeleteGroupRequest)(nil),       // 14: witness.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),      // 15: witness.v1.DeleteGroupResponse
-	(*SwitchoverRequest)(nil),        // 16: witness.v1.SwitchoverRequest
-	(*SwitchoverResponse)(nil),       // 17: witness.v1.SwitchoverResponse
-	(*CancelSwitchoverRequest)(nil),  // 18: witness.v1.CancelSwitchoverRequest
-	(*CancelSwitchoverResponse)(nil), // 19: witness.v1.CancelSwitchoverResponse
-	(*FailoverRequest)(nil),          // 20: witness.v1.FailoverRequest
-	(*FailoverResponse)(nil),         // 21: witness.v1.FailoverResponse
-	(*SetModeRequest)(nil),           // 22: witness.v1.SetModeRequest
-	(*SetModeResponse)(nil),          // 23: witness.v1.SetModeResponse
-	(*SetArmedRequest)(nil),          // 24: witness.v1.SetArmedRequest
-	(*SetArmedResponse)(nil),         // 25: witness.v1.SetArmedResponse
-	(*AddMemberRequest)(nil),         // 26: witness.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),        // 27: witness.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),      // 28: witness.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),     // 29: witness.v1.RemoveMemberResponse
-	(*RunHookRequest)(nil),           // 30: witness.v1.RunHookRequest
-	(*RunHookResponse)(nil),          // 31: witness.v1.RunHookResponse
-	(*RenewLeaseRequest)(nil),        // 32: witness.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),       // 33: witness.v1.RenewLeaseResponse
-	(*LeaseStatusRequest)(nil),       // 34: witness.v1.LeaseStatusRequest
-	(*LeaseStatusResponse)(nil),      // 35: witness.v1.LeaseStatusResponse
-	(*ReadIndexRequest)(nil),         // 36: witness.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 37: witness.v1.ReadIndexResponse
-	(*WatchRequest)(nil),             // 38: witness.v1.WatchRequest
-	(*WatchEvent)(nil),               // 39: witness.v1.WatchEvent
-	(*DemoteLocalRequest)(nil),       // 40: witness.v1.DemoteLocalRequest
-	(*DemoteLocalResponse)(nil),      // 41: witness.v1.DemoteLocalResponse
-	(*ReinstateRequest)(nil),         // 42: witness.v1.ReinstateRequest
-	(*ReinstateResponse)(nil),        // 43: witness.v1.ReinstateResponse
-	(*ReinstateLocalRequest)(nil),    // 44: witness.v1.ReinstateLocalRequest
-	(*ReinstateLocalResponse)(nil),   // 45: witness.v1.ReinstateLocalResponse
-	(*KeyringRequest)(nil),           // 46: witness.v1.KeyringRequest
-	(*KeyringResponse)(nil),          // 47: witness.v1.KeyringResponse
-	nil,                              // 48: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
-	(*Group)(nil),                    // 49: witness.v1.Group
-	(*ScheduledSwitchover)(nil),      // 50: witness.v1.ScheduledSwitchover
-	(Mode)(0),                        // 51: witness.v1.Mode
-	(*Transition)(nil),               // 52: witness.v1.Transition
-	(*StepResult)(nil),               // 53: witness.v1.StepResult
+	(*NodeView)(nil),                 // 13: witness.v1.NodeView
+	(*ObserverView)(nil),             // 14: witness.v1.ObserverView
+	(*DeleteGroupRequest)(nil),       // 15: witness.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),      // 16: witness.v1.DeleteGroupResponse
+	(*SwitchoverRequest)(nil),        // 17: witness.v1.SwitchoverRequest
+	(*SwitchoverResponse)(nil),       // 18: witness.v1.SwitchoverResponse
+	(*CancelSwitchoverRequest)(nil),  // 19: witness.v1.CancelSwitchoverRequest
+	(*CancelSwitchoverResponse)(nil), // 20: witness.v1.CancelSwitchoverResponse
+	(*FailoverRequest)(nil),          // 21: witness.v1.FailoverRequest
+	(*FailoverResponse)(nil),         // 22: witness.v1.FailoverResponse
+	(*SetModeRequest)(nil),           // 23: witness.v1.SetModeRequest
+	(*SetModeResponse)(nil),          // 24: witness.v1.SetModeResponse
+	(*SetArmedRequest)(nil),          // 25: witness.v1.SetArmedRequest
+	(*SetArmedResponse)(nil),         // 26: witness.v1.SetArmedResponse
+	(*AddMemberRequest)(nil),         // 27: witness.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),        // 28: witness.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),      // 29: witness.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),     // 30: witness.v1.RemoveMemberResponse
+	(*RunHookRequest)(nil),           // 31: witness.v1.RunHookRequest
+	(*RunHookResponse)(nil),          // 32: witness.v1.RunHookResponse
+	(*RenewLeaseRequest)(nil),        // 33: witness.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),       // 34: witness.v1.RenewLeaseResponse
+	(*LeaseStatusRequest)(nil),       // 35: witness.v1.LeaseStatusRequest
+	(*LeaseStatusResponse)(nil),      // 36: witness.v1.LeaseStatusResponse
+	(*ReadIndexRequest)(nil),         // 37: witness.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 38: witness.v1.ReadIndexResponse
+	(*WatchRequest)(nil),             // 39: witness.v1.WatchRequest
+	(*WatchEvent)(nil),               // 40: witness.v1.WatchEvent
+	(*DemoteLocalRequest)(nil),       // 41: witness.v1.DemoteLocalRequest
+	(*DemoteLocalResponse)(nil),      // 42: witness.v1.DemoteLocalResponse
+	(*ReinstateRequest)(nil),         // 43: witness.v1.ReinstateRequest
+	(*ReinstateResponse)(nil),        // 44: witness.v1.ReinstateResponse
+	(*ReinstateLocalRequest)(nil),    // 45: witness.v1.ReinstateLocalRequest
+	(*ReinstateLocalResponse)(nil),   // 46: witness.v1.ReinstateLocalResponse
+	(*KeyringRequest)(nil),           // 47: witness.v1.KeyringRequest
+	(*KeyringResponse)(nil),          // 48: witness.v1.KeyringResponse
+	nil,                              // 49: witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	(*Group)(nil),                    // 50: witness.v1.Group
+	(*ScheduledSwitchover)(nil),      // 51: witness.v1.ScheduledSwitchover
+	(Mode)(0),                        // 52: witness.v1.Mode
+	(*Transition)(nil),               // 53: witness.v1.Transition
+	(*StepResult)(nil),               // 54: witness.v1.StepResult
 }
 var file_witness_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: witness.v1.StatusResponse.members:type_name -> witness.v1.Member
-	49, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
-	48, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
+	50, // 1: witness.v1.StatusResponse.groups:type_name -> witness.v1.Group
+	49, // 2: witness.v1.ApplyGroupsRequest.active_sites:type_name -> witness.v1.ApplyGroupsRequest.ActiveSitesEntry
 	0,  // 3: witness.v1.GroupChange.change:type_name -> witness.v1.ChangeKind
 	5,  // 4: witness.v1.ApplyGroupsResponse.changes:type_name -> witness.v1.GroupChange
-	49, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
-	49, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
+	50, // 5: witness.v1.ListGroupsResponse.groups:type_name -> witness.v1.Group
+	50, // 6: witness.v1.GetGroupResponse.group:type_name -> witness.v1.Group
 	11, // 7: witness.v1.GetGroupResponse.explanation:type_name -> witness.v1.Explanation
 	12, // 8: witness.v1.Explanation.sites:type_name -> witness.v1.SiteView
-	13, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
-	50, // 10: witness.v1.SwitchoverResponse.scheduled:type_name -> witness.v1.ScheduledSwitchover
-	50, // 11: witness.v1.CancelSwitchoverResponse.cancelled:type_name -> witness.v1.ScheduledSwitchover
-	51, // 12: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
-	1,  // 13: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
-	52, // 14: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
-	53, // 15: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
-	53, // 16: witness.v1.ReinstateResponse.steps:type_name -> witness.v1.StepResult
-	53, // 17: witness.v1.ReinstateLocalResponse.steps:type_name -> witness.v1.StepResult
-	2,  // 18: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
-	4,  // 19: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
-	7,  // 20: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
-	9,  // 21: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
-	14, // 22: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
-	16, // 23: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
-	18, // 24: witness.v1.Admin.CancelSwitchover:input_type -> witness.v1.CancelSwitchoverRequest
-	20, // 25: witness.v1.Admin.Failover:input_type -> witness.v1.FailoverRequest
-	22, // 26: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
-	24, // 27: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
-	26, // 28: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
-	28, // 29: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
-	38, // 30: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
-	30, // 31: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
-	32, // 32: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
-	34, // 33: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
-	36, // 34: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
-	40, // 35: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
-	42, // 36: witness.v1.Admin.Reinstate:input_type -> witness.v1.ReinstateRequest
-	44, // 37: witness.v1.Admin.ReinstateLocal:input_type -> witness.v1.ReinstateLocalRequest
-	46, // 38: witness.v1.Admin.Keyring:input_type -> witness.v1.KeyringRequest
-	3,  // 39: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
-	6,  // 40: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
-	8,  // 41: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
-	10, // 42: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
-	15, // 43: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
-	17, // 44: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
-	19, // 45: witness.v1.Admin.CancelSwitchover:output_type -> witness.v1.CancelSwitchoverResponse
-	21, // 46: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
-	23, // 47: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
-	25, // 48: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
-	27, // 49: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
-	29, // 50: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
-	39, // 51: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
-	31, // 52: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
-	33, // 53: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
-	35, // 54: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
-	37, // 55: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
-	41, // 56: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
-	43, // 57: witness.v1.Admin.Reinstate:output_type -> witness.v1.ReinstateResponse
-	45, // 58: witness.v1.Admin.ReinstateLocal:output_type -> witness.v1.ReinstateLocalResponse
-	47, // 59: witness.v1.Admin.Keyring:output_type -> witness.v1.KeyringResponse
-	39, // [39:60] is the sub-list for method output_type
-	18, // [18:39] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 9: witness.v1.SiteView.observers:type_name -> witness.v1.ObserverView
+	13, // 10: witness.v1.SiteView.nodes:type_name -> witness.v1.NodeView
+	51, // 11: witness.v1.SwitchoverResponse.scheduled:type_name -> witness.v1.ScheduledSwitchover
+	51, // 12: witness.v1.CancelSwitchoverResponse.cancelled:type_name -> witness.v1.ScheduledSwitchover
+	52, // 13: witness.v1.SetModeRequest.mode:type_name -> witness.v1.Mode
+	1,  // 14: witness.v1.AddMemberResponse.members:type_name -> witness.v1.Member
+	53, // 15: witness.v1.WatchEvent.transition:type_name -> witness.v1.Transition
+	54, // 16: witness.v1.WatchEvent.step:type_name -> witness.v1.StepResult
+	54, // 17: witness.v1.ReinstateResponse.steps:type_name -> witness.v1.StepResult
+	54, // 18: witness.v1.ReinstateLocalResponse.steps:type_name -> witness.v1.StepResult
+	2,  // 19: witness.v1.Admin.Status:input_type -> witness.v1.StatusRequest
+	4,  // 20: witness.v1.Admin.ApplyGroups:input_type -> witness.v1.ApplyGroupsRequest
+	7,  // 21: witness.v1.Admin.ListGroups:input_type -> witness.v1.ListGroupsRequest
+	9,  // 22: witness.v1.Admin.GetGroup:input_type -> witness.v1.GetGroupRequest
+	15, // 23: witness.v1.Admin.DeleteGroup:input_type -> witness.v1.DeleteGroupRequest
+	17, // 24: witness.v1.Admin.Switchover:input_type -> witness.v1.SwitchoverRequest
+	19, // 25: witness.v1.Admin.CancelSwitchover:input_type -> witness.v1.CancelSwitchoverRequest
+	21, // 26: witness.v1.Admin.Failover:input_type -> witness.v1.FailoverRequest
+	23, // 27: witness.v1.Admin.SetMode:input_type -> witness.v1.SetModeRequest
+	25, // 28: witness.v1.Admin.SetArmed:input_type -> witness.v1.SetArmedRequest
+	27, // 29: witness.v1.Admin.AddMember:input_type -> witness.v1.AddMemberRequest
+	29, // 30: witness.v1.Admin.RemoveMember:input_type -> witness.v1.RemoveMemberRequest
+	39, // 31: witness.v1.Admin.Watch:input_type -> witness.v1.WatchRequest
+	31, // 32: witness.v1.Admin.RunHook:input_type -> witness.v1.RunHookRequest
+	33, // 33: witness.v1.Admin.RenewLease:input_type -> witness.v1.RenewLeaseRequest
+	35, // 34: witness.v1.Admin.LeaseStatus:input_type -> witness.v1.LeaseStatusRequest
+	37, // 35: witness.v1.Admin.ReadIndex:input_type -> witness.v1.ReadIndexRequest
+	41, // 36: witness.v1.Admin.DemoteLocal:input_type -> witness.v1.DemoteLocalRequest
+	43, // 37: witness.v1.Admin.Reinstate:input_type -> witness.v1.ReinstateRequest
+	45, // 38: witness.v1.Admin.ReinstateLocal:input_type -> witness.v1.ReinstateLocalRequest
+	47, // 39: witness.v1.Admin.Keyring:input_type -> witness.v1.KeyringRequest
+	3,  // 40: witness.v1.Admin.Status:output_type -> witness.v1.StatusResponse
+	6,  // 41: witness.v1.Admin.ApplyGroups:output_type -> witness.v1.ApplyGroupsResponse
+	8,  // 42: witness.v1.Admin.ListGroups:output_type -> witness.v1.ListGroupsResponse
+	10, // 43: witness.v1.Admin.GetGroup:output_type -> witness.v1.GetGroupResponse
+	16, // 44: witness.v1.Admin.DeleteGroup:output_type -> witness.v1.DeleteGroupResponse
+	18, // 45: witness.v1.Admin.Switchover:output_type -> witness.v1.SwitchoverResponse
+	20, // 46: witness.v1.Admin.CancelSwitchover:output_type -> witness.v1.CancelSwitchoverResponse
+	22, // 47: witness.v1.Admin.Failover:output_type -> witness.v1.FailoverResponse
+	24, // 48: witness.v1.Admin.SetMode:output_type -> witness.v1.SetModeResponse
+	26, // 49: witness.v1.Admin.SetArmed:output_type -> witness.v1.SetArmedResponse
+	28, // 50: witness.v1.Admin.AddMember:output_type -> witness.v1.AddMemberResponse
+	30, // 51: witness.v1.Admin.RemoveMember:output_type -> witness.v1.RemoveMemberResponse
+	40, // 52: witness.v1.Admin.Watch:output_type -> witness.v1.WatchEvent
+	32, // 53: witness.v1.Admin.RunHook:output_type -> witness.v1.RunHookResponse
+	34, // 54: witness.v1.Admin.RenewLease:output_type -> witness.v1.RenewLeaseResponse
+	36, // 55: witness.v1.Admin.LeaseStatus:output_type -> witness.v1.LeaseStatusResponse
+	38, // 56: witness.v1.Admin.ReadIndex:output_type -> witness.v1.ReadIndexResponse
+	42, // 57: witness.v1.Admin.DemoteLocal:output_type -> witness.v1.DemoteLocalResponse
+	44, // 58: witness.v1.Admin.Reinstate:output_type -> witness.v1.ReinstateResponse
+	46, // 59: witness.v1.Admin.ReinstateLocal:output_type -> witness.v1.ReinstateLocalResponse
+	48, // 60: witness.v1.Admin.Keyring:output_type -> witness.v1.KeyringResponse
+	40, // [40:61] is the sub-list for method output_type
+	19, // [19:40] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_admin_proto_init() }
@@ -3510,7 +3623,7 @@ func file_witness_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_admin_proto_rawDesc), len(file_witness_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
