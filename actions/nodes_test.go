@@ -3,8 +3,10 @@ package actions_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -130,4 +132,32 @@ func TestNodesSwitchoverKeepsPreparedNode(t *testing.T) {
 	if !errors.Is(res.Err, fsm.ErrInvalid) {
 		t.Errorf("move to west at node east-1: %v, want ErrInvalid", res.Err)
 	}
+}
+
+// TestNodesRepointRetriedWithoutHoldingUpThePlan: a standby that cannot be
+// re-pointed now fails the repoint step, which settle does not wait for;
+// it is tried again until it succeeds.
+func TestNodesRepointRetriedWithoutHoldingUpThePlan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &actionstest.Leader{FSM: fsm.New()}
+		if _, err := l.Apply(context.Background(), &witnessv1.PutGroupsCommand{Specs: []*witnessv1.GroupSpec{nodesGroup()}}); err != nil {
+			t.Fatal(err)
+		}
+		r := actionstest.NewRunner()
+		r.Fail("repoint/west-a", errors.New("connection refused"))
+		if res, err := l.Apply(context.Background(), &witnessv1.TransitionCommand{
+			Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west", ToNode: "west-b"}},
+			Kind:  witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER,
+		}); err != nil || res.Err != nil {
+			t.Fatal(err, res.Err)
+		}
+		f := startFake(t, &actions.Reconciler{Leader: l, Runner: r})
+		defer f.stop()
+		f.until(5*time.Second, func() bool { return slices.Contains(steps(l), actions.StepSettle) })
+		if slices.Contains(steps(l), actions.StepRepoint) {
+			t.Fatal("repoint recorded ok while west-a refused")
+		}
+		r.Fail("repoint/west-a", nil)
+		f.until(time.Minute, func() bool { return slices.Contains(steps(l), actions.StepRepoint) })
+	})
 }
