@@ -404,8 +404,12 @@ func (c *cli) group(args []string) error {
 	if !d.Armed {
 		armed = fmt.Sprintf("disarmed (after the failover at token %d; 'witnessctl arm %s' to re-arm)", d.DisarmedAtToken, d.Name)
 	}
+	at := d.ActiveSite
+	if d.ActiveNode != "" {
+		at += " (node " + d.ActiveNode + ")"
+	}
 	fmt.Fprintf(c.stdout, "group %s: active at %s, token %d, mode %s, %s\nsites in priority order: %s\n",
-		d.Name, d.ActiveSite, d.Token, d.Mode, armed, strings.Join(d.Sites, ", "))
+		d.Name, at, d.Token, d.Mode, armed, strings.Join(d.Sites, ", "))
 	if p := d.Pending; p != nil {
 		fmt.Fprintf(c.stdout, "switchover to %s pending since %s: %s is being fenced at token %d; the move commits once the fence holds\n",
 			p.To, p.Since.Format(time.RFC3339), d.ActiveSite, d.Token)
@@ -471,7 +475,7 @@ func (c *cli) group(args []string) error {
 			// A site with several nodes: one row each, then where the
 			// site's primary was last seen.
 			for _, n := range s.Nodes {
-				dbRows = append(dbRows, nodeRow(site, n))
+				dbRows = append(dbRows, nodeRow(s.Site, n, s.Active && n.Name == d.ActiveNode))
 			}
 			if s.PrimaryWAL != "" {
 				dbRows = append(dbRows, []string{site, "-", "-", "-", "-", s.PrimaryWAL, "-"})

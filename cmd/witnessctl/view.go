@@ -71,14 +71,17 @@ type stepJSON struct {
 
 type groupDetail struct {
 	groupSummary
-	DisarmedAtToken uint64           `json:"disarmed_at_token,omitempty"`
-	Proposal        *proposalJSON    `json:"proposal,omitempty"`
-	Pending         *pendingJSON     `json:"pending_switchover,omitempty"`
-	Scheduled       *scheduledJSON   `json:"scheduled_switchover,omitempty"`
-	LastScheduled   *scheduledJSON   `json:"last_scheduled_switchover,omitempty"`
-	History         []transitionJSON `json:"history"`
-	Steps           []stepJSON       `json:"steps"`
-	Explanation     *explanationJSON `json:"explanation,omitempty"`
+	DisarmedAtToken uint64 `json:"disarmed_at_token,omitempty"`
+	// ActiveNode is, for a group with several nodes at a site, the node
+	// that acts for the active site.
+	ActiveNode    string           `json:"active_node,omitempty"`
+	Proposal      *proposalJSON    `json:"proposal,omitempty"`
+	Pending       *pendingJSON     `json:"pending_switchover,omitempty"`
+	Scheduled     *scheduledJSON   `json:"scheduled_switchover,omitempty"`
+	LastScheduled *scheduledJSON   `json:"last_scheduled_switchover,omitempty"`
+	History       []transitionJSON `json:"history"`
+	Steps         []stepJSON       `json:"steps"`
+	Explanation   *explanationJSON `json:"explanation,omitempty"`
 }
 
 type pendingJSON struct {
@@ -227,7 +230,8 @@ func toSummary(g *witnessv1.Group) groupSummary {
 
 func toDetail(g *witnessv1.Group) groupDetail {
 	s := g.GetStatus()
-	d := groupDetail{groupSummary: toSummary(g), DisarmedAtToken: s.GetDisarmedAtToken(), History: []transitionJSON{}, Steps: []stepJSON{}}
+	d := groupDetail{groupSummary: toSummary(g), DisarmedAtToken: s.GetDisarmedAtToken(), History: []transitionJSON{}, Steps: []stepJSON{},
+		ActiveNode: activeNode(g)}
 	if p := s.GetProposal(); p != nil {
 		d.Proposal = &proposalJSON{Action: p.GetAction(), From: p.GetFromSite(), To: p.GetToSite(), ExpectedToken: p.GetExpectedToken(), Reason: p.GetReason()}
 	}
@@ -274,9 +278,25 @@ func stepResult(s stepJSON) string {
 	return res
 }
 
+// activeNode is the node of a group with several at a site that acts
+// for its active site: the one its token promoted, else the site's node
+// with a data_dir, else its first; "" for one node per site.
+func activeNode(g *witnessv1.Group) string {
+	if n := g.GetStatus().GetActiveNode(); n != "" {
+		return n
+	}
+	var first *witnessv1.PostgresNode
+	for _, n := range g.GetSpec().GetActions().GetPostgres().GetNodes() {
+		if n.GetSite() == g.GetStatus().GetActiveSite() && (first == nil || (first.GetDataDir() == "" && n.GetDataDir() != "")) {
+			first = n
+		}
+	}
+	return first.GetName()
+}
+
 // nodeRow is one node of a site with several in the databases table:
 // SITE/NODE, role, timeline, positions, receiver.
-func nodeRow(site string, n nodeViewJSON) []string {
+func nodeRow(site string, n nodeViewJSON, active bool) []string {
 	tli := "-"
 	if n.Timeline != 0 {
 		tli = strconv.FormatUint(uint64(n.Timeline), 10)
@@ -293,9 +313,9 @@ func nodeRow(site string, n nodeViewJSON) []string {
 	if n.Failing {
 		state = "failing"
 	}
-	name, active, _ := strings.Cut(site, " ")
-	if active != "" {
-		active = " " + active
+	label := site + "/" + n.Name
+	if active {
+		label += " (active)"
 	}
-	return []string{name + "/" + n.Name + active, role, tli, dash(n.WAL), dash(n.Replayed), "-", state}
+	return []string{label, role, tli, dash(n.WAL), dash(n.Replayed), "-", state}
 }
