@@ -89,15 +89,15 @@ func TestRestartedWitnessFencesFromItsRecord(t *testing.T) {
 
 // standbyFencer is a fenceRecorder whose fence stopped a standby (as a
 // self-fence does that cannot tell it from a primary under load): it
-// counts the starts of that standby.
+// records and counts the starts of that standby.
 type standbyFencer struct {
 	*fenceRecorder
 	starts atomic.Int32
 }
 
-func (f *standbyFencer) StartStoppedStandby(context.Context, *witnessv1.Group, string) (bool, error) {
+func (f *standbyFencer) StartStoppedStandby(_ context.Context, g *witnessv1.Group, dsn string) (bool, error) {
 	f.starts.Add(1)
-	return true, nil
+	return true, f.record("start", dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
 }
 
 // When the lease returns, a self-fence of a group active elsewhere ends
