@@ -1,0 +1,48 @@
+package cluster
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sitewitness/witness/actions/postgres"
+	"github.com/sitewitness/witness/integration/pgharness"
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
+)
+
+// The leader's demotion of a site whose database runs as a standby that
+// stays one (in recovery, standby.signal in place) records the token on
+// it and leaves it running: it takes no write, and stopping it would
+// fence nothing (it may be an old primary that came back as a standby,
+// which reinstate rewinds running or not).
+func TestDemoteStampsARunningStandbyAndLeavesItRunning(t *testing.T) {
+	primary := pgharness.StartPrimary(t)
+	standby := pgharness.StartStandby(t, primary)
+	dsn := standby.DSN("postgres")
+	g := &witnessv1.Group{
+		Spec: &witnessv1.GroupSpec{Name: "app", Actions: &witnessv1.Actions{Postgres: &witnessv1.PostgresAction{
+			Dsn:     map[string]string{"east": dsn, "west": primary.DSN("postgres")},
+			DataDir: map[string]string{"east": standby.DataDir},
+			PgCtl:   filepath.Join(pgharness.BinDir(t), "pg_ctl"),
+		}}},
+		Status: &witnessv1.GroupStatus{ActiveSite: "west", Token: 7},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, mode := range []postgres.StopMode{postgres.StopImmediate, postgres.StopFast} {
+		if err := (pgFencer{site: "east"}).Demote(ctx, g, dsn, mode); err != nil {
+			t.Fatalf("demote %s: %v", mode, err)
+		}
+		st, err := postgres.Status(ctx, dsn)
+		if err != nil {
+			t.Fatalf("after the %s demotion the standby does not answer: %v", mode, err)
+		}
+		if !st.InRecovery {
+			t.Errorf("after the %s demotion the node is out of recovery, want a standby", mode)
+		}
+		if token, _ := st.Token("app"); token != 7 {
+			t.Errorf("after the %s demotion the standby holds token %d, want 7", mode, token)
+		}
+	}
+}
