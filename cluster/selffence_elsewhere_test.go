@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sitewitness/witness/actions"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -37,7 +38,7 @@ func TestLeaseLossFencesASiteNotKnownActive(t *testing.T) {
 	rec := &fenceRecorder{}
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 0 {
-			o.LocalFencer = rec
+			o.LocalDatabase = rec.database
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()
@@ -64,7 +65,7 @@ func TestRestartedWitnessFencesFromItsRecord(t *testing.T) {
 	rec := &fenceRecorder{}
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 1 {
-			o.LocalFencer = rec
+			o.LocalDatabase = rec.database
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()
@@ -95,9 +96,18 @@ type standbyFencer struct {
 	starts atomic.Int32
 }
 
-func (f *standbyFencer) StartStoppedStandby(_ context.Context, g *witnessv1.Group, dsn string) (bool, error) {
-	f.starts.Add(1)
-	return true, f.record("start", dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+func (f *standbyFencer) database(g *witnessv1.Group, site string) actions.Database {
+	return standbyDB{f.db(g, site), f}
+}
+
+type standbyDB struct {
+	*recordedDB
+	f *standbyFencer
+}
+
+func (d standbyDB) StartStoppedStandby(context.Context) (bool, error) {
+	d.f.starts.Add(1)
+	return true, d.r.record("start", d.dsn, d.group, d.token)
 }
 
 // When the lease returns, a self-fence of a group active elsewhere ends
@@ -107,7 +117,7 @@ func TestSelfFenceElsewhereStartsTheStandbyAgain(t *testing.T) {
 	f := &standbyFencer{fenceRecorder: &fenceRecorder{}}
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 0 {
-			o.LocalFencer = f
+			o.LocalDatabase = f.database
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()

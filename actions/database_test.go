@@ -1,4 +1,4 @@
-package cluster
+package actions_test
 
 import (
 	"context"
@@ -6,16 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
 	"github.com/sitewitness/witness/integration/pgharness"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
-// The leader's demotion of a site whose database runs as a standby that
-// stays one (in recovery, standby.signal in place) records the token on
-// it and leaves it running: it takes no write, and stopping it would
-// fence nothing (it may be an old primary that came back as a standby,
-// which reinstate rewinds running or not).
+// A demotion (the leader's, through the witness at the site) of a
+// database that runs as a standby that stays one (in recovery,
+// standby.signal in place) records the token on it and leaves it
+// running: it takes no write, and stopping it would fence nothing (it may
+// be an old primary that came back as a standby, which reinstate rewinds
+// running or not).
 func TestDemoteStampsARunningStandbyAndLeavesItRunning(t *testing.T) {
 	primary := pgharness.StartPrimary(t)
 	standby := pgharness.StartStandby(t, primary)
@@ -26,12 +28,11 @@ func TestDemoteStampsARunningStandbyAndLeavesItRunning(t *testing.T) {
 			DataDir: map[string]string{"east": standby.DataDir},
 			PgCtl:   filepath.Join(pgharness.BinDir(t), "pg_ctl"),
 		}}},
-		Status: &witnessv1.GroupStatus{ActiveSite: "west", Token: 7},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, mode := range []postgres.StopMode{postgres.StopImmediate, postgres.StopFast} {
-		if err := (pgFencer{site: "east"}).Demote(ctx, g, dsn, mode); err != nil {
+		if err := actions.LocalPostgres(g, "east").Demote(ctx, 7, mode); err != nil {
 			t.Fatalf("demote %s: %v", mode, err)
 		}
 		st, err := postgres.Status(ctx, dsn)
