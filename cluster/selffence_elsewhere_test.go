@@ -36,9 +36,18 @@ groups:
 // (The fencer stamps a standby and fences a primary; it never promotes.)
 func TestLeaseLossFencesASiteNotKnownActive(t *testing.T) {
 	rec := &fenceRecorder{}
+	fencedElsewhere(t, rec, rec.database)
+}
+
+// fencedElsewhere starts a cluster whose east witness opens its
+// databases with open (recording in rec), applies elsewhereDoc, cuts east
+// off (the other witnesses stop) and waits for east to fence its
+// database of the group active at west.
+func fencedElsewhere(t *testing.T, rec *fenceRecorder, open LocalDatabase) *testCluster {
+	t.Helper()
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 0 {
-			o.LocalDatabase = rec.database
+			o.LocalDatabase = open
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()
@@ -55,6 +64,7 @@ func TestLeaseLossFencesASiteNotKnownActive(t *testing.T) {
 	eventually(t, "east to fence its database of a group active elsewhere", func() bool {
 		return fencedCall(rec, "fence host=east-db user=witness app@1")
 	})
+	return tc
 }
 
 // A witness restarted while cut off fences its site's database from the
@@ -115,22 +125,7 @@ func (d standbyDB) StartStoppedStandby(context.Context) (bool, error) {
 // nothing else would start it, and a move here could not promote it.
 func TestSelfFenceElsewhereStartsTheStandbyAgain(t *testing.T) {
 	f := &standbyFencer{fenceRecorder: &fenceRecorder{}}
-	tc := newTestClusterWith(t, func(i int, o *Options) {
-		if i == 0 {
-			o.LocalDatabase = f.database
-		}
-	}, "east", "west", "tiebreak")
-	_, leader := tc.leader()
-	applyDoc(t, leader, elsewhereDoc)
-	eventually(t, "east to replicate the group active at west", func() bool {
-		g, ok := tc.nodes[0].FSM().Group("app")
-		return ok && g.GetStatus().GetActiveSite() == "west"
-	})
-	tc.stop(1)
-	tc.stop(2)
-	eventually(t, "east to fence its database of a group active elsewhere", func() bool {
-		return fencedCall(f.fenceRecorder, "fence host=east-db user=witness app@1")
-	})
+	tc := fencedElsewhere(t, f.fenceRecorder, f.database)
 	if n := f.starts.Load(); n != 0 {
 		t.Fatalf("started the standby %d times while the lease is lost", n)
 	}
