@@ -41,9 +41,9 @@ type Database interface {
 	Unfence(ctx context.Context, token uint64) error
 	// Demote stops the node with mode and leaves it able to start only as
 	// a standby; a running standby that stays one is only stamped with
-	// token and left running. It needs a data_dir: without one it
-	// returns ErrNoLocalDemotion.
-	Demote(ctx context.Context, token uint64, mode postgres.StopMode) error
+	// token and left running. It reports whether it stopped the node. It
+	// needs a data_dir: without one it returns ErrNoLocalDemotion.
+	Demote(ctx context.Context, token uint64, mode postgres.StopMode) (stopped bool, err error)
 	// FinalPosition reads the stopped node's last checkpoint location
 	// from its data_dir: after a fast stop, its shutdown checkpoint.
 	FinalPosition(ctx context.Context) (uint64, error)
@@ -153,9 +153,9 @@ func (p *Postgres) Unfence(ctx context.Context, token uint64) error {
 	return p.client().Unfence(ctx, p.DSN, p.Group, token)
 }
 
-func (p *Postgres) Demote(ctx context.Context, token uint64, mode postgres.StopMode) error {
+func (p *Postgres) Demote(ctx context.Context, token uint64, mode postgres.StopMode) (bool, error) {
 	if p.Local == nil {
-		return p.noDataDir()
+		return false, p.noDataDir()
 	}
 	// A standby that stays one takes no write: stopping it would fence
 	// nothing, and would stop an old primary that came back as a standby
@@ -163,13 +163,13 @@ func (p *Postgres) Demote(ctx context.Context, token uint64, mode postgres.StopM
 	// first tried. Reinstate rewinds such a node (its history left the
 	// new primary's), running or not.
 	if p.standbyStamped(ctx, token) {
-		return nil
+		return false, nil
 	}
 	d := *p.Local
 	if mode == postgres.StopImmediate {
 		d.Timeout = p.FenceTimeout
 	}
-	return d.Demote(ctx, p.DSN, mode)
+	return true, d.Demote(ctx, p.DSN, mode)
 }
 
 // standbyStamped reports whether the node is a standby that stays one (in

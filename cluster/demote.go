@@ -117,7 +117,8 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 	log := n.log.With("group", req.GetGroup(), "token", req.GetToken(), "mode", mode, "asked_by", req.GetLeader())
 	began := time.Now()
 	db := n.localDatabase(g)
-	if err := db.Demote(ctx, st.GetToken(), mode); err != nil {
+	stopped, err := db.Demote(ctx, st.GetToken(), mode)
+	if err != nil {
 		log.Error("demotion for the leader failed", keyErr, err)
 		return nil, status.Errorf(codes.Internal, "demote: %v", err)
 	}
@@ -126,11 +127,14 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 	if mode == postgres.StopFast {
 		// The shutdown checkpoint follows every commit the database
 		// acknowledged: a switchover waits for its target to replay it.
-		var err error
 		if final, err = db.FinalPosition(ctx); err != nil {
 			log.Warn("final WAL position of the demoted database not read", keyErr, err)
 		}
 	}
-	log.Warn("demoted this site's database for the leader (a standby that stays one is only stamped with the token)", "took", took, "final_lsn", postgres.FormatLSN(final))
+	if stopped {
+		log.Warn("demoted this site's database for the leader: stopped, it can start again only as a standby", "took", took, "final_lsn", postgres.FormatLSN(final))
+	} else {
+		log.Warn("this site's database is a standby that stays one: stamped with the token for the leader and left running", "took", took, "final_lsn", postgres.FormatLSN(final))
+	}
 	return &witnessv1.DemoteLocalResponse{Node: n.cfg.Name, Site: n.cfg.Site, DurationMs: took.Milliseconds(), FinalLsn: final}, nil
 }

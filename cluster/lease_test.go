@@ -63,8 +63,8 @@ func (d *recordedDB) Promote(_ context.Context, token uint64) error {
 	return d.r.record("promote", d.dsn, d.group, token)
 }
 
-func (d *recordedDB) Demote(_ context.Context, token uint64, mode postgres.StopMode) error {
-	return d.r.record("demote "+string(mode), d.dsn, d.group, token)
+func (d *recordedDB) Demote(_ context.Context, token uint64, mode postgres.StopMode) (bool, error) {
+	return true, d.r.record("demote "+string(mode), d.dsn, d.group, token)
 }
 
 func (*recordedDB) Position(context.Context) (uint64, bool, error)    { return 0, false, nil }

@@ -363,11 +363,16 @@ func (l localDB) Promote(ctx context.Context, token uint64) error {
 }
 
 // Demote is the local demotion of the site's database, for the leader.
-func (l localDB) Demote(_ context.Context, token uint64, _ postgres.StopMode) error {
+func (l localDB) Demote(_ context.Context, token uint64, _ postgres.StopMode) (bool, error) {
 	if !l.dataDir {
-		return errors.New("no data_dir at this site")
+		return false, errors.New("no data_dir at this site")
 	}
-	return l.w.local(l.node, l.group, l.site, "demotion", demote(token))
+	var stopped bool
+	err := l.w.local(l.node, l.group, l.site, "demotion", func(d *db) error {
+		stopped = !d.inRecovery
+		return demote(token)(d)
+	})
+	return stopped, err
 }
 
 // Fence is the self-fence: the local demotion where the group names a
