@@ -409,7 +409,7 @@ type selfFence struct {
 // higher token of the two. The site may have become active without this
 // witness hearing of it, or its replica may be behind after a restart.
 // A standby is only stamped with the token, a primary is fenced; the
-// fencer never promotes. Hooks run for a group last known active here.
+// fence never promotes. Hooks run for a group last known active here.
 // Once the lease is held again such a fence is lifted by the
 // linearizable-read rule if the group is then active here at the token
 // it was made at; otherwise it is forgotten here and looked at again as

@@ -81,7 +81,7 @@ func (r *fenceRecorder) get() ([]string, []time.Time) {
 
 func TestIsolatedActiveSiteFencesItselfAndLiftsItAfter(t *testing.T) {
 	tc := newTestCluster(t, "east", "west", "tiebreak")
-	// Restart east with a recording fencer.
+	// Restart east with a recording database.
 	tc.stop(0)
 	rec := &fenceRecorder{}
 	reg := prometheus.NewRegistry()

@@ -33,7 +33,7 @@ groups:
 // group that its replica says is active elsewhere: its site may have
 // become active without it hearing of it (a promotion whose answer was
 // lost), and the leader may then promote another site by the lease rule.
-// (The fencer stamps a standby and fences a primary; it never promotes.)
+// (The fence stamps a standby and fences a primary; it never promotes.)
 func TestLeaseLossFencesASiteNotKnownActive(t *testing.T) {
 	rec := &fenceRecorder{}
 	fencedElsewhere(t, rec, rec.database)

@@ -169,7 +169,7 @@ func (w *world) local(node, group, site, what string, fn func(*db) error) error 
 
 // demote is the local demotion: a node that runs as a primary is stopped
 // and can start again only as a standby; a standby only records token,
-// as the real fencer does (it stamps a node in recovery over SQL rather
+// as actions.Postgres does (it stamps a node in recovery over SQL rather
 // than stop it).
 func demote(token uint64) func(*db) error {
 	return func(d *db) error {
