@@ -2743,6 +2743,56 @@ func (x *RecordStepCommand) GetResult() *StepResult {
 	return nil
 }
 
+// RecordStepsCommand records the step results of many groups in one entry:
+// the reconciler's steps that end together (the DNS steps of a site
+// failover, the steps of thousands of groups created at once) are
+// committed as one. Each group's results are applied or refused together,
+// on their own: a result carrying a stale token is refused for its group,
+// and the other groups' results are applied.
+type RecordStepsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*RecordStepCommand   `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordStepsCommand) Reset() {
+	*x = RecordStepsCommand{}
+	mi := &file_witness_v1_state_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordStepsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordStepsCommand) ProtoMessage() {}
+
+func (x *RecordStepsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordStepsCommand.ProtoReflect.Descriptor instead.
+func (*RecordStepsCommand) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RecordStepsCommand) GetRecords() []*RecordStepCommand {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 var File_witness_v1_state_proto protoreflect.FileDescriptor
 
 const file_witness_v1_state_proto_rawDesc = "" +
@@ -3004,7 +3054,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\bproposal\x18\x02 \x01(\v2\x14.witness.v1.ProposalR\bproposal\"Y\n" +
 	"\x11RecordStepCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12.\n" +
-	"\x06result\x18\x02 \x01(\v2\x16.witness.v1.StepResultR\x06result*N\n" +
+	"\x06result\x18\x02 \x01(\v2\x16.witness.v1.StepResultR\x06result\"M\n" +
+	"\x12RecordStepsCommand\x127\n" +
+	"\arecords\x18\x01 \x03(\v2\x1d.witness.v1.RecordStepCommandR\arecords*N\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tMODE_AUTO\x10\x01\x12\x0f\n" +
@@ -3035,7 +3087,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                         // 0: witness.v1.Mode
 	(Rearm)(0),                        // 1: witness.v1.Rearm
@@ -3069,12 +3121,13 @@ var file_witness_v1_state_proto_goTypes = []any{
 	(*ScheduleSwitchoverCommand)(nil), // 29: witness.v1.ScheduleSwitchoverCommand
 	(*RecordProposalCommand)(nil),     // 30: witness.v1.RecordProposalCommand
 	(*RecordStepCommand)(nil),         // 31: witness.v1.RecordStepCommand
-	nil,                               // 32: witness.v1.DNSRecord.ValuesEntry
-	nil,                               // 33: witness.v1.PostgresAction.DsnEntry
-	nil,                               // 34: witness.v1.PostgresAction.DataDirEntry
-	nil,                               // 35: witness.v1.PostgresAction.SaveDirEntry
-	nil,                               // 36: witness.v1.PostgresAction.ReplicationDsnEntry
-	nil,                               // 37: witness.v1.PutGroupsCommand.StartsEntry
+	(*RecordStepsCommand)(nil),        // 32: witness.v1.RecordStepsCommand
+	nil,                               // 33: witness.v1.DNSRecord.ValuesEntry
+	nil,                               // 34: witness.v1.PostgresAction.DsnEntry
+	nil,                               // 35: witness.v1.PostgresAction.DataDirEntry
+	nil,                               // 36: witness.v1.PostgresAction.SaveDirEntry
+	nil,                               // 37: witness.v1.PostgresAction.ReplicationDsnEntry
+	nil,                               // 38: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -3088,11 +3141,11 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	11, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	12, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	32, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	33, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	34, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
-	35, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
-	36, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
+	33, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	34, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	35, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	36, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
+	37, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
 	2,  // 16: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
 	0,  // 17: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
 	13, // 18: witness.v1.GroupStatus.history:type_name -> witness.v1.Transition
@@ -3107,19 +3160,20 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	15, // 27: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
 	20, // 28: witness.v1.State.groups:type_name -> witness.v1.Group
 	3,  // 29: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	37, // 30: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	38, // 30: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
 	25, // 31: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
 	2,  // 32: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
 	0,  // 33: witness.v1.SetModeCommand.mode:type_name -> witness.v1.Mode
 	16, // 34: witness.v1.ScheduleSwitchoverCommand.switchover:type_name -> witness.v1.ScheduledSwitchover
 	19, // 35: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
 	14, // 36: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	23, // 37: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	31, // 37: witness.v1.RecordStepsCommand.records:type_name -> witness.v1.RecordStepCommand
+	23, // 38: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -3133,7 +3187,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
