@@ -225,6 +225,11 @@ type Reconciler struct {
 	blocked map[string]string      // group -> why its promotion waits, as last recorded
 	// caughtUp is each group's last catch-up progress (catchup.go).
 	caughtUp map[string]catchUpProgress
+	// steps commits step results while Run runs (leadership.go).
+	steps *stepLog
+	// checks shares a leadership check among the steps that start
+	// together (leadership.go).
+	checks leaderCheck
 }
 
 type stepKey struct{ group, step string }
@@ -247,11 +252,15 @@ func (r *Reconciler) Run(ctx context.Context) {
 	if tick == 0 {
 		tick = 500 * time.Millisecond
 	}
+	steps := newStepLog(r.Leader)
 	r.mu.Lock() // RetryNow may be called before Run starts
 	r.running, r.again, r.retry, r.checked, r.blocked = map[string]bool{}, map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}, map[string]string{}
+	r.steps = steps
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); steps.run(ctx) }()
 	t := r.clock().NewTicker(tick)
 	defer t.Stop()
 	workers := r.Workers
@@ -755,7 +764,7 @@ func (r *Reconciler) checkDNS(ctx context.Context, g *witnessv1.Group) {
 	if last.token == token && r.now().Sub(last.at) < every {
 		return
 	}
-	if err := r.Leader.VerifyLeader(); err != nil {
+	if _, err := r.verifyLeader(); err != nil {
 		return
 	}
 	sctx, cancel := clock.WithTimeout(ctx, r.clock(), r.stepTimeout())
@@ -819,11 +828,11 @@ func (r *Reconciler) noteBlocked(ctx context.Context, g *witnessv1.Group, why er
 		return
 	}
 	r.Log.Warn("promotion waits", "group", name, "token", token, "why", why)
-	if err := r.Leader.VerifyLeader(); err != nil || !r.roomForFailure(name) {
+	if _, err := r.verifyLeader(); err != nil || !r.roomForFailure(name) {
 		return
 	}
 	res := &witnessv1.StepResult{Token: token, Step: StepPromote, Error: why.Error(), StartedUnixNano: r.now().UnixNano(), Node: r.Node}
-	if _, err := r.Leader.Apply(ctx, &witnessv1.RecordStepCommand{Group: name, Result: res}); err != nil {
+	if err := r.record(ctx, name, res); err != nil {
 		r.Log.Warn("record why promotion waits", "group", name, keyErrLog, err)
 	}
 }
@@ -858,9 +867,10 @@ func (r *Reconciler) leaderLease() time.Duration {
 // A request already sent cannot be recalled; the token that every target
 // checks is the guard for that.
 func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, switched time.Time, attempt int, rule string) error {
-	// Leadership holds as of the moment verification began, not ended.
-	verified := r.now()
-	if err := r.Leader.VerifyLeader(); err != nil {
+	// Leadership holds as of the moment verification began, not ended;
+	// steps that start together share one check (leadership.go).
+	verified, err := r.verifyLeader()
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
 	timeout := r.stepTimeout()
@@ -878,7 +888,6 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 			"token", g.GetStatus().GetToken(), "step", step, "since_verified", since, "leader_lease", r.leaderLease())
 		return fmt.Errorf("%w: %s since, lease %s: %w", ErrNotLeader, since, r.leaderLease(), ErrLeaseRunOut)
 	}
-	var err error
 	var fencedBy string
 	var lsn uint64
 	switch step {
@@ -944,11 +953,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	} else {
 		r.Log.Info("step done", "group", g.GetSpec().GetName(), "token", res.Token, "step", step, "took", r.now().Sub(start))
 	}
-	out, aerr := r.Leader.Apply(ctx, &witnessv1.RecordStepCommand{Group: g.GetSpec().GetName(), Result: res})
-	if aerr == nil {
-		aerr = out.Err
-	}
-	if aerr != nil {
+	if aerr := r.record(ctx, g.GetSpec().GetName(), res); aerr != nil {
 		return fmt.Errorf("record step %s: %w", step, aerr)
 	}
 	return err
