@@ -164,6 +164,10 @@ func run(o options) error {
 	}
 	res.stable = time.Since(start)
 	e.heapProfiles("stable")
+	for _, ch := range profiled { // not while idle CPU is sampled
+		<-ch
+	}
+	profiled = nil
 	logf("all stable in %s; sampling idle for %s", res.stable.Round(time.Millisecond), o.idle)
 	res.idle, err = e.sampleIdle(o.idle)
 	if err != nil {
