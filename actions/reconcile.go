@@ -219,10 +219,16 @@ type Reconciler struct {
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
 	running map[string]bool
-	again   map[string]bool        // looked at while running: look again after
-	retry   map[stepKey]retryState // backoff of each failing step
-	checked map[string]dnsCheck    // group -> last DNS drift check
-	blocked map[string]string      // group -> why its promotion waits, as last recorded
+	again   map[string]bool // looked at while running: look again after
+	// retry is the wait of each failing step, by group and step; the
+	// ones that back off after a failure (not a settle's wait for the
+	// TTL) are also in backingOff, which RetryNow walks: a leader with
+	// 10,000 groups settling does not walk them all for every site seen
+	// again, nor every group's retries for each group it looks at.
+	retry      map[string]map[string]retryState
+	backingOff map[stepKey]bool
+	checked    map[string]dnsCheck // group -> last DNS drift check
+	blocked    map[string]string   // group -> why its promotion waits, as last recorded
 	// caughtUp is each group's last catch-up progress (catchup.go).
 	caughtUp map[string]catchUpProgress
 	// steps commits step results while Run runs (leadership.go).
@@ -254,7 +260,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 	steps := newStepLog(r.Leader)
 	r.mu.Lock() // RetryNow may be called before Run starts
-	r.running, r.again, r.retry, r.checked, r.blocked = map[string]bool{}, map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}, map[string]string{}
+	r.running, r.again, r.retry, r.checked, r.blocked = map[string]bool{}, map[string]bool{}, map[string]map[string]retryState{}, map[string]dnsCheck{}, map[string]string{}
+	r.backingOff = map[stepKey]bool{}
 	r.steps = steps
 	r.mu.Unlock()
 	var wg sync.WaitGroup
@@ -339,12 +346,13 @@ func (r *Reconciler) RetryNow() int {
 	r.mu.Lock()
 	waiting := 0
 	now := r.now()
-	for k, rs := range r.retry {
-		if rs.next.After(now) && !rs.ttl {
+	for k := range r.backingOff {
+		if rs, ok := r.retry[k.group][k.step]; ok && rs.next.After(now) && !rs.ttl {
 			waiting++
 			rs.next = time.Time{}
-			r.retry[k] = rs
+			r.retry[k.group][k.step] = rs
 		}
+		delete(r.backingOff, k) // no longer waiting, until it fails again
 	}
 	r.mu.Unlock()
 	r.Poke()
@@ -595,7 +603,7 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		}
 		key := stepKey{name, step}
 		r.mu.Lock()
-		rs := r.retry[key]
+		rs := r.retry[name][step]
 		r.mu.Unlock()
 		if rs.token != token {
 			rs = retryState{token: token}
@@ -660,9 +668,10 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 				// then.
 				next = deadline.Add(time.Millisecond)
 			}
-			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl}
+			r.setRetry(key, retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl})
 		} else {
-			delete(r.retry, key)
+			delete(r.retry[name], step)
+			delete(r.backingOff, key)
 		}
 		r.mu.Unlock()
 		if err != nil && step == StepFence && preparing(g) && rs.attempt+1 >= SwitchoverFenceAttempts {
@@ -741,10 +750,29 @@ func (r *Reconciler) endSwitchover(ctx context.Context, g *witnessv1.Group, abor
 func (r *Reconciler) forgetOtherTokens(group string, token uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, rs := range r.retry {
-		if k.group == group && rs.token != token {
-			delete(r.retry, k)
+	for step, rs := range r.retry[group] {
+		if rs.token != token {
+			delete(r.retry[group], step)
+			delete(r.backingOff, stepKey{group, step})
 		}
+	}
+	if len(r.retry[group]) == 0 {
+		delete(r.retry, group)
+	}
+}
+
+// setRetry records the wait of a failing step; callers hold r.mu.
+func (r *Reconciler) setRetry(k stepKey, rs retryState) {
+	m := r.retry[k.group]
+	if m == nil {
+		m = map[string]retryState{}
+		r.retry[k.group] = m
+	}
+	m[k.step] = rs
+	if rs.ttl {
+		delete(r.backingOff, k)
+	} else {
+		r.backingOff[k] = true
 	}
 }
 
