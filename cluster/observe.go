@@ -1,13 +1,14 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -396,7 +397,11 @@ func receipt(sent, now int64) func(t int64) int64 {
 func (s *observations) snapshot() []policy.Observation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []policy.Observation
+	total := 0
+	for _, m := range s.byOf {
+		total += len(m)
+	}
+	out := make([]policy.Observation, 0, total)
 	for node, m := range s.byOf {
 		for _, w := range m {
 			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
@@ -412,15 +417,8 @@ func (s *observations) snapshot() []policy.Observation {
 			out = append(out, o)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Group != b.Group {
-			return a.Group < b.Group
-		}
-		if a.Site != b.Site {
-			return a.Site < b.Site
-		}
-		return a.Observer < b.Observer
+	slices.SortFunc(out, func(a, b policy.Observation) int {
+		return cmp.Or(strings.Compare(a.Group, b.Group), strings.Compare(a.Site, b.Site), strings.Compare(a.Observer, b.Observer))
 	})
 	return out
 }
