@@ -217,6 +217,7 @@ func run(o options) error {
 	}
 	load, _ = os.ReadFile("/proc/loadavg")
 	res.loadAfter = strings.TrimSpace(string(load))
+	res.elections = e.elections()
 	res.print(e.names)
 	return nil
 }
@@ -791,6 +792,16 @@ func (e *env) rss() (map[string]int64, error) {
 	return out, nil
 }
 
+// elections counts the times a witness became leader, from their logs.
+func (e *env) elections() int {
+	n := 0
+	for _, name := range e.names {
+		b, _ := os.ReadFile(filepath.Join(e.dir, name+".log"))
+		n += strings.Count(string(b), `msg="became leader"`)
+	}
+	return n
+}
+
 // statusTime is how long `witnessctl status` takes against the leader.
 func (e *env) statusTime() (time.Duration, error) {
 	l, err := e.leader()
@@ -813,6 +824,7 @@ type results struct {
 	failover              time.Duration
 	dns                   []time.Duration
 	raftEntries           uint64
+	elections             int
 	decisionEntries       int
 	firstDecision         time.Duration
 	decisionSpread        time.Duration
@@ -863,6 +875,7 @@ func (r *results) print(names []string) {
 		fmt.Printf("  idle %-12s              CPU %5.1f%%  RSS %4d MiB (after failover %d MiB)\n", n, r.idle[n].cpu, r.idle[n].rss>>20, r.rss[n]>>20)
 	}
 	fmt.Printf("  cut → all stable at west       %s\n", ms(r.failover))
+	fmt.Printf("  leaders elected in the run     %d (1: the leader was never lost)\n", r.elections)
 	fmt.Printf("  decisions: %d Raft entries, first at cut+%s, spread %s (Raft entries in all after the cut: %d)\n",
 		r.decisionEntries, ms(r.firstDecision), ms(r.decisionSpread), r.raftEntries)
 	fmt.Printf("  DNS at west after the cut: first %s / 50%% %s / 100%% %s (%d of %d records)\n",
