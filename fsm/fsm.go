@@ -84,6 +84,10 @@ type FSM struct {
 	// next edit copies it rather than changing it in place.
 	sortedLent bool
 	sortedMu   sync.Mutex
+	// specs counts the entries and restores that changed a group's spec
+	// or the set of groups (SpecGeneration); it is this replica's, not
+	// replicated state.
+	specs uint64
 }
 
 // New returns an empty state machine.
@@ -180,6 +184,7 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 		if ok && proto.Equal(g.GetSpec(), spec) {
 			continue
 		}
+		f.specs++
 		if !ok {
 			f.lastToken++
 			site, mode, phase, reason := spec.GetSites()[0].GetName(), specMode(spec), "", "group created"
@@ -233,6 +238,7 @@ func (f *FSM) deleteGroup(c *witnessv1.DeleteGroupCommand) Result {
 	}
 	delete(f.groups, c.GetName())
 	f.sorted, f.sortedLent = nil, false
+	f.specs++
 	return Result{}
 }
 
@@ -597,6 +603,16 @@ func appendBounded[T any](s []T, v T, limit int) []T {
 	return s
 }
 
+// SpecGeneration changes whenever a group is created, deleted or given a
+// new spec, or a snapshot is restored, and at no other entry: what is
+// built from the specs alone (the probes' targets) is rebuilt when it
+// moves, not for every step result.
+func (f *FSM) SpecGeneration() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.specs
+}
+
 // LastToken is the highest token issued so far.
 func (f *FSM) LastToken() uint64 {
 	f.mu.RLock()
@@ -659,6 +675,7 @@ func (f *FSM) Restore(s *witnessv1.State) error {
 	defer f.mu.Unlock()
 	f.groups = groups
 	f.sorted, f.sortedLent = nil, false
+	f.specs++
 	f.lastToken = s.GetLastToken()
 	return nil
 }

@@ -143,3 +143,37 @@ func TestRecordStepsCopiesTheViewOnce(t *testing.T) {
 		t.Errorf("the sorted view does not show the batch: %v / %v", gs[9995].GetStatus(), gs[9996].GetStatus())
 	}
 }
+
+// TestSpecGeneration: the generation of the specs moves with every entry
+// that creates, changes or deletes a group and with a restore, and not
+// with step results, transitions or other status changes, so what is
+// built from specs alone is not rebuilt for those.
+func TestSpecGeneration(t *testing.T) {
+	f := fsm.New()
+	gen := f.SpecGeneration()
+	moved := func(what string, want bool) {
+		t.Helper()
+		now := f.SpecGeneration()
+		if (now != gen) != want {
+			t.Errorf("%s: generation %d → %d, want moved %v", what, gen, now, want)
+		}
+		gen = now
+	}
+	put(t, f, spec("a", "east", "west"), spec("b", "east", "west"))
+	moved("groups created", true)
+	put(t, f, spec("a", "east", "west"), spec("b", "east", "west"))
+	moved("the same specs again", false)
+	mustApply(t, f, stepOf("a", 1, "dns"))
+	mustApply(t, f, &witnessv1.RecordStepsCommand{Records: []*witnessv1.RecordStepCommand{stepOf("a", 1, "settle"), stepOf("b", 2, "dns")}})
+	move(t, f, failover, &witnessv1.Move{Group: "a", ExpectedToken: 1, ToSite: "west"})
+	mustApply(t, f, &witnessv1.SetArmedCommand{Group: "a", Armed: true})
+	moved("step results, a transition, arming", false)
+	put(t, f, spec("a", "east", "west", "north"))
+	moved("a spec changed", true)
+	mustApply(t, f, &witnessv1.DeleteGroupCommand{Name: "b"})
+	moved("a group deleted", true)
+	if err := f.Restore(f.State()); err != nil {
+		t.Fatal(err)
+	}
+	moved("a restore", true)
+}
