@@ -147,7 +147,7 @@ func (r *Reconciler) noteCatchUp(ctx context.Context, g *witnessv1.Group, replay
 		return
 	}
 	res := &witnessv1.StepResult{Token: token, Step: StepCatchUp, Error: why.Error(), StartedUnixNano: now.UnixNano(), Node: r.Node, WalLsn: replayed}
-	if _, err := r.Leader.Apply(ctx, &witnessv1.RecordStepCommand{Group: name, Result: res}); err != nil {
+	if err := r.record(ctx, name, res); err != nil {
 		r.Log.Warn("record the catch-up's progress", "group", name, keyErrLog, err)
 	}
 }

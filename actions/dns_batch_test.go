@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/actionstest"
@@ -20,7 +21,8 @@ import (
 // records in one zone, committed as one entry and carried out by the
 // reconciler with the real runner, switches every record with a few DNS
 // updates, not one per group; and every group still records its own DNS
-// step at its own token.
+// step at its own token, though the results of many groups share an
+// entry, and the steps that start together share a leadership check.
 func TestSiteFailoverDNSIsBatched(t *testing.T) {
 	const n = 120
 	secret := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
@@ -49,7 +51,9 @@ func TestSiteFailoverDNSIsBatched(t *testing.T) {
 			},
 		})
 	}
-	l := &actionstest.Leader{FSM: fsm.New()}
+	// Each commit and leadership check takes a little time, as through
+	// Raft.
+	l := &actionstest.Leader{FSM: fsm.New(), ApplyDelay: 2 * time.Millisecond, VerifyDelay: time.Millisecond}
 	if res, err := l.Apply(context.Background(), &witnessv1.PutGroupsCommand{Specs: specs}); err != nil || res.Err != nil {
 		t.Fatal(err, res.Err)
 	}
@@ -80,6 +84,8 @@ func TestSiteFailoverDNSIsBatched(t *testing.T) {
 
 	// East is lost: every group moves to west in one entry.
 	before := zs.Updates()
+	entries := func() int { return l.Entries(fsm.TypeRecordStep) + l.Entries(fsm.TypeRecordSteps) }
+	entriesBefore, verifiesBefore := entries(), l.Verifies()
 	var moves []*witnessv1.Move
 	for _, g := range l.FSM.Groups() {
 		moves = append(moves, &witnessv1.Move{Group: g.GetSpec().GetName(), ExpectedToken: g.GetStatus().GetToken(), ToSite: "west"})
@@ -99,4 +105,13 @@ func TestSiteFailoverDNSIsBatched(t *testing.T) {
 	if got := zs.Updates() - before; got > n/10 {
 		t.Errorf("a site failover of %d groups sent %d DNS updates, want a few batches (at most %d)", n, got, n/10)
 	}
+	// Each group recorded its DNS step (and maybe settle): one entry per
+	// group would be n and more.
+	if got := entries() - entriesBefore; got > n/10 {
+		t.Errorf("a site failover of %d groups recorded its step results in %d entries, want a few (at most %d)", n, got, n/10)
+	}
+	if got := l.Verifies() - verifiesBefore; got > n/4 {
+		t.Errorf("a site failover of %d groups checked leadership %d times, want the steps that start together to share a check (at most %d)", n, got, n/4)
+	}
+	t.Logf("%d step results entries, %d leadership checks", entries()-entriesBefore, l.Verifies()-verifiesBefore)
 }

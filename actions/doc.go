@@ -26,4 +26,9 @@
 // The targets live in subpackages: actions/dns (RFC 2136 with a token
 // compare-and-swap the DNS server checks), actions/postgres (promote and
 // fence, with a token table), actions/exec (hooks) and actions/notify.
+// A group's PostgreSQL node at one site is a Database, whose every change
+// carries the token explicitly; Postgres is the one implementation, over
+// actions/postgres. Targets reaches the nodes of a plan through it over
+// SQL, and the cluster's self-fencing lease reaches its own site's node
+// through it, data_dir included.
 package actions

@@ -222,12 +222,23 @@ type Reconciler struct {
 	mu      sync.Mutex
 	wake    chan struct{} // Poke's doorbell, made on first use
 	running map[string]bool
-	again   map[string]bool        // looked at while running: look again after
-	retry   map[stepKey]retryState // backoff of each failing step
-	checked map[string]dnsCheck    // group -> last DNS drift check
-	blocked map[string]string      // group -> why its promotion waits, as last recorded
+	again   map[string]bool // looked at while running: look again after
+	// retry is the wait of each failing step, by group and step; the
+	// ones that back off after a failure (not a settle's wait for the
+	// TTL) are also in backingOff, which RetryNow walks: a leader with
+	// 10,000 groups settling does not walk them all for every site seen
+	// again, nor every group's retries for each group it looks at.
+	retry      map[string]map[string]retryState
+	backingOff map[stepKey]bool
+	checked    map[string]dnsCheck // group -> last DNS drift check
+	blocked    map[string]string   // group -> why its promotion waits, as last recorded
 	// caughtUp is each group's last catch-up progress (catchup.go).
 	caughtUp map[string]catchUpProgress
+	// steps commits step results while Run runs (leadership.go).
+	steps *stepLog
+	// checks shares a leadership check among the steps that start
+	// together (leadership.go).
+	checks leaderCheck
 }
 
 type stepKey struct{ group, step string }
@@ -250,11 +261,16 @@ func (r *Reconciler) Run(ctx context.Context) {
 	if tick == 0 {
 		tick = 500 * time.Millisecond
 	}
+	steps := newStepLog(r.Leader)
 	r.mu.Lock() // RetryNow may be called before Run starts
-	r.running, r.again, r.retry, r.checked, r.blocked = map[string]bool{}, map[string]bool{}, map[stepKey]retryState{}, map[string]dnsCheck{}, map[string]string{}
+	r.running, r.again, r.retry, r.checked, r.blocked = map[string]bool{}, map[string]bool{}, map[string]map[string]retryState{}, map[string]dnsCheck{}, map[string]string{}
+	r.backingOff = map[stepKey]bool{}
+	r.steps = steps
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); steps.run(ctx) }()
 	t := r.clock().NewTicker(tick)
 	defer t.Stop()
 	workers := r.Workers
@@ -333,12 +349,13 @@ func (r *Reconciler) RetryNow() int {
 	r.mu.Lock()
 	waiting := 0
 	now := r.now()
-	for k, rs := range r.retry {
-		if rs.next.After(now) && !rs.ttl {
+	for k := range r.backingOff {
+		if rs, ok := r.retry[k.group][k.step]; ok && rs.next.After(now) && !rs.ttl {
 			waiting++
 			rs.next = time.Time{}
-			r.retry[k] = rs
+			r.retry[k.group][k.step] = rs
 		}
+		delete(r.backingOff, k) // no longer waiting, until it fails again
 	}
 	r.mu.Unlock()
 	r.Poke()
@@ -593,7 +610,7 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 		}
 		key := stepKey{name, step}
 		r.mu.Lock()
-		rs := r.retry[key]
+		rs := r.retry[name][step]
 		r.mu.Unlock()
 		if rs.token != token {
 			rs = retryState{token: token}
@@ -658,9 +675,10 @@ func (r *Reconciler) reconcile(ctx context.Context, g *witnessv1.Group) {
 				// then.
 				next = deadline.Add(time.Millisecond)
 			}
-			r.retry[key] = retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl}
+			r.setRetry(key, retryState{token: token, attempt: rs.attempt + 1, next: next, ttl: ttl})
 		} else {
-			delete(r.retry, key)
+			delete(r.retry[name], step)
+			delete(r.backingOff, key)
 		}
 		r.mu.Unlock()
 		if err != nil && step == StepFence && preparing(g) && rs.attempt+1 >= SwitchoverFenceAttempts {
@@ -739,10 +757,29 @@ func (r *Reconciler) endSwitchover(ctx context.Context, g *witnessv1.Group, abor
 func (r *Reconciler) forgetOtherTokens(group string, token uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, rs := range r.retry {
-		if k.group == group && rs.token != token {
-			delete(r.retry, k)
+	for step, rs := range r.retry[group] {
+		if rs.token != token {
+			delete(r.retry[group], step)
+			delete(r.backingOff, stepKey{group, step})
 		}
+	}
+	if len(r.retry[group]) == 0 {
+		delete(r.retry, group)
+	}
+}
+
+// setRetry records the wait of a failing step; callers hold r.mu.
+func (r *Reconciler) setRetry(k stepKey, rs retryState) {
+	m := r.retry[k.group]
+	if m == nil {
+		m = map[string]retryState{}
+		r.retry[k.group] = m
+	}
+	m[k.step] = rs
+	if rs.ttl {
+		delete(r.backingOff, k)
+	} else {
+		r.backingOff[k] = true
 	}
 }
 
@@ -762,7 +799,7 @@ func (r *Reconciler) checkDNS(ctx context.Context, g *witnessv1.Group) {
 	if last.token == token && r.now().Sub(last.at) < every {
 		return
 	}
-	if err := r.Leader.VerifyLeader(); err != nil {
+	if _, err := r.verifyLeader(); err != nil {
 		return
 	}
 	sctx, cancel := clock.WithTimeout(ctx, r.clock(), r.stepTimeout())
@@ -826,11 +863,11 @@ func (r *Reconciler) noteBlocked(ctx context.Context, g *witnessv1.Group, why er
 		return
 	}
 	r.Log.Warn("promotion waits", "group", name, "token", token, "why", why)
-	if err := r.Leader.VerifyLeader(); err != nil || !r.roomForFailure(name) {
+	if _, err := r.verifyLeader(); err != nil || !r.roomForFailure(name) {
 		return
 	}
 	res := &witnessv1.StepResult{Token: token, Step: StepPromote, Error: why.Error(), StartedUnixNano: r.now().UnixNano(), Node: r.Node}
-	if _, err := r.Leader.Apply(ctx, &witnessv1.RecordStepCommand{Group: name, Result: res}); err != nil {
+	if err := r.record(ctx, name, res); err != nil {
 		r.Log.Warn("record why promotion waits", "group", name, keyErrLog, err)
 	}
 }
@@ -865,9 +902,10 @@ func (r *Reconciler) leaderLease() time.Duration {
 // A request already sent cannot be recalled; the token that every target
 // checks is the guard for that.
 func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, switched time.Time, attempt int, rule string) error {
-	// Leadership holds as of the moment verification began, not ended.
-	verified := r.now()
-	if err := r.Leader.VerifyLeader(); err != nil {
+	// Leadership holds as of the moment verification began, not ended;
+	// steps that start together share one check (leadership.go).
+	verified, err := r.verifyLeader()
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
 	timeout := r.stepTimeout()
@@ -885,7 +923,6 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 			"token", g.GetStatus().GetToken(), "step", step, "since_verified", since, "leader_lease", r.leaderLease())
 		return fmt.Errorf("%w: %s since, lease %s: %w", ErrNotLeader, since, r.leaderLease(), ErrLeaseRunOut)
 	}
-	var err error
 	var fencedBy string
 	var lsn uint64
 	switch step {
@@ -953,11 +990,7 @@ func (r *Reconciler) run(ctx context.Context, g *witnessv1.Group, step string, s
 	} else {
 		r.Log.Info("step done", "group", g.GetSpec().GetName(), "token", res.Token, "step", step, "took", r.now().Sub(start))
 	}
-	out, aerr := r.Leader.Apply(ctx, &witnessv1.RecordStepCommand{Group: g.GetSpec().GetName(), Result: res})
-	if aerr == nil {
-		aerr = out.Err
-	}
-	if aerr != nil {
+	if aerr := r.record(ctx, g.GetSpec().GetName(), res); aerr != nil {
 		return fmt.Errorf("record step %s: %w", step, aerr)
 	}
 	return err

@@ -17,7 +17,7 @@ import (
 )
 
 // Targets is the Runner that acts on the real systems: PostgreSQL through
-// actions/postgres, DNS through actions/dns, hooks through actions/exec on
+// its Database (Postgres, over SQL from here), DNS through actions/dns, hooks through actions/exec on
 // the leader or, through Sites, on a witness at the hook's run_on site.
 type Targets struct {
 	// Sites runs hooks whose run_on names a site; nil refuses them.
@@ -80,31 +80,28 @@ func (t Targets) Demote(ctx context.Context, g *witnessv1.Group, site string, mo
 
 // Position reads the WAL position of the group's database at site.
 func (Targets) Position(ctx context.Context, g *witnessv1.Group, site string) (uint64, bool, error) {
-	dsn := SiteNode(g, site).GetDsn()
-	if dsn == "" {
+	db := PostgresAt(g, site)
+	if db.DSN == "" {
 		return 0, false, fmt.Errorf("site %s has no database in the group's spec", site)
 	}
-	c := &postgres.Client{Site: site}
-	return c.Position(ctx, dsn)
+	return db.Position(ctx)
 }
 
 // Fence makes the old site's database read-only, if it can be reached.
 func (Targets) Fence(ctx context.Context, g *witnessv1.Group, from string) error {
-	pg := g.GetSpec().GetActions().GetPostgres()
-	dsn := SiteNode(g, from).GetDsn()
-	if dsn == "" || pg.GetFence() == "none" {
+	db := PostgresAt(g, from)
+	if db.DSN == "" || g.GetSpec().GetActions().GetPostgres().GetFence() == "none" {
 		return nil
 	}
-	c := &postgres.Client{Site: from, Roles: pg.GetRoles()}
 	if transitionKind(g) == witnessv1.TransitionKind_TRANSITION_KIND_FAILOVER {
 		// A majority saw the old site down, and its own witnesses fenced
 		// it after fence_after: an old primary that cannot even be
 		// connected to must not hold up the promotion. A reachable one
 		// connects at once and is fenced first; an unreachable one is
 		// left to the step's retries.
-		c.MaxConnectTimeout = FailoverFenceConnectTimeout
+		db.MaxConnectTimeout = FailoverFenceConnectTimeout
 	}
-	return c.Fence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	return db.Fence(ctx, g.GetStatus().GetToken())
 }
 
 // FailoverFenceConnectTimeout caps the fence step's connection attempt to
@@ -113,13 +110,11 @@ const FailoverFenceConnectTimeout = time.Second
 
 // Promote promotes the active site's database.
 func (Targets) Promote(ctx context.Context, g *witnessv1.Group) error {
-	site := g.GetStatus().GetActiveSite()
-	dsn := SiteNode(g, site).GetDsn()
-	if dsn == "" {
+	db := PostgresAt(g, g.GetStatus().GetActiveSite())
+	if db.DSN == "" {
 		return nil
 	}
-	c := &postgres.Client{Site: site, Roles: g.GetSpec().GetActions().GetPostgres().GetRoles()}
-	return c.Promote(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	return db.Promote(ctx, g.GetStatus().GetToken())
 }
 
 // SwitchDNS points every record at the active site, under the token's

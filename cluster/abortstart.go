@@ -30,22 +30,6 @@ import (
 // this way: it may be an old primary whose history another site's writes
 // left behind, which only reinstate may bring back (as a standby).
 
-// StoppedPrimaryReader is a LocalFencer that can tell a demoted primary
-// (stopped, standby.signal, not in recovery when it stopped) from any
-// other stopped node.
-type StoppedPrimaryReader interface {
-	StoppedPrimary(ctx context.Context, g *witnessv1.Group) (bool, error)
-}
-
-// StoppedPrimary reads the data_dir of the group's database here.
-func (f pgFencer) StoppedPrimary(ctx context.Context, g *witnessv1.Group) (bool, error) {
-	d := f.demoter(g)
-	if d == nil {
-		return false, nil
-	}
-	return d.StoppedPrimary(ctx)
-}
-
 // abortStartTimeout bounds one start of a demoted primary:
 // the linearizable read, pg_controldata and the start until it accepts
 // connections.
@@ -91,7 +75,7 @@ func promoteAllowed(g *witnessv1.Group) bool {
 // group at token unless it is done at that token or under way; the lease
 // loop asks at every check while it holds the lease, and a failure is
 // logged once per reason and asked again.
-func (n *Node) maybeStartDemoted(fencer LocalFencer, group, dsn string, token uint64) {
+func (n *Node) maybeStartDemoted(group string, token uint64) {
 	if v, ok := n.abortStarted.Load(group); ok && v.(uint64) == token {
 		return
 	}
@@ -103,7 +87,7 @@ func (n *Node) maybeStartDemoted(fencer LocalFencer, group, dsn string, token ui
 	go func() {
 		defer n.wg.Done()
 		defer n.hookRuns.done(key)
-		done, err := n.startDemoted(fencer, group, dsn, token)
+		done, err := n.startDemoted(group, token)
 		if done {
 			n.abortStarted.Store(group, token)
 			return
@@ -122,11 +106,7 @@ func (n *Node) maybeStartDemoted(fencer LocalFencer, group, dsn string, token ui
 // for a reason of startsHere. It answers done when there is nothing
 // more to do at this token: the database was started, or it is not a
 // demoted primary (running, or a standby), or the group moved on.
-func (n *Node) startDemoted(fencer LocalFencer, group, dsn string, token uint64) (done bool, err error) {
-	sp, ok := fencer.(StoppedPrimaryReader)
-	if !ok {
-		return true, nil
-	}
+func (n *Node) startDemoted(group string, token uint64) (done bool, err error) {
 	// Not beside a demotion the leader asked of this witness.
 	n.localDB.Lock()
 	defer n.localDB.Unlock()
@@ -136,7 +116,7 @@ func (n *Node) startDemoted(fencer LocalFencer, group, dsn string, token uint64)
 	if !ok {
 		return true, nil
 	}
-	stopped, err := sp.StoppedPrimary(ctx, g)
+	stopped, err := n.localDatabase(g).StoppedPrimary(ctx)
 	if err != nil {
 		return false, fmt.Errorf("is the database a demoted primary: %w", err)
 	}
@@ -157,7 +137,7 @@ func (n *Node) startDemoted(fencer LocalFencer, group, dsn string, token uint64)
 	if since, held := n.lease.since(n.clock.Now()); !held || (fenceAfter(g) > 0 && since >= fenceAfter(g)/2) {
 		return false, fmt.Errorf("lease not held (%s since the last grant)", since.Round(time.Millisecond))
 	}
-	if err := fencer.Unfence(ctx, g, dsn); err != nil {
+	if err := n.localDatabase(g).Unfence(ctx, token); err != nil {
 		return false, fmt.Errorf("start the demoted database as a primary: %w", err)
 	}
 	n.log.Warn("started this site's demoted database again as the group's primary (linearizable read)",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/fsm"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
@@ -20,13 +21,20 @@ type stoppedFencer struct {
 	stopped atomic.Bool
 }
 
-func (f *stoppedFencer) StoppedPrimary(context.Context, *witnessv1.Group) (bool, error) {
-	return f.stopped.Load(), nil
+func (f *stoppedFencer) database(g *witnessv1.Group, site string) actions.Database {
+	return stoppedDB{f.db(g, site), f}
 }
 
-func (f *stoppedFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
-	f.stopped.Store(false)
-	return f.fenceRecorder.Unfence(ctx, g, dsn)
+type stoppedDB struct {
+	*recordedDB
+	f *stoppedFencer
+}
+
+func (d stoppedDB) StoppedPrimary(context.Context) (bool, error) { return d.f.stopped.Load(), nil }
+
+func (d stoppedDB) Unfence(ctx context.Context, token uint64) error {
+	d.f.stopped.Store(false)
+	return d.recordedDB.Unfence(ctx, token)
 }
 
 const abortGroup = `
@@ -49,7 +57,7 @@ func TestWitnessStartsItsDemotedPrimaryAfterAnAbort(t *testing.T) {
 	east := &stoppedFencer{fenceRecorder: &fenceRecorder{}}
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 0 {
-			o.LocalFencer = east
+			o.LocalDatabase = east.database
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()

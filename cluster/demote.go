@@ -11,7 +11,6 @@ import (
 
 	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
-	"github.com/sitewitness/witness/config"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -117,7 +116,9 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 	defer n.hookRuns.done(key)
 	log := n.log.With("group", req.GetGroup(), "token", req.GetToken(), "mode", mode, "asked_by", req.GetLeader())
 	began := time.Now()
-	if err := n.localFencer().Demote(ctx, g, dsn, mode); err != nil {
+	db := n.localDatabase(g)
+	stopped, err := db.Demote(ctx, st.GetToken(), mode)
+	if err != nil {
 		log.Error("demotion for the leader failed", keyErr, err)
 		return nil, status.Errorf(codes.Internal, "demote: %v", err)
 	}
@@ -126,38 +127,14 @@ func (n *Node) demoteLocal(ctx context.Context, req *witnessv1.DemoteLocalReques
 	if mode == postgres.StopFast {
 		// The shutdown checkpoint follows every commit the database
 		// acknowledged: a switchover waits for its target to replay it.
-		if fp, ok := n.localFencer().(FinalPositioner); ok {
-			var err error
-			if final, err = fp.FinalPosition(ctx, g); err != nil {
-				log.Warn("final WAL position of the demoted database not read", keyErr, err)
-			}
+		if final, err = db.FinalPosition(ctx); err != nil {
+			log.Warn("final WAL position of the demoted database not read", keyErr, err)
 		}
 	}
-	log.Warn("demoted this site's database for the leader (a standby that stays one is only stamped with the token)", "took", took, "final_lsn", postgres.FormatLSN(final))
+	if stopped {
+		log.Warn("demoted this site's database for the leader: stopped, it can start again only as a standby", "took", took, "final_lsn", postgres.FormatLSN(final))
+	} else {
+		log.Warn("this site's database is a standby that stays one: stamped with the token for the leader and left running", "took", took, "final_lsn", postgres.FormatLSN(final))
+	}
 	return &witnessv1.DemoteLocalResponse{Node: n.cfg.Name, Site: n.cfg.Site, DurationMs: took.Milliseconds(), FinalLsn: final}, nil
-}
-
-// localFencer is the LocalFencer of the options, else the real one.
-func (n *Node) localFencer() LocalFencer {
-	if n.opts.LocalFencer != nil {
-		return n.opts.LocalFencer
-	}
-	return pgFencer{site: n.cfg.Site}
-}
-
-// demoteTimeout bounds a demotion: an immediate stop within the group's
-// fence_timeout, like the self-fence; a fast stop, which writes a
-// checkpoint and waits for the standbys to receive it, the Demoter's own
-// default, within the caller's deadline in both cases.
-func demoteTimeout(g *witnessv1.Group, mode postgres.StopMode) time.Duration {
-	if mode == postgres.StopImmediate {
-		return config.FenceTimeout(g.GetSpec())
-	}
-	return postgres.DefaultDemoteTimeout
-}
-
-// FinalPositioner is a LocalFencer that can read its stopped database's
-// final WAL position (its last checkpoint, after a clean stop).
-type FinalPositioner interface {
-	FinalPosition(ctx context.Context, g *witnessv1.Group) (uint64, error)
 }

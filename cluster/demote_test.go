@@ -42,7 +42,7 @@ func TestDemoteLocalAndOperatorFailover(t *testing.T) {
 		r.Block(actionstest.StepDemote)
 	}
 	tc := newTestClusterWith(t, func(i int, o *Options) {
-		o.LocalFencer = recs[i]
+		o.LocalDatabase = recs[i].database
 		o.Runner = runners[i]
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()

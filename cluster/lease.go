@@ -17,141 +17,20 @@ import (
 // leaseEvery is how often a witness renews and checks its own lease.
 const leaseEvery = config.LeaseCheckEvery
 
-// LocalFencer fences and unfences the database of a group at this
-// witness's site; nil in Options means the real one (actions/postgres).
-type LocalFencer interface {
-	// Fence makes the site's database (dsn) of group g refuse writes, at
-	// g's current token or at the higher one the database holds (a
-	// decision this witness has not heard of yet). A database in recovery
-	// is only stamped with the token; Fence never promotes.
-	Fence(ctx context.Context, g *witnessv1.Group, dsn string) error
-	// Unfence lets the site's database take writes again at g's current
-	// token, once a linearizable read showed that no failover happened.
-	Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error
-	// Fenced reports whether the site's database holds a fence of g at
-	// g's current token that an earlier run of this witness may have left
-	// (a restart in the middle of an episode).
-	Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error)
-	// Demote stops the site's database (dsn) of group g with mode and
-	// leaves it able to start only as a standby, for the leader's fence of
-	// an old site; it needs the group's data_dir for this site.
-	Demote(ctx context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error
-}
+// LocalDatabase opens the database of group g at this witness's site:
+// the witness fences it when it loses its lease, lifts that fence, and
+// demotes it when the leader asks. Nil in Options means PostgreSQL
+// (actions.LocalPostgres).
+type LocalDatabase func(g *witnessv1.Group, site string) actions.Database
 
-// pgFencer is the real LocalFencer. With a data_dir for its site, it
-// demotes the database: standby.signal, then an immediate shutdown (the
-// postmaster killed at the fence's time limit), so that it takes no write
-// from any client and can start again only as a standby; unfencing starts
-// it as a primary again. Without one, it fences over SQL: the application
-// roles' logins blocked and every session ended, given back by Unfence on
-// a node that is a primary (never one in recovery).
-type pgFencer struct{ site string }
-
-func (f pgFencer) demoter(g *witnessv1.Group) *postgres.Demoter {
-	pg := g.GetSpec().GetActions().GetPostgres()
-	dir := actions.SiteNode(g, f.site).GetDataDir()
-	if dir == "" {
-		return nil
+// localDatabase is this site's database of g.
+func (n *Node) localDatabase(g *witnessv1.Group) actions.Database {
+	if n.opts.LocalDatabase != nil {
+		return n.opts.LocalDatabase(g, n.cfg.Site)
 	}
-	return &postgres.Demoter{DataDir: dir, PgCtl: pg.GetPgCtl(), Command: pg.GetDemoteCommand()}
-}
-
-func (f pgFencer) client(g *witnessv1.Group) *postgres.Client {
-	return &postgres.Client{Site: f.site, Roles: g.GetSpec().GetActions().GetPostgres().GetRoles()}
-}
-
-func (f pgFencer) Demote(ctx context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error {
-	d := f.demoter(g)
-	if d == nil {
-		return fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
-	}
-	d.Timeout = demoteTimeout(g, mode)
-	// A standby that stays one takes no write: stopping it would fence
-	// nothing, and would stop an old primary that came back as a standby
-	// through prepare-start after the leader's fence of the site was
-	// first tried. Reinstate rewinds such a node (its history left the
-	// new primary's), running or not.
-	if f.standbyStamped(ctx, g, d, dsn) {
-		return nil
-	}
-	return d.Demote(ctx, dsn, mode)
-}
-
-// standbyStamped reports whether the database is a standby that stays one
-// (in recovery, standby.signal in place) and now holds g's token: it takes
-// no write, so a fence or demotion leaves it running.
-func (f pgFencer) standbyStamped(ctx context.Context, g *witnessv1.Group, d *postgres.Demoter, dsn string) bool {
-	sctx, cancel := context.WithTimeout(ctx, actions.FailoverFenceConnectTimeout)
-	ok, err := d.StandbyRunning(sctx, dsn)
-	cancel()
-	return err == nil && ok && f.sqlFence(ctx, g, dsn) == nil
-}
-
-// FinalPosition reads the stopped database's last checkpoint location.
-func (f pgFencer) FinalPosition(ctx context.Context, g *witnessv1.Group) (uint64, error) {
-	d := f.demoter(g)
-	if d == nil {
-		return 0, fmt.Errorf("group %s at site %s: %w", g.GetSpec().GetName(), f.site, actions.ErrNoLocalDemotion)
-	}
-	return d.FinalPosition(ctx)
-}
-
-// Fence demotes a database that runs as a primary, or that does not
-// answer, where the group has a data_dir here; a standby that stays one
-// is only stamped with the token over SQL (standbyStamped).
-func (f pgFencer) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
-	if d := f.demoter(g); d != nil {
-		if f.standbyStamped(ctx, g, d, dsn) {
-			return nil
-		}
-		return d.Demote(ctx, dsn, postgres.StopImmediate)
-	}
-	return f.sqlFence(ctx, g, dsn)
-}
-
-// sqlFence fences over SQL at g's token, or at the higher one the node
-// holds: a decision this witness has not heard of, which a self-fence
-// must not yield to (the site may have become active without it).
-func (f pgFencer) sqlFence(ctx context.Context, g *witnessv1.Group, dsn string) error {
-	name, token := g.GetSpec().GetName(), g.GetStatus().GetToken()
-	err := f.client(g).Fence(ctx, dsn, name, token)
-	if higher, ok := errors.AsType[*postgres.HigherTokenError](err); ok {
-		return f.client(g).Fence(ctx, dsn, name, higher.Held)
-	}
-	return err
-}
-
-// Fenced reports an SQL fence of g at its current token. A demoted
-// database is not looked at here (see leftFenced and StoppedPrimary).
-func (f pgFencer) Fenced(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error) {
-	if f.demoter(g) != nil {
-		return false, nil
-	}
-	st, err := f.client(g).Status(ctx, dsn)
-	if err != nil {
-		return false, err
-	}
-	r, ok := st.Groups[g.GetSpec().GetName()]
-	return ok && r.Role == postgres.RoleFenced && r.Token == g.GetStatus().GetToken() && !st.InRecovery, nil
-}
-
-// Unfence lifts the fence of a node that runs as a primary, or that this
-// witness demoted (stopped, standby.signal written); a node that runs in
-// recovery is left alone: promoting it is the reconciler's, under its
-// promotion rule, never a lifted fence's.
-func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
-	if d := f.demoter(g); d != nil {
-		err := d.StartAsPrimary(ctx, dsn)
-		if errors.Is(err, postgres.ErrNotPrimary) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-	// The application roles' logins that an SQL fence blocked come back;
-	// on a node just started it records the token it already holds.
-	return f.client(g).Unfence(ctx, dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+	db := actions.LocalPostgres(g, n.cfg.Site)
+	db.FenceTimeout = config.FenceTimeout(g.GetSpec())
+	return db
 }
 
 // leaseLoop is the self-fencing lease: a witness at a group's active site
@@ -179,7 +58,6 @@ func (f pgFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) e
 // held, it is looked at again as a fence an earlier run left, and lifted
 // by the same rule. What the hooks did is not undone.
 func (n *Node) leaseLoop() {
-	fencer := n.localFencer()
 	local, err := loadLocalGroups(n.cfg.DataDir, n.cfg.Site)
 	if err != nil {
 		n.log.Error("the record of this site's groups is unreadable; fencing from the replica alone until it is written again", keyErr, err)
@@ -250,7 +128,7 @@ func (n *Node) leaseLoop() {
 			// token.
 			if looked[name] != st.GetToken() && dsn != "" && st.GetPending() == nil {
 				// Looked at again at the next check if this one failed.
-				if on, err := n.leftFenced(fencer, g, dsn); err == nil {
+				if on, err := n.leftFenced(g); err == nil {
 					looked[name] = st.GetToken()
 					if on && fenced[name] == nil {
 						fenced[name] = &selfFence{token: st.GetToken(), database: true}
@@ -274,7 +152,7 @@ func (n *Node) leaseLoop() {
 				}
 				if dsn != "" && !f.database {
 					f.tried = true
-					if err := n.localFence(fencer.Fence, g, dsn); err != nil {
+					if err := n.localFence(g, fenceAtLeast(st.GetToken())); err != nil {
 						n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
 						continue
 					}
@@ -282,7 +160,7 @@ func (n *Node) leaseLoop() {
 				}
 			case f != nil && held && since < fenceAfter/2:
 				if f.database || f.tried {
-					if err := n.liftSelfFence(fencer, name, dsn, f.token); err != nil {
+					if err := n.liftSelfFence(name, f.token); err != nil {
 						// Said once per reason, not at every check.
 						if why := err.Error(); kept[name] != why {
 							kept[name] = why
@@ -303,17 +181,17 @@ func (n *Node) leaseLoop() {
 						// A standby that the fence stopped (a failover
 						// away from here made this one) starts again.
 						delete(looked, name)
-						n.startStoppedStandby(fencer, name, dsn)
+						n.startStoppedStandby(name, dsn)
 					}
 				}
 				delete(fenced, name)
 				delete(kept, name)
 			}
 			if fenced[name] == nil && dsn != "" && held && (fenceAfter == 0 || since < fenceAfter/2) && startsHere(g, n.cfg.Site) != "" {
-				n.maybeStartDemoted(fencer, name, dsn, st.GetToken())
+				n.maybeStartDemoted(name, st.GetToken())
 			}
 		}
-		protected = append(protected, n.fenceElsewhere(fencer, local, replica, activeHere, fenced, looked, since, held)...)
+		protected = append(protected, n.fenceElsewhere(local, replica, activeHere, fenced, looked, since, held)...)
 		if dog != nil {
 			feed := watchdogFeeds(held, since, dogTimeout, protected)
 			if feed {
@@ -364,10 +242,10 @@ func (n *Node) watchdog() (Watchdog, time.Duration) {
 // leftFenced reports whether the group's database here holds a fence at
 // the current token that an earlier run of this witness left; an error
 // means it could not tell, and the caller asks again later.
-func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) (bool, error) {
+func (n *Node) leftFenced(g *witnessv1.Group) (bool, error) {
 	var on bool
-	err := n.localFence(func(ctx context.Context, g *witnessv1.Group, dsn string) (err error) {
-		if on, err = fencer.Fenced(ctx, g, dsn); on || err != nil {
+	err := n.localFence(g, func(ctx context.Context, db actions.Database) (err error) {
+		if on, err = db.Fenced(ctx, g.GetStatus().GetToken()); on || err != nil {
 			return err
 		}
 		// A database this witness demoted (stopped as a primary,
@@ -376,11 +254,11 @@ func (n *Node) leftFenced(fencer LocalFencer, g *witnessv1.Group, dsn string) (b
 		// token succeeded, so that it was this token's primary. A
 		// database stopped before a promotion here is the plan's to
 		// promote, not the lift's.
-		if sp, ok := fencer.(StoppedPrimaryReader); ok && promotedAt(g) {
-			on, err = sp.StoppedPrimary(ctx, g)
+		if promotedAt(g) {
+			on, err = db.StoppedPrimary(ctx)
 		}
 		return err
-	}, g, dsn)
+	})
 	if err != nil {
 		n.log.Warn("could not tell whether an earlier run left a self-fence; asking again", "group", g.GetSpec().GetName(), keyErr, err)
 		return false, err
@@ -408,7 +286,7 @@ var errMovedOn = errors.New("the group moved on since the fence")
 
 // liftSelfFence lifts a self-fence of group at token once a linearizable
 // read shows the group still active at this site at that token.
-func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64) error {
+func (n *Node) liftSelfFence(group string, token uint64) error {
 	// The leader directly, or through another voter; then the replica
 	// catches up to what it said.
 	ctx, cancel := context.WithTimeout(n.ctx, 3*leaseRenewTimeout)
@@ -426,7 +304,7 @@ func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64
 		// that fence is the leader's, lifted by its own abort.
 		return fmt.Errorf("group %q at token %d has a switchover pending: the fence is the leader's to lift", group, token)
 	}
-	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {
+	if err := n.localFence(g, unfenceAt(token)); err != nil {
 		return fmt.Errorf("lift the self-fence: %w", err)
 	}
 	n.log.Warn("lease renewed and no failover happened (linearizable read): lifted the self-fence", "group", group, "token", token)
@@ -441,7 +319,7 @@ func (n *Node) liftSelfFence(fencer LocalFencer, group, dsn string, token uint64
 // demoted database is started again; one in recovery is left alone.
 // Otherwise it does nothing: the leader fences or promotes as its plan
 // says.
-func (n *Node) liftPromoted(fencer LocalFencer, group, dsn string) error {
+func (n *Node) liftPromoted(group string) error {
 	g, ok := n.fsm.Group(group)
 	if !ok {
 		return nil
@@ -453,35 +331,12 @@ func (n *Node) liftPromoted(fencer LocalFencer, group, dsn string) error {
 	if !promotedAt(g) {
 		return nil
 	}
-	if err := n.localFence(fencer.Unfence, g, dsn); err != nil {
+	if err := n.localFence(g, unfenceAt(st.GetToken())); err != nil {
 		return fmt.Errorf("lift the self-fence: %w", err)
 	}
 	n.log.Warn("lease renewed and the group was promoted here while this site was fenced (linearizable read): lifted the self-fence",
 		"group", group, "token", st.GetToken())
 	return nil
-}
-
-// StandbyStarter is a LocalFencer that can start again a standby that a
-// self-fence stopped.
-type StandbyStarter interface {
-	// StartStoppedStandby starts the group's database here as the standby
-	// it was, if it is one that stopped in recovery with standby.signal in
-	// place; it reports whether it started one.
-	StartStoppedStandby(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error)
-}
-
-// StartStoppedStandby starts a standby that stopped in recovery (a self-fence
-// that could not tell it from a primary stops it) as a standby again.
-func (f pgFencer) StartStoppedStandby(ctx context.Context, g *witnessv1.Group, dsn string) (bool, error) {
-	d := f.demoter(g)
-	if d == nil {
-		return false, nil
-	}
-	stopped, err := d.StoppedStandby(ctx)
-	if err != nil || !stopped {
-		return false, err
-	}
-	return true, d.StartAsStandby(ctx, dsn)
 }
 
 // startStoppedStandby ends a self-fence whose group moved on (after the
@@ -494,9 +349,8 @@ func (f pgFencer) StartStoppedStandby(ctx context.Context, g *witnessv1.Group, d
 // site it moved to.
 // The start runs in the background, beside the lease loop, which must not
 // wait for it; it is tried a few times.
-func (n *Node) startStoppedStandby(fencer LocalFencer, group, dsn string) {
-	ss, ok := fencer.(StandbyStarter)
-	if !ok || dsn == "" {
+func (n *Node) startStoppedStandby(group, dsn string) {
+	if dsn == "" {
 		return
 	}
 	// Not beside a reinstate of the group here, which stops, rewinds and
@@ -516,7 +370,7 @@ func (n *Node) startStoppedStandby(fencer LocalFencer, group, dsn string) {
 			}
 			n.localDB.Lock()
 			ctx, cancel := context.WithTimeout(n.ctx, abortStartTimeout)
-			started, err := ss.StartStoppedStandby(ctx, g, dsn)
+			started, err := n.localDatabase(g).StartStoppedStandby(ctx)
 			cancel()
 			n.localDB.Unlock()
 			if err == nil {
@@ -555,14 +409,14 @@ type selfFence struct {
 // higher token of the two. The site may have become active without this
 // witness hearing of it, or its replica may be behind after a restart.
 // A standby is only stamped with the token, a primary is fenced; the
-// fencer never promotes. Hooks run for a group last known active here.
+// fence never promotes. Hooks run for a group last known active here.
 // Once the lease is held again such a fence is lifted by the
 // linearizable-read rule if the group is then active here at the token
 // it was made at; otherwise it is forgotten here and looked at again as
 // one an earlier run left (looked), lifted by the same rule at the token
 // the database holds, for a group then active here. It returns
 // the fence_after of the groups last known active here, for the watchdog.
-func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []*witnessv1.Group, activeHere map[string]bool,
+func (n *Node) fenceElsewhere(local *localGroups, replica []*witnessv1.Group, activeHere map[string]bool,
 	fenced map[string]*selfFence, looked map[string]uint64, since time.Duration, held bool) []time.Duration {
 	best := map[string]*witnessv1.Group{}
 	for _, g := range local.groups() {
@@ -603,7 +457,7 @@ func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []
 			// cannot hear may still promote it.
 			if dsn != "" {
 				f.tried = true
-				if err := n.localFence(fencer.Fence, g, dsn); err != nil {
+				if err := n.localFence(g, fenceAtLeast(g.GetStatus().GetToken())); err != nil {
 					n.log.Error("self-fence failed; retrying", "group", name, keyErr, err)
 					continue
 				}
@@ -616,15 +470,15 @@ func (n *Node) fenceElsewhere(fencer LocalFencer, local *localGroups, replica []
 				// demoted database is started again); if it moved on,
 				// the database is looked at again as a fence an earlier
 				// run left, at the token it holds now.
-				err := n.liftSelfFence(fencer, name, dsn, f.token)
+				err := n.liftSelfFence(name, f.token)
 				if err != nil && !errors.Is(err, errMovedOn) {
 					continue // no linearizable read yet: at the next check
 				}
-				if err != nil && n.liftPromoted(fencer, name, dsn) != nil {
+				if err != nil && n.liftPromoted(name) != nil {
 					continue
 				}
 				if err != nil {
-					n.startStoppedStandby(fencer, name, dsn)
+					n.startStoppedStandby(name, dsn)
 				}
 			}
 			delete(fenced, name)
@@ -680,10 +534,29 @@ func (n *Node) startLocalFenceHooks(g *witnessv1.Group, hooks []*witnessv1.HookA
 
 // localFence runs a fence or an unfence of the group's database at this
 // site, bounded by the group's fence time limit.
-func (n *Node) localFence(f func(context.Context, *witnessv1.Group, string) error, g *witnessv1.Group, dsn string) error {
+func (n *Node) localFence(g *witnessv1.Group, f func(context.Context, actions.Database) error) error {
 	ctx, cancel := context.WithTimeout(n.ctx, config.FenceTimeout(g.GetSpec()))
 	defer cancel()
-	return f(ctx, g, dsn)
+	return f(ctx, n.localDatabase(g))
+}
+
+// fenceAtLeast fences a database at token, or at the higher token it
+// holds: a decision this witness has not heard of, which a self-fence
+// must not yield to (the site may have become active without it). With a
+// data_dir the database is demoted (actions.Database.Fence).
+func fenceAtLeast(token uint64) func(context.Context, actions.Database) error {
+	return func(ctx context.Context, db actions.Database) error {
+		err := db.Fence(ctx, token)
+		if higher, ok := errors.AsType[*postgres.HigherTokenError](err); ok {
+			return db.Fence(ctx, higher.Held)
+		}
+		return err
+	}
+}
+
+// unfenceAt lifts the fence of a database at token.
+func unfenceAt(token uint64) func(context.Context, actions.Database) error {
+	return func(ctx context.Context, db actions.Database) error { return db.Unfence(ctx, token) }
 }
 
 // localDSN is the group's database at this site, if it has one.

@@ -13,11 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sitewitness/witness/actions"
 	"github.com/sitewitness/witness/actions/postgres"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
-// fenceRecorder is a LocalFencer that records what it was asked.
+// fenceRecorder records what a witness asked of its site's databases;
+// its database method is Options.LocalDatabase.
 type fenceRecorder struct {
 	mu    sync.Mutex
 	calls []string
@@ -32,22 +34,44 @@ func (r *fenceRecorder) record(what, dsn, group string, token uint64) error {
 	return nil
 }
 
-func (r *fenceRecorder) Fence(_ context.Context, g *witnessv1.Group, dsn string) error {
-	return r.record("fence", dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+func (r *fenceRecorder) database(g *witnessv1.Group, site string) actions.Database {
+	return r.db(g, site)
 }
 
-func (r *fenceRecorder) Unfence(_ context.Context, g *witnessv1.Group, dsn string) error {
-	return r.record("unfence", dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+func (r *fenceRecorder) db(g *witnessv1.Group, site string) *recordedDB {
+	return &recordedDB{r: r, group: g.GetSpec().GetName(), token: g.GetStatus().GetToken(), dsn: g.GetSpec().GetActions().GetPostgres().GetDsn()[site]}
 }
 
-// Fenced says no: the recorder fences nothing for real.
-func (r *fenceRecorder) Fenced(context.Context, *witnessv1.Group, string) (bool, error) {
-	return false, nil
+// recordedDB is a database as fenceRecorder sees it: it records every
+// change and reads as a running primary with no fence.
+type recordedDB struct {
+	r     *fenceRecorder
+	group string
+	token uint64 // the group's when opened
+	dsn   string
 }
 
-func (r *fenceRecorder) Demote(_ context.Context, g *witnessv1.Group, dsn string, mode postgres.StopMode) error {
-	return r.record("demote "+string(mode), dsn, g.GetSpec().GetName(), g.GetStatus().GetToken())
+func (d *recordedDB) Fence(_ context.Context, token uint64) error {
+	return d.r.record("fence", d.dsn, d.group, token)
 }
+
+func (d *recordedDB) Unfence(_ context.Context, token uint64) error {
+	return d.r.record("unfence", d.dsn, d.group, token)
+}
+
+func (d *recordedDB) Promote(_ context.Context, token uint64) error {
+	return d.r.record("promote", d.dsn, d.group, token)
+}
+
+func (d *recordedDB) Demote(_ context.Context, token uint64, mode postgres.StopMode) (bool, error) {
+	return true, d.r.record("demote "+string(mode), d.dsn, d.group, token)
+}
+
+func (*recordedDB) Position(context.Context) (uint64, bool, error)    { return 0, false, nil }
+func (*recordedDB) Fenced(context.Context, uint64) (bool, error)      { return false, nil }
+func (*recordedDB) FinalPosition(context.Context) (uint64, error)     { return 0, nil }
+func (*recordedDB) StoppedPrimary(context.Context) (bool, error)      { return false, nil }
+func (*recordedDB) StartStoppedStandby(context.Context) (bool, error) { return false, nil }
 
 func (r *fenceRecorder) get() ([]string, []time.Time) {
 	r.mu.Lock()
@@ -57,11 +81,11 @@ func (r *fenceRecorder) get() ([]string, []time.Time) {
 
 func TestIsolatedActiveSiteFencesItselfAndLiftsItAfter(t *testing.T) {
 	tc := newTestCluster(t, "east", "west", "tiebreak")
-	// Restart east with a recording fencer.
+	// Restart east with a recording database.
 	tc.stop(0)
 	rec := &fenceRecorder{}
 	reg := prometheus.NewRegistry()
-	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalFencer: rec, Registerer: reg})
+	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalDatabase: rec.database, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

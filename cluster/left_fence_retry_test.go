@@ -8,10 +8,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sitewitness/witness/actions"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
-// flakyLeftFence is a LocalFencer whose database does not answer the
+// flakyLeftFence is a fenceRecorder whose database does not answer the
 // first looks, then shows a self-fence that an earlier run left.
 type flakyLeftFence struct {
 	fenceRecorder
@@ -20,7 +21,17 @@ type flakyLeftFence struct {
 	looks int
 }
 
-func (f *flakyLeftFence) Fenced(context.Context, *witnessv1.Group, string) (bool, error) {
+func (f *flakyLeftFence) database(g *witnessv1.Group, site string) actions.Database {
+	return flakyDB{f.db(g, site), f}
+}
+
+type flakyDB struct {
+	*recordedDB
+	f *flakyLeftFence
+}
+
+func (d flakyDB) Fenced(context.Context, uint64) (bool, error) {
+	f := d.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.looks++
@@ -38,7 +49,7 @@ func TestLeftFenceLookedAtAgainAfterAnError(t *testing.T) {
 	tc := newTestCluster(t, "east", "west", "tiebreak")
 	tc.stop(0)
 	f := &flakyLeftFence{fails: 2}
-	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalFencer: f, Registerer: prometheus.NewRegistry()})
+	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalDatabase: f.database, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +81,18 @@ groups:
 	}
 }
 
-// lostAnswerFence is a LocalFencer whose fences take effect but whose
+// lostAnswerFence is a fenceRecorder whose fences take effect but whose
 // answers are lost: the witness cannot tell that its fence holds.
 type lostAnswerFence struct{ fenceRecorder }
 
-func (f *lostAnswerFence) Fence(ctx context.Context, g *witnessv1.Group, dsn string) error {
-	_ = f.fenceRecorder.Fence(ctx, g, dsn)
+func (f *lostAnswerFence) database(g *witnessv1.Group, site string) actions.Database {
+	return lostFenceDB{f.db(g, site)}
+}
+
+type lostFenceDB struct{ *recordedDB }
+
+func (d lostFenceDB) Fence(ctx context.Context, token uint64) error {
+	_ = d.recordedDB.Fence(ctx, token)
 	return errors.New("answer lost")
 }
 
@@ -86,7 +103,7 @@ func TestSelfFenceWithALostAnswerIsLifted(t *testing.T) {
 	f := &lostAnswerFence{}
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 0 {
-			o.LocalFencer = f
+			o.LocalDatabase = f.database
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()

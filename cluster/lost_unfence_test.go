@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sitewitness/witness/actions"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -22,9 +23,18 @@ type lostAnswerFencer struct {
 	lost atomic.Bool
 }
 
-func (f *lostAnswerFencer) Unfence(ctx context.Context, g *witnessv1.Group, dsn string) error {
-	err := f.fenceRecorder.Unfence(ctx, g, dsn)
-	if err == nil && f.lost.Load() {
+func (f *lostAnswerFencer) database(g *witnessv1.Group, site string) actions.Database {
+	return lostUnfenceDB{f.db(g, site), f}
+}
+
+type lostUnfenceDB struct {
+	*recordedDB
+	f *lostAnswerFencer
+}
+
+func (d lostUnfenceDB) Unfence(ctx context.Context, token uint64) error {
+	err := d.recordedDB.Unfence(ctx, token)
+	if err == nil && d.f.lost.Load() {
 		return errors.New("unfence: answer lost")
 	}
 	return err
@@ -39,7 +49,7 @@ func TestSelfFenceAgainAfterALiftWhoseAnswerWasLost(t *testing.T) {
 	tc.stop(0)
 	rec := &lostAnswerFencer{fenceRecorder: &fenceRecorder{}}
 	rec.lost.Store(true)
-	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalFencer: rec, Registerer: prometheus.NewRegistry()})
+	n, err := Start(context.Background(), Options{Config: tc.cfgs[0], Logger: testLogger(t), LocalDatabase: rec.database, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,19 +264,28 @@ func (n *Node) applied(cmd proto.Message, took time.Duration) {
 			}
 		}
 	case *witnessv1.RecordStepCommand:
-		r := c.GetResult()
-		m.stepDuration.WithLabelValues(r.GetStep(), result(r.GetOk())).Observe(float64(r.GetDurationMs()) / 1000)
-		if r.GetStep() != actions.StepSettle || !r.GetOk() {
-			return
+		n.stepRecorded(c, now)
+	case *witnessv1.RecordStepsCommand:
+		for _, rec := range c.GetRecords() {
+			n.stepRecorded(rec, now)
 		}
-		g, ok := n.fsm.Group(c.GetGroup())
-		if !ok {
-			return
-		}
-		for _, t := range g.GetStatus().GetHistory() {
-			if t.GetToken() == r.GetToken() {
-				m.commitToSettled.WithLabelValues(kindName(t)).Observe(max(now.Sub(time.Unix(0, t.GetAtUnixNano())), 0).Seconds())
-			}
+	}
+}
+
+// stepRecorded observes one step result this leader committed.
+func (n *Node) stepRecorded(c *witnessv1.RecordStepCommand, now time.Time) {
+	m, r := n.metrics, c.GetResult()
+	m.stepDuration.WithLabelValues(r.GetStep(), result(r.GetOk())).Observe(float64(r.GetDurationMs()) / 1000)
+	if r.GetStep() != actions.StepSettle || !r.GetOk() {
+		return
+	}
+	g, ok := n.fsm.Group(c.GetGroup())
+	if !ok {
+		return
+	}
+	for _, t := range g.GetStatus().GetHistory() {
+		if t.GetToken() == r.GetToken() {
+			m.commitToSettled.WithLabelValues(kindName(t)).Observe(max(now.Sub(time.Unix(0, t.GetAtUnixNano())), 0).Seconds())
 		}
 	}
 }

@@ -99,7 +99,7 @@ func TestMetricsThroughAFailover(t *testing.T) {
 		o.Registerer, o.Gatherer = regs[i], regs[i]
 		mu.Unlock()
 		o.Config.MetricsGroupObservations = true
-		o.Runner, o.LocalFencer = runner, &fenceRecorder{}
+		o.Runner, o.LocalDatabase = runner, (&fenceRecorder{}).database
 	}, "east", "west", "tiebreak")
 	east, west := newSiteEndpoint(t), newSiteEndpoint(t)
 	keyFile := filepath.Join(t.TempDir(), "tsig.key")

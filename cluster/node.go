@@ -86,9 +86,10 @@ type Options struct {
 	// Runner carries out the reconciler's steps; nil means the real
 	// targets (actions.Targets).
 	Runner actions.Runner
-	// LocalFencer fences this site's databases when the witness loses the
-	// Raft majority; nil means PostgreSQL through actions/postgres.
-	LocalFencer LocalFencer
+	// LocalDatabase opens this site's databases, which the witness
+	// fences when it loses its lease and demotes for the leader; nil
+	// means PostgreSQL (actions.LocalPostgres).
+	LocalDatabase LocalDatabase
 	// Watchdog is fed by the lease loop while this witness's lease holds;
 	// nil means the device of the config's watchdog setting, if any.
 	Watchdog Watchdog

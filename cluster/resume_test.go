@@ -26,7 +26,7 @@ func TestNewLeaderResumesPlanAfterLeaderDies(t *testing.T) {
 		tc.stop(i)
 	}
 	for i := range tc.nodes {
-		n, err := Start(context.Background(), Options{Config: tc.cfgs[i], Logger: testLogger(t), Runner: runner, LocalFencer: &fenceRecorder{}})
+		n, err := Start(context.Background(), Options{Config: tc.cfgs[i], Logger: testLogger(t), Runner: runner, LocalDatabase: (&fenceRecorder{}).database})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sitewitness/witness/actions"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
@@ -32,12 +33,21 @@ groups:
 // group that its replica says is active elsewhere: its site may have
 // become active without it hearing of it (a promotion whose answer was
 // lost), and the leader may then promote another site by the lease rule.
-// (The fencer stamps a standby and fences a primary; it never promotes.)
+// (The fence stamps a standby and fences a primary; it never promotes.)
 func TestLeaseLossFencesASiteNotKnownActive(t *testing.T) {
 	rec := &fenceRecorder{}
+	fencedElsewhere(t, rec, rec.database)
+}
+
+// fencedElsewhere starts a cluster whose east witness opens its
+// databases with open (recording in rec), applies elsewhereDoc, cuts east
+// off (the other witnesses stop) and waits for east to fence its
+// database of the group active at west.
+func fencedElsewhere(t *testing.T, rec *fenceRecorder, open LocalDatabase) *testCluster {
+	t.Helper()
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 0 {
-			o.LocalFencer = rec
+			o.LocalDatabase = open
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()
@@ -54,6 +64,7 @@ func TestLeaseLossFencesASiteNotKnownActive(t *testing.T) {
 	eventually(t, "east to fence its database of a group active elsewhere", func() bool {
 		return fencedCall(rec, "fence host=east-db user=witness app@1")
 	})
+	return tc
 }
 
 // A witness restarted while cut off fences its site's database from the
@@ -64,7 +75,7 @@ func TestRestartedWitnessFencesFromItsRecord(t *testing.T) {
 	rec := &fenceRecorder{}
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 1 {
-			o.LocalFencer = rec
+			o.LocalDatabase = rec.database
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()
@@ -89,15 +100,24 @@ func TestRestartedWitnessFencesFromItsRecord(t *testing.T) {
 
 // standbyFencer is a fenceRecorder whose fence stopped a standby (as a
 // self-fence does that cannot tell it from a primary under load): it
-// counts the starts of that standby.
+// records and counts the starts of that standby.
 type standbyFencer struct {
 	*fenceRecorder
 	starts atomic.Int32
 }
 
-func (f *standbyFencer) StartStoppedStandby(context.Context, *witnessv1.Group, string) (bool, error) {
-	f.starts.Add(1)
-	return true, nil
+func (f *standbyFencer) database(g *witnessv1.Group, site string) actions.Database {
+	return standbyDB{f.db(g, site), f}
+}
+
+type standbyDB struct {
+	*recordedDB
+	f *standbyFencer
+}
+
+func (d standbyDB) StartStoppedStandby(context.Context) (bool, error) {
+	d.f.starts.Add(1)
+	return true, d.r.record("start", d.dsn, d.group, d.token)
 }
 
 // When the lease returns, a self-fence of a group active elsewhere ends
@@ -105,22 +125,7 @@ func (f *standbyFencer) StartStoppedStandby(context.Context, *witnessv1.Group, s
 // nothing else would start it, and a move here could not promote it.
 func TestSelfFenceElsewhereStartsTheStandbyAgain(t *testing.T) {
 	f := &standbyFencer{fenceRecorder: &fenceRecorder{}}
-	tc := newTestClusterWith(t, func(i int, o *Options) {
-		if i == 0 {
-			o.LocalFencer = f
-		}
-	}, "east", "west", "tiebreak")
-	_, leader := tc.leader()
-	applyDoc(t, leader, elsewhereDoc)
-	eventually(t, "east to replicate the group active at west", func() bool {
-		g, ok := tc.nodes[0].FSM().Group("app")
-		return ok && g.GetStatus().GetActiveSite() == "west"
-	})
-	tc.stop(1)
-	tc.stop(2)
-	eventually(t, "east to fence its database of a group active elsewhere", func() bool {
-		return fencedCall(f.fenceRecorder, "fence host=east-db user=witness app@1")
-	})
+	tc := fencedElsewhere(t, f.fenceRecorder, f.database)
 	if n := f.starts.Load(); n != 0 {
 		t.Fatalf("started the standby %d times while the lease is lost", n)
 	}

@@ -104,7 +104,7 @@ func TestWatchdogFedOnlyWhileTheLeaseHolds(t *testing.T) {
 	tc := newTestClusterWith(t, func(i int, o *Options) {
 		if i == 0 {
 			o.Config.Watchdog = &config.Watchdog{Device: "/dev/null/not-opened", Timeout: config.Duration(timeout)}
-			o.Watchdog, o.LocalFencer = dog, rec
+			o.Watchdog, o.LocalDatabase = dog, rec.database
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()

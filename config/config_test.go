@@ -257,13 +257,13 @@ initial_voters:
 		t.Fatal(err)
 	}
 	n.ApplyEnv(func(k string) string {
-		return map[string]string{"WITNESS_ADMIN_ADDR": "10.0.1.5:7400", "WITNESS_LOG_LEVEL": "debug"}[k]
+		return map[string]string{"WITNESS_ADMIN_ADDR": "10.0.1.5:7400", "WITNESS_LOG_LEVEL": "debug", "WITNESS_PPROF_ADDR": "127.0.0.1:6060"}[k]
 	})
 	if err := n.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	got := []any{n.Cluster, n.AdminAddr, n.LogLevel, n.Raft.ElectionTimeout.D(), n.Raft.HeartbeatTimeout.D()}
-	want := []any{"witness", "10.0.1.5:7400", "debug", 2 * time.Second, time.Second}
+	got := []any{n.Cluster, n.AdminAddr, n.LogLevel, n.Raft.ElectionTimeout.D(), n.Raft.HeartbeatTimeout.D(), n.PprofAddr}
+	want := []any{"witness", "10.0.1.5:7400", "debug", 2 * time.Second, time.Second, "127.0.0.1:6060"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("layers (-want +got):\n%s", diff)
 	}
@@ -290,6 +290,7 @@ func TestNodeValidate(t *testing.T) {
 			n.Join = []string{"h:7400"}
 		}, []string{"join", "initial_voters"}},
 		{"election below heartbeat", func(n *config.Node) { n.Raft.ElectionTimeout = config.Duration(time.Millisecond * 100) }, []string{"raft.election_timeout"}},
+		{"pprof address without a port", func(n *config.Node) { n.PprofAddr = "localhost" }, []string{"pprof_addr"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

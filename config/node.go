@@ -34,6 +34,10 @@ type Node struct {
 	// verdicts are counted by site and observer site only, which stays
 	// cheap with thousands of groups.
 	MetricsGroupObservations bool `yaml:"metrics_group_observations"`
+	// PprofAddr serves Go's profiles (net/http/pprof, plaintext, no
+	// authentication) for measuring a witness; empty, the default, is
+	// off. Bind it to loopback.
+	PprofAddr string `yaml:"pprof_addr"`
 
 	// InitialVoters bootstraps a new cluster: every founding node lists the
 	// same voters, itself included. Ignored once data_dir holds a cluster.
@@ -182,6 +186,7 @@ func (n *Node) ApplyEnv(getenv func(string) string) {
 		"WITNESS_GOSSIP_ADDR":  &n.GossipAddr,
 		"WITNESS_ADMIN_ADDR":   &n.AdminAddr,
 		"WITNESS_METRICS_ADDR": &n.MetricsAddr,
+		"WITNESS_PPROF_ADDR":   &n.PprofAddr,
 		"WITNESS_LOG_LEVEL":    &n.LogLevel,
 	} {
 		if v := getenv(env); v != "" {
@@ -256,6 +261,9 @@ func (n *Node) Validate() error {
 	checkAddr(&p, "admin_addr", n.AdminAddr, false)
 	if n.MetricsAddr != "" {
 		checkAddr(&p, "metrics_addr", n.MetricsAddr, false)
+	}
+	if n.PprofAddr != "" {
+		checkAddr(&p, "pprof_addr", n.PprofAddr, false)
 	}
 	if len(n.InitialVoters) > 0 && len(n.Join) > 0 {
 		p.addf("join", "", ErrConflict, "set initial_voters to found a cluster or join to enter one, not both")

@@ -21,6 +21,7 @@ const (
 	TypeRecordStep  Type = 6
 	TypeProposal    Type = 7
 	TypeSchedule    Type = 8
+	TypeRecordSteps Type = 9
 )
 
 func (t Type) String() string {
@@ -41,6 +42,8 @@ func (t Type) String() string {
 		return "record-proposal"
 	case TypeSchedule:
 		return "schedule-switchover"
+	case TypeRecordSteps:
+		return "record-steps"
 	}
 	return fmt.Sprintf("type(%d)", byte(t))
 }
@@ -63,6 +66,8 @@ func newPayload(t Type) proto.Message {
 		return &witnessv1.RecordProposalCommand{}
 	case TypeSchedule:
 		return &witnessv1.ScheduleSwitchoverCommand{}
+	case TypeRecordSteps:
+		return &witnessv1.RecordStepsCommand{}
 	}
 	return nil
 }
@@ -85,6 +90,8 @@ func typeOf(m proto.Message) (Type, bool) {
 		return TypeProposal, true
 	case *witnessv1.ScheduleSwitchoverCommand:
 		return TypeSchedule, true
+	case *witnessv1.RecordStepsCommand:
+		return TypeRecordSteps, true
 	}
 	return 0, false
 }

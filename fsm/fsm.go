@@ -66,7 +66,8 @@ type Result struct {
 	// the errors above and nothing changed.
 	Err error
 	// Refused maps each group whose move an automatic failover refused
-	// alone to why; the command's other moves applied.
+	// alone to why, or whose step results a RecordStepsCommand refused;
+	// the command's other groups were changed.
 	Refused map[string]error
 }
 
@@ -78,8 +79,15 @@ type FSM struct {
 	groups    map[string]*witnessv1.Group // never changed once held: see view.go
 	// sorted is every group sorted by name, or nil after a change; it is
 	// rebuilt by the first read, under the read lock, so sortedMu guards it.
-	sorted   []*witnessv1.Group
-	sortedMu sync.Mutex
+	sorted []*witnessv1.Group
+	// sortedLent is set once sorted has been handed to a reader: the
+	// next edit copies it rather than changing it in place.
+	sortedLent bool
+	sortedMu   sync.Mutex
+	// specs counts the entries and restores that changed a group's spec
+	// or the set of groups (SpecGeneration); it is this replica's, not
+	// replicated state.
+	specs uint64
 }
 
 // New returns an empty state machine.
@@ -110,6 +118,8 @@ func (f *FSM) Apply(entry []byte) Result {
 		return f.setArmed(c)
 	case *witnessv1.RecordStepCommand:
 		return f.recordStep(c)
+	case *witnessv1.RecordStepsCommand:
+		return f.recordSteps(c)
 	case *witnessv1.RecordProposalCommand:
 		return f.recordProposal(c)
 	case *witnessv1.ScheduleSwitchoverCommand:
@@ -174,6 +184,7 @@ func (f *FSM) putGroups(c *witnessv1.PutGroupsCommand) Result {
 		if ok && proto.Equal(g.GetSpec(), spec) {
 			continue
 		}
+		f.specs++
 		if !ok {
 			f.lastToken++
 			site, mode, phase, reason := spec.GetSites()[0].GetName(), specMode(spec), "", "group created"
@@ -226,7 +237,8 @@ func (f *FSM) deleteGroup(c *witnessv1.DeleteGroupCommand) Result {
 		return refuse("delete %q: %w", c.GetName(), ErrNoGroup)
 	}
 	delete(f.groups, c.GetName())
-	f.sorted = nil
+	f.sorted, f.sortedLent = nil, false
+	f.specs++
 	return Result{}
 }
 
@@ -443,21 +455,81 @@ func (f *FSM) setArmed(c *witnessv1.SetArmedCommand) Result {
 }
 
 func (f *FSM) recordStep(c *witnessv1.RecordStepCommand) Result {
+	if err := f.checkStep(c); err != nil {
+		return Result{Err: err}
+	}
+	f.appendStep(c.GetGroup(), c.GetResult())
+	return Result{}
+}
+
+// appendStep records r in group's steps, and the position of the primary
+// that a fence step stopped among the positions the group's primaries
+// were confirmed at.
+func (f *FSM) appendStep(group string, r *witnessv1.StepResult) {
+	g, _ := f.edit(group)
+	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
+	notePrimary(g.Status, fencedPosition(g.Status, r))
+}
+
+// checkStep says why the step result of c is refused, or nil.
+func (f *FSM) checkStep(c *witnessv1.RecordStepCommand) error {
 	g, ok := f.groups[c.GetGroup()]
 	if !ok {
-		return refuse("record step of %q: %w", c.GetGroup(), ErrNoGroup)
+		return fmt.Errorf("record step of %q: %w", c.GetGroup(), ErrNoGroup)
 	}
 	r := c.GetResult()
 	if r.GetStep() == "" {
-		return refuse("record step of %q without a step name: %w", c.GetGroup(), ErrInvalid)
+		return fmt.Errorf("record step of %q without a step name: %w", c.GetGroup(), ErrInvalid)
 	}
 	if r.GetToken() != g.GetStatus().GetToken() {
-		return refuse("record step %q of %q at token %d, current token is %d: %w", r.GetStep(), c.GetGroup(), r.GetToken(), g.GetStatus().GetToken(), ErrStaleToken)
+		return fmt.Errorf("record step %q of %q at token %d, current token is %d: %w", r.GetStep(), c.GetGroup(), r.GetToken(), g.GetStatus().GetToken(), ErrStaleToken)
 	}
-	g, _ = f.edit(c.GetGroup())
-	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
-	notePrimary(g.Status, fencedPosition(g.Status, r))
-	return Result{}
+	return nil
+}
+
+// recordSteps records the step results of many groups. Each group's
+// results are checked as recordStep checks one, and applied or refused
+// together; a group refused (a stale token, a group deleted since) is in
+// Result.Refused and the other groups' results are applied. Err is set
+// too when nothing was applied: a command without results, or every group
+// refused (each of them still in Refused).
+func (f *FSM) recordSteps(c *witnessv1.RecordStepsCommand) Result {
+	if len(c.GetRecords()) == 0 {
+		return refuse("record steps without results: %w", ErrInvalid)
+	}
+	var refused map[string]error
+	for _, rec := range c.GetRecords() {
+		if _, done := refused[rec.GetGroup()]; done {
+			continue
+		}
+		if err := f.checkStep(rec); err != nil {
+			if refused == nil {
+				refused = map[string]error{}
+			}
+			refused[rec.GetGroup()] = err
+		}
+	}
+	applied := 0
+	for _, rec := range c.GetRecords() {
+		if _, no := refused[rec.GetGroup()]; no {
+			continue
+		}
+		f.appendStep(rec.GetGroup(), rec.GetResult())
+		applied++
+	}
+	res := Result{Refused: refused}
+	if applied == 0 {
+		errs := make([]error, 0, len(refused))
+		told := make(map[string]bool, len(refused))
+		for _, rec := range c.GetRecords() {
+			if g := rec.GetGroup(); !told[g] {
+				told[g] = true
+				errs = append(errs, refused[g])
+			}
+		}
+		res.Err = errors.Join(errs...)
+	}
+	return res
 }
 
 // schedule records a scheduled switchover, or ends the one recorded.
@@ -550,6 +622,16 @@ func appendBounded[T any](s []T, v T, limit int) []T {
 	return s
 }
 
+// SpecGeneration changes whenever a group is created, deleted or given a
+// new spec, or a snapshot is restored, and at no other entry: what is
+// built from the specs alone (the probes' targets) is rebuilt when it
+// moves, not for every step result.
+func (f *FSM) SpecGeneration() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.specs
+}
+
 // LastToken is the highest token issued so far.
 func (f *FSM) LastToken() uint64 {
 	f.mu.RLock()
@@ -579,7 +661,7 @@ func (f *FSM) sortedView() []*witnessv1.Group {
 	f.sortedMu.Lock()
 	defer f.sortedMu.Unlock()
 	v := f.view()
-	f.sorted = v
+	f.sorted, f.sortedLent = v, true
 	return v
 }
 
@@ -611,7 +693,8 @@ func (f *FSM) Restore(s *witnessv1.State) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.groups = groups
-	f.sorted = nil
+	f.sorted, f.sortedLent = nil, false
+	f.specs++
 	f.lastToken = s.GetLastToken()
 	return nil
 }

@@ -16,6 +16,7 @@ func FuzzDecode(f *testing.F) {
 		&witnessv1.PutGroupsCommand{Specs: []*witnessv1.GroupSpec{spec("app", "east", "west")}},
 		&witnessv1.TransitionCommand{Moves: []*witnessv1.Move{{Group: "app", ExpectedToken: 1, ToSite: "west"}}},
 		&witnessv1.RecordStepCommand{Group: "app", Result: &witnessv1.StepResult{Token: 1, Step: "dns"}},
+		&witnessv1.RecordStepsCommand{Records: []*witnessv1.RecordStepCommand{{Group: "app", Result: &witnessv1.StepResult{Token: 1, Step: "dns"}}}},
 	} {
 		b, err := fsm.Encode(cmd)
 		if err != nil {

@@ -26,12 +26,16 @@ func (f *FSM) edit(name string) (*witnessv1.Group, bool) {
 	g = proto.Clone(g).(*witnessv1.Group)
 	f.groups[name] = g
 	if v := f.sorted; v != nil {
-		// The sorted view may be held by readers: a new one, with g in
-		// the old one's place (a copy of pointers, not a sort).
+		// g takes the old one's place (a copy of pointers, not a sort),
+		// in a new view if this one was lent to readers: the edits of
+		// one entry of many groups, and of entries no one read between,
+		// share one copy.
+		if f.sortedLent {
+			v = slices.Clone(v)
+			f.sorted, f.sortedLent = v, false
+		}
 		i := sort.Search(len(v), func(i int) bool { return v[i].GetSpec().GetName() >= name })
-		next := slices.Clone(v)
-		next[i] = g
-		f.sorted = next
+		v[i] = g
 	}
 	return g, true
 }
@@ -39,7 +43,7 @@ func (f *FSM) edit(name string) (*witnessv1.Group, bool) {
 // put holds a new group under its name and drops the sorted view.
 func (f *FSM) put(g *witnessv1.Group) {
 	f.groups[g.GetSpec().GetName()] = g
-	f.sorted = nil
+	f.sorted, f.sortedLent = nil, false
 }
 
 // view is every held group sorted by name, built once per change; callers

@@ -109,19 +109,27 @@ type entry struct {
 
 // Scheduler runs the checks of a changing set of targets. Its methods are
 // safe for concurrent use.
+//
+// Run hands the checks that are due to a fixed set of MaxConcurrent
+// workers, not to a goroutine each: 20,000 targets checked every second
+// start no goroutine, and none waits in line for a turn.
 type Scheduler struct {
-	clock clock.Clock
-	sem   chan struct{}
-	onObs func(Observation)
-	log   *slog.Logger
-	epoch time.Time
-	wake  chan struct{}
+	clock   clock.Clock
+	workers int
+	onObs   func(Observation)
+	log     *slog.Logger
+	epoch   time.Time
+	wake    chan struct{}
 
 	mu      sync.Mutex
 	entries map[targetKey]*entry
 	queue   entryQueue
 	phases  []float64 // sorted phases of the entries
 	running bool
+	// due holds the checks taken from queue that no worker has begun,
+	// oldest first; work has a slot per worker to wake it.
+	due  []*entry
+	work chan struct{}
 
 	mbMu    sync.Mutex
 	pending map[targetKey]Observation
@@ -142,7 +150,8 @@ func NewScheduler(cfg Config) *Scheduler {
 	}
 	return &Scheduler{
 		clock:   clk,
-		sem:     make(chan struct{}, n),
+		workers: n,
+		work:    make(chan struct{}, n),
 		onObs:   cfg.OnObservation,
 		log:     log.With("component", "probes"),
 		epoch:   clk.Now(),
@@ -273,11 +282,18 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 		s.mu.Lock()
+		for _, e := range s.due { // taken, never begun
+			e.inflight = false
+		}
+		s.due = nil
 		s.running = false
 		s.mu.Unlock()
 	}()
 	if s.onObs != nil {
 		wg.Go(func() { s.deliver(ctx) })
+	}
+	for range s.workers {
+		wg.Go(func() { s.work1(ctx) })
 	}
 	timer := s.clock.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -285,14 +301,18 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		s.mu.Lock()
 		now := s.clock.Now()
 		due := s.takeDueLocked(now)
+		s.due = append(s.due, due...)
 		var wait time.Duration
 		pending := len(s.queue) > 0
 		if pending {
 			wait = s.queue[0].next.Sub(now)
 		}
 		s.mu.Unlock()
-		for _, e := range due {
-			wg.Go(func() { s.runCheck(ctx, e) })
+		for range min(len(due), s.workers) {
+			select {
+			case s.work <- struct{}{}:
+			default: // every worker is already called
+			}
 		}
 		timer.Stop()
 		var tick <-chan time.Time
@@ -329,21 +349,37 @@ func (s *Scheduler) takeDueLocked(now time.Time) []*entry {
 	return due
 }
 
-func (s *Scheduler) runCheck(ctx context.Context, e *entry) {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		s.release(e)
-		return
+// work1 is one worker: it runs the due checks, oldest first, one at a
+// time, until ctx ends.
+func (s *Scheduler) work1(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		var e *entry
+		if len(s.due) > 0 {
+			e = s.due[0]
+			s.due[0] = nil
+			s.due = s.due[1:]
+		}
+		s.mu.Unlock()
+		if e == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.work:
+			}
+			continue
+		}
+		s.runCheck(ctx, e)
 	}
-	if !s.current(e) {
-		<-s.sem // removed while it waited for a slot
-		s.release(e)
+}
+
+func (s *Scheduler) runCheck(ctx context.Context, e *entry) {
+	if ctx.Err() != nil || !s.current(e) {
+		s.release(e) // stopping, or removed while it waited for a worker
 		return
 	}
 	started := s.clock.Now()
 	r := runChecker(ctx, e.checker, e.spec.Timeout)
-	<-s.sem
 	if ctx.Err() != nil {
 		s.release(e)
 		return

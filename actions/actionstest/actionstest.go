@@ -288,10 +288,18 @@ type Leader struct {
 	// AfterVerify, if set, runs after every successful VerifyLeader: a
 	// test plays a pause between verifying and acting with it.
 	AfterVerify func()
+	// ApplyDelay, if set, is how long each Apply takes, as a commit
+	// through Raft does (a fsync, a round trip to the followers).
+	ApplyDelay time.Duration
+	// VerifyDelay, if set, is how long each VerifyLeader takes, as a
+	// round of heartbeats to the followers does.
+	VerifyDelay time.Duration
 	mu          sync.Mutex
 	off         bool
 	expired     map[string]bool
 	leaseAsks   int
+	verifies    int
+	entries     map[fsm.Type]int
 }
 
 var _ actions.Leader = (*Leader)(nil)
@@ -343,11 +351,29 @@ func (l *Leader) Groups() []*witnessv1.Group { return l.FSM.Groups() }
 // Group is one group of the FSM (actions.GroupReader).
 func (l *Leader) Group(name string) (*witnessv1.Group, bool) { return l.FSM.Group(name) }
 
+// Verifies is how many times VerifyLeader was called.
+func (l *Leader) Verifies() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.verifies
+}
+
+// Entries is how many entries of type t were applied.
+func (l *Leader) Entries(t fsm.Type) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.entries[t]
+}
+
 func (l *Leader) VerifyLeader() error {
 	l.mu.Lock()
+	l.verifies++
 	off := l.off
 	after := l.AfterVerify
 	l.mu.Unlock()
+	if l.VerifyDelay > 0 {
+		time.Sleep(l.VerifyDelay)
+	}
 	if off {
 		return ErrDeposed
 	}
@@ -368,5 +394,14 @@ func (l *Leader) Apply(_ context.Context, cmd proto.Message) (fsm.Result, error)
 	if err != nil {
 		return fsm.Result{}, err
 	}
+	if l.ApplyDelay > 0 {
+		time.Sleep(l.ApplyDelay)
+	}
+	l.mu.Lock()
+	if l.entries == nil {
+		l.entries = map[fsm.Type]int{}
+	}
+	l.entries[fsm.Type(b[0])]++
+	l.mu.Unlock()
 	return l.FSM.Apply(b), nil
 }

@@ -77,11 +77,11 @@ func count(t *testing.T, dsn, query string) int {
 	return n
 }
 
-func TestReinstateRewindsOldPrimaryAfterSavingItsCommits(t *testing.T) {
-	old, promoted := forked(t, 3)
-	r := reinstater(t, old)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// rewind reinstates old as the standby of promoted, for group app at
+// token 7 with slot witness_east, and checks that it took every step of a
+// rewind.
+func rewind(ctx context.Context, t *testing.T, r *postgres.Reinstater, old, promoted *pgharness.Server) *postgres.ReinstateReport {
+	t.Helper()
 	rep, err := r.Reinstate(ctx, postgres.ReinstateRequest{
 		Group: "app", Token: 7, LocalDSN: old.DSN("postgres"), SourceDSN: promoted.DSN("postgres"),
 		Slot: "witness_east", ApplicationName: "east",
@@ -89,16 +89,27 @@ func TestReinstateRewindsOldPrimaryAfterSavingItsCommits(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reinstate: %v (steps %+v)", err, rep)
 	}
+	if got, want := stepNames(rep), "check stop save rewind slot configure start stream"; got != want || rep.Method != "rewind" {
+		t.Errorf("method %q, steps %q; want rewind, %q", rep.Method, got, want)
+	}
+	return rep
+}
+
+// stepNames are the names of the report's steps, in order.
+func stepNames(rep *postgres.ReinstateReport) string {
 	var names []string
 	for _, s := range rep.Steps {
 		names = append(names, s.Name)
 	}
-	if got, want := strings.Join(names, " "), "check stop save rewind slot configure start stream"; got != want {
-		t.Errorf("steps %q, want %q", got, want)
-	}
-	if rep.Method != "rewind" {
-		t.Errorf("method %q, want rewind", rep.Method)
-	}
+	return strings.Join(names, " ")
+}
+
+func TestReinstateRewindsOldPrimaryAfterSavingItsCommits(t *testing.T) {
+	old, promoted := forked(t, 3)
+	r := reinstater(t, old)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep := rewind(ctx, t, r, old, promoted)
 	sa := rep.SetAside
 	if sa == nil || sa.Transactions != 3 || sa.First.IsZero() || sa.Last.Before(sa.First) {
 		t.Fatalf("set aside %+v, want 3 transactions with their times", sa)
@@ -131,7 +142,7 @@ func TestReinstateRewindsOldPrimaryAfterSavingItsCommits(t *testing.T) {
 		t.Error("slot witness_east not active on the new primary")
 	}
 	// Again: already streaming, nothing done.
-	rep, err = r.Reinstate(ctx, postgres.ReinstateRequest{
+	rep, err := r.Reinstate(ctx, postgres.ReinstateRequest{
 		Group: "app", Token: 7, LocalDSN: old.DSN("postgres"), SourceDSN: promoted.DSN("postgres"), Slot: "witness_east",
 	})
 	if err != nil || len(rep.Steps) != 1 || rep.Method != "" {
@@ -287,20 +298,7 @@ func TestReinstateRewindsAnOldPrimaryBackAsAStandby(t *testing.T) {
 	if err := r.StartAsStandby(ctx, old.DSN("postgres")); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := r.Reinstate(ctx, postgres.ReinstateRequest{
-		Group: "app", Token: 7, LocalDSN: old.DSN("postgres"), SourceDSN: promoted.DSN("postgres"),
-		Slot: "witness_east", ApplicationName: "east",
-	})
-	if err != nil {
-		t.Fatalf("reinstate: %v (steps %+v)", err, rep)
-	}
-	var names []string
-	for _, s := range rep.Steps {
-		names = append(names, s.Name)
-	}
-	if got, want := strings.Join(names, " "), "check stop save rewind slot configure start stream"; got != want || rep.Method != "rewind" {
-		t.Errorf("method %q, steps %q; want rewind, %q", rep.Method, got, want)
-	}
+	rep := rewind(ctx, t, r, old, promoted)
 	if d := rep.Steps[0].Detail; !strings.Contains(d, "past the fork") || !strings.Contains(d, "not repointed") {
 		t.Errorf("check says %q, want the standby past the fork named", d)
 	}
@@ -351,12 +349,8 @@ func TestReinstateRepointsAStandby(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reinstate: %v (%+v)", err, rep)
 			}
-			var names []string
-			for _, s := range rep.Steps {
-				names = append(names, s.Name)
-			}
-			if rep.Method != tt.wantMethod || strings.Join(names, " ") != tt.wantStepsTo {
-				t.Errorf("method %q, steps %q; want %q, %q", rep.Method, names, tt.wantMethod, tt.wantStepsTo)
+			if got := stepNames(rep); rep.Method != tt.wantMethod || got != tt.wantStepsTo {
+				t.Errorf("method %q, steps %q; want %q, %q", rep.Method, got, tt.wantMethod, tt.wantStepsTo)
 			}
 			pgExecT(t, promoted, "INSERT INTO rows VALUES (1)")
 			deadline := time.Now().Add(30 * time.Second)

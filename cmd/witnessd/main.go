@@ -12,10 +12,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -167,8 +171,39 @@ func agent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("witness running", "version", buildinfo.String(), "name", cfg.Name, "site", cfg.Site,
 		"admin", node.AdminAddr(), "raft", cfg.RaftAddr, "gossip", cfg.GossipAddr, "metrics", node.MetricsAddr())
+	closeProfiles := func() error { return nil }
+	if cfg.PprofAddr != "" {
+		if closeProfiles, err = serveProfiles(cfg.PprofAddr, log); err != nil {
+			return errors.Join(err, node.Close())
+		}
+	}
 	<-ctx.Done()
-	return shutdown(log, node.Close)
+	return shutdown(log, func() error { return errors.Join(closeProfiles(), node.Close()) })
+}
+
+// serveProfiles serves Go's runtime profiles (net/http/pprof) on addr
+// until the returned func closes the server and waits for it.
+func serveProfiles(addr string, log *slog.Logger) (func() error, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof_addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("pprof server", "error", err)
+		}
+	}()
+	log.Warn("serving Go profiles without authentication", "pprof", lis.Addr().String())
+	return func() error { err := srv.Close(); <-done; return err }, nil
 }
 
 // shutdown runs closeFn; a second SIGINT or SIGTERM stops waiting for it.

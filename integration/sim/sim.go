@@ -224,14 +224,14 @@ func (s *Sim) start(n *simNode) error {
 	tr := newRaftTransport(s.net, s.raft, n.name, raft.ServerAddress(n.cfg.RaftAddr))
 	self := &nodeRef{}
 	node, err := cluster.Start(context.Background(), cluster.Options{
-		Config:      n.cfg,
-		Clock:       n.clock,
-		Logger:      s.logger,
-		Runner:      runner{w: s.world, node: n.name, dns: dnsSite, self: self},
-		LocalFencer: localFencer{w: s.world, node: n.name, site: n.site},
-		Raft:        cluster.RaftParts{Transport: tr, Logs: n.store, Stable: n.store, Snapshots: n.snaps},
-		Gossip:      s.gossip.start,
-		Peers:       &peers{hub: s.admin, from: n.name},
+		Config:        n.cfg,
+		Clock:         n.clock,
+		Logger:        s.logger,
+		Runner:        runner{w: s.world, node: n.name, dns: dnsSite, self: self},
+		LocalDatabase: localDatabase(s.world, n.name),
+		Raft:          cluster.RaftParts{Transport: tr, Logs: n.store, Stable: n.store, Snapshots: n.snaps},
+		Gossip:        s.gossip.start,
+		Peers:         &peers{hub: s.admin, from: n.name},
 		Probe: func(t probes.Target) probes.Checker {
 			k := t.Group + "/" + t.Site + "/" + t.Name
 			c, ok := n.checkers[k]

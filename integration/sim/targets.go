@@ -169,7 +169,7 @@ func (w *world) local(node, group, site, what string, fn func(*db) error) error 
 
 // demote is the local demotion: a node that runs as a primary is stopped
 // and can start again only as a standby; a standby only records token,
-// as the real fencer does (it stamps a node in recovery over SQL rather
+// as actions.Postgres does (it stamps a node in recovery over SQL rather
 // than stop it).
 func demote(token uint64) func(*db) error {
 	return func(d *db) error {
@@ -333,61 +333,84 @@ func (r runner) CheckDNS(context.Context, *witnessv1.Group) ([]actions.DNSDrift,
 	return nil, nil
 }
 
-// localFencer is one witness's cluster.LocalFencer: the SQL fence of its
-// own site's database.
-type localFencer struct {
-	w          *world
-	node, site string
+// localDatabase is one witness's cluster.LocalDatabase: its own site's
+// database of a group, demoted where the group names a data_dir there,
+// else fenced over SQL.
+func localDatabase(w *world, node string) cluster.LocalDatabase {
+	return func(g *witnessv1.Group, site string) actions.Database {
+		return localDB{w: w, node: node, site: site, group: g.GetSpec().GetName(),
+			dataDir: g.GetSpec().GetActions().GetPostgres().GetDataDir()[site] != ""}
+	}
 }
 
-// hasDataDir reports whether the group names a data_dir at the site.
-func (f localFencer) hasDataDir(g *witnessv1.Group) bool {
-	return g.GetSpec().GetActions().GetPostgres().GetDataDir()[f.site] != ""
+type localDB struct {
+	w                 *world
+	node, site, group string
+	dataDir           bool // the group names a data_dir at the site
+}
+
+func (l localDB) Position(ctx context.Context) (uint64, bool, error) {
+	var inRecovery bool
+	err := l.w.act(ctx, l.node, l.group, l.site, "position", func(d *db) error {
+		inRecovery = d.inRecovery
+		return nil
+	})
+	return 1, inRecovery, err
+}
+
+func (l localDB) Promote(ctx context.Context, token uint64) error {
+	return l.w.act(ctx, l.node, l.group, l.site, "promote", promote(token))
 }
 
 // Demote is the local demotion of the site's database, for the leader.
-func (f localFencer) Demote(_ context.Context, g *witnessv1.Group, _ string, _ postgres.StopMode) error {
-	if !f.hasDataDir(g) {
-		return errors.New("no data_dir at this site")
+func (l localDB) Demote(_ context.Context, token uint64, _ postgres.StopMode) (bool, error) {
+	if !l.dataDir {
+		return false, errors.New("no data_dir at this site")
 	}
-	return f.w.local(f.node, g.GetSpec().GetName(), f.site, "demotion", demote(g.GetStatus().GetToken()))
+	var stopped bool
+	err := l.w.local(l.node, l.group, l.site, "demotion", func(d *db) error {
+		stopped = !d.inRecovery
+		return demote(token)(d)
+	})
+	return stopped, err
 }
 
 // Fence is the self-fence: the local demotion where the group names a
 // data_dir here, else the SQL fence, which a broken target refuses.
-func (f localFencer) Fence(ctx context.Context, g *witnessv1.Group, _ string) error {
-	if f.hasDataDir(g) {
-		return f.w.local(f.node, g.GetSpec().GetName(), f.site, "self-demotion", demote(g.GetStatus().GetToken()))
+func (l localDB) Fence(ctx context.Context, token uint64) error {
+	if l.dataDir {
+		return l.w.local(l.node, l.group, l.site, "self-demotion", demote(token))
 	}
-	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "self-fence", selfFence(g.GetStatus().GetToken()))
+	return l.w.act(ctx, l.node, l.group, l.site, "self-fence", selfFence(token))
 }
 
 // selfFence is the SQL fence at token, or at the higher token the node
-// holds, as the real fencer does: a self-fence does not yield to a
-// decision its witness has not heard of.
+// holds, in one step: the witness fences again at the held token when
+// the real node refuses a lower one (a self-fence does not yield to a
+// decision its witness has not heard of).
 func selfFence(token uint64) func(*db) error {
 	return func(d *db) error {
 		return fence(max(token, d.token))(d)
 	}
 }
 
-func (f localFencer) Unfence(ctx context.Context, g *witnessv1.Group, _ string) error {
-	if f.hasDataDir(g) {
-		if err := f.w.local(f.node, g.GetSpec().GetName(), f.site, "start after self-demotion", startAsPrimary); err != nil {
+func (l localDB) Unfence(ctx context.Context, token uint64) error {
+	if l.dataDir {
+		if err := l.w.local(l.node, l.group, l.site, "start after self-demotion", startAsPrimary); err != nil {
 			return err
 		}
 	}
-	return f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "lift self-fence", unfence(g.GetStatus().GetToken()))
+	return l.w.act(ctx, l.node, l.group, l.site, "lift self-fence", unfence(token))
 }
 
 // StoppedPrimary reports a primary that a local demotion stopped, as the
-// real fencer reads it from the data directory (no network involved).
-func (f localFencer) StoppedPrimary(_ context.Context, g *witnessv1.Group) (bool, error) {
-	if !f.hasDataDir(g) {
+// real database reads it from the data directory (no network involved).
+func (l localDB) StoppedPrimary(context.Context) (bool, error) {
+	if !l.dataDir {
 		return false, nil
 	}
 	var stopped bool
-	err := f.w.local(f.node, g.GetSpec().GetName(), f.site, "look at the data directory", func(d *db) error {
+	err := l.w.local(l.node, l.group, l.site, "look at the data directory", func(d *db) error {
 		stopped = d.demoted && !d.inRecovery
 		return nil
 	})
@@ -395,18 +418,25 @@ func (f localFencer) StoppedPrimary(_ context.Context, g *witnessv1.Group) (bool
 }
 
 // Fenced looks for an SQL self-fence left by an earlier run; a demoted
-// database is not looked at, as in the real fencer.
-func (f localFencer) Fenced(ctx context.Context, g *witnessv1.Group, _ string) (bool, error) {
-	if f.hasDataDir(g) {
+// database is not looked at, as in the real one.
+func (l localDB) Fenced(ctx context.Context, token uint64) (bool, error) {
+	if l.dataDir {
 		return false, nil
 	}
 	var on bool
-	err := f.w.act(ctx, f.node, g.GetSpec().GetName(), f.site, "look at self-fence", func(d *db) error {
-		on = d.fenced && !d.inRecovery && d.token == g.GetStatus().GetToken()
+	err := l.w.act(ctx, l.node, l.group, l.site, "look at self-fence", func(d *db) error {
+		on = d.fenced && !d.inRecovery && d.token == token
 		return nil
 	})
 	return on, err
 }
+
+// FinalPosition is unknown: the simulator keeps no WAL.
+func (localDB) FinalPosition(context.Context) (uint64, error) { return 0, nil }
+
+// StartStoppedStandby starts none: a simulated demotion of a standby only
+// records the token (demote), so no standby is ever stopped.
+func (localDB) StartStoppedStandby(context.Context) (bool, error) { return false, nil }
 
 // checker is the probe of one witness on one target: it fails when the
 // witness cannot reach the site, the service there fails, this observer

@@ -20,7 +20,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +58,8 @@ type options struct {
 	timeout       time.Duration
 	dir           string
 	keep          bool
+	profile       string
+	profileFor    time.Duration
 }
 
 func main() {
@@ -68,6 +72,8 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound of each wait (stable, failover)")
 	flag.StringVar(&o.dir, "dir", "", "working directory (default: a new temporary one)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (logs)")
+	flag.StringVar(&o.profile, "profile", "", "write Go profiles to this `directory`: the leader's CPU from the apply and from the cut (each for -profile-for), every witness's heap once stable and after the failover")
+	flag.DurationVar(&o.profileFor, "profile-for", 30*time.Second, "length of each CPU profile")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-scale:", err)
@@ -82,7 +88,8 @@ type env struct {
 	secret   string
 	procs    map[string]*exec.Cmd // witness name → process; "named"
 	admin    map[string]witnessv1.AdminClient
-	names    []string // witness names
+	names    []string          // witness names
+	pprof    map[string]string // witness name → pprof address
 	services map[string][]net.Listener
 	svcAddr  map[string][]string
 	wg       sync.WaitGroup
@@ -102,7 +109,7 @@ func freePort() (int, error) {
 }
 
 func run(o options) error {
-	e := &env{o: o, procs: map[string]*exec.Cmd{}, admin: map[string]witnessv1.AdminClient{}, services: map[string][]net.Listener{}, svcAddr: map[string][]string{}}
+	e := &env{o: o, procs: map[string]*exec.Cmd{}, admin: map[string]witnessv1.AdminClient{}, services: map[string][]net.Listener{}, svcAddr: map[string][]string{}, pprof: map[string]string{}}
 	var err error
 	e.dir = o.dir
 	if e.dir == "" {
@@ -118,6 +125,11 @@ func run(o options) error {
 			logf("logs in %s", e.dir)
 		}
 	}()
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	logf("building witnessd")
 	if err := build(e.dir); err != nil {
@@ -141,6 +153,7 @@ func run(o options) error {
 	res := results{n: o.n, loadBefore: strings.TrimSpace(string(load))}
 	doc := e.groupsYAML()
 	start := time.Now()
+	profiled := e.cpuProfile(leader, "create")
 	if err := e.apply(doc); err != nil {
 		return err
 	}
@@ -150,6 +163,11 @@ func run(o options) error {
 		return err
 	}
 	res.stable = time.Since(start)
+	e.heapProfiles("stable")
+	for _, ch := range profiled { // not while idle CPU is sampled
+		<-ch
+	}
+	profiled = nil
 	logf("all stable in %s; sampling idle for %s", res.stable.Round(time.Millisecond), o.idle)
 	res.idle, err = e.sampleIdle(o.idle)
 	if err != nil {
@@ -172,6 +190,9 @@ func run(o options) error {
 	logf("cutting east")
 	cut := time.Now()
 	e.cutEast()
+	if l, err := e.leader(); err == nil {
+		profiled = append(profiled, e.cpuProfile(l, "failover")...)
+	}
 	dnsTimes := make(chan []time.Duration, 1)
 	stop := make(chan struct{})
 	go func() { dnsTimes <- e.watchDNS(cut, stop) }()
@@ -190,10 +211,60 @@ func run(o options) error {
 	}
 	res.decisions(after, tokens, cut)
 	res.rss, _ = e.rss()
+	e.heapProfiles("failover")
+	for _, ch := range profiled {
+		<-ch
+	}
 	load, _ = os.ReadFile("/proc/loadavg")
 	res.loadAfter = strings.TrimSpace(string(load))
+	res.elections = e.elections()
 	res.print(e.names)
 	return nil
+}
+
+// cpuProfile starts a CPU profile of witness name for -profile-for, when
+// -profile is set; the channel is closed once it is written.
+func (e *env) cpuProfile(name, phase string) []chan struct{} {
+	if e.o.profile == "" {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", e.pprof[name], int(e.o.profileFor.Seconds()))
+		if err := fetchTo(url, filepath.Join(e.o.profile, fmt.Sprintf("%s-%s.cpu.pprof", phase, name))); err != nil {
+			logf("cpu profile of %s: %v", name, err)
+		}
+	}()
+	return []chan struct{}{done}
+}
+
+// heapProfiles writes every witness's heap profile, when -profile is set.
+func (e *env) heapProfiles(phase string) {
+	if e.o.profile == "" {
+		return
+	}
+	for _, n := range e.names {
+		if err := fetchTo(fmt.Sprintf("http://%s/debug/pprof/heap", e.pprof[n]), filepath.Join(e.o.profile, fmt.Sprintf("%s-%s.heap.pprof", phase, n))); err != nil {
+			logf("heap profile of %s: %v", n, err)
+		}
+	}
+}
+
+func fetchTo(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func build(dir string) error {
@@ -330,17 +401,17 @@ func (e *env) cutEast() {
 }
 
 func (e *env) startWitnesses() error {
-	type ports struct{ raft, gossip, admin, metrics int }
+	type ports struct{ raft, gossip, admin, metrics, pprof int }
 	ps := map[string]ports{}
 	for _, s := range sites {
-		var p [4]int
+		var p [5]int
 		for i := range p {
 			var err error
 			if p[i], err = freePort(); err != nil {
 				return err
 			}
 		}
-		ps[s] = ports{p[0], p[1], p[2], p[3]}
+		ps[s] = ports{p[0], p[1], p[2], p[3], p[4]}
 	}
 	var voters strings.Builder
 	for _, s := range sites {
@@ -364,6 +435,10 @@ admin_addr: 127.0.0.1:%d
 metrics_addr: 127.0.0.1:%d
 initial_voters:
 %s`, name, s, dir, p.raft, p.gossip, p.admin, p.metrics, voters.String())
+		if e.o.profile != "" {
+			e.pprof[name] = fmt.Sprintf("127.0.0.1:%d", p.pprof)
+			conf += fmt.Sprintf("pprof_addr: %s\n", e.pprof[name])
+		}
 		cfg := filepath.Join(dir, "witness.yaml")
 		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 			return err
@@ -717,6 +792,16 @@ func (e *env) rss() (map[string]int64, error) {
 	return out, nil
 }
 
+// elections counts the times a witness became leader, from their logs.
+func (e *env) elections() int {
+	n := 0
+	for _, name := range e.names {
+		b, _ := os.ReadFile(filepath.Join(e.dir, name+".log"))
+		n += strings.Count(string(b), `msg="became leader"`)
+	}
+	return n
+}
+
 // statusTime is how long `witnessctl status` takes against the leader.
 func (e *env) statusTime() (time.Duration, error) {
 	l, err := e.leader()
@@ -739,6 +824,7 @@ type results struct {
 	failover              time.Duration
 	dns                   []time.Duration
 	raftEntries           uint64
+	elections             int
 	decisionEntries       int
 	firstDecision         time.Duration
 	decisionSpread        time.Duration
@@ -789,6 +875,7 @@ func (r *results) print(names []string) {
 		fmt.Printf("  idle %-12s              CPU %5.1f%%  RSS %4d MiB (after failover %d MiB)\n", n, r.idle[n].cpu, r.idle[n].rss>>20, r.rss[n]>>20)
 	}
 	fmt.Printf("  cut → all stable at west       %s\n", ms(r.failover))
+	fmt.Printf("  leaders elected in the run     %d (1: the leader was never lost)\n", r.elections)
 	fmt.Printf("  decisions: %d Raft entries, first at cut+%s, spread %s (Raft entries in all after the cut: %d)\n",
 		r.decisionEntries, ms(r.firstDecision), ms(r.decisionSpread), r.raftEntries)
 	fmt.Printf("  DNS at west after the cut: first %s / 50%% %s / 100%% %s (%d of %d records)\n",

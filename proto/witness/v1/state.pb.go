@@ -3003,6 +3003,56 @@ func (x *RecordStepCommand) GetResult() *StepResult {
 	return nil
 }
 
+// RecordStepsCommand records the step results of many groups in one entry:
+// the reconciler's steps that end together (the DNS steps of a site
+// failover, the steps of thousands of groups created at once) are
+// committed as one. Each group's results are applied or refused together,
+// on their own: a result carrying a stale token is refused for its group,
+// and the other groups' results are applied.
+type RecordStepsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*RecordStepCommand   `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordStepsCommand) Reset() {
+	*x = RecordStepsCommand{}
+	mi := &file_witness_v1_state_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordStepsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordStepsCommand) ProtoMessage() {}
+
+func (x *RecordStepsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_witness_v1_state_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordStepsCommand.ProtoReflect.Descriptor instead.
+func (*RecordStepsCommand) Descriptor() ([]byte, []int) {
+	return file_witness_v1_state_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RecordStepsCommand) GetRecords() []*RecordStepCommand {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 var File_witness_v1_state_proto protoreflect.FileDescriptor
 
 const file_witness_v1_state_proto_rawDesc = "" +
@@ -3289,7 +3339,9 @@ const file_witness_v1_state_proto_rawDesc = "" +
 	"\bproposal\x18\x02 \x01(\v2\x14.witness.v1.ProposalR\bproposal\"Y\n" +
 	"\x11RecordStepCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12.\n" +
-	"\x06result\x18\x02 \x01(\v2\x16.witness.v1.StepResultR\x06result*N\n" +
+	"\x06result\x18\x02 \x01(\v2\x16.witness.v1.StepResultR\x06result\"M\n" +
+	"\x12RecordStepsCommand\x127\n" +
+	"\arecords\x18\x01 \x03(\v2\x1d.witness.v1.RecordStepCommandR\arecords*N\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tMODE_AUTO\x10\x01\x12\x0f\n" +
@@ -3320,7 +3372,7 @@ func file_witness_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_witness_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_witness_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_witness_v1_state_proto_goTypes = []any{
 	(Mode)(0),                         // 0: witness.v1.Mode
 	(Rearm)(0),                        // 1: witness.v1.Rearm
@@ -3356,12 +3408,13 @@ var file_witness_v1_state_proto_goTypes = []any{
 	(*ScheduleSwitchoverCommand)(nil), // 31: witness.v1.ScheduleSwitchoverCommand
 	(*RecordProposalCommand)(nil),     // 32: witness.v1.RecordProposalCommand
 	(*RecordStepCommand)(nil),         // 33: witness.v1.RecordStepCommand
-	nil,                               // 34: witness.v1.DNSRecord.ValuesEntry
-	nil,                               // 35: witness.v1.PostgresAction.DsnEntry
-	nil,                               // 36: witness.v1.PostgresAction.DataDirEntry
-	nil,                               // 37: witness.v1.PostgresAction.SaveDirEntry
-	nil,                               // 38: witness.v1.PostgresAction.ReplicationDsnEntry
-	nil,                               // 39: witness.v1.PutGroupsCommand.StartsEntry
+	(*RecordStepsCommand)(nil),        // 34: witness.v1.RecordStepsCommand
+	nil,                               // 35: witness.v1.DNSRecord.ValuesEntry
+	nil,                               // 36: witness.v1.PostgresAction.DsnEntry
+	nil,                               // 37: witness.v1.PostgresAction.DataDirEntry
+	nil,                               // 38: witness.v1.PostgresAction.SaveDirEntry
+	nil,                               // 39: witness.v1.PostgresAction.ReplicationDsnEntry
+	nil,                               // 40: witness.v1.PutGroupsCommand.StartsEntry
 }
 var file_witness_v1_state_proto_depIdxs = []int32{
 	4,  // 0: witness.v1.GroupSpec.sites:type_name -> witness.v1.SiteSpec
@@ -3375,11 +3428,11 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	12, // 8: witness.v1.Actions.hooks:type_name -> witness.v1.HookAction
 	13, // 9: witness.v1.Actions.notify:type_name -> witness.v1.NotifyAction
 	9,  // 10: witness.v1.DNSAction.records:type_name -> witness.v1.DNSRecord
-	34, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
-	35, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
-	36, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
-	37, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
-	38, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
+	35, // 11: witness.v1.DNSRecord.values:type_name -> witness.v1.DNSRecord.ValuesEntry
+	36, // 12: witness.v1.PostgresAction.dsn:type_name -> witness.v1.PostgresAction.DsnEntry
+	37, // 13: witness.v1.PostgresAction.data_dir:type_name -> witness.v1.PostgresAction.DataDirEntry
+	38, // 14: witness.v1.PostgresAction.save_dir:type_name -> witness.v1.PostgresAction.SaveDirEntry
+	39, // 15: witness.v1.PostgresAction.replication_dsn:type_name -> witness.v1.PostgresAction.ReplicationDsnEntry
 	11, // 16: witness.v1.PostgresAction.nodes:type_name -> witness.v1.PostgresNode
 	2,  // 17: witness.v1.Transition.kind:type_name -> witness.v1.TransitionKind
 	0,  // 18: witness.v1.GroupStatus.mode:type_name -> witness.v1.Mode
@@ -3397,7 +3450,7 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	16, // 30: witness.v1.Group.status:type_name -> witness.v1.GroupStatus
 	22, // 31: witness.v1.State.groups:type_name -> witness.v1.Group
 	3,  // 32: witness.v1.PutGroupsCommand.specs:type_name -> witness.v1.GroupSpec
-	39, // 33: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
+	40, // 33: witness.v1.PutGroupsCommand.starts:type_name -> witness.v1.PutGroupsCommand.StartsEntry
 	17, // 34: witness.v1.Move.from_primary:type_name -> witness.v1.PrimaryPosition
 	27, // 35: witness.v1.TransitionCommand.moves:type_name -> witness.v1.Move
 	2,  // 36: witness.v1.TransitionCommand.kind:type_name -> witness.v1.TransitionKind
@@ -3405,12 +3458,13 @@ var file_witness_v1_state_proto_depIdxs = []int32{
 	18, // 38: witness.v1.ScheduleSwitchoverCommand.switchover:type_name -> witness.v1.ScheduledSwitchover
 	21, // 39: witness.v1.RecordProposalCommand.proposal:type_name -> witness.v1.Proposal
 	15, // 40: witness.v1.RecordStepCommand.result:type_name -> witness.v1.StepResult
-	25, // 41: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	33, // 41: witness.v1.RecordStepsCommand.records:type_name -> witness.v1.RecordStepCommand
+	25, // 42: witness.v1.PutGroupsCommand.StartsEntry.value:type_name -> witness.v1.GroupStart
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_witness_v1_state_proto_init() }
@@ -3424,7 +3478,7 @@ func file_witness_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_witness_v1_state_proto_rawDesc), len(file_witness_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
