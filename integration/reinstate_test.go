@@ -23,6 +23,12 @@ func TestFailoverReinstateAndFailback(t *testing.T) {
 	before := group(t, env).GetStatus().GetToken()
 
 	must(t, env.Isolate("east"))
+	// A commit west never receives: east's history forks from west's for
+	// sure, so that reinstate has to save it and rewind, whether or not
+	// the application's last writes reached west before the cut.
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	must(t, env.PG["east"].Exec(wctx, "CREATE TABLE past_the_fork AS SELECT 1 AS n"))
+	wcancel()
 	must(t, env.Witness("east-1").Proc.Kill())
 	must(t, env.PG["east"].Kill())
 	must(t, env.WaitStable(patience, "west", before+1))
