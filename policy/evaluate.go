@@ -454,8 +454,7 @@ type groupView struct {
 
 func (e *evaluator) group(g *witnessv1.Group, recs []rec) Decision {
 	spec, st := g.GetSpec(), g.GetStatus()
-	gv := e.view(spec, recs)
-	gv.status = st
+	gv := e.view(spec, st, recs)
 	active := siteIndex(spec, st.GetActiveSite())
 	d := Decision{From: st.GetActiveSite(), Sites: gv.sites, State: DecisionInvalid}
 	if active < 0 {
@@ -590,16 +589,23 @@ func (e *evaluator) disarmed(gv groupView, st *witnessv1.GroupStatus, active int
 }
 
 // view folds a group's observations into per-site views and fills the
-// scratch cells that down, healthy and eligible read.
-func (e *evaluator) view(spec *witnessv1.GroupSpec, recs []rec) groupView {
+// scratch cells that down, healthy and eligible read. At the active site
+// of a group with several nodes there, only the acting node's probe tells
+// the site's health: a healthy standby beside a dead primary does not
+// keep the site up.
+func (e *evaluator) view(spec *witnessv1.GroupSpec, st *witnessv1.GroupStatus, recs []rec) groupView {
 	k, nw, ns := len(spec.GetSites()), len(e.witnessSite), len(e.sites)
 	e.nodes = e.nodes[:0]
 	e.wc = resize(e.wc, k*nw)
 	e.sc = resize(e.sc, k*ns)
 	e.db = resize(e.db, k)
+	active := siteIndex(spec, st.GetActiveSite())
+	acting := actingNode(spec, st)
 	for i := range recs {
 		r := &recs[i]
-		e.wc[int(r.site)*nw+int(r.witness)].add(r)
+		if !r.node || int(r.site) != active || acting == "" || e.obs[r.obs].Node == acting {
+			e.wc[int(r.site)*nw+int(r.witness)].add(r)
+		}
 		if r.db {
 			e.db[r.site].add(r, e.obs)
 		}
@@ -666,7 +672,7 @@ func (e *evaluator) view(spec *witnessv1.GroupSpec, recs []rec) groupView {
 			}
 		}
 	}
-	return groupView{spec: spec, sites: views}
+	return groupView{spec: spec, status: st, sites: views}
 }
 
 // down reports whether the group's site a is down, and why (or why not).
@@ -982,8 +988,7 @@ func Eligible(in Input, group, site string, j Judge) (bool, string) {
 			continue
 		}
 		spec := g.GetSpec()
-		gv := e.view(spec, e.recs[e.start[gi]:e.start[gi+1]])
-		gv.status = g.GetStatus()
+		gv := e.view(spec, g.GetStatus(), e.recs[e.start[gi]:e.start[gi+1]])
 		a, t := siteIndex(spec, g.GetStatus().GetActiveSite()), siteIndex(spec, site)
 		switch {
 		case t < 0:
@@ -1007,8 +1012,7 @@ func PrimaryAt(in Input, group string) Position {
 		if !e.indexed[gi] || g.GetSpec().GetName() != group {
 			continue
 		}
-		gv := e.view(g.GetSpec(), e.recs[e.start[gi]:e.start[gi+1]])
-		gv.status = g.GetStatus()
+		gv := e.view(g.GetSpec(), g.GetStatus(), e.recs[e.start[gi]:e.start[gi+1]])
 		if a := siteIndex(g.GetSpec(), g.GetStatus().GetActiveSite()); a >= 0 {
 			return e.primaryAt(gv, a)
 		}

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
 )
 
 // NodeView is one of several PostgreSQL nodes at a site of a group, as
@@ -83,8 +85,7 @@ func EligibleNode(in Input, group, site string, j Judge) (node string, ok bool, 
 			continue
 		}
 		spec := g.GetSpec()
-		gv := e.view(spec, e.recs[e.start[gi]:e.start[gi+1]])
-		gv.status = g.GetStatus()
+		gv := e.view(spec, g.GetStatus(), e.recs[e.start[gi]:e.start[gi+1]])
 		a, t := siteIndex(spec, g.GetStatus().GetActiveSite()), siteIndex(spec, site)
 		switch {
 		case t < 0:
@@ -107,4 +108,21 @@ func (d Decision) target() string {
 		return d.To
 	}
 	return d.To + "/" + d.ToNode
+}
+
+// actingNode names the node that acts for the active site of a group with
+// several nodes: the one the last move promoted, or before any move the
+// site's principal, whose DSN the spec's per-site map holds.
+func actingNode(spec *witnessv1.GroupSpec, st *witnessv1.GroupStatus) string {
+	if n := st.GetActiveNode(); n != "" {
+		return n
+	}
+	pg := spec.GetActions().GetPostgres()
+	site := st.GetActiveSite()
+	for _, n := range pg.GetNodes() {
+		if n.GetSite() == site && n.GetDsn() == pg.GetDsn()[site] {
+			return n.GetName()
+		}
+	}
+	return ""
 }

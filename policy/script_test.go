@@ -174,7 +174,7 @@ func kv(args []string) map[string]string {
 // [failover-after=D] [postgres] [max-lag-bytes=N] [max-lag=D]
 // [rearm=auto|manual] [hold-down=D] [switching-over=AGO]
 // [switchover-aborted=AGO] [failed-over=AGO] [disarmed-at=N]
-// [no-status]; NAME "-" is a group with no spec, active at sites' first.
+// [no-status] [active-node=NODE]; NAME "-" is a group with no spec, active at sites' first.
 func (s *script) group(args []string) (*witnessv1.Group, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("want a name")
@@ -214,6 +214,8 @@ func (s *script) group(args []string) (*witnessv1.Group, error) {
 		}
 		switch k {
 		case "sites", "token", "hold-down":
+		case "active-node":
+			opts = append(opts, func(g *witnessv1.Group) { g.Status.ActiveNode = v })
 		case "mode":
 			m, ok := map[string]witnessv1.Mode{"auto": witnessv1.Mode_MODE_AUTO, "observe": witnessv1.Mode_MODE_OBSERVE, "manual": witnessv1.Mode_MODE_MANUAL}[v]
 			if !ok {
@@ -285,7 +287,7 @@ func (s *script) group(args []string) (*witnessv1.Group, error) {
 // groupOptions are the options of `group`, in the order they apply,
 // whatever their order on the line.
 var groupOptions = []string{"sites", "token", "mode", "failover-after", "postgres", "max-lag-bytes", "max-lag",
-	"switching-over", "switchover-aborted", "failed-over", "rearm", "hold-down", "disarmed-at", "no-status"}
+	"switching-over", "switchover-aborted", "failed-over", "rearm", "hold-down", "disarmed-at", "no-status", "active-node"}
 
 // see OBSERVER,... GROUP SITE healthy|failing|unknown FOR [checked=AGO]:
 // each observer has seen the site so for FOR, checked AGO before now
