@@ -982,25 +982,8 @@ func trimFloat(v float64) string {
 // Eligible reports whether site of group may take the group over now,
 // judged for j on in as Evaluate would, or why not.
 func Eligible(in Input, group, site string, j Judge) (bool, string) {
-	e := newEvaluator(in)
-	for gi, g := range in.Groups {
-		if !e.indexed[gi] || g.GetSpec().GetName() != group {
-			continue
-		}
-		spec := g.GetSpec()
-		gv := e.view(spec, g.GetStatus(), e.recs[e.start[gi]:e.start[gi+1]])
-		a, t := siteIndex(spec, g.GetStatus().GetActiveSite()), siteIndex(spec, site)
-		switch {
-		case t < 0:
-			return false, fmt.Sprintf("%q is not a site of group %q", site, group)
-		case a < 0:
-			return false, fmt.Sprintf("active site %q is not a site of the group", g.GetStatus().GetActiveSite())
-		case a == t:
-			return false, fmt.Sprintf("%s is the active site", site)
-		}
-		return e.eligible(gv, t, a, j)
-	}
-	return false, fmt.Sprintf("group %q not found", group)
+	_, ok, why := EligibleNode(in, group, site, j)
+	return ok, why
 }
 
 // PrimaryAt is the furthest position the active site of group is known at
