@@ -107,16 +107,7 @@ func TestSelfFenceWithALostAnswerIsLifted(t *testing.T) {
 		}
 	}, "east", "west", "tiebreak")
 	_, leader := tc.leader()
-	applyDoc(t, leader, `
-groups:
-  - name: app
-    sites:
-      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
-      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
-    policy: {failover_after: 1h, fence_after: 1s, mode: observe}
-    actions:
-      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
-`)
+	applyDoc(t, leader, observedAtEast)
 	eventually(t, "east to replicate the group", func() bool { _, ok := tc.nodes[0].FSM().Group("app"); return ok })
 	tc.stop(1)
 	tc.stop(2)

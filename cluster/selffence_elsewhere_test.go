@@ -18,6 +18,20 @@ func fencedCall(rec *fenceRecorder, call string) bool {
 	return slices.Contains(calls, call)
 }
 
+// observedAtEast is group app active at east, observed only (nothing
+// fails it over), whose east witness fences itself a second after it
+// loses its lease.
+const observedAtEast = `
+groups:
+  - name: app
+    sites:
+      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
+      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
+    policy: {failover_after: 1h, fence_after: 1s, mode: observe}
+    actions:
+      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
+`
+
 const elsewhereDoc = `
 groups:
   - name: app

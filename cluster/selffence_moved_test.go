@@ -87,16 +87,7 @@ func TestSelfFenceEndedByAMoveStartsTheStandbyAgain(t *testing.T) {
 	if li == 0 {
 		t.Fatal("east leads: its linearizable reads would not go through its peers")
 	}
-	applyDoc(t, leader, `
-groups:
-  - name: app
-    sites:
-      - {name: east, probes: [{kind: tcp, address: "127.0.0.1:1"}]}
-      - {name: west, probes: [{kind: tcp, address: "127.0.0.1:2"}]}
-    policy: {failover_after: 1h, fence_after: 1s, mode: observe}
-    actions:
-      postgres: {dsn: {east: "host=east-db user=witness", west: "host=west-db user=witness"}, roles: [app]}
-`)
+	applyDoc(t, leader, observedAtEast)
 	eventually(t, "east to replicate the group", func() bool { _, ok := tc.nodes[0].FSM().Group("app"); return ok })
 
 	peers.cut.Store(true)
