@@ -242,3 +242,15 @@ func (g *gossip) rejoin(self string) {
 		g.log.Debug("gossip join", "peers", missing, "error", err)
 	}
 }
+
+// resync exchanges full states with the witness named node, as a join
+// does: its observations replace the copy here that missed a change.
+func (g *gossip) resync(node string) {
+	p, ok := g.alive()[node]
+	if !ok || p.GossipAddr == "" {
+		return
+	}
+	if _, err := g.ml.Join([]string{p.GossipAddr}); err != nil {
+		g.log.Debug("gossip sync", "peer", node, "error", err)
+	}
+}

@@ -142,6 +142,9 @@ type Node struct {
 	notifyCh  chan bool
 	obs       *observations
 	sched     *probes.Scheduler
+	// resyncs carries the witnesses to push/pull with at once (see
+	// observations.resync).
+	resyncs chan string
 
 	grpcSrv    *grpc.Server
 	adminLis   net.Listener
@@ -204,6 +207,13 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	n.obs = newObservations(cfg.Name, cfg.Site, log.With(keyComponent, "observations"))
 	n.obs.recovered, n.obs.clock = n.siteRecovered, n.clock
 	n.obs.dropped = n.metrics.gossipDropped.Inc
+	n.resyncs = make(chan string, 8)
+	n.obs.resync = func(node string) {
+		select {
+		case n.resyncs <- node:
+		default: // one is already asked for
+		}
+	}
 	n.sched = probes.NewScheduler(probes.Config{Clock: n.clock, OnObservation: n.metrics.probeObserver(n.obs.local), Logger: log.With(keyComponent, "probes")})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -472,7 +482,8 @@ func (n *Node) gossipLoop() {
 	}
 }
 
-// rejoinLoop joins known peers that gossip does not see alive. A join
+// rejoinLoop joins known peers that gossip does not see alive, and syncs
+// at once with a witness whose observation deltas this one missed. A join
 // towards a cut-off peer waits for gossipTCPTimeout, so it runs apart from
 // the heartbeat, which must not wait for it.
 func (n *Node) rejoinLoop() {
@@ -483,10 +494,15 @@ func (n *Node) rejoinLoop() {
 		if err := n.gossip.members.saveSites(n.cfg.DataDir); err != nil {
 			n.log.Warn("sites of the witnesses seen not saved", keyErr, err)
 		}
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-tick.C:
+		for ticked := false; !ticked; {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-tick.C:
+				ticked = true
+			case node := <-n.resyncs:
+				n.gossip.resync(node)
+			}
 		}
 	}
 }

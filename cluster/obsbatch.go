@@ -25,9 +25,6 @@ func (s *observations) stageLocked(k obsKey, w wireObs) {
 	if s.outbox == nil {
 		s.outbox = map[obsKey]wireObs{}
 	}
-	if len(s.outbox) == 0 {
-		s.outFrom = s.ver[s.self]
-	}
 	s.outbox[k] = w
 }
 
@@ -37,11 +34,14 @@ func (s *observations) stageLocked(k obsKey, w wireObs) {
 // order (push/pull repairs them).
 func (s *observations) flush(limit int) {
 	s.mu.Lock()
-	if len(s.outbox) == 0 || s.queue == nil {
+	if s.sentVer == s.ver[s.self] || s.queue == nil {
 		s.mu.Unlock()
 		return
 	}
-	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, From: s.outFrom, Ver: s.ver[s.self], Sent: s.now().UnixNano()}
+	// The message covers every version since the last one sent, also
+	// those that changed nothing to send (a probe dropped by setTargets):
+	// a receiver must not wait for a version nobody sends.
+	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, From: s.sentVer + 1, Ver: s.ver[s.self], Sent: s.now().UnixNano()}
 	for _, w := range s.outbox {
 		msg.Obs = append(msg.Obs, w)
 	}

@@ -39,10 +39,15 @@ const maxDetail = 160
 //
 // Every witness numbers its changes (Ver). A heartbeat, sent every second,
 // says "all my observations are at least as fresh as FreshAt, and I am at
-// version Ver": a receiver that has applied exactly that version takes the
-// observations as refreshed; one that missed a delta lets them go stale
-// (unknown, which never causes a failover) until the next push/pull sync
-// repairs its copy.
+// version Ver": a receiver that has applied every version up to exactly
+// that one takes the observations as refreshed. Deltas may arrive out of
+// order (memberlist sends the least-sent messages first, so a new delta
+// overtakes the retransmission of an older one): a receiver keeps the
+// versions it got beyond a gap and counts them once the gap fills. One
+// that truly missed a delta lets the sender's observations go stale
+// (unknown, which never causes a failover) and, when two heartbeats in a
+// row find it behind, asks that witness for a push/pull sync at once
+// rather than waiting for a random one.
 //
 // Versions count from 0 again when a witness restarts, so every run of a
 // witness has its own incarnation (Inc), larger than its earlier runs'. A
@@ -109,6 +114,9 @@ type observations struct {
 	// reliable, if set, sends a batch too large for a gossip packet to
 	// every other witness over TCP; it must not block (see obsbatch.go).
 	reliable func(b []byte)
+	// resync, if set, asks for a push/pull sync with a witness whose
+	// changes this one missed; it must not block.
+	resync func(node string)
 
 	mu   sync.Mutex
 	byOf map[string]map[obsKey]wireObs // observer -> observations
@@ -116,16 +124,21 @@ type observations struct {
 	// none once a key was added or removed: the snapshot walks them in
 	// that order rather than sorting 60,000 observations at each
 	// evaluation.
-	keysOf  map[string][]obsKey
-	sites   map[string]string // observer -> site
-	ver     map[string]uint64 // observer -> version applied here (own: current)
-	inSync  map[string]bool   // observer -> every change up to ver applied
+	keysOf map[string][]obsKey
+	sites  map[string]string // observer -> site
+	ver    map[string]uint64 // observer -> version applied here (own: current)
+	inSync map[string]bool   // observer -> every change up to ver applied
+	// ahead is, per observer, the version ranges applied beyond a gap
+	// after ver, merged and in order; behind counts the heartbeats in a
+	// row that found ver short of the sender's.
+	ahead   map[string][]verRange
+	behind  map[string]int
 	freshAt map[string]int64  // observer -> freshness vouched by its last heartbeat
 	incOf   map[string]uint64 // observer -> incarnation applied here
 	// outbox holds this witness's changes not yet sent, and sentVer the
-	// version the messages sent so far cover (see obsbatch.go).
+	// version the messages sent so far cover: the next one carries
+	// sentVer+1 up to the current version (see obsbatch.go).
 	outbox  map[obsKey]wireObs
-	outFrom uint64
 	sentVer uint64
 	// primaries is the furthest position each (group, site) was seen at
 	// as a primary, by this witness or any other; kept on every witness
@@ -141,6 +154,8 @@ func newObservations(self, site string, log *slog.Logger) *observations {
 		sites:   map[string]string{self: site},
 		ver:     map[string]uint64{},
 		inSync:  map[string]bool{},
+		ahead:   map[string][]verRange{},
+		behind:  map[string]int{},
 		freshAt: map[string]int64{},
 		incOf:   map[string]uint64{},
 
@@ -343,33 +358,36 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		delete(s.byOf, msg.Node)
 		delete(s.keysOf, msg.Node)
 		delete(s.freshAt, msg.Node)
+		delete(s.ahead, msg.Node)
+		delete(s.behind, msg.Node)
 		s.ver[msg.Node], s.inSync[msg.Node] = 0, true
 	}
 	s.sites[msg.Node] = msg.Site
 	prev := s.byOf[msg.Node] // a full state replaces it below
 	switch {
 	case msg.Beat:
-		if s.inSync[msg.Node] && s.ver[msg.Node] == msg.Ver {
-			s.freshAt[msg.Node] = local(msg.FreshAt)
-		}
+		s.beatLocked(msg, local)
 		return
 	case msg.Full:
 		if msg.Ver < s.ver[msg.Node] && s.inSync[msg.Node] {
 			return // an older full state than what we hold
 		}
+		if !s.inSync[msg.Node] || len(s.ahead[msg.Node]) > 0 {
+			s.log.Info("observations of a witness in sync again after a full sync", "from", msg.Node, "version", msg.Ver)
+		}
 		prev = s.byOf[msg.Node]
 		s.byOf[msg.Node] = map[obsKey]wireObs{}
 		delete(s.keysOf, msg.Node)
 		s.ver[msg.Node], s.inSync[msg.Node] = msg.Ver, true
+		s.advanceLocked(msg.Node) // deltas beyond the full state count
 	default:
 		from := msg.From
 		if from == 0 {
 			from = msg.Ver
 		}
-		if from <= s.ver[msg.Node]+1 && msg.Ver > s.ver[msg.Node] && s.inSync[msg.Node] {
-			s.ver[msg.Node] = msg.Ver
-		} else if msg.Ver > s.ver[msg.Node] {
-			s.inSync[msg.Node] = false // a change was missed: wait for a full sync
+		if msg.Ver > s.ver[msg.Node] && s.inSync[msg.Node] {
+			s.ahead[msg.Node] = append(s.ahead[msg.Node], verRange{from, msg.Ver})
+			s.advanceLocked(msg.Node)
 		}
 	}
 	m := s.byOf[msg.Node]
@@ -399,6 +417,75 @@ func (s *observations) apply(b []byte) (recovered []string) {
 }
 
 func (s *observations) now() time.Time { return clock.Or(s.clock).Now() }
+
+// verRange is the versions From..To of one delta.
+type verRange struct{ from, to uint64 }
+
+// maxAhead bounds the ranges kept beyond a gap: more means the gap is a
+// loss, not a late delta, and only a full sync repairs it.
+const maxAhead = 64
+
+// advanceLocked moves node's applied version over the ranges that now
+// follow it without a gap, and keeps the others merged in order. s.mu is
+// held.
+func (s *observations) advanceLocked(node string) {
+	rs := s.ahead[node]
+	slices.SortFunc(rs, func(a, b verRange) int { return cmp.Compare(a.from, b.from) })
+	ver := s.ver[node]
+	kept := rs[:0]
+	for _, r := range rs {
+		switch {
+		case r.to <= ver:
+		case r.from <= ver+1:
+			ver = r.to
+		case len(kept) > 0 && r.from <= kept[len(kept)-1].to+1:
+			kept[len(kept)-1].to = max(kept[len(kept)-1].to, r.to)
+		default:
+			kept = append(kept, r)
+		}
+	}
+	// A range kept before ver moved may follow it now.
+	for len(kept) > 0 && kept[0].from <= ver+1 {
+		ver = max(ver, kept[0].to)
+		kept = kept[1:]
+	}
+	s.ver[node] = ver
+	switch {
+	case len(kept) == 0:
+		delete(s.ahead, node)
+	case len(kept) > maxAhead:
+		s.log.Info("observations of a witness out of sync: waiting for a full sync", "from", node, "version", ver)
+		delete(s.ahead, node)
+		s.inSync[node] = false
+	default:
+		s.ahead[node] = slices.Clone(kept)
+	}
+}
+
+// beatLocked applies a heartbeat: the sender's observations are as fresh
+// as it says when every version up to the one it has sent is applied
+// here. Two heartbeats in a row that find this witness behind mean a
+// delta was lost, not late: ask for a sync with the sender. s.mu is held.
+func (s *observations) beatLocked(msg obsMsg, local func(int64) int64) {
+	node := msg.Node
+	if s.inSync[node] && s.ver[node] == msg.Ver {
+		s.freshAt[node] = local(msg.FreshAt)
+		delete(s.behind, node)
+		return
+	}
+	if s.inSync[node] && s.ver[node] > msg.Ver {
+		return // a full sync brought changes the sender has not yet gossiped
+	}
+	s.behind[node]++
+	if s.behind[node] < 2 {
+		return
+	}
+	delete(s.behind, node)
+	s.log.Info("observations of a witness behind its heartbeats: asking it for a sync", "from", node, "have", s.ver[node], "sent", msg.Ver, "in_sync", s.inSync[node])
+	if s.resync != nil {
+		s.resync(node)
+	}
+}
 
 // receipt returns what turns a time of a message made at sent, by the
 // sender's clock, into the receiver's clock, received at now: now less
