@@ -33,7 +33,7 @@ groups:
 // committed: it is tried again only when idempotent.
 func applyAtLeader(t *testing.T, n *Node, cmd proto.Message, idempotent bool) (fsm.Result, error) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for {
 		res, err := n.Apply(context.Background(), cmd)
 		_, before := err.(*NotLeaderError)

@@ -89,7 +89,7 @@ groups:
 // would.
 func applyGroups(t *testing.T, c witnessv1.AdminClient, req *witnessv1.ApplyGroupsRequest) (*witnessv1.ApplyGroupsResponse, error) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for {
 		res, err := c.ApplyGroups(ctx(t), req)
 		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {

@@ -110,7 +110,7 @@ func (tc *testCluster) closeAll() {
 // leader waits until exactly one running node leads and the others agree.
 func (tc *testCluster) leader() (int, *Node) {
 	tc.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for time.Now().Before(deadline) {
 		idx := -1
 		agree := true
@@ -140,7 +140,7 @@ func (tc *testCluster) leader() (int, *Node) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	tc.t.Fatal("no single leader within 15s")
+	tc.t.Fatalf("no single leader within %v", waitFor)
 	return -1, nil
 }
 
@@ -156,16 +156,58 @@ func (tc *testCluster) follower() *Node {
 	return nil
 }
 
-// eventually polls cond until it holds or 15 s pass.
+// waitFor bounds each wait of these tests. The waits end as soon as their
+// condition holds; the bound only matters when it never does, and is
+// generous because the package runs beside others under the race detector
+// on a shared machine, where elections and probes are slow.
+const waitFor = 30 * time.Second
+
+// eventually polls cond until it holds or waitFor passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	eventuallyOr(t, what, cond, nil)
+}
+
+// eventuallyOr is eventually, and on a timeout adds what diag says (the
+// state that explains why cond never held).
+func eventuallyOr(t *testing.T, what string, cond func() bool, diag func() string) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if diag != nil {
+				t.Fatalf("timed out waiting for %s\n%s", what, diag())
+			}
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// explainAll says, for each running witness, its Raft state and term and
+// what its policy decides about group and why.
+func explainAll(tc *testCluster, group string) string {
+	var b strings.Builder
+	for _, n := range tc.nodes {
+		if n == nil {
+			continue
+		}
+		leader, _ := n.Leader()
+		fmt.Fprintf(&b, "%s: leader %q, raft %v", n.Name(), leader, n.raft.Stats()["term"])
+		if e := n.explain(group); e != nil {
+			fmt.Fprintf(&b, ", decides %s: %s", e.GetAction(), e.GetReason())
+			for _, s := range e.GetSites() {
+				for _, o := range s.GetObservers() {
+					fmt.Fprintf(&b, "; %s seen %s by %s", s.GetSite(), o.GetState(), o.GetSite())
+				}
+			}
+		}
+		if g, ok := n.fsm.Group(group); ok {
+			fmt.Fprintf(&b, "; active %s token %d", g.GetStatus().GetActiveSite(), g.GetStatus().GetToken())
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // checkLeaks fails the test if goroutines started during it are still

@@ -137,16 +137,20 @@ groups:
 	}
 	termBefore := term()
 	east.down.Store(true)
-	eventually(t, "the failover committed and its DNS step failing", func() bool {
+	// The DNS step already fails for the initial transition: wait for the
+	// failover itself, and say what each witness's policy saw if it does
+	// not come.
+	eventuallyOr(t, "the failover committed and its DNS step failing", func() bool {
+		a, _ := sample(t, reg(li), "witness_group_active_site", map[string]string{"group": "app", "site": "west"})
 		v, _ := sample(t, reg(li), "witness_group_steps_failing", map[string]string{"group": "app"})
-		return v == 1
-	})
+		return a == 1 && v == 1
+	}, func() string { return explainAll(tc, "app") })
 	failover := map[string]string{"group": "app", "kind": "failover", "from_site": "east", "to_site": "west"}
 	for i := range tc.nodes {
-		eventually(t, fmt.Sprintf("the failover counted on %s", tc.nodes[i].Name()), func() bool {
+		eventuallyOr(t, fmt.Sprintf("the failover counted on %s", tc.nodes[i].Name()), func() bool {
 			v, _ := sample(t, reg(i), "witness_transitions_total", failover)
 			return v == 1
-		})
+		}, func() string { return explainAll(tc, "app") })
 	}
 	checks := []struct {
 		name   string
