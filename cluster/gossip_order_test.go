@@ -145,3 +145,25 @@ func TestLostDeltaAsksForASync(t *testing.T) {
 		t.Fatalf("%d of 2 observations vouched for after the full sync", got)
 	}
 }
+
+// TestFullSyncOlderThanADeltaDoesNotVouchForIt: a delta beyond a gap is
+// applied, then a full state made before that delta replaces the copy.
+// The delta's change is gone from the copy, so the sender's heartbeat
+// must not vouch for it as if it were held.
+func TestFullSyncOlderThanADeltaDoesNotVouchForIt(t *testing.T) {
+	p := newGossipPair(t)
+	p.change("app", probes.StateHealthy, 0)
+	p.to.merge(p.send())
+	p.change("db", probes.StateHealthy, 0)
+	_ = p.send() // late
+	full := p.from.full()
+	p.change("app", probes.StateFailing, time.Second)
+	p.to.merge(p.send())
+	p.to.merge(full)
+	p.beat(2 * time.Second)
+	for _, o := range p.to.snapshot() {
+		if o.Group == "app" && o.CheckedAt.Equal(p.t0.Add(2*time.Second)) {
+			t.Fatalf("app held %v and vouched for, but the sender sees it failing", o.State)
+		}
+	}
+}

@@ -378,8 +378,10 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		prev = s.byOf[msg.Node]
 		s.byOf[msg.Node] = map[obsKey]wireObs{}
 		delete(s.keysOf, msg.Node)
+		// Deltas beyond the full state were applied before it and are
+		// overwritten by it: they no longer count as applied.
+		delete(s.ahead, msg.Node)
 		s.ver[msg.Node], s.inSync[msg.Node] = msg.Ver, true
-		s.advanceLocked(msg.Node) // deltas beyond the full state count
 	default:
 		from := msg.From
 		if from == 0 {
