@@ -60,6 +60,7 @@ func benchMsg(b *testing.B, m obsMsg) []byte {
 // input read where the observations are held, then the policy.
 func BenchmarkIdleEvaluation(b *testing.B) {
 	s, in := idleCluster(b, 10_000)
+	s.keepView(true)
 	b.ReportAllocs()
 	var out policy.Output
 	for b.Loop() {

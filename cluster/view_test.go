@@ -54,6 +54,7 @@ func fromScratch(s *observations) []policy.Observation {
 // change.
 func TestKeptViewFollowsEveryChange(t *testing.T) {
 	s := newObservations("tiebreak-1", "tiebreak", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.keepView(true) // as the leader does
 	t0 := time.Unix(10_000, 0)
 	at := func(d time.Duration) int64 { return t0.Add(d).UnixNano() }
 	groups := []string{"a", "b", "c"}
