@@ -356,7 +356,7 @@ func (s *adminServer) Failover(ctx context.Context, req *witnessv1.FailoverReque
 	// may take over. --force overrides it, and the override is recorded
 	// with what the guard said.
 	guard := ""
-	if ok, why := policy.Eligible(s.n.policyInput(s.n.clock.Now()), req.GetGroup(), req.GetToSite(), policy.JudgeGuard); !ok {
+	if ok, why := s.n.eligible(req.GetGroup(), req.GetToSite(), policy.JudgeGuard); !ok {
 		if !req.GetForce() {
 			return nil, status.Errorf(codes.FailedPrecondition, "%s is not eligible: %s (force overrides the data-loss guard)", req.GetToSite(), why)
 		}
@@ -479,7 +479,7 @@ func (n *Node) checkTarget(g *witnessv1.Group, site string) error {
 	if err := n.checkSite(g, site); err != nil {
 		return err
 	}
-	if ok, why := policy.Eligible(n.policyInput(n.clock.Now()), g.GetSpec().GetName(), site, policy.JudgePlanned); !ok {
+	if ok, why := n.eligible(g.GetSpec().GetName(), site, policy.JudgePlanned); !ok {
 		return status.Errorf(codes.FailedPrecondition, "%s is not eligible: %s", site, why)
 	}
 	return nil

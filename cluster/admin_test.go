@@ -157,7 +157,7 @@ func TestAdminAPI(t *testing.T) {
 		}
 		eventually(t, "west seen working", func() bool {
 			_, leader := tc.leader()
-			ok, _ := policy.Eligible(leader.policyInput(leader.clock.Now()), "app", "west", policy.JudgePlanned)
+			ok, _ := leader.eligible("app", "west", policy.JudgePlanned)
 			return ok
 		})
 		g, err := c.GetGroup(ctx(t), &witnessv1.GetGroupRequest{Name: "app"})

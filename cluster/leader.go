@@ -25,6 +25,8 @@ const decideEvery = 250 * time.Millisecond
 func (n *Node) decide(ctx context.Context) {
 	t := n.clock.NewTimer(decideEvery)
 	defer t.Stop()
+	n.obs.keepView(true)
+	defer n.obs.keepView(false)
 	var hold siteHold
 	for {
 		select {

@@ -92,6 +92,9 @@ type wireObs struct {
 	// At and Since on the receiver's clock, the only ones it decides
 	// with (see receipt).
 	rAt, rSince int64
+	// slot is the observation's place in observations.view, while
+	// viewOK.
+	slot int32
 }
 
 type obsKey struct{ group, site, probe string }
@@ -118,13 +121,17 @@ type observations struct {
 	// changes this one missed; it must not block.
 	resync func(node string)
 
-	mu   sync.Mutex
+	mu   sync.RWMutex
 	byOf map[string]map[obsKey]wireObs // observer -> observations
-	// keysOf is, per observer, the keys of its observations sorted, or
-	// none once a key was added or removed: the snapshot walks them in
-	// that order rather than sorting 60,000 observations at each
-	// evaluation.
-	keysOf map[string][]obsKey
+	// view is every observation of byOf in the policy's form, by
+	// observer name, then group, site and probe, each at its slot. It
+	// is kept between evaluations: built again only when an observer or
+	// a key comes or goes (viewOK false until then), and otherwise
+	// changed in place by what changes an observation or its freshness,
+	// so an idle evaluation reads it (see read) and copies nothing.
+	view   []policy.Observation
+	viewOK bool
+	keep   bool              // see keepView
 	sites  map[string]string // observer -> site
 	ver    map[string]uint64 // observer -> version applied here (own: current)
 	inSync map[string]bool   // observer -> every change up to ver applied
@@ -218,10 +225,7 @@ func (s *observations) local(o probes.Observation) {
 	k := obsKey{w.Group, w.Site, w.Probe}
 	s.mu.Lock()
 	prev, had := s.byOf[s.self][k]
-	s.byOf[s.self][k] = w
-	if !had {
-		delete(s.keysOf, s.self)
-	}
+	s.put(s.self, s.byOf[s.self], k, w)
 	// A database's positions are news too: the data-loss guard measures
 	// a standby against where its primary was last seen, by any witness.
 	changed := !had || prev.State != w.State || prev.Streaming != w.Streaming || prev.WAL != w.WAL || prev.Replayed != w.Replayed
@@ -270,7 +274,7 @@ func (s *observations) setTargets(ts []probes.Target) {
 	for k := range s.byOf[s.self] {
 		if !keep[k] {
 			delete(s.byOf[s.self], k)
-			delete(s.keysOf, s.self)
+			s.viewOK = false
 			s.ver[s.self]++
 		}
 	}
@@ -348,6 +352,14 @@ func (s *observations) apply(b []byte) (recovered []string) {
 	local := receipt(msg.Sent, s.now().UnixNano())
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// What vouches for the freshness of msg.Node's observations may
+	// change below; the view follows.
+	inSync, freshAt := s.inSync[msg.Node], s.freshAt[msg.Node]
+	defer func() {
+		if s.inSync[msg.Node] != inSync || s.freshAt[msg.Node] != freshAt {
+			s.refresh(msg.Node)
+		}
+	}()
 	switch inc := s.incOf[msg.Node]; {
 	case msg.Inc < inc:
 		return // from an earlier run of that witness
@@ -356,13 +368,16 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		// no longer counts, and every change from version 1 on applies.
 		s.incOf[msg.Node] = msg.Inc
 		delete(s.byOf, msg.Node)
-		delete(s.keysOf, msg.Node)
+		s.viewOK = false
 		delete(s.freshAt, msg.Node)
 		delete(s.ahead, msg.Node)
 		delete(s.behind, msg.Node)
 		s.ver[msg.Node], s.inSync[msg.Node] = 0, true
 	}
-	s.sites[msg.Node] = msg.Site
+	if site, ok := s.sites[msg.Node]; !ok || site != msg.Site {
+		s.sites[msg.Node] = msg.Site
+		s.viewOK = false
+	}
 	prev := s.byOf[msg.Node] // a full state replaces it below
 	switch {
 	case msg.Beat:
@@ -376,12 +391,12 @@ func (s *observations) apply(b []byte) (recovered []string) {
 			s.log.Info("observations of a witness in sync again after a full sync", "from", msg.Node, "version", msg.Ver)
 		}
 		prev = s.byOf[msg.Node]
-		s.byOf[msg.Node] = map[obsKey]wireObs{}
-		delete(s.keysOf, msg.Node)
+		s.byOf[msg.Node] = make(map[obsKey]wireObs, len(prev))
 		// Deltas beyond the full state were applied before it and are
 		// overwritten by it: they no longer count as applied.
 		delete(s.ahead, msg.Node)
 		s.ver[msg.Node], s.inSync[msg.Node] = msg.Ver, true
+		defer s.replaced(prev, s.byOf[msg.Node])
 	default:
 		from := msg.From
 		if from == 0 {
@@ -409,10 +424,14 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		if w.At == 0 {
 			w.rAt = 0
 		}
-		if _, ok := m[k]; !ok {
-			delete(s.keysOf, msg.Node)
+		if old, ok := prev[k]; ok && msg.Full && s.viewOK {
+			// A key of the replaced state keeps its slot (see replaced).
+			w.slot = old.slot
+			m[k] = w
+			s.view[w.slot] = s.policyObs(msg.Node, w)
+		} else {
+			s.put(msg.Node, m, k, w)
 		}
-		m[k] = w
 		s.notePrimary(w)
 	}
 	return recovered
@@ -500,52 +519,149 @@ func receipt(sent, now int64) func(t int64) int64 {
 	return func(t int64) int64 { return now - max(sent-t, 0) }
 }
 
-// snapshot returns every witness's observations in policy form, by
-// observer name, then group, site and probe: each (group, site)'s
-// observations come in observer order, which is all the policy's counting
-// sort by group keeps.
-func (s *observations) snapshot() []policy.Observation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// put holds w under k in m, node's observations, and keeps the view in
+// step: in place when k was there, built again at the next read when k
+// is new. s.mu is held.
+func (s *observations) put(node string, m map[obsKey]wireObs, k obsKey, w wireObs) {
+	old, had := m[k]
+	if !had {
+		s.viewOK = false
+		m[k] = w
+		return
+	}
+	w.slot = old.slot
+	m[k] = w
+	if s.viewOK {
+		s.view[w.slot] = s.policyObs(node, w)
+	}
+}
+
+// replaced keeps the view valid after a full state replaced an
+// observer's observations prev with m: the slots of m's keys were carried
+// over from prev by apply, so the view holds unless a key came or went.
+// s.mu is held.
+func (s *observations) replaced(prev, m map[obsKey]wireObs) {
+	if len(prev) != len(m) {
+		s.viewOK = false
+		return
+	}
+	for k := range m {
+		if _, ok := prev[k]; !ok {
+			s.viewOK = false
+			return
+		}
+	}
+}
+
+// refresh sets again the CheckedAt of node's observations in the view,
+// after what vouches for their freshness (freshAt, inSync) changed. s.mu
+// is held.
+func (s *observations) refresh(node string) {
+	if !s.viewOK {
+		return
+	}
+	for _, w := range s.byOf[node] {
+		s.view[w.slot].CheckedAt = s.checkedAt(node, w)
+	}
+}
+
+// checkedAt is when w, an observation of node, was last vouched for: its
+// own check, or for another witness in sync, its last heartbeat if later.
+// s.mu is held.
+func (s *observations) checkedAt(node string, w wireObs) time.Time {
+	at := w.rAt
+	if node != s.self && s.inSync[node] {
+		at = max(at, s.freshAt[node])
+	}
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, at)
+}
+
+// policyObs is w, an observation of node, in the policy's form. s.mu is
+// held.
+func (s *observations) policyObs(node string, w wireObs) policy.Observation {
+	return policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
+		Since: time.Unix(0, w.rSince), CheckedAt: s.checkedAt(node, w), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes,
+		LagSeconds: w.LagSecond, Streaming: w.Streaming, WAL: w.WAL, Replayed: w.Replayed, Timeline: w.Timeline, Detail: w.Detail, Node: w.Node}
+}
+
+// build makes the view again from byOf, reusing its array, and gives
+// every observation its slot. s.mu is held for writing.
+func (s *observations) build() {
 	total := 0
 	for _, m := range s.byOf {
 		total += len(m)
 	}
-	out := make([]policy.Observation, 0, total)
+	view := s.view[:0]
+	if cap(view) < total {
+		view = make([]policy.Observation, 0, total)
+	}
+	clear(view[:cap(view)]) // drop what the old view pointed to
+	var keys []obsKey
 	for _, node := range slices.Sorted(maps.Keys(s.byOf)) {
 		m := s.byOf[node]
-		for _, k := range s.sortedKeys(node, m) {
+		keys = slices.AppendSeq(keys[:0], maps.Keys(m))
+		slices.SortFunc(keys, func(a, b obsKey) int {
+			return cmp.Or(strings.Compare(a.group, b.group), strings.Compare(a.site, b.site), strings.Compare(a.probe, b.probe))
+		})
+		for _, k := range keys {
 			w := m[k]
-			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
-				Since: time.Unix(0, w.rSince), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming,
-				WAL: w.WAL, Replayed: w.Replayed, Timeline: w.Timeline, Detail: w.Detail, Node: w.Node}
-			at := w.rAt
-			if node != s.self && s.inSync[node] {
-				at = max(at, s.freshAt[node])
-			}
-			if at != 0 {
-				o.CheckedAt = time.Unix(0, at)
-			}
-			out = append(out, o)
+			w.slot = int32(len(view))
+			m[k] = w
+			view = append(view, s.policyObs(node, w))
 		}
 	}
-	return out
+	s.view, s.viewOK = view, true
 }
 
-// sortedKeys is the keys of node's observations m, sorted, kept until
-// one is added or removed; callers hold s.mu.
-func (s *observations) sortedKeys(node string, m map[obsKey]wireObs) []obsKey {
-	if keys, ok := s.keysOf[node]; ok && len(keys) == len(m) {
-		return keys
+// read calls f with every observation held, in the policy's form: by
+// observer name, then group, site and probe, so each (group, site)'s
+// observations come in observer order, which is all the policy's
+// counting sort by group keeps. f runs under s.mu (the view is not
+// copied): it must not keep the slice nor call into s, and changes of
+// observations wait until it returns. Unless the view is kept (see
+// keepView), it is built for f and dropped after.
+func (s *observations) read(f func([]policy.Observation)) {
+	s.mu.RLock()
+	if s.viewOK {
+		defer s.mu.RUnlock()
+		f(s.view)
+		return
 	}
-	keys := slices.SortedFunc(maps.Keys(m), func(a, b obsKey) int {
-		return cmp.Or(strings.Compare(a.group, b.group), strings.Compare(a.site, b.site), strings.Compare(a.probe, b.probe))
-	})
-	if s.keysOf == nil {
-		s.keysOf = map[string][]obsKey{}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.viewOK {
+		s.build()
 	}
-	s.keysOf[node] = keys
-	return keys
+	if !s.keep {
+		defer s.dropView()
+	}
+	f(s.view)
+}
+
+// keepView says whether the view is kept between reads: while this
+// witness leads and evaluates every 250 ms. A witness that does not lead
+// does not hold it (13 MB at 10,000 groups).
+func (s *observations) keepView(keep bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keep = keep
+	if !keep {
+		s.dropView()
+	}
+}
+
+// dropView lets the view go. s.mu is held for writing.
+func (s *observations) dropView() { s.view, s.viewOK = nil, false }
+
+// snapshot is a copy of what read gives.
+func (s *observations) snapshot() []policy.Observation {
+	var out []policy.Observation
+	s.read(func(v []policy.Observation) { out = slices.Clone(v) })
+	return out
 }
 
 type broadcast []byte
@@ -682,7 +798,9 @@ func (n *Node) observerSites() []string {
 
 // evaluate runs the policy on what this witness sees now.
 func (n *Node) evaluate(now time.Time) policy.Output {
-	return policy.Evaluate(n.policyInput(now))
+	var out policy.Output
+	n.withInput(now, func(in policy.Input) { out = policy.Evaluate(in) })
+	return out
 }
 
 // primaryAt is where this witness knows the active primary of group
@@ -692,7 +810,9 @@ func (n *Node) primaryAt(group string, now time.Time) *witnessv1.PrimaryPosition
 	if !ok {
 		return nil
 	}
-	return policy.PrimaryAt(n.policyInput(now), group).Proto(g.GetStatus().GetActiveSite())
+	var p policy.Position
+	n.withInput(now, func(in policy.Input) { p = policy.PrimaryAt(in, group) })
+	return p.Proto(g.GetStatus().GetActiveSite())
 }
 
 // targetNode is the node of site that a move of group there promotes:
@@ -700,12 +820,25 @@ func (n *Node) primaryAt(group string, now time.Time) *witnessv1.PrimaryPosition
 // only node, or when none is eligible (an operator's forced failover then
 // promotes the site's first node).
 func (n *Node) targetNode(group, site string, j policy.Judge) string {
-	node, _, _ := policy.EligibleNode(n.policyInput(n.clock.Now()), group, site, j)
+	var node string
+	n.withInput(n.clock.Now(), func(in policy.Input) { node, _, _ = policy.EligibleNode(in, group, site, j) })
 	return node
 }
 
-// policyInput is what the policy decides on, now.
-func (n *Node) policyInput(now time.Time) policy.Input {
-	return policy.Input{Now: now, Groups: n.fsm.Groups(), Observations: n.obs.snapshot(), Live: n.live(), ObserverSites: n.observerSites(),
-		Primaries: n.obs.primaryPositions()}
+// eligible reports whether site of group may take the group over now,
+// judged for j, or why not.
+func (n *Node) eligible(group, site string, j policy.Judge) (ok bool, why string) {
+	n.withInput(n.clock.Now(), func(in policy.Input) { ok, why = policy.Eligible(in, group, site, j) })
+	return ok, why
+}
+
+// withInput calls f with what the policy decides on, now. The
+// observations are read where they are held (see observations.read): f
+// must only decide, and keep nothing of in.Observations.
+func (n *Node) withInput(now time.Time, f func(policy.Input)) {
+	in := policy.Input{Now: now, Groups: n.fsm.Groups(), Live: n.live(), ObserverSites: n.observerSites(), Primaries: n.obs.primaryPositions()}
+	n.obs.read(func(obs []policy.Observation) {
+		in.Observations = obs
+		f(in)
+	})
 }

@@ -70,3 +70,22 @@ groups:
 		t.Error("the replica lost the DSN's password")
 	}
 }
+
+// A group with no secret in its spec is answered as held, not copied; one
+// with a secret is copied, and the held one keeps it.
+func TestRedactCopiesOnlyWhatHoldsSecrets(t *testing.T) {
+	plain := &witnessv1.Group{Spec: &witnessv1.GroupSpec{Name: "plain", Sites: []*witnessv1.SiteSpec{
+		{Name: "east", Probes: []*witnessv1.ProbeSpec{{Kind: "http", Url: "http://127.0.0.1:1/health?region=east"}, {Kind: "postgres", Dsn: "host=127.0.0.1 user=app"}}}}}}
+	secret := &witnessv1.Group{Spec: &witnessv1.GroupSpec{Name: "secret", Sites: []*witnessv1.SiteSpec{
+		{Name: "east", Probes: []*witnessv1.ProbeSpec{{Kind: "postgres", Dsn: "host=127.0.0.1 user=app password=s3cret"}}}}}}
+	got := redactGroups([]*witnessv1.Group{plain, secret})
+	if got[0] != plain {
+		t.Error("a group without secrets was copied")
+	}
+	if got[1] == secret || strings.Contains(got[1].GetSpec().GetSites()[0].GetProbes()[0].GetDsn(), "s3cret") {
+		t.Errorf("the group with a secret was not redacted in a copy: %v", got[1])
+	}
+	if !strings.Contains(secret.GetSpec().GetSites()[0].GetProbes()[0].GetDsn(), "s3cret") {
+		t.Error("redacting changed the held group")
+	}
+}

@@ -22,7 +22,7 @@ func TestScheduledSwitchoverSurvivesALeaderChange(t *testing.T) {
 	applyDoc(t, leader, strings.Replace(twoGroups, "127.0.0.1:2", answering(t), 1))
 	eventually(t, "west seen working", func() bool {
 		_, leader := tc.leader()
-		ok, _ := policy.Eligible(leader.policyInput(leader.clock.Now()), "app", "west", policy.JudgePlanned)
+		ok, _ := leader.eligible("app", "west", policy.JudgePlanned)
 		return ok
 	})
 	c := dial(t, tc.follower().AdminAddr())

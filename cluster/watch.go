@@ -80,7 +80,12 @@ func (n *Node) watchLook(group string, prev *watchView, now time.Time) (*watchVi
 	if group != "" {
 		groups = slices.DeleteFunc(groups, func(g *witnessv1.Group) bool { return g.GetSpec().GetName() != group })
 	}
-	out := policy.Evaluate(policy.Input{Now: now, Groups: groups, Observations: n.obs.snapshot(), Live: n.live()})
+	in := policy.Input{Now: now, Groups: groups, Live: n.live()}
+	var out policy.Output
+	n.obs.read(func(obs []policy.Observation) {
+		in.Observations = obs
+		out = policy.Evaluate(in)
+	})
 	cur := &watchView{verdicts: map[[3]string]string{}, decisions: map[string]policy.Decision{}, tokens: map[string]uint64{}, steps: map[string]map[stepKey]bool{}}
 	var events []*witnessv1.WatchEvent
 	ev := func(e *witnessv1.WatchEvent) {

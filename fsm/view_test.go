@@ -47,6 +47,28 @@ func TestViewsDoNotChange(t *testing.T) {
 	}
 }
 
+// TestEditsShareTheSpec: an entry that changes a group's status (a step
+// result, a transition) copies the status alone; the spec, which no entry
+// changes in place, stays the one held, and the status read before stays
+// as it was.
+func TestEditsShareTheSpec(t *testing.T) {
+	f := fsm.New()
+	put(t, f, spec("app", "east", "west"))
+	before, _ := f.Group("app")
+	res := move(t, f, failover, &witnessv1.Move{Group: "app", ExpectedToken: 1, ToSite: "west"})
+	mustApply(t, f, &witnessv1.RecordStepCommand{Group: "app", Result: &witnessv1.StepResult{Token: res.Tokens["app"], Step: "dns", Ok: true}})
+	after, _ := f.Group("app")
+	if after.GetSpec() != before.GetSpec() {
+		t.Error("a status change copied the spec")
+	}
+	if after.GetStatus() == before.GetStatus() || before.GetStatus().GetActiveSite() != "east" || len(before.GetStatus().GetSteps()) != 0 {
+		t.Errorf("the status read before changed: %v", before.GetStatus())
+	}
+	if after.GetStatus().GetActiveSite() != "west" || len(after.GetStatus().GetSteps()) != 1 || after.GetSpecVersion() != before.GetSpecVersion() {
+		t.Errorf("the held group does not show the entries: %v", after)
+	}
+}
+
 // BenchmarkGroups is one read of every group of a large state, as the
 // leader's evaluation and the reconciler's tick make.
 func BenchmarkGroups(b *testing.B) {
