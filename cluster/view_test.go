@@ -126,10 +126,13 @@ func TestKeptViewFollowsEveryChange(t *testing.T) {
 			local("a", "east", probes.StateFailing, 7*time.Second)
 			s.apply(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 2, Beat: true, FreshAt: at(7 * time.Second)}))
 		}, 7500 * time.Millisecond, states(down, healthy, healthy)},
-		{"a missed delta: west-1's heartbeats no longer count", func() {
+		// The heartbeat of 7 s still vouches for what west-1 held then;
+		// the later one, past the gap, does not.
+		{"a missed delta: west-1's heartbeats past it do not count", func() {
 			s.apply(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 4, Obs: []wireObs{obs("b", "west", policy.Healthy, 0, 7*time.Second)}}))
-			s.apply(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 4, Beat: true, FreshAt: at(9 * time.Second)}))
-		}, 9 * time.Second, states(healthy, healthy, healthy)},
+			s.apply(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: 4, Beat: true, FreshAt: at(12 * time.Second)}))
+			local("a", "east", probes.StateFailing, 12*time.Second)
+		}, 12500 * time.Millisecond, states(healthy, healthy, healthy)},
 		{"a full state with the same keys repairs it", func() {
 			all := every(policy.Healthy, 9*time.Second)
 			all[0] = obs("a", "east", policy.Failing, 2*time.Second, 9*time.Second)
