@@ -98,7 +98,7 @@ func TestMetricsThroughAFailover(t *testing.T) {
 		regs[i] = prometheus.NewPedanticRegistry()
 		o.Registerer, o.Gatherer = regs[i], regs[i]
 		mu.Unlock()
-		o.Config.MetricsGroupObservations = true
+		o.Config.MetricsGroupObservations, o.Config.MetricsGroupDetail = true, true
 		o.Runner, o.LocalDatabase = runner, (&fenceRecorder{}).database
 	}, "east", "west", "tiebreak")
 	east, west := newSiteEndpoint(t), newSiteEndpoint(t)
