@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,49 @@ func TestDashboardsAndAlertsReadExportedMetrics(t *testing.T) {
 		for _, m := range read {
 			if !names[m] {
 				t.Errorf("%s reads %s, which no witness exports: %s", q.Source, m, q.Expr)
+			}
+		}
+	}
+}
+
+// optionalNames maps the metrics exported only with a node setting to
+// that setting.
+func optionalNames() map[string]string {
+	out := map[string]string{}
+	for _, d := range optionalDescs {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			continue
+		}
+		out[m[1]] = "metrics_group_detail"
+		if d == descObsState {
+			out[m[1]] = "metrics_group_observations"
+		}
+	}
+	return out
+}
+
+// The alerts work with the default settings: none reads a metric that is
+// exported only with metrics_group_detail or metrics_group_observations.
+// A dashboard panel that reads one says so in its description.
+func TestDashboardsAndAlertsWithDefaultMetrics(t *testing.T) {
+	optional := optionalNames()
+	if optional["witness_transitions_total"] != "metrics_group_detail" || optional["witness_observation_state"] != "metrics_group_observations" {
+		t.Fatalf("optional names look wrong: %v", optional)
+	}
+	qs, err := deploy.Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		for _, m := range deploy.MetricNames(q.Expr) {
+			setting, ok := optional[m]
+			switch {
+			case !ok:
+			case q.Kind == deploy.KindAlert || q.Kind == deploy.KindVariable || q.Kind == deploy.KindAnnotation:
+				t.Errorf("%s reads %s, exported only with %s: %s", q.Source, m, setting, q.Expr)
+			case !strings.Contains(q.Description, setting):
+				t.Errorf("%s reads %s, exported only with %s, and its description does not say so", q.Source, m, setting)
 			}
 		}
 	}

@@ -28,9 +28,14 @@ import (
 // histograms this process observes; the leader-only ones say so.
 //
 // Labels are bounded: group, site, step and probe kind come from the
-// group specs; no token, address or error text is a label. The per group,
-// site and observer site verdicts are opt-in (metrics_group_observations):
-// by default they are counted by site and observer site.
+// group specs; no token, address or error text is a label. A group has
+// few series by default, so that 10,000 groups stay cheap to scrape and
+// store: its token, active site, decision, eligible targets, failing
+// steps and DNS drift (what the alerts name a group by). The rest is
+// counted over groups (groups by active site, mode and failing step,
+// transitions by kind and sites, self-fenced groups) and exported per
+// group only with metrics_group_detail; the per group, site and observer
+// site verdicts only with metrics_group_observations.
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, labels, nil)
@@ -49,15 +54,20 @@ var (
 	descQueued      = desc("witness_gossip_broadcasts_queued", "Observation broadcasts waiting to be gossiped.")
 
 	descToken       = desc("witness_group_token", "Current fencing token of a group.", "group")
-	descActive      = desc("witness_group_active_site", "1 for the site that is active for a group, 0 for its other sites.", "group", "site")
-	descArmed       = desc("witness_group_armed", "1 while the group may fail over automatically.", "group")
-	descMode        = desc("witness_group_mode", "Always 1; the mode label is the group's current mode (auto, manual, observe).", "group", "mode")
-	descPending     = desc("witness_group_switchover_pending", "1 while a two-phase switchover of the group waits for its old site's fence.", "group")
-	descTransitions = desc("witness_transitions_total", "Transitions of a group's active site since it was created, from the replicated state: kind is initial, failover, switchover or failback, with _prepare or _abort for the phases of a two-phase switchover.", "group", "kind", "from_site", "to_site")
-	descLastMove    = desc("witness_group_last_transition_timestamp_seconds", "When the group's latest transition was decided (Unix seconds).", "group")
-	descSteps       = desc("witness_group_step_results", "Step results recorded for the group's current token, by step and outcome.", "group", "step", "result")
+	descActive      = desc("witness_group_active_site", "1 for the site that is active for a group; with metrics_group_detail also 0 for its other sites.", "group", "site")
+	descArmed       = desc("witness_group_armed", "1 while the group may fail over automatically. Exported when metrics_group_detail is set.", "group")
+	descMode        = desc("witness_group_mode", "Always 1; the mode label is the group's current mode (auto, manual, observe). Exported when metrics_group_detail is set.", "group", "mode")
+	descPending     = desc("witness_group_switchover_pending", "1 while a two-phase switchover of the group waits for its old site's fence. Exported when metrics_group_detail is set.", "group")
+	descTransitions = desc("witness_transitions_total", "Transitions of a group's active site since it was created, from the replicated state: kind is initial, failover, switchover or failback, with _prepare or _abort for the phases of a two-phase switchover. Exported when metrics_group_detail is set.", "group", "kind", "from_site", "to_site")
+	descLastMove    = desc("witness_group_last_transition_timestamp_seconds", "When the group's latest transition was decided (Unix seconds). Exported when metrics_group_detail is set.", "group")
+	descSteps       = desc("witness_group_step_results", "Step results recorded for the group's current token, by step and outcome. Exported when metrics_group_detail is set.", "group", "step", "result")
 	descStepsFail   = desc("witness_group_steps_failing", "Steps of the group's current token whose latest attempt failed: they are retried (waiting) until they succeed.", "group")
-	descStepFailFor = desc("witness_group_step_failing_seconds", "How long a step of the group's current token has been failing (since its first failed attempt after the last success); 0 once it succeeded.", "group", "step")
+	descStepFailFor = desc("witness_group_step_failing_seconds", "How long a step of the group's current token has been failing (since its first failed attempt after the last success); 0 once it succeeded. Exported when metrics_group_detail is set.", "group", "step")
+
+	descActiveGroups   = desc("witness_active_site_groups", "Groups whose active site is site, from the replicated state.", "site")
+	descModeGroups     = desc("witness_mode_groups", "Groups in each mode (auto, manual, observe), from the replicated state.", "mode")
+	descSiteMoves      = desc("witness_site_transitions", "Transitions of the active site summed over the groups that exist, by kind and sites, from the replicated state (a failover between any two sites of a group starts at 0). A gauge: deleting a group takes its transitions out of the sum.", "kind", "from_site", "to_site")
+	descStepFailGroups = desc("witness_step_failing_groups", "Groups whose step of the current token failed at its latest attempt, by step (0 for a step recorded for some group and failing in none).", "step")
 
 	descDecision  = desc("witness_group_decision_state", "1 for the policy's current decision about a group as this witness evaluates it (the leader's is the one acted on): healthy, waiting, failing_over, disarmed, blocked_by_data_loss_guard, no_eligible_target, ...", "group", "state")
 	descTargets   = desc("witness_group_eligible_targets", "Sites that could take a group over now, as this witness evaluates it: seen working and within the data-loss guard (as a planned switchover judges it). 0 means a loss of the active site would leave the group where it is.", "group")
@@ -66,13 +76,23 @@ var (
 	descObsGroups = desc("witness_observation_groups", "Groups whose site an observer site sees in each state (healthy, failing, unknown), as this witness sees it.", "site", "observer_site", "state")
 	descObsAge    = desc("witness_observation_age_seconds", "Age of the freshest observation this witness holds from an observer witness, by this witness's clock.", "observer", "observer_site")
 
-	descSelfFenced      = desc("witness_self_fenced", "1 while this witness has fenced its own site for a group active here, having lost its lease with the voters.", "group")
+	descSelfFenced      = desc("witness_self_fenced", "1 while this witness has fenced its own site for a group active here, having lost its lease with the voters. Exported when metrics_group_detail is set.", "group")
+	descSelfFencedN     = desc("witness_self_fenced_groups", "Groups for which this witness has fenced its own site, having lost its lease with the voters.")
 	descSelfFencedSince = desc("witness_self_fenced_since_timestamp_seconds", "When this witness fenced its own site for the group (Unix seconds); present only while fenced.", "group")
 )
 
 var scrapeDescs = []*prometheus.Desc{descLeader, descState, descIndex, descCommitIndex, descTerm, descLastContact, descVoters, descVotersAlive,
 	descAlive, descQueued, descToken, descActive, descArmed, descMode, descPending, descTransitions, descLastMove, descSteps, descStepsFail,
-	descStepFailFor, descDecision, descTargets, descDecisions, descObsState, descObsGroups, descObsAge, descSelfFenced, descSelfFencedSince}
+	descStepFailFor, descActiveGroups, descModeGroups, descSiteMoves, descStepFailGroups, descDecision, descTargets, descDecisions,
+	descObsState, descObsGroups, descObsAge, descSelfFenced, descSelfFencedN, descSelfFencedSince}
+
+// detailDescs are exported per group only with metrics_group_detail, and
+// optionalDescs only with metrics_group_observations: alerts must not read
+// them.
+var (
+	detailDescs   = []*prometheus.Desc{descArmed, descMode, descPending, descTransitions, descLastMove, descSteps, descStepFailFor, descSelfFenced}
+	optionalDescs = append([]*prometheus.Desc{descObsState}, detailDescs...)
+)
 
 // durationBuckets cover a few milliseconds to a few minutes.
 var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
@@ -181,7 +201,7 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 
 // collectors are every collector of a node's metrics.
 func (m *nodeMetrics) collectors(n *Node) []prometheus.Collector {
-	return []prometheus.Collector{&collector{n: n}, m.localFenceHookFailures, m.leaseRenewals, m.leaderChanges, m.gossipDropped,
+	return []prometheus.Collector{&collector{n: n, detail: n.cfg.MetricsGroupDetail}, m.localFenceHookFailures, m.leaseRenewals, m.leaderChanges, m.gossipDropped,
 		m.applyDuration, m.stepDuration, m.verdictToCommit, m.commitToSettled, m.probeDuration, m.probeFailures, m.grpc}
 }
 
@@ -331,8 +351,12 @@ func result(ok bool) string {
 	return "failed"
 }
 
-// collector reads the node's state at scrape time.
-type collector struct{ n *Node }
+// collector reads the node's state at scrape time; detail adds the per
+// group series of metrics_group_detail.
+type collector struct {
+	n      *Node
+	detail bool
+}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range scrapeDescs {
@@ -348,14 +372,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	groups := n.fsm.Groups()
 	c.collectRaft(gauge)
+	t := newGroupTotals()
 	for _, g := range groups {
-		c.collectGroup(ch, gauge, g, now)
+		c.collectGroup(ch, gauge, g, now, t)
 		if g.GetSpec().GetActions().GetDns() != nil {
 			// Every group with DNS records has its drift counter from
 			// the first scrape, so an alert on it has a series to read.
 			n.metrics.dnsDrift.WithLabelValues(g.GetSpec().GetName())
 		}
 	}
+	t.collect(gauge)
 	n.metrics.dnsDrift.Collect(ch)
 	c.collectPolicy(gauge, groups, now)
 	c.collectSelfFence(gauge, groups)
@@ -402,22 +428,60 @@ func (c *collector) collectRaft(gauge func(*prometheus.Desc, float64, ...string)
 	}
 }
 
-func (c *collector) collectGroup(ch chan<- prometheus.Metric, gauge func(*prometheus.Desc, float64, ...string), g *witnessv1.Group, now time.Time) {
+// moveKey is a transition's kind and sites.
+type moveKey struct{ kind, from, to string }
+
+// groupTotals are the replicated state's series counted over groups.
+type groupTotals struct {
+	active      map[string]int // site -> groups active there
+	modes       map[string]int
+	moves       map[moveKey]uint64
+	stepFailing map[string]int // step -> groups whose latest attempt failed
+}
+
+var modeWords = []string{"auto", "manual", "observe"}
+
+func newGroupTotals() *groupTotals {
+	t := &groupTotals{active: map[string]int{}, modes: map[string]int{}, moves: map[moveKey]uint64{}, stepFailing: map[string]int{}}
+	for _, m := range modeWords {
+		t.modes[m] = 0
+	}
+	return t
+}
+
+func (t *groupTotals) collect(gauge func(*prometheus.Desc, float64, ...string)) {
+	for site, v := range t.active {
+		gauge(descActiveGroups, float64(v), site)
+	}
+	for m, v := range t.modes {
+		gauge(descModeGroups, float64(v), m)
+	}
+	for k, v := range t.moves {
+		gauge(descSiteMoves, float64(v), k.kind, k.from, k.to)
+	}
+	for step, v := range t.stepFailing {
+		gauge(descStepFailGroups, float64(v), step)
+	}
+}
+
+func (c *collector) collectGroup(ch chan<- prometheus.Metric, gauge func(*prometheus.Desc, float64, ...string), g *witnessv1.Group, now time.Time, t *groupTotals) {
 	name, s := g.GetSpec().GetName(), g.GetStatus()
 	gauge(descToken, float64(s.GetToken()), name)
-	gauge(descArmed, b2f(s.GetArmed()), name)
-	gauge(descPending, b2f(s.GetPending() != nil), name)
 	mode := s.GetMode()
 	if mode == witnessv1.Mode_MODE_UNSPECIFIED {
 		mode = witnessv1.Mode_MODE_AUTO
 	}
-	gauge(descMode, 1, name, strings.ToLower(strings.TrimPrefix(mode.String(), "MODE_")))
+	modeWord := strings.ToLower(strings.TrimPrefix(mode.String(), "MODE_"))
+	t.modes[modeWord]++
 	for _, site := range g.GetSpec().GetSites() {
-		gauge(descActive, b2f(site.GetName() == s.GetActiveSite()), name, site.GetName())
+		active := site.GetName() == s.GetActiveSite()
+		t.active[site.GetName()] += int(b2f(active))
+		if active || c.detail {
+			gauge(descActive, b2f(active), name, site.GetName())
+		}
 	}
 	// A failover between every two sites is counted from zero, so that an
 	// alert on its increase sees the first one.
-	type moveKey struct{ kind, from, to string }
 	moves := map[moveKey]uint64{}
 	for _, a := range g.GetSpec().GetSites() {
 		for _, b := range g.GetSpec().GetSites() {
@@ -426,14 +490,11 @@ func (c *collector) collectGroup(ch chan<- prometheus.Metric, gauge func(*promet
 			}
 		}
 	}
-	for _, t := range s.GetTransitionCounts() {
-		moves[moveKey{kindLabel(t.GetKind(), t.GetPhase()), t.GetFromSite(), t.GetToSite()}] += t.GetCount()
+	for _, tc := range s.GetTransitionCounts() {
+		moves[moveKey{kindLabel(tc.GetKind(), tc.GetPhase()), tc.GetFromSite(), tc.GetToSite()}] += tc.GetCount()
 	}
 	for k, v := range moves {
-		ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(v), name, k.kind, k.from, k.to)
-	}
-	if h := s.GetHistory(); len(h) > 0 {
-		gauge(descLastMove, float64(h[len(h)-1].GetAtUnixNano())/1e9, name)
+		t.moves[k] += v
 	}
 
 	// Step results of the current token, oldest first: counts by outcome,
@@ -458,19 +519,37 @@ func (c *collector) collectGroup(ch chan<- prometheus.Metric, gauge func(*promet
 			failingSince[r.GetStep()] = r.GetStartedUnixNano()
 		}
 	}
+	failing := 0
+	for _, step := range order {
+		since := failingSince[step]
+		if since != 0 {
+			failing++
+		}
+		t.stepFailing[step] += int(b2f(since != 0))
+		if c.detail {
+			var d float64
+			if since != 0 {
+				d = max(now.Sub(time.Unix(0, since)), 0).Seconds()
+			}
+			gauge(descStepFailFor, d, name, step)
+		}
+	}
+	gauge(descStepsFail, float64(failing), name)
+	if !c.detail {
+		return
+	}
+	gauge(descArmed, b2f(s.GetArmed()), name)
+	gauge(descPending, b2f(s.GetPending() != nil), name)
+	gauge(descMode, 1, name, modeWord)
+	for k, v := range moves {
+		ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(v), name, k.kind, k.from, k.to)
+	}
+	if h := s.GetHistory(); len(h) > 0 {
+		gauge(descLastMove, float64(h[len(h)-1].GetAtUnixNano())/1e9, name)
+	}
 	for k, v := range counts {
 		gauge(descSteps, float64(v), name, k.step, k.result)
 	}
-	failing := 0
-	for _, step := range order {
-		var d float64
-		if since := failingSince[step]; since != 0 {
-			failing++
-			d = max(now.Sub(time.Unix(0, since)), 0).Seconds()
-		}
-		gauge(descStepFailFor, d, name, step)
-	}
-	gauge(descStepsFail, float64(failing), name)
 }
 
 // obsValue encodes a verdict for witness_observation_state.
@@ -553,8 +632,9 @@ func (c *collector) collectPolicy(gauge func(*prometheus.Desc, float64, ...strin
 	}
 }
 
-// collectSelfFence reports, for every group active at this witness's site,
-// whether this witness fences it.
+// collectSelfFence reports how many groups this witness fences its site
+// for, since when each, and with detail, for every group active at this
+// witness's site, whether it fences it.
 func (c *collector) collectSelfFence(gauge func(*prometheus.Desc, float64, ...string), groups []*witnessv1.Group) {
 	m := c.n.metrics
 	m.mu.Lock()
@@ -563,17 +643,19 @@ func (c *collector) collectSelfFence(gauge func(*prometheus.Desc, float64, ...st
 		fenced[g] = t
 	}
 	m.mu.Unlock()
+	n := 0
 	for _, g := range groups {
 		name := g.GetSpec().GetName()
 		since, on := fenced[name]
-		if g.GetStatus().GetActiveSite() != c.n.cfg.Site && !on {
-			continue
-		}
-		gauge(descSelfFenced, b2f(on), name)
 		if on {
+			n++
 			gauge(descSelfFencedSince, float64(since.UnixNano())/1e9, name)
 		}
+		if c.detail && (on || g.GetStatus().GetActiveSite() == c.n.cfg.Site) {
+			gauge(descSelfFenced, b2f(on), name)
+		}
 	}
+	gauge(descSelfFencedN, float64(n))
 }
 
 func b2f(b bool) float64 {

@@ -98,7 +98,7 @@ func TestMetricsThroughAFailover(t *testing.T) {
 		regs[i] = prometheus.NewPedanticRegistry()
 		o.Registerer, o.Gatherer = regs[i], regs[i]
 		mu.Unlock()
-		o.Config.MetricsGroupObservations = true
+		o.Config.MetricsGroupObservations, o.Config.MetricsGroupDetail = true, true
 		o.Runner, o.LocalDatabase = runner, (&fenceRecorder{}).database
 	}, "east", "west", "tiebreak")
 	east, west := newSiteEndpoint(t), newSiteEndpoint(t)
@@ -171,6 +171,12 @@ groups:
 		{"witness_probe_failures_total", map[string]string{"site": "east", "kind": "http"}, func(v float64) bool { return v >= 1 }},
 		{"witness_observation_age_seconds", map[string]string{"observer_site": "west"}, func(v float64) bool { return v < 5 }},
 		{"witness_dns_drift_total", map[string]string{"group": "app"}, func(v float64) bool { return v == 0 }},
+		// Counted over groups, for the alerts and dashboards without
+		// metrics_group_detail.
+		{"witness_site_transitions", map[string]string{"kind": "failover", "from_site": "east", "to_site": "west"}, func(v float64) bool { return v == 1 }},
+		{"witness_active_site_groups", map[string]string{"site": "west"}, func(v float64) bool { return v == 1 }},
+		{"witness_active_site_groups", map[string]string{"site": "east"}, func(v float64) bool { return v == 0 }},
+		{"witness_step_failing_groups", map[string]string{"step": "dns"}, func(v float64) bool { return v == 1 }},
 	}
 	for _, c := range checks {
 		if v, ok := sample(t, reg(li), c.name, c.labels); !ok || !c.want(v) {

@@ -124,11 +124,11 @@ func TestMetricsExposeGroupsAndSteps(t *testing.T) {
 	_, leader := tc.leader()
 	applyDoc(t, leader, twoGroups)
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(&collector{n: leader})
+	reg.MustRegister(&collector{n: leader, detail: true})
 	switchover(t, leader, "app", "west")
 	leader.Apply(context.Background(), &witnessv1.RecordStepCommand{Group: "app", Result: &witnessv1.StepResult{Token: 3, Step: "dns", Ok: false, Error: "refused"}})
 	want := `
-# HELP witness_group_step_results Step results recorded for the group's current token, by step and outcome.
+# HELP witness_group_step_results Step results recorded for the group's current token, by step and outcome. Exported when metrics_group_detail is set.
 # TYPE witness_group_step_results gauge
 witness_group_step_results{group="app",result="failed",step="dns"} 1
 # HELP witness_group_token Current fencing token of a group.

@@ -34,6 +34,13 @@ type Node struct {
 	// verdicts are counted by site and observer site only, which stays
 	// cheap with thousands of groups.
 	MetricsGroupObservations bool `yaml:"metrics_group_observations"`
+	// MetricsGroupDetail exports every per group series: armed, mode,
+	// pending switchover, transitions, last transition, step results and
+	// how long each step fails, self-fenced, and the active site's 0 for
+	// the other sites. Off, a group has its token, active site, decision,
+	// eligible targets, failing steps and DNS drift only, and the rest is
+	// counted over groups, which stays cheap with thousands of groups.
+	MetricsGroupDetail bool `yaml:"metrics_group_detail"`
 	// PprofAddr serves Go's profiles (net/http/pprof, plaintext, no
 	// authentication) for measuring a witness; empty, the default, is
 	// off. Bind it to loopback.

@@ -31,6 +31,9 @@ type Query struct {
 	// alert's name.
 	Source string
 	Expr   string
+	// Description is a panel's description, which says what the panel
+	// needs beyond the default metrics.
+	Description string
 }
 
 // Queries returns every PromQL expression of the Grafana dashboards and the
@@ -80,10 +83,11 @@ type dashboard struct {
 }
 
 type panel struct {
-	Title   string  `json:"title"`
-	Type    string  `json:"type"`
-	Panels  []panel `json:"panels"`
-	Targets []struct {
+	Title       string  `json:"title"`
+	Type        string  `json:"type"`
+	Description string  `json:"description"`
+	Panels      []panel `json:"panels"`
+	Targets     []struct {
 		Expr string `json:"expr"`
 	} `json:"targets"`
 }
@@ -131,7 +135,7 @@ func dashboardQueries(name string) ([]Query, error) {
 		for _, p := range ps {
 			for _, t := range p.Targets {
 				if strings.TrimSpace(t.Expr) != "" {
-					out = append(out, Query{Kind: KindPanel, Source: fmt.Sprintf("%s panel %q", file, p.Title), Expr: t.Expr})
+					out = append(out, Query{Kind: KindPanel, Source: fmt.Sprintf("%s panel %q", file, p.Title), Expr: t.Expr, Description: p.Description})
 				}
 			}
 			walk(p.Panels)

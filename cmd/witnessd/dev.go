@@ -154,7 +154,7 @@ func startDevCluster(ctx context.Context, f devFlags, dir string, log *slog.Logg
 		c.DataDir = filepath.Join(dir, c.Name)
 		c.RaftAddr, c.GossipAddr, c.AdminAddr, c.MetricsAddr = raftAddrs[i], gossipAddrs[i], admin[i], metrics[i]
 		c.InitialVoters = voters
-		c.MetricsGroupObservations = true
+		c.MetricsGroupObservations, c.MetricsGroupDetail = true, true
 		c.Raft.HeartbeatTimeout = config.Duration(500 * time.Millisecond)
 		c.Raft.ElectionTimeout = config.Duration(500 * time.Millisecond)
 		c.Raft.LeaderLeaseTimeout = config.Duration(250 * time.Millisecond)

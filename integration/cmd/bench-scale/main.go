@@ -3,6 +3,7 @@
 // N groups, each with a TCP probe against its site's service (listeners
 // this tool owns) and one DNS record. It applies the groups, waits until
 // every group is stable at east, samples each witness's RSS and idle CPU,
+// reads each witness's /metrics (series, bytes, time of one scrape),
 // then cuts east (closes east's listeners) and measures the failover:
 // how many Raft entries carried the decisions and how far apart they
 // were, when BIND answered the west value for the first, half and every
@@ -90,6 +91,7 @@ type env struct {
 	admin    map[string]witnessv1.AdminClient
 	names    []string          // witness names
 	pprof    map[string]string // witness name → pprof address
+	metrics  map[string]string // witness name → metrics address
 	services map[string][]net.Listener
 	svcAddr  map[string][]string
 	wg       sync.WaitGroup
@@ -109,7 +111,7 @@ func freePort() (int, error) {
 }
 
 func run(o options) error {
-	e := &env{o: o, procs: map[string]*exec.Cmd{}, admin: map[string]witnessv1.AdminClient{}, services: map[string][]net.Listener{}, svcAddr: map[string][]string{}, pprof: map[string]string{}}
+	e := &env{o: o, procs: map[string]*exec.Cmd{}, admin: map[string]witnessv1.AdminClient{}, services: map[string][]net.Listener{}, svcAddr: map[string][]string{}, pprof: map[string]string{}, metrics: map[string]string{}}
 	var err error
 	e.dir = o.dir
 	if e.dir == "" {
@@ -175,6 +177,9 @@ func run(o options) error {
 	}
 	res.statusTime, err = e.statusTime()
 	if err != nil {
+		return err
+	}
+	if res.scrapes, err = e.scrapes(); err != nil {
 		return err
 	}
 
@@ -435,6 +440,7 @@ admin_addr: 127.0.0.1:%d
 metrics_addr: 127.0.0.1:%d
 initial_voters:
 %s`, name, s, dir, p.raft, p.gossip, p.admin, p.metrics, voters.String())
+		e.metrics[name] = fmt.Sprintf("127.0.0.1:%d", p.metrics)
 		if e.o.profile != "" {
 			e.pprof[name] = fmt.Sprintf("127.0.0.1:%d", p.pprof)
 			conf += fmt.Sprintf("pprof_addr: %s\n", e.pprof[name])
@@ -815,12 +821,60 @@ func (e *env) statusTime() (time.Duration, error) {
 	return time.Since(start), err
 }
 
+// scrape is one witness's /metrics: its series, its size and how long
+// one scrape takes (the median of scrapeRuns).
+type scrape struct {
+	series int
+	bytes  int64
+	took   time.Duration
+}
+
+const scrapeRuns = 5
+
+// scrapes reads every witness's /metrics scrapeRuns times, as Prometheus
+// would (no compression, the text format).
+func (e *env) scrapes() (map[string]scrape, error) {
+	out := map[string]scrape{}
+	c := &http.Client{Timeout: time.Minute}
+	for _, n := range e.names {
+		var s scrape
+		var took []time.Duration
+		for range scrapeRuns {
+			start := time.Now()
+			resp, err := c.Get("http://" + e.metrics[n] + "/metrics")
+			if err != nil {
+				return nil, err
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return nil, err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("scrape %s: %s", n, resp.Status)
+			}
+			took = append(took, time.Since(start))
+			s.bytes, s.series = int64(len(b)), 0
+			for line := range strings.SplitSeq(string(b), "\n") {
+				if line != "" && !strings.HasPrefix(line, "#") {
+					s.series++
+				}
+			}
+		}
+		slices.Sort(took)
+		s.took = took[len(took)/2]
+		out[n] = s
+	}
+	return out, nil
+}
+
 type results struct {
 	n                     int
 	loadBefore, loadAfter string
 	apply, stable         time.Duration
 	idle                  map[string]cpuRSS
 	statusTime            time.Duration
+	scrapes               map[string]scrape
 	failover              time.Duration
 	dns                   []time.Duration
 	raftEntries           uint64
@@ -873,6 +927,11 @@ func (r *results) print(names []string) {
 	fmt.Printf("  witnessctl status (leader)     %s\n", ms(r.statusTime))
 	for _, n := range names {
 		fmt.Printf("  idle %-12s              CPU %5.1f%%  RSS %4d MiB (after failover %d MiB)\n", n, r.idle[n].cpu, r.idle[n].rss>>20, r.rss[n]>>20)
+	}
+	for _, n := range names {
+		s := r.scrapes[n]
+		fmt.Printf("  /metrics %-12s          %d series, %.1f MiB, scrape %s (%.1f series and %d bytes per group)\n",
+			n, s.series, float64(s.bytes)/(1<<20), s.took.Round(time.Millisecond), float64(s.series)/float64(r.n), s.bytes/int64(r.n))
 	}
 	fmt.Printf("  cut → all stable at west       %s\n", ms(r.failover))
 	fmt.Printf("  leaders elected in the run     %d (1: the leader was never lost)\n", r.elections)

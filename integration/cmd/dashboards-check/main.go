@@ -206,13 +206,13 @@ scrape_configs:
 		fmt.Printf("ok   prometheus loaded %d alert rules\n", loaded)
 	}
 	if err := waitFor(ctx, 20*time.Second, "WitnessFailover firing", func() (bool, error) {
-		n, err := api.count(`ALERTS{alertname="WitnessFailover",alertstate="firing",group="app",from_site="east",to_site="west"}`)
+		n, err := api.count(`ALERTS{alertname="WitnessFailover",alertstate="firing",from_site="east",to_site="west"}`)
 		return n == 1, err
 	}); err != nil {
 		failed = append(failed, "WitnessFailover firing")
 		fmt.Printf("FAIL %v\n", err)
 	} else {
-		fmt.Println("ok   alert WitnessFailover firing for app east→west")
+		fmt.Println("ok   alert WitnessFailover firing for east→west")
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d checks failed: %s", len(failed), strings.Join(failed, "; "))
