@@ -164,15 +164,19 @@ func TestLeaderCheckShared(t *testing.T) {
 	type out struct{ began time.Time }
 	results := make(chan out, 3)
 	go func() { b, _ := c.verify(verify, clockNow, 100*time.Millisecond); results <- out{b} }()
-	for { // the first check is under way
-		mu.Lock()
-		n := checks
-		mu.Unlock()
-		if n == 1 {
-			break
+	// checksBegun waits until n checks have begun.
+	checksBegun := func(n int) {
+		for {
+			mu.Lock()
+			got := checks
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
 	}
+	checksBegun(1) // the first check is under way
 	advance(50 * time.Millisecond)
 	go func() { b, _ := c.verify(verify, clockNow, 100*time.Millisecond); results <- out{b} }() // joins
 	time.Sleep(10 * time.Millisecond)
@@ -183,15 +187,7 @@ func TestLeaderCheckShared(t *testing.T) {
 	mu.Unlock()
 	advance(100 * time.Millisecond) // the check under way is 150ms old now
 	go func() { b, _ := c.verify(verify, clockNow, 100*time.Millisecond); results <- out{b} }()
-	for {
-		mu.Lock()
-		n := checks
-		mu.Unlock()
-		if n == 2 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	checksBegun(2)
 	close(release)
 	var began []time.Time
 	for range 3 {
