@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,11 +47,7 @@ func idleCluster(b *testing.B, groups int) (*observations, policy.Input) {
 
 func benchMsg(b *testing.B, m obsMsg) []byte {
 	b.Helper()
-	out, err := json.Marshal(m)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return out
+	return encodeObs(m)
 }
 
 // BenchmarkIdleEvaluation is one evaluation of the leader at 10,000

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"sync"
 	"sync/atomic"
 
@@ -48,10 +47,7 @@ func (s *observations) flush(limit int) {
 	clear(s.outbox)
 	s.sentVer = msg.Ver
 	s.mu.Unlock()
-	b, err := json.Marshal(msg)
-	if err != nil {
-		return
-	}
+	b := encodeObs(msg)
 	if len(b) <= limit {
 		s.queue.QueueBroadcast(broadcast(b))
 		return
@@ -65,9 +61,7 @@ func (s *observations) flush(limit int) {
 		n := min(len(all), max(1, len(all)*limit/len(b)))
 		part := msg
 		part.Obs = all[:n]
-		if pb, err := json.Marshal(part); err == nil {
-			s.queue.QueueBroadcast(broadcast(pb))
-		}
+		s.queue.QueueBroadcast(broadcast(encodeObs(part)))
 		all = all[n:]
 	}
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -44,8 +43,7 @@ func TestSiteOutageGossipsInOneBatch(t *testing.T) {
 	west.mu.Lock()
 	beat := obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Ver: west.sentVer, Beat: true, FreshAt: t0.Add(2 * time.Second).UnixNano()}
 	west.mu.Unlock()
-	b, _ := json.Marshal(beat)
-	peer.merge(b)
+	peer.merge(encodeObs(beat))
 	failing := 0
 	for _, o := range peer.snapshot() {
 		if o.Observer == "west-1" && o.State == policy.Failing && o.CheckedAt.Equal(t0.Add(2*time.Second)) {

@@ -3,13 +3,14 @@ package cluster
 import (
 	"cmp"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -21,8 +22,9 @@ import (
 )
 
 // gossipVersion is the version of the observation messages. A message of
-// another version is ignored with a log line, never a crash.
-const gossipVersion = 1
+// another version is ignored with a log line, never a crash. Version 1
+// was JSON; 2 is the binary form of obscodec.go.
+const gossipVersion = 2
 
 // maxDetail bounds the detail text gossiped with an observation.
 const maxDetail = 160
@@ -55,43 +57,46 @@ const maxDetail = 160
 // version 0 and drops what the earlier run said; messages of an earlier
 // run, arriving late, are ignored.
 type obsMsg struct {
-	V    int    `json:"v"`
-	Node string `json:"node"`
-	Site string `json:"site"`
-	Inc  uint64 `json:"inc,omitempty"`
-	Ver  uint64 `json:"ver"`
+	V    int
+	Node string
+	Site string
+	Inc  uint64
+	Ver  uint64
 	// From is the first version a batched delta carries (the changes
 	// From..Ver); zero means Ver alone.
-	From    uint64    `json:"from,omitempty"`
-	Full    bool      `json:"full,omitempty"`
-	Beat    bool      `json:"beat,omitempty"`
-	FreshAt int64     `json:"fresh_at,omitempty"`
-	Sent    int64     `json:"sent,omitempty"` // the sender's clock when it made the message
-	Obs     []wireObs `json:"obs,omitempty"`
+	From    uint64
+	Full    bool
+	Beat    bool
+	FreshAt int64
+	Sent    int64 // the sender's clock when it made the message
+	Obs     []wireObs
 }
 
 type wireObs struct {
-	Group     string  `json:"g"`
-	Site      string  `json:"s"`
-	Probe     string  `json:"p,omitempty"`
-	State     uint8   `json:"st"`
-	Since     int64   `json:"since"`
-	At        int64   `json:"at"`
-	DB        bool    `json:"db,omitempty"`
-	Role      string  `json:"role,omitempty"`
-	LagBytes  int64   `json:"lb,omitempty"`
-	LagSecond float64 `json:"ls,omitempty"`
-	Streaming bool    `json:"str,omitempty"`
-	WAL       uint64  `json:"wal,omitempty"`
-	Replayed  uint64  `json:"rep,omitempty"`
-	Timeline  uint32  `json:"tli,omitempty"`
-	Detail    string  `json:"d,omitempty"`
+	Group    string
+	Site     string
+	Probe    string
+	Since    int64
+	At       int64
+	Role     string
+	LagBytes int64
+	// LagSecond is a standby's replay lag in seconds.
+	LagSecond float64
+	WAL       uint64
+	Replayed  uint64
+	Detail    string
 	// Node is the PostgreSQL node probed, of a group with several at a
 	// site; empty for the site's only one.
-	Node string `json:"n,omitempty"`
+	Node string
 	// At and Since on the receiver's clock, the only ones it decides
 	// with (see receipt).
 	rAt, rSince int64
+	// The small fields together, where they share a word: 176 bytes an
+	// observation instead of 200, 60,000 of them at 10,000 groups.
+	Timeline  uint32
+	State     uint8
+	DB        bool
+	Streaming bool
 	// slot is the observation's place in observations.view, while
 	// viewOK.
 	slot int32
@@ -151,6 +156,21 @@ type observations struct {
 	// as a primary, by this witness or any other; kept on every witness
 	// so that a new leader knows where a lost primary stopped.
 	primaries map[policy.GroupSite]policy.Position
+	// names holds the group, site and probe names of this witness's
+	// targets, replaced whole by setTargets: a received observation
+	// takes its names from there (see intern) instead of a copy of
+	// each per message.
+	names atomic.Pointer[map[string]string]
+}
+
+// intern is the name held for b, if it is one of the targets' names.
+func (s *observations) intern(b []byte) (string, bool) {
+	m := s.names.Load()
+	if m == nil {
+		return "", false
+	}
+	v, ok := (*m)[string(b)]
+	return v, ok
 }
 
 func newObservations(self, site string, log *slog.Logger) *observations {
@@ -256,19 +276,19 @@ func (s *observations) heartbeat(now time.Time) {
 	if s.queue == nil {
 		return
 	}
-	b, err := json.Marshal(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Beat: true, FreshAt: fresh, Sent: now.UnixNano()})
-	if err == nil {
-		s.queue.QueueBroadcast(broadcast(b))
-	}
+	s.queue.QueueBroadcast(broadcast(encodeObs(obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: ver, Beat: true, FreshAt: fresh, Sent: now.UnixNano()})))
 }
 
 // setTargets drops this witness's observations of targets it no longer
 // probes.
 func (s *observations) setTargets(ts []probes.Target) {
 	keep := map[obsKey]bool{}
+	names := map[string]string{}
 	for _, t := range ts {
 		keep[obsKey{t.Group, t.Site, t.Name}] = true
+		names[t.Group], names[t.Site], names[t.Name] = t.Group, t.Site, t.Name
 	}
+	s.names.Store(&names)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k := range s.byOf[s.self] {
@@ -281,15 +301,18 @@ func (s *observations) setTargets(ts []probes.Target) {
 }
 
 // full encodes this witness's whole vector for push/pull.
+// It is encoded from the held observations, not a copy of them.
 func (s *observations) full() []byte {
-	s.mu.Lock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, Ver: s.ver[s.self], Full: true, Sent: s.now().UnixNano()}
-	for _, w := range s.byOf[s.self] {
-		msg.Obs = append(msg.Obs, w)
+	own := s.byOf[s.self]
+	var e obsEncoder
+	e.header(&msg, len(own))
+	for _, w := range own {
+		e.obs(&w)
 	}
-	s.mu.Unlock()
-	b, _ := json.Marshal(msg)
-	return b
+	return e.buf
 }
 
 // receive queues a gossiped message for run; it never blocks memberlist.
@@ -338,12 +361,12 @@ func (s *observations) merge(b []byte) {
 // observations that it turned healthy.
 func (s *observations) apply(b []byte) (recovered []string) {
 	var msg obsMsg
-	if err := json.Unmarshal(b, &msg); err != nil {
-		s.log.Warn("ignoring undecodable observation message", keyErr, err)
-		return
-	}
-	if msg.V != gossipVersion {
-		s.log.Warn("ignoring observation message of another version", "version", msg.V, "from", msg.Node)
+	if err := decodeObs(b, &msg, s.intern); err != nil {
+		if errors.Is(err, errObsVersion) {
+			s.log.Warn("ignoring observation message of another version", keyErr, err)
+		} else {
+			s.log.Warn("ignoring undecodable observation message", keyErr, err)
+		}
 		return
 	}
 	if msg.Node == "" || msg.Node == s.self {
@@ -378,7 +401,6 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		s.sites[msg.Node] = msg.Site
 		s.viewOK = false
 	}
-	prev := s.byOf[msg.Node] // a full state replaces it below
 	switch {
 	case msg.Beat:
 		s.beatLocked(msg, local)
@@ -390,13 +412,10 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		if !s.inSync[msg.Node] || len(s.ahead[msg.Node]) > 0 {
 			s.log.Info("observations of a witness in sync again after a full sync", "from", msg.Node, "version", msg.Ver)
 		}
-		prev = s.byOf[msg.Node]
-		s.byOf[msg.Node] = make(map[obsKey]wireObs, len(prev))
 		// Deltas beyond the full state were applied before it and are
 		// overwritten by it: they no longer count as applied.
 		delete(s.ahead, msg.Node)
 		s.ver[msg.Node], s.inSync[msg.Node] = msg.Ver, true
-		defer s.replaced(prev, s.byOf[msg.Node])
 	default:
 		from := msg.From
 		if from == 0 {
@@ -412,27 +431,36 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		m = map[obsKey]wireObs{}
 		s.byOf[msg.Node] = m
 	}
+	// A full state replaces the observer's observations in place: each
+	// key sent keeps its slot in the view, and the keys it no longer
+	// sends are dropped after.
 	for _, w := range msg.Obs {
 		k := obsKey{w.Group, w.Site, w.Probe}
-		if old, ok := m[k]; ok && old.At > w.At && !msg.Full {
+		old, had := m[k]
+		if had && old.At > w.At && !msg.Full {
 			continue // an older delta arriving late
 		}
-		if old, ok := prev[k]; ok && recovery(old, w) {
+		if had && recovery(old, w) {
 			recovered = append(recovered, w.Site)
 		}
 		w.rAt, w.rSince = local(w.At), local(w.Since)
 		if w.At == 0 {
 			w.rAt = 0
 		}
-		if old, ok := prev[k]; ok && msg.Full && s.viewOK {
-			// A key of the replaced state keeps its slot (see replaced).
-			w.slot = old.slot
-			m[k] = w
-			s.view[w.slot] = s.policyObs(msg.Node, w)
-		} else {
-			s.put(msg.Node, m, k, w)
-		}
+		s.put(msg.Node, m, k, w)
 		s.notePrimary(w)
+	}
+	if msg.Full && len(m) != len(msg.Obs) {
+		sent := make(map[obsKey]bool, len(msg.Obs))
+		for _, w := range msg.Obs {
+			sent[obsKey{w.Group, w.Site, w.Probe}] = true
+		}
+		for k := range m {
+			if !sent[k] {
+				delete(m, k)
+				s.viewOK = false
+			}
+		}
 	}
 	return recovered
 }
@@ -533,23 +561,6 @@ func (s *observations) put(node string, m map[obsKey]wireObs, k obsKey, w wireOb
 	m[k] = w
 	if s.viewOK {
 		s.view[w.slot] = s.policyObs(node, w)
-	}
-}
-
-// replaced keeps the view valid after a full state replaced an
-// observer's observations prev with m: the slots of m's keys were carried
-// over from prev by apply, so the view holds unless a key came or went.
-// s.mu is held.
-func (s *observations) replaced(prev, m map[obsKey]wireObs) {
-	if len(prev) != len(m) {
-		s.viewOK = false
-		return
-	}
-	for k := range m {
-		if _, ok := prev[k]; !ok {
-			s.viewOK = false
-			return
-		}
 	}
 }
 

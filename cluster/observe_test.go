@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"io"
 	"log/slog"
 	"slices"
@@ -18,11 +17,7 @@ import (
 
 func msg(t *testing.T, m obsMsg) []byte {
 	t.Helper()
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return encodeObs(m)
 }
 
 func TestObservationGossip(t *testing.T) {
