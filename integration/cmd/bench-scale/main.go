@@ -827,7 +827,16 @@ type scrape struct {
 	series int
 	bytes  int64
 	took   time.Duration
+	// mem is the Go runtime's go_memstats_* gauges of the last scrape,
+	// by name without the prefix: where the RSS goes.
+	mem map[string]float64
 }
+
+// memGauges are the runtime's gauges bench-scale reports: the heap in
+// use, the heap's free spans not yet returned to the OS, the heap size at
+// which the next collection starts, the goroutines' stacks, and all the
+// runtime holds from the OS.
+var memGauges = []string{"heap_inuse_bytes", "heap_idle_bytes", "heap_released_bytes", "next_gc_bytes", "stack_inuse_bytes", "sys_bytes"}
 
 const scrapeRuns = 5
 
@@ -854,10 +863,18 @@ func (e *env) scrapes() (map[string]scrape, error) {
 				return nil, fmt.Errorf("scrape %s: %s", n, resp.Status)
 			}
 			took = append(took, time.Since(start))
-			s.bytes, s.series = int64(len(b)), 0
+			s.bytes, s.series, s.mem = int64(len(b)), 0, map[string]float64{}
 			for line := range strings.SplitSeq(string(b), "\n") {
-				if line != "" && !strings.HasPrefix(line, "#") {
-					s.series++
+				if line == "" || strings.HasPrefix(line, "#") {
+					continue
+				}
+				s.series++
+				if rest, ok := strings.CutPrefix(line, "go_memstats_"); ok {
+					if name, val, ok := strings.Cut(rest, " "); ok {
+						if v, err := strconv.ParseFloat(val, 64); err == nil {
+							s.mem[name] = v
+						}
+					}
 				}
 			}
 		}
@@ -932,6 +949,12 @@ func (r *results) print(names []string) {
 		s := r.scrapes[n]
 		fmt.Printf("  /metrics %-12s          %d series, %.1f MiB, scrape %s (%.1f series and %d bytes per group)\n",
 			n, s.series, float64(s.bytes)/(1<<20), s.took.Round(time.Millisecond), float64(s.series)/float64(r.n), s.bytes/int64(r.n))
+	}
+	for _, n := range names {
+		m := r.scrapes[n].mem
+		mib := func(k string) float64 { return m[k] / (1 << 20) }
+		fmt.Printf("  Go memory %-12s         heap in use %.0f MiB, free in heap %.0f MiB (%.0f returned), next GC at %.0f MiB, stacks %.0f MiB, from the OS %.0f MiB\n",
+			n, mib("heap_inuse_bytes"), mib("heap_idle_bytes"), mib("heap_released_bytes"), mib("next_gc_bytes"), mib("stack_inuse_bytes"), mib("sys_bytes"))
 	}
 	fmt.Printf("  cut → all stable at west       %s\n", ms(r.failover))
 	fmt.Printf("  leaders elected in the run     %d (1: the leader was never lost)\n", r.elections)
