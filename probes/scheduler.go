@@ -105,6 +105,9 @@ type entry struct {
 	index    int // in Scheduler.queue; -1 when not queued
 	inflight bool
 	skipped  uint64
+
+	// Guarded by Scheduler.mbMu.
+	posted bool
 }
 
 // Scheduler runs the checks of a changing set of targets. Its methods are
@@ -131,9 +134,12 @@ type Scheduler struct {
 	due  []*entry
 	work chan struct{}
 
+	// The mailbox: the entries with a check finished and not yet
+	// delivered, in the order they finished, each once (entry.posted).
+	// An entry's observation is read when it is delivered, so it is
+	// the newest, and a target removed meanwhile is not delivered.
 	mbMu    sync.Mutex
-	pending map[targetKey]Observation
-	order   []targetKey
+	pending []*entry
 	ready   chan struct{}
 }
 
@@ -157,7 +163,6 @@ func NewScheduler(cfg Config) *Scheduler {
 		epoch:   clk.Now(),
 		wake:    make(chan struct{}, 1),
 		entries: make(map[targetKey]*entry),
-		pending: make(map[targetKey]Observation),
 		ready:   make(chan struct{}, 1),
 	}
 }
@@ -409,26 +414,28 @@ func (s *Scheduler) finish(e *entry, r Result, started, now time.Time) {
 	}
 	from := e.tracker.State()
 	changed := e.tracker.Observe(r, started, now)
-	obs := e.observation()
+	var obs Observation
+	if changed {
+		obs = e.observation()
+	}
 	s.mu.Unlock()
 	if changed {
 		s.log.Info("target state changed", logKeyGroup, obs.Group, logKeySite, obs.Site, logKeyName, obs.Name,
 			logKeyFrom, from.String(), logKeyTo, obs.State.String(), logKeyDetail, obs.Detail)
 	}
 	if s.onObs != nil {
-		s.post(obs)
+		s.post(e)
 	}
 }
 
-// post puts obs in the mailbox, replacing an undelivered one of the same
-// target, and never blocks.
-func (s *Scheduler) post(obs Observation) {
-	k := targetKey{obs.Group, obs.Site, obs.Name}
+// post puts e in the mailbox, unless it is there already, and never
+// blocks.
+func (s *Scheduler) post(e *entry) {
 	s.mbMu.Lock()
-	if _, ok := s.pending[k]; !ok {
-		s.order = append(s.order, k)
+	if !e.posted {
+		e.posted = true
+		s.pending = append(s.pending, e)
 	}
-	s.pending[k] = obs
 	s.mbMu.Unlock()
 	select {
 	case s.ready <- struct{}{}:
@@ -436,8 +443,13 @@ func (s *Scheduler) post(obs Observation) {
 	}
 }
 
+// deliverChunk is how many observations deliver reads under one hold of
+// Scheduler.mu.
+const deliverChunk = 256
+
 func (s *Scheduler) deliver(ctx context.Context) {
-	var batch []Observation
+	var taken, spare []*entry
+	batch := make([]Observation, 0, deliverChunk)
 	for {
 		select {
 		case <-ctx.Done():
@@ -445,19 +457,29 @@ func (s *Scheduler) deliver(ctx context.Context) {
 		case <-s.ready:
 		}
 		s.mbMu.Lock()
-		batch = batch[:0]
-		for _, k := range s.order {
-			batch = append(batch, s.pending[k])
+		taken, s.pending = s.pending, spare[:0]
+		for _, e := range taken {
+			e.posted = false
 		}
-		s.order = s.order[:0]
-		clear(s.pending)
 		s.mbMu.Unlock()
-		for _, obs := range batch {
-			if ctx.Err() != nil {
-				return
+		for chunk := range slices.Chunk(taken, deliverChunk) {
+			batch = batch[:0]
+			s.mu.Lock()
+			for _, e := range chunk {
+				if s.entries[e.key] == e { // not removed or replaced since
+					batch = append(batch, e.observation())
+				}
 			}
-			s.onObs(obs)
+			s.mu.Unlock()
+			for _, obs := range batch {
+				if ctx.Err() != nil {
+					return
+				}
+				s.onObs(obs)
+			}
 		}
+		clear(taken)
+		spare = taken
 	}
 }
 

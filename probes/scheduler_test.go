@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"net"
 	"strings"
 	"sync"
@@ -300,6 +301,53 @@ func TestSchedulerSlowConsumer(t *testing.T) {
 		defer mu.Unlock()
 		if diff := cmp.Diff(ms(0, 5000), delivered); diff != "" {
 			t.Errorf("delivered observations (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestSchedulerDropsRemovedTargetsUndelivered: an observation still in
+// the mailbox when its target is removed is not delivered: the consumer
+// would otherwise take up a target it no longer has.
+func TestSchedulerDropsRemovedTargetsUndelivered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := newCheckLog()
+		release := make(chan struct{})
+		var mu sync.Mutex
+		var delivered []string
+		s := NewScheduler(Config{Logger: testLogger(t), OnObservation: func(o Observation) {
+			mu.Lock()
+			first := len(delivered) == 0
+			delivered = append(delivered, o.Site)
+			mu.Unlock()
+			if first {
+				<-release
+			}
+		}})
+		a := Target{Group: "g", Site: "a", Spec: timing(time.Second, 100*time.Millisecond), Checker: &fakeChecker{name: "a", log: log, ok: true}}
+		b := Target{Group: "g", Site: "b", Spec: timing(time.Second, 100*time.Millisecond), Checker: &fakeChecker{name: "b", log: log, ok: true}}
+		if err := s.SetTargets([]Target{a}); err != nil {
+			t.Fatal(err)
+		}
+		stop := start(t, s)
+		defer stop()
+		synctest.Wait() // a's first observation is being delivered, and waits
+		if err := s.SetTargets([]Target{a, b}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // b checked, in the mailbox
+		synctest.Wait()
+		if err := s.SetTargets([]Target{a}); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if slices.Contains(delivered, "b") {
+			t.Errorf("delivered %v: b's observation after b was removed", delivered)
+		}
+		if len(delivered) < 2 || delivered[len(delivered)-1] != "a" {
+			t.Errorf("delivered %v, want a's later observation after the consumer was released", delivered)
 		}
 	})
 }
