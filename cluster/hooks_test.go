@@ -195,7 +195,7 @@ groups:
 		// loaded machine leadership may have moved since the test began.
 		counted := -1
 		for i, n := range tc.nodes {
-			if n != nil && testutil.ToFloat64(n.metrics.dnsDrift.WithLabelValues("app")) >= 1 {
+			if n != nil && n.metrics.driftOf("app") >= 1 {
 				counted = i
 			}
 		}

@@ -568,7 +568,7 @@ func (n *Node) lead(ctx context.Context, done chan<- struct{}) {
 		runner = actions.Targets{Sites: n, Demoter: n, Witness: actions.Witness{Node: n.cfg.Name, Site: n.cfg.Site}, Clock: n.clock, DNS: batcher}
 	}
 	rec := &actions.Reconciler{Leader: n, Runner: runner, Node: n.cfg.Name, Log: n.log.With(keyComponent, "reconciler"), LeaderLease: n.cfg.Raft.LeaderLeaseTimeout.D(), Clock: n.clock,
-		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.dnsDrift.WithLabelValues(group).Inc() }}
+		OnDrift: func(group string, _ actions.DNSDrift) { n.metrics.addDrift(group) }}
 	n.setReconciler(rec)
 	defer n.setReconciler(nil)
 	wg.Add(2)
