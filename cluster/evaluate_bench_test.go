@@ -61,6 +61,7 @@ func BenchmarkIdleEvaluation(b *testing.B) {
 	for b.Loop() {
 		s.read(func(obs []policy.Observation) {
 			in.Observations = obs
+			in.DecisionsOnly = true // as the leader's loop evaluates
 			out = policy.Evaluate(in)
 		})
 		if len(out.Decisions) != 10_000 || out.Decisions["svc-00000"].State != policy.DecisionHealthy {

@@ -35,7 +35,7 @@ func (n *Node) decide(ctx context.Context) {
 		case <-t.C():
 		}
 		now := n.clock.Now()
-		out := n.evaluate(now)
+		out := n.decisions(now)
 		n.metrics.decided(out)
 		ready, held := hold.release(now, out)
 		for _, p := range ready {

@@ -814,6 +814,17 @@ func (n *Node) evaluate(now time.Time) policy.Output {
 	return out
 }
 
+// decisions is evaluate without the per-site views (Decision.Sites is
+// nil), which the leader's loop, evaluating every 250 ms, never reads.
+func (n *Node) decisions(now time.Time) policy.Output {
+	var out policy.Output
+	n.withInput(now, func(in policy.Input) {
+		in.DecisionsOnly = true
+		out = policy.Evaluate(in)
+	})
+	return out
+}
+
 // primaryAt is where this witness knows the active primary of group
 // (fresh observations, gossip, Raft), as a move records it.
 func (n *Node) primaryAt(group string, now time.Time) *witnessv1.PrimaryPosition {

@@ -32,6 +32,9 @@ func Evaluate(in Input) Output {
 		}
 		name := g.GetSpec().GetName()
 		d := e.group(g, e.recs[e.start[gi]:e.start[gi+1]])
+		if e.brief {
+			d.Sites = nil // scratch, the next group's
+		}
 		out.Decisions[name] = d
 		switch d.Action {
 		case ActionFailover:
@@ -106,9 +109,14 @@ type evaluator struct {
 	// grouped by group: group gi's are recs[start[gi]:start[gi+1]].
 	recs  []rec
 	start []int32
-	// views and observerViews are carved into every group's Sites.
-	views         []SiteView
-	observerViews []ObserverView
+	// views and observerViews are carved into every group's Sites;
+	// with brief (Input.DecisionsOnly) each group's are made in
+	// briefViews and briefObservers, reused by the next group.
+	views          []SiteView
+	observerViews  []ObserverView
+	brief          bool
+	briefViews     []SiteView
+	briefObservers []ObserverView
 
 	// scratch, sized per group
 	wc []witnessCell // [target site][witness]
@@ -230,8 +238,10 @@ func newEvaluator(in Input) *evaluator {
 		}
 		siteStart[i+1] = int32(len(siteNames))
 	}
-	e.views = make([]SiteView, len(siteNames))
-	e.observerViews = make([]ObserverView, len(siteNames)*len(e.sites))
+	if e.brief = in.DecisionsOnly; !e.brief {
+		e.views = make([]SiteView, len(siteNames))
+		e.observerViews = make([]ObserverView, len(siteNames)*len(e.sites))
+	}
 
 	// Bucket the fresh observations of live witnesses on known (group,
 	// site) by group, in compact form: a counting sort whose first pass
@@ -640,10 +650,18 @@ func (e *evaluator) view(spec *witnessv1.GroupSpec, st *witnessv1.GroupStatus, r
 		}
 	}
 
-	views := e.views[:k:k]
-	e.views = e.views[k:]
-	obsViews := e.observerViews[: k*ns : k*ns]
-	e.observerViews = e.observerViews[k*ns:]
+	var views []SiteView
+	var obsViews []ObserverView
+	if e.brief {
+		e.briefViews = resize(e.briefViews, k)
+		e.briefObservers = resize(e.briefObservers, k*ns)
+		views, obsViews = e.briefViews, e.briefObservers
+	} else {
+		views = e.views[:k:k]
+		e.views = e.views[k:]
+		obsViews = e.observerViews[: k*ns : k*ns]
+		e.observerViews = e.observerViews[k*ns:]
+	}
 	for t, site := range spec.GetSites() {
 		v := &views[t]
 		v.Site = site.GetName()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/sitewitness/witness/policy"
 	witnessv1 "github.com/sitewitness/witness/proto/witness/v1"
@@ -70,6 +71,9 @@ func runScript(t *testing.T, file string) {
 			want = append(want, lines[i])
 		}
 		got := s.evaluate(strings.Fields(cmd)[1:])
+		if diff := s.withoutViewsDiff(); diff != "" {
+			t.Errorf("%s: the evaluation without views decides otherwise (-full +without views):\n%s", pos, diff)
+		}
 		out.WriteString("----\n")
 		for _, l := range got {
 			out.WriteString(l + "\n")
@@ -514,4 +518,18 @@ func (s *script) evaluate(args []string) []string {
 		lines = append(lines, "wake in "+out.Wake.Sub(s.in.Now).String())
 	}
 	return lines
+}
+
+// withoutViewsDiff compares the evaluation without the per-site views
+// (Input.DecisionsOnly, as the leader's loop evaluates) with the full one:
+// the same decisions, without Sites.
+func (s *script) withoutViewsDiff() string {
+	want := policy.Evaluate(s.in)
+	for name, d := range want.Decisions {
+		d.Sites = nil
+		want.Decisions[name] = d
+	}
+	in := s.in
+	in.DecisionsOnly = true
+	return cmp.Diff(want, policy.Evaluate(in), protocmp.Transform())
 }

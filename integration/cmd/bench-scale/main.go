@@ -95,6 +95,7 @@ type env struct {
 	services map[string][]net.Listener
 	svcAddr  map[string][]string
 	wg       sync.WaitGroup
+	listFrom string // the witness groups asks first: the leader when it last looked
 }
 
 func logf(format string, a ...any) {
@@ -572,10 +573,18 @@ func (e *env) apply(doc []byte) error {
 }
 
 // groups lists every group as the leader (or any witness) holds it.
+// groups lists the groups, from the witness that led at the last call if
+// it still answers: a Status of every witness at each poll (each one 6 MB
+// at 10,000 groups) would weigh on the witnesses measured.
 func (e *env) groups() ([]*witnessv1.Group, error) {
 	order := slices.Clone(e.names)
-	if l, err := e.leader(); err == nil {
-		order = append([]string{l}, order...)
+	if e.listFrom == "" {
+		if l, err := e.leader(); err == nil {
+			e.listFrom = l
+		}
+	}
+	if e.listFrom != "" {
+		order = append([]string{e.listFrom}, order...)
 	}
 	var errs []error
 	for _, n := range order {
@@ -586,6 +595,7 @@ func (e *env) groups() ([]*witnessv1.Group, error) {
 			return resp.GetGroups(), nil
 		}
 		errs = append(errs, err)
+		e.listFrom = ""
 	}
 	return nil, errors.Join(errs...)
 }
