@@ -450,6 +450,8 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		s.put(msg.Node, m, k, w)
 		s.notePrimary(w)
 	}
+	// A full state made by full never names a key twice, so it named
+	// every key held when it sent as many as are held.
 	if msg.Full && len(m) != len(msg.Obs) {
 		sent := make(map[obsKey]bool, len(msg.Obs))
 		for _, w := range msg.Obs {
