@@ -258,7 +258,9 @@ func (m *nodeMetrics) probeObserver(next func(probes.Observation)) func(probes.O
 func (m *nodeMetrics) decided(out policy.Output) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	clear(m.due)
+	// A new map, not the old one cleared: after a site failover had
+	// every group due, a cleared map would keep room for all of them.
+	m.due = map[string]time.Time{}
 	for g, d := range out.Decisions {
 		if !d.Due.IsZero() {
 			m.due[g] = d.Due

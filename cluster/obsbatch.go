@@ -41,10 +41,17 @@ func (s *observations) flush(limit int) {
 	// those that changed nothing to send (a probe dropped by setTargets):
 	// a receiver must not wait for a version nobody sends.
 	msg := obsMsg{V: gossipVersion, Node: s.self, Site: s.site, Inc: s.inc, From: s.sentVer + 1, Ver: s.ver[s.self], Sent: s.now().UnixNano()}
+	msg.Obs = make([]wireObs, 0, len(s.outbox))
 	for _, w := range s.outbox {
 		msg.Obs = append(msg.Obs, w)
 	}
-	clear(s.outbox)
+	if len(s.outbox) > 64 {
+		// A map cleared keeps its room: after a burst (a site lost, 10,000
+		// groups created) that would be room for every change of it.
+		s.outbox = nil
+	} else {
+		clear(s.outbox)
+	}
 	s.sentVer = msg.Ver
 	s.mu.Unlock()
 	b := encodeObs(msg)
