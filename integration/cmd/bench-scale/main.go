@@ -842,12 +842,6 @@ type scrape struct {
 	mem map[string]float64
 }
 
-// memGauges are the runtime's gauges bench-scale reports: the heap in
-// use, the heap's free spans not yet returned to the OS, the heap size at
-// which the next collection starts, the goroutines' stacks, and all the
-// runtime holds from the OS.
-var memGauges = []string{"heap_inuse_bytes", "heap_idle_bytes", "heap_released_bytes", "next_gc_bytes", "stack_inuse_bytes", "sys_bytes"}
-
 const scrapeRuns = 5
 
 // scrapes reads every witness's /metrics scrapeRuns times, as Prometheus
