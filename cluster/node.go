@@ -182,7 +182,10 @@ type Node struct {
 	wg     sync.WaitGroup
 
 	closeOnce sync.Once
-	closeErr  error
+	// leadDone is closed when watchLeadership has returned, with the
+	// leader's work it ran (see Close).
+	leadDone chan struct{}
+	closeErr error
 }
 
 // Start opens the node's data_dir, starts Raft, gossip, the admin API and
@@ -324,7 +327,8 @@ func (n *Node) startLoops() {
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.leaseLoop() }()
 	n.wg.Add(1)
-	go func() { defer n.wg.Done(); n.watchLeadership() }()
+	n.leadDone = make(chan struct{})
+	go func() { defer n.wg.Done(); defer close(n.leadDone); n.watchLeadership() }()
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.gossipLoop() }()
 	n.wg.Add(1)
@@ -651,6 +655,11 @@ func (n *Node) MetricsAddr() string {
 
 // Close leaves gossip, shuts Raft down and stops every goroutine the node
 // started. It is safe to call more than once.
+// leadStopWait bounds how long Close waits for the leader's work to end
+// before it shuts Raft down anyway (a step still waiting on a DNS server
+// or a database then fails as not leader).
+const leadStopWait = 5 * time.Second
+
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
@@ -677,6 +686,18 @@ func (n *Node) Close() error {
 			_ = n.gossip.ml.Leave(time.Second)
 			errs = append(errs, n.gossip.ml.Shutdown())
 			stage("gossip")
+		}
+		if n.leadDone != nil {
+			// The leader's work ends before Raft does: hashicorp/raft
+			// takes a VerifyLeader into a buffer that its loop, once told
+			// to shut down, may leave unread, and never answers it; the
+			// work waiting on it would keep Close waiting for good. Ended
+			// first, it finds Raft still answering.
+			select {
+			case <-n.leadDone:
+			case <-time.After(leadStopWait):
+			}
+			stage("leader")
 		}
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
