@@ -467,7 +467,8 @@ func (f *FSM) recordStep(c *witnessv1.RecordStepCommand) Result {
 // were confirmed at.
 func (f *FSM) appendStep(group string, r *witnessv1.StepResult) {
 	g, _ := f.edit(group)
-	g.Status.Steps = appendBounded(g.Status.Steps, proto.Clone(r).(*witnessv1.StepResult), StepLimit)
+	// r is the decoded entry's own, held from now on as it is.
+	g.Status.Steps = appendBounded(g.Status.Steps, r, StepLimit)
 	notePrimary(g.Status, fencedPosition(g.Status, r))
 }
 
@@ -603,23 +604,30 @@ func (f *FSM) recordProposal(c *witnessv1.RecordProposalCommand) Result {
 	return Result{}
 }
 
-// countTransition adds t to the group's transition counts.
+// countTransition adds t to the group's transition counts. A count is
+// replaced, not changed in place: the held one may be shared with a
+// status handed out before (see editable).
 func countTransition(st *witnessv1.GroupStatus, t *witnessv1.Transition) {
-	for _, c := range st.GetTransitionCounts() {
+	for i, c := range st.GetTransitionCounts() {
 		if c.GetKind() == t.GetKind() && c.GetPhase() == t.GetPhase() && c.GetFromSite() == t.GetFromSite() && c.GetToSite() == t.GetToSite() {
+			c = proto.Clone(c).(*witnessv1.TransitionCount)
 			c.Count++
+			st.TransitionCounts[i] = c
 			return
 		}
 	}
 	st.TransitionCounts = append(st.TransitionCounts, &witnessv1.TransitionCount{Kind: t.GetKind(), Phase: t.GetPhase(), FromSite: t.GetFromSite(), ToSite: t.GetToSite(), Count: 1})
 }
 
+// appendBounded appends v to s, dropping the oldest beyond limit. s is
+// the edited status's own list (see shallow), so it is shifted in place.
 func appendBounded[T any](s []T, v T, limit int) []T {
-	s = append(s, v)
-	if len(s) > limit {
-		s = slices.Clone(s[len(s)-limit:])
+	if len(s) >= limit {
+		n := copy(s, s[len(s)-limit+1:])
+		clear(s[n:])
+		return append(s[:n], v)
 	}
-	return s
+	return append(s, v)
 }
 
 // SpecGeneration changes whenever a group is created, deleted or given a

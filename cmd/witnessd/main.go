@@ -53,6 +53,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	var err error
 	switch args[0] {
+	case "agent", "dev":
+		setGCDefault(os.Getenv)
+	}
+	switch args[0] {
 	case "agent":
 		err = agent(ctx, args[1:], stderr)
 	case "dev":
