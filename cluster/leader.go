@@ -25,8 +25,6 @@ const decideEvery = 250 * time.Millisecond
 func (n *Node) decide(ctx context.Context) {
 	t := n.clock.NewTimer(decideEvery)
 	defer t.Stop()
-	n.obs.keepView(true)
-	defer n.obs.keepView(false)
 	var hold siteHold
 	for {
 		select {

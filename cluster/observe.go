@@ -91,16 +91,18 @@ type wireObs struct {
 	// At and Since on the receiver's clock, the only ones it decides
 	// with (see receipt).
 	rAt, rSince int64
-	// The small fields together, where they share a word: 176 bytes an
-	// observation instead of 200, 60,000 of them at 10,000 groups.
+	// The small fields together, where they share a word.
 	Timeline  uint32
 	State     uint8
 	DB        bool
 	Streaming bool
-	// slot is the observation's place in observations.view, while
-	// viewOK.
-	slot int32
 }
+
+// obsAside is what the view holds of an observation beside its policy
+// form: when the observer checked it, by its own clock (what a later
+// delta is compared with, and this witness's own full state sends), and
+// by this witness's clock.
+type obsAside struct{ at, rAt int64 }
 
 type obsKey struct{ group, site, probe string }
 
@@ -126,17 +128,20 @@ type observations struct {
 	// changes this one missed; it must not block.
 	resync func(node string)
 
-	mu   sync.RWMutex
-	byOf map[string]map[obsKey]wireObs // observer -> observations
-	// view is every observation of byOf in the policy's form, by
-	// observer name, then group, site and probe, each at its slot. It
-	// is kept between evaluations: built again only when an observer or
-	// a key comes or goes (viewOK false until then), and otherwise
-	// changed in place by what changes an observation or its freshness,
-	// so an idle evaluation reads it (see read) and copies nothing.
+	mu sync.RWMutex
+	// byOf is, per observer, the slot of each of its observations in
+	// view. The view holds them, in the policy's form, and aside the
+	// rest of what was received: the observations are held once, and an
+	// evaluation reads them where they are (see read) and copies
+	// nothing. An observation changed is changed in its slot; a key
+	// new is added at the end, a key dropped leaves its slot empty, and
+	// until the next read sorts the view again (by observer name, then
+	// group, site and probe) and closes the gaps, viewOK is false.
+	byOf   map[string]map[obsKey]int32
 	view   []policy.Observation
+	aside  []obsAside
 	viewOK bool
-	keep   bool              // see keepView
+	empty  int               // slots emptied since the view was sorted
 	sites  map[string]string // observer -> site
 	ver    map[string]uint64 // observer -> version applied here (own: current)
 	inSync map[string]bool   // observer -> every change up to ver applied
@@ -177,7 +182,7 @@ func newObservations(self, site string, log *slog.Logger) *observations {
 	return &observations{
 		self: self, site: site, log: log,
 		inbox:   make(chan []byte, 1024),
-		byOf:    map[string]map[obsKey]wireObs{self: {}},
+		byOf:    map[string]map[obsKey]int32{self: {}},
 		sites:   map[string]string{self: site},
 		ver:     map[string]uint64{},
 		inSync:  map[string]bool{},
@@ -244,7 +249,7 @@ func (s *observations) local(o probes.Observation) {
 	w := toWire(o)
 	k := obsKey{w.Group, w.Site, w.Probe}
 	s.mu.Lock()
-	prev, had := s.byOf[s.self][k]
+	prev, had := s.get(s.byOf[s.self], k)
 	s.put(s.self, s.byOf[s.self], k, w)
 	// A database's positions are news too: the data-loss guard measures
 	// a standby against where its primary was last seen, by any witness.
@@ -266,9 +271,9 @@ func (s *observations) local(o probes.Observation) {
 func (s *observations) heartbeat(now time.Time) {
 	s.mu.Lock()
 	fresh := now.UnixNano()
-	for _, w := range s.byOf[s.self] {
-		if w.At != 0 {
-			fresh = min(fresh, w.At)
+	for _, slot := range s.byOf[s.self] {
+		if at := s.aside[slot].at; at != 0 {
+			fresh = min(fresh, at)
 		}
 	}
 	ver := s.sentVer // what the receivers can have applied
@@ -291,10 +296,10 @@ func (s *observations) setTargets(ts []probes.Target) {
 	s.names.Store(&names)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k := range s.byOf[s.self] {
+	own := s.byOf[s.self]
+	for k := range own {
 		if !keep[k] {
-			delete(s.byOf[s.self], k)
-			s.viewOK = false
+			s.drop(own, k)
 			s.ver[s.self]++
 		}
 	}
@@ -309,7 +314,8 @@ func (s *observations) full() []byte {
 	own := s.byOf[s.self]
 	var e obsEncoder
 	e.header(&msg, len(own))
-	for _, w := range own {
+	for k := range own {
+		w, _ := s.get(own, k)
 		e.obs(&w)
 	}
 	return e.buf
@@ -390,8 +396,10 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		// A new run starts empty at version 0: what the earlier run said
 		// no longer counts, and every change from version 1 on applies.
 		s.incOf[msg.Node] = msg.Inc
+		for k := range s.byOf[msg.Node] {
+			s.drop(s.byOf[msg.Node], k)
+		}
 		delete(s.byOf, msg.Node)
-		s.viewOK = false
 		delete(s.freshAt, msg.Node)
 		delete(s.ahead, msg.Node)
 		delete(s.behind, msg.Node)
@@ -428,7 +436,7 @@ func (s *observations) apply(b []byte) (recovered []string) {
 	}
 	m := s.byOf[msg.Node]
 	if m == nil {
-		m = map[obsKey]wireObs{}
+		m = map[obsKey]int32{}
 		s.byOf[msg.Node] = m
 	}
 	// A full state replaces the observer's observations in place: each
@@ -436,7 +444,7 @@ func (s *observations) apply(b []byte) (recovered []string) {
 	// sends are dropped after.
 	for _, w := range msg.Obs {
 		k := obsKey{w.Group, w.Site, w.Probe}
-		old, had := m[k]
+		old, had := s.get(m, k)
 		if had && old.At > w.At && !msg.Full {
 			continue // an older delta arriving late
 		}
@@ -459,8 +467,7 @@ func (s *observations) apply(b []byte) (recovered []string) {
 		}
 		for k := range m {
 			if !sent[k] {
-				delete(m, k)
-				s.viewOK = false
+				s.drop(m, k)
 			}
 		}
 	}
@@ -549,40 +556,69 @@ func receipt(sent, now int64) func(t int64) int64 {
 	return func(t int64) int64 { return now - max(sent-t, 0) }
 }
 
-// put holds w under k in m, node's observations, and keeps the view in
-// step: in place when k was there, built again at the next read when k
-// is new. s.mu is held.
-func (s *observations) put(node string, m map[obsKey]wireObs, k obsKey, w wireObs) {
-	old, had := m[k]
-	if !had {
-		s.viewOK = false
-		m[k] = w
+// put holds w under k in m, node's observations: in its slot when k was
+// there, in a new slot at the end of the view when k is new. s.mu is held
+// for writing.
+func (s *observations) put(node string, m map[obsKey]int32, k obsKey, w wireObs) {
+	o, a := s.policyObs(node, w), obsAside{at: w.At, rAt: w.rAt}
+	if slot, had := m[k]; had {
+		s.view[slot], s.aside[slot] = o, a
 		return
 	}
-	w.slot = old.slot
-	m[k] = w
-	if s.viewOK {
-		s.view[w.slot] = s.policyObs(node, w)
+	if s.empty > len(s.view)/2 {
+		// Keys that come and go with no read between (a witness that
+		// restarts again and again) must not grow the view for good.
+		s.build()
 	}
+	m[k] = int32(len(s.view))
+	s.view, s.aside = append(s.view, o), append(s.aside, a)
+	s.viewOK = false
+}
+
+// get is the observation held under k in m, as it was received: its
+// times are the observer's, but for Since, which is this witness's
+// (rSince) and the observer's only for this witness's own. s.mu is held.
+func (s *observations) get(m map[obsKey]int32, k obsKey) (wireObs, bool) {
+	slot, ok := m[k]
+	if !ok {
+		return wireObs{}, false
+	}
+	o, a := &s.view[slot], s.aside[slot]
+	w := wireObs{Group: o.Group, Site: o.Site, Probe: k.probe, Since: o.Since.UnixNano(), At: a.at, Role: o.Role, LagBytes: o.LagBytes,
+		LagSecond: o.LagSeconds, WAL: o.WAL, Replayed: o.Replayed, Detail: o.Detail, Node: o.Node, rAt: a.rAt,
+		Timeline: o.Timeline, State: uint8(o.State), DB: o.IsDatabase, Streaming: o.Streaming}
+	w.rSince = w.Since
+	return w, true
+}
+
+// drop lets go of the observation held under k in m: its slot is emptied,
+// and the next read closes the gap before the view is read. s.mu is held
+// for writing.
+func (s *observations) drop(m map[obsKey]int32, k obsKey) {
+	slot, ok := m[k]
+	if !ok {
+		return
+	}
+	s.view[slot], s.aside[slot] = policy.Observation{}, obsAside{}
+	delete(m, k)
+	s.empty++
+	s.viewOK = false
 }
 
 // refresh sets again the CheckedAt of node's observations in the view,
 // after what vouches for their freshness (freshAt, inSync) changed. s.mu
-// is held.
+// is held for writing.
 func (s *observations) refresh(node string) {
-	if !s.viewOK {
-		return
-	}
-	for _, w := range s.byOf[node] {
-		s.view[w.slot].CheckedAt = s.checkedAt(node, w)
+	for _, slot := range s.byOf[node] {
+		s.view[slot].CheckedAt = s.checkedAt(node, s.aside[slot].rAt)
 	}
 }
 
-// checkedAt is when w, an observation of node, was last vouched for: its
-// own check, or for another witness in sync, its last heartbeat if later.
-// s.mu is held.
-func (s *observations) checkedAt(node string, w wireObs) time.Time {
-	at := w.rAt
+// checkedAt is when an observation of node checked at rAt (this witness's
+// clock) was last vouched for: its own check, or for another witness in
+// sync, its last heartbeat if later. s.mu is held.
+func (s *observations) checkedAt(node string, rAt int64) time.Time {
+	at := rAt
 	if node != s.self && s.inSync[node] {
 		at = max(at, s.freshAt[node])
 	}
@@ -596,22 +632,21 @@ func (s *observations) checkedAt(node string, w wireObs) time.Time {
 // held.
 func (s *observations) policyObs(node string, w wireObs) policy.Observation {
 	return policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
-		Since: time.Unix(0, w.rSince), CheckedAt: s.checkedAt(node, w), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes,
+		Since: time.Unix(0, w.rSince), CheckedAt: s.checkedAt(node, w.rAt), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes,
 		LagSeconds: w.LagSecond, Streaming: w.Streaming, WAL: w.WAL, Replayed: w.Replayed, Timeline: w.Timeline, Detail: w.Detail, Node: w.Node}
 }
 
-// build makes the view again from byOf, reusing its array, and gives
-// every observation its slot. s.mu is held for writing.
+// build sorts the view again, by observer name, then group, site and
+// probe, without the empty slots, and gives every observation its new
+// slot; it refreshes what depends on the observer (its site, the
+// freshness its heartbeats vouch for). s.mu is held for writing.
 func (s *observations) build() {
 	total := 0
 	for _, m := range s.byOf {
 		total += len(m)
 	}
-	view := s.view[:0]
-	if cap(view) < total {
-		view = make([]policy.Observation, 0, total)
-	}
-	clear(view[:cap(view)]) // drop what the old view pointed to
+	view := make([]policy.Observation, 0, total)
+	aside := make([]obsAside, 0, total)
 	var keys []obsKey
 	for _, node := range slices.Sorted(maps.Keys(s.byOf)) {
 		m := s.byOf[node]
@@ -619,14 +654,16 @@ func (s *observations) build() {
 		slices.SortFunc(keys, func(a, b obsKey) int {
 			return cmp.Or(strings.Compare(a.group, b.group), strings.Compare(a.site, b.site), strings.Compare(a.probe, b.probe))
 		})
+		site := s.sites[node]
 		for _, k := range keys {
-			w := m[k]
-			w.slot = int32(len(view))
-			m[k] = w
-			view = append(view, s.policyObs(node, w))
+			slot := m[k]
+			o, a := s.view[slot], s.aside[slot]
+			o.ObserverSite, o.CheckedAt = site, s.checkedAt(node, a.rAt)
+			m[k] = int32(len(view))
+			view, aside = append(view, o), append(aside, a)
 		}
 	}
-	s.view, s.viewOK = view, true
+	s.view, s.aside, s.empty, s.viewOK = view, aside, 0, true
 }
 
 // read calls f with every observation held, in the policy's form: by
@@ -634,8 +671,7 @@ func (s *observations) build() {
 // observations come in observer order, which is all the policy's
 // counting sort by group keeps. f runs under s.mu (the view is not
 // copied): it must not keep the slice nor call into s, and changes of
-// observations wait until it returns. Unless the view is kept (see
-// keepView), it is built for f and dropped after.
+// observations wait until it returns.
 func (s *observations) read(f func([]policy.Observation)) {
 	s.mu.RLock()
 	if s.viewOK {
@@ -649,26 +685,8 @@ func (s *observations) read(f func([]policy.Observation)) {
 	if !s.viewOK {
 		s.build()
 	}
-	if !s.keep {
-		defer s.dropView()
-	}
 	f(s.view)
 }
-
-// keepView says whether the view is kept between reads: while this
-// witness leads and evaluates every 250 ms. A witness that does not lead
-// does not hold it (13 MB at 10,000 groups).
-func (s *observations) keepView(keep bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keep = keep
-	if !keep {
-		s.dropView()
-	}
-}
-
-// dropView lets the view go. s.mu is held for writing.
-func (s *observations) dropView() { s.view, s.viewOK = nil, false }
 
 // snapshot is a copy of what read gives.
 func (s *observations) snapshot() []policy.Observation {

@@ -23,12 +23,14 @@ func BenchmarkObservationsSnapshot(b *testing.B) {
 			s.local(probes.Observation{Group: fmt.Sprintf("svc-%05d", i), Site: site, State: probes.StateHealthy, Since: now, CheckedAt: now, OK: true})
 		}
 	}
+	own := s.byOf["east-1"]
 	for _, other := range []string{"west-1", "tiebreak-1"} {
-		m := map[obsKey]wireObs{}
-		for k, w := range s.byOf["east-1"] {
-			m[k] = w
-		}
+		m := map[obsKey]int32{}
 		s.byOf[other] = m
+		for k := range own {
+			w, _ := s.get(own, k)
+			s.put(other, m, k, w)
+		}
 	}
 	b.ReportAllocs()
 	for b.Loop() {

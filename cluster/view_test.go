@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"cmp"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -18,7 +19,8 @@ import (
 )
 
 // fromScratch is the policy's view of s built afresh from what s holds,
-// as the snapshot was made at every evaluation before the view was kept.
+// each observer's observations read by key (get) in the order of their
+// keys, with their observer's site and freshness as they are now.
 func fromScratch(s *observations) []policy.Observation {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -29,7 +31,7 @@ func fromScratch(s *observations) []policy.Observation {
 			return cmp.Or(strings.Compare(a.group, b.group), strings.Compare(a.site, b.site), strings.Compare(a.probe, b.probe))
 		})
 		for _, k := range keys {
-			w := m[k]
+			w, _ := s.get(m, k)
 			o := policy.Observation{Observer: node, ObserverSite: s.sites[node], Group: w.Group, Site: w.Site, State: policy.State(w.State),
 				Since: time.Unix(0, w.rSince), IsDatabase: w.DB, Role: w.Role, LagBytes: w.LagBytes, LagSeconds: w.LagSecond, Streaming: w.Streaming,
 				WAL: w.WAL, Replayed: w.Replayed, Timeline: w.Timeline, Detail: w.Detail, Node: w.Node}
@@ -54,7 +56,7 @@ func fromScratch(s *observations) []policy.Observation {
 // change.
 func TestKeptViewFollowsEveryChange(t *testing.T) {
 	s := newObservations("tiebreak-1", "tiebreak", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	s.keepView(true) // as the leader does
+
 	t0 := time.Unix(10_000, 0)
 	at := func(d time.Duration) int64 { return t0.Add(d).UnixNano() }
 	groups := []string{"a", "b", "c"}
@@ -161,5 +163,32 @@ func TestKeptViewFollowsEveryChange(t *testing.T) {
 		if diff := gocmp.Diff(step.want, decide(step.now)); diff != "" {
 			t.Errorf("step %d (%s): decisions (-want +got):\n%s", i, step.name, diff)
 		}
+	}
+}
+
+// TestViewStaysBoundedWithoutReads: keys that come and go with no read
+// between (here a witness that restarts fifty times, each run sending
+// its full state) do not grow the view for good, and the view read after
+// is the one built afresh.
+func TestViewStaysBoundedWithoutReads(t *testing.T) {
+	s := newObservations("tiebreak-1", "tiebreak", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t0 := time.Unix(10_000, 0).UnixNano()
+	const keys = 100
+	for run := range 50 {
+		var all []wireObs
+		for i := range keys {
+			all = append(all, wireObs{Group: fmt.Sprintf("g%03d", i), Site: "east", Probe: "0-tcp", State: uint8(policy.Healthy), Since: t0, At: t0 + int64(run)})
+		}
+		s.apply(msg(t, obsMsg{V: gossipVersion, Node: "west-1", Site: "west", Inc: uint64(run + 1), Ver: 1, Full: true, Sent: t0 + int64(run), Obs: all}))
+		if n := len(s.view); n > 2*keys+1 {
+			t.Fatalf("run %d: the view holds %d slots for %d observations", run, n, keys)
+		}
+	}
+	got := s.snapshot()
+	if len(got) != keys {
+		t.Fatalf("%d observations read, want %d", len(got), keys)
+	}
+	if diff := gocmp.Diff(fromScratch(s), got); diff != "" {
+		t.Errorf("view differs from one built afresh (-fresh +view):\n%s", diff)
 	}
 }

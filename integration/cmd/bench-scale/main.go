@@ -409,16 +409,30 @@ func (e *env) cutEast() {
 func (e *env) startWitnesses() error {
 	type ports struct{ raft, gossip, admin, metrics, pprof int }
 	ps := map[string]ports{}
+	// Every port is held until all are picked: a port closed at once
+	// can come back as the next one.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	for _, s := range sites {
 		var p [5]int
 		for i := range p {
-			var err error
-			if p[i], err = freePort(); err != nil {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
 				return err
 			}
+			held = append(held, l)
+			p[i] = l.Addr().(*net.TCPAddr).Port
 		}
 		ps[s] = ports{p[0], p[1], p[2], p[3], p[4]}
 	}
+	for _, l := range held {
+		l.Close()
+	}
+	held = nil
 	var voters strings.Builder
 	for _, s := range sites {
 		fmt.Fprintf(&voters, "  - {name: %s-1, raft_addr: \"127.0.0.1:%d\", gossip_addr: \"127.0.0.1:%d\"}\n", s, ps[s].raft, ps[s].gossip)
