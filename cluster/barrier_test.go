@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/sitewitness/witness/config"
 )
 
@@ -94,4 +96,45 @@ func TestAwaitBarrierBacksOff(t *testing.T) {
 			t.Errorf("awaitBarrier = %v after %d barriers, want false after 3", ok, calls)
 		}
 	})
+}
+
+// unanswered is a Raft future that is never answered until released, as
+// hashicorp/raft leaves a verification its loop took no more at shutdown.
+type unanswered struct{ release chan struct{} }
+
+func (u unanswered) Error() error  { <-u.release; return errors.New("released") }
+func (u unanswered) Index() uint64 { return 0 }
+
+// A verification of leadership that Raft never answers ends when the node
+// closes, and does not keep Close, or the leader's work waiting on it,
+// waiting for good.
+func TestVerifyLeaderEndsWhenTheNodeCloses(t *testing.T) {
+	stuck := unanswered{release: make(chan struct{})}
+	tc := newTestClusterWith(t, func(i int, o *Options) {
+		o.verifyLeader = func() raft.Future { return stuck }
+	}, "east")
+	t.Cleanup(func() { close(stuck.release) })
+	_, n := tc.leader()
+	verified := make(chan error, 1)
+	go func() { verified <- n.VerifyLeader() }()
+	select {
+	case err := <-verified:
+		t.Fatalf("VerifyLeader returned before anything answered it: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	closed := make(chan struct{})
+	go func() { tc.stop(0); close(closed) }()
+	select {
+	case err := <-verified:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("VerifyLeader at close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("VerifyLeader still waits 5s after Close began")
+	}
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close still runs 15s after it began")
+	}
 }

@@ -103,6 +103,9 @@ type Options struct {
 	// barrier, if set, stands in for Raft's barrier of a new leader, so
 	// tests can make it fail.
 	barrier func(timeout time.Duration) error
+	// verifyLeader, if set, stands in for Raft's VerifyLeader, so tests
+	// can leave a verification unanswered.
+	verifyLeader func() raft.Future
 	// beforeApply, if set, runs in the state machine's goroutine before
 	// each entry is applied, so tests can hold an entry between Raft's
 	// hand-over and the state machine.
@@ -773,9 +776,25 @@ func (n *Node) WaitLeader(ctx context.Context) (name string, err error) {
 	}
 }
 
-// VerifyLeader confirms with a quorum that this node still leads.
+// VerifyLeader confirms with a quorum that this node still leads. It
+// returns ErrClosed once the node closes, answered or not: hashicorp/raft
+// takes a verification into a buffer that its loop, told to shut down,
+// may leave unread, and then never answers it.
 func (n *Node) VerifyLeader() error {
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	verify := n.raft.VerifyLeader
+	if n.opts.verifyLeader != nil {
+		verify = n.opts.verifyLeader
+	}
+	f := verify()
+	answer := make(chan error, 1)
+	go func() { answer <- f.Error() }()
+	var err error
+	select {
+	case err = <-answer:
+	case <-n.ctx.Done():
+		return fmt.Errorf("verify leadership: %w", ErrClosed)
+	}
+	if err != nil {
 		name, admin := n.Leader()
 		return fmt.Errorf("verify leadership: %w", &NotLeaderError{Leader: name, LeaderAdmin: admin})
 	}
