@@ -656,13 +656,13 @@ func (n *Node) MetricsAddr() string {
 	return n.metricsLis.Addr().String()
 }
 
-// Close leaves gossip, shuts Raft down and stops every goroutine the node
-// started. It is safe to call more than once.
 // leadStopWait bounds how long Close waits for the leader's work to end
 // before it shuts Raft down anyway (a step still waiting on a DNS server
 // or a database then fails as not leader).
 const leadStopWait = 5 * time.Second
 
+// Close leaves gossip, shuts Raft down and stops every goroutine the node
+// started. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
